@@ -8,7 +8,7 @@ PACKAGES=(
   libboost1.81-dev libboost-json1.81-dev
   libsodium-dev libsqlite3-dev sqlite3 libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev libtomlplusplus-dev libfmt-dev libxxhash-dev
+  libcli11-dev libtomlplusplus-dev libfmt-dev libxxhash-dev zlib1g-dev
   fortunes-min fortunes
   curl
 )

@@ -1,0 +1,20 @@
+#pragma once
+// Helpers shared by the subcommands: loading the config (or defaults) and opening stores.
+
+#include <memory>
+#include <string>
+
+#include "moat/status.h"
+#include "server/config.h"
+#include "store/account_store.h"
+
+namespace moat::cli {
+
+// Loads `path`; when `path` is empty, loads ./moat.toml if it exists, else the defaults.
+moat::StatusOr<server::GatewayConfig> LoadConfigOrDefaults(const std::string& path);
+// Creates the data directory and opens the account store named by the config.
+moat::StatusOr<std::unique_ptr<store::AccountStore>> OpenAccountStore(const server::GatewayConfig& config);
+// Prints "error: <message>" to stderr and returns the exit code for the status.
+int Fail(const moat::Status& status);
+
+}  // namespace moat::cli

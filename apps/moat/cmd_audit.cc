@@ -1,0 +1,97 @@
+// moat audit verify | export
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "audit/audit_export.h"
+#include "audit/audit_verify.h"
+#include "cli_common.h"
+#include "commands.h"
+
+namespace moat::cli {
+namespace {
+
+struct Opts {
+  std::string config, db, pubkey, since, format = "jsonl";
+};
+
+// Accepts ns since the epoch, "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SSZ", or a relative "24h"/"7d"/"30m".
+moat::StatusOr<int64_t> ParseSince(const std::string& s) {
+  if (s.empty()) return int64_t{0};
+  if (std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<int64_t>(std::stoll(s));
+  char unit = s.back();
+  std::string num = s.substr(0, s.size() - 1);
+  if ((unit == 'h' || unit == 'd' || unit == 'm') && !num.empty() && std::all_of(num.begin(), num.end(), ::isdigit)) {
+    int64_t secs = std::stoll(num) * (unit == 'd' ? 86400 : unit == 'h' ? 3600 : 60);
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() - secs * 1'000'000'000;
+  }
+  std::tm tm{};
+  std::istringstream in(s);
+  if (s.size() == 10) {
+    in >> std::get_time(&tm, "%Y-%m-%d");
+  } else {
+    in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+  }
+  if (in.fail()) return moat::InvalidArgumentError("--since must be ns since the epoch, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or a duration like 24h: " + s);
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+}
+
+std::string ReadPublicKey(const std::string& path) {
+  std::ifstream in(path);
+  std::string hex;
+  in >> hex;
+  return hex;
+}
+
+}  // namespace
+
+void AddAuditCommands(CLI::App& app) {
+  auto opts = std::make_shared<Opts>();
+  auto* audit = app.add_subcommand("audit", "Verify and export the tamper-evident audit log");
+  audit->require_subcommand(1);
+
+  auto* verify = audit->add_subcommand("verify", "Check the hash chain and signed checkpoints");
+  verify->add_option("--config,-c", opts->config, "Config file (default ./moat.toml or defaults)");
+  verify->add_option("--db", opts->db, "Audit database (default: from the config)");
+  verify->add_option("--pubkey", opts->pubkey, "Ed25519 public key file, hex (default: <signing key>.pub)");
+  verify->callback([opts] {
+    auto cfg = LoadConfigOrDefaults(opts->config);
+    if (!cfg.ok()) std::exit(Fail(cfg.status()));
+    std::string db = opts->db.empty() ? cfg->storage.audit_db : opts->db;
+    std::string pub_path = opts->pubkey.empty() ? cfg->storage.audit_signing_key + ".pub" : opts->pubkey;
+    std::string pub = ReadPublicKey(pub_path);
+    if (pub.empty()) std::exit(Fail(moat::NotFoundError("cannot read the public key " + pub_path)));
+    auto report = audit::VerifyChain(db, pub);
+    if (!report.ok()) std::exit(Fail(report.status()));
+    if (report->ok) {
+      std::cout << "OK: " << report->records << " records, " << report->checkpoints
+                << " signed checkpoints verified (last signed seq " << report->last_checkpoint_seq << ")\n";
+      std::exit(0);
+    }
+    std::cout << "BROKEN at seq " << report->first_broken_seq << ": " << report->problem << "\n"
+              << report->records << " records before it verified\n";
+    std::exit(4);
+  });
+
+  auto* exp = audit->add_subcommand("export", "Stream audit records out");
+  exp->add_option("--config,-c", opts->config, "Config file");
+  exp->add_option("--db", opts->db, "Audit database (default: from the config)");
+  exp->add_option("--since", opts->since, "Only records at or after: ns, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ, or 24h/7d");
+  exp->add_option("--format", opts->format, "Output format (jsonl)")->check(CLI::IsMember({"jsonl"}));
+  exp->callback([opts] {
+    auto cfg = LoadConfigOrDefaults(opts->config);
+    if (!cfg.ok()) std::exit(Fail(cfg.status()));
+    auto since = ParseSince(opts->since);
+    if (!since.ok()) std::exit(Fail(since.status()));
+    std::string db = opts->db.empty() ? cfg->storage.audit_db : opts->db;
+    auto st = audit::ExportJsonl(db, *since, std::cout);
+    std::cout.flush();
+    std::exit(st.ok() ? 0 : Fail(st));
+  });
+}
+
+}  // namespace moat::cli

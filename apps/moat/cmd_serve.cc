@@ -1,0 +1,152 @@
+// moat serve: wires the config, stores, filters, backends and the HTTP server together.
+#include <signal.h>
+#include <sodium.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "audit/audit_log.h"
+#include "cli_common.h"
+#include "commands.h"
+#include "common/metrics.h"
+#include "filters/auth/auth_filter.h"
+#include "filters/ratelimit/ratelimit_filter.h"
+#include "server/admin_api.h"
+#include "server/gateway.h"
+#include "server/http_server.h"
+#include "server/upstream_backend.h"
+#include "server/validate_filter.h"
+
+namespace moat::cli {
+namespace {
+
+struct ServeOpts {
+  std::string config = "moat.toml";
+  std::string port_file;
+  int port = -1;
+};
+
+ratelimit::Rate PerMinute(double v) { return ratelimit::Rate{v, v}; }
+
+std::map<std::string, ratelimit::TierLimits> ToTierLimits(const std::map<std::string, server::TierLimitsConfig>& in) {
+  std::map<std::string, ratelimit::TierLimits> out;
+  for (const auto& [tier, l] : in) {
+    ratelimit::TierLimits t;
+    t.key_requests = PerMinute(l.key_rpm);
+    t.key_tokens = PerMinute(l.key_tpm);
+    t.account_requests = PerMinute(l.account_rpm);
+    t.account_tokens = PerMinute(l.account_tpm);
+    t.ip_requests = PerMinute(l.ip_rpm);
+    t.ip_tokens = PerMinute(l.ip_tpm);
+    t.prefix_requests = PerMinute(l.prefix_rpm);
+    t.prefix_tokens = PerMinute(l.prefix_tpm);
+    out[tier] = t;
+  }
+  return out;
+}
+
+int Serve(const ServeOpts& opts) {
+  auto cfg_or = server::LoadGatewayConfig(opts.config);
+  if (!cfg_or.ok()) return Fail(cfg_or.status());
+  server::GatewayConfig cfg = std::move(*cfg_or);
+  if (auto s = server::RequireServable(cfg); !s.ok()) return Fail(s);
+  if (opts.port >= 0) cfg.server.port = static_cast<uint16_t>(opts.port);
+
+  // Block the stop signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto accounts = OpenAccountStore(cfg);
+  if (!accounts.ok()) return Fail(accounts.status());
+
+  audit::AuditLogOptions aopts;
+  aopts.db_path = cfg.storage.audit_db;
+  aopts.signing_key_path = cfg.storage.audit_signing_key;
+  aopts.checkpoint_every = cfg.audit.checkpoint_every;
+  auto audit_log = audit::AuditLog::Open(aopts);
+  if (!audit_log.ok()) return Fail(audit_log.status());
+
+  MetricsRegistry metrics;
+  const int workers = server::HttpServer::WorkerCount(cfg.server);
+
+  server::GatewayParts parts;
+  parts.config = &cfg;
+  parts.metrics = &metrics;
+  parts.clock = SystemClock::Get();
+  parts.audit = audit_log->get();
+  std::set<std::string> model_names;
+  for (const auto& m : cfg.models) {
+    model_names.insert(m.name);
+    if (m.backend == "upstream") {
+      auto b = server::UpstreamBackend::Create(m, workers, &metrics);
+      if (!b.ok()) return Fail(b.status());
+      parts.backends[m.name] = std::move(*b);
+    } else {
+      return Fail(moat::UnimplementedError(
+          "model \"" + m.name + "\": backend = \"builtin\" is not available in this build yet; "
+          "use backend = \"upstream\" (see README)"));
+    }
+  }
+  parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics));
+  parts.filters.push_back(std::make_unique<server::RequestValidationFilterFactory>(
+      model_names, cfg.server.default_max_tokens, cfg.server.max_tokens_limit, cfg.server.end_user_header));
+  parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
+      std::make_unique<ratelimit::QuotaEnforcer>(SystemClock::Get(), ToTierLimits(cfg.limits), 200'000),
+      &metrics));
+  std::unique_ptr<server::AdminApi> admin;
+  if (!cfg.server.admin_token.empty()) {
+    admin = std::make_unique<server::AdminApi>(accounts->get(), cfg.server.admin_token);
+    parts.admin = admin.get();
+  }
+
+  server::Gateway gateway(std::move(parts));
+  server::HttpServer http(cfg.server, &gateway);
+  if (auto s = http.Start(); !s.ok()) return Fail(s);
+  std::cerr << "moat: listening on http://" << cfg.server.host << ":" << http.port() << " with "
+            << http.workers() << " worker threads, " << cfg.models.size() << " model(s)\n";
+  if (!opts.port_file.empty()) {
+    std::string tmp = opts.port_file + ".tmp";
+    std::ofstream(tmp) << http.port() << "\n";
+    std::filesystem::rename(tmp, opts.port_file);
+  }
+
+  // Accounts and keys changed by `moat account|key ...` in another process show up here.
+  std::atomic<bool> done{false};
+  std::thread refresher([&] {
+    while (!done.load()) {
+      for (int i = 0; i < 10 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto s = (*accounts)->RefreshIfChanged();
+      if (!s.ok()) std::cerr << "moat: account refresh failed: " << s.message() << "\n";
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::cerr << "moat: signal " << sig << ", draining\n";
+  http.Stop(10'000);
+  http.Wait();
+  done.store(true);
+  refresher.join();
+  audit_log->reset();  // commits what is queued and signs a final checkpoint
+  std::cerr << "moat: stopped\n";
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app) {
+  auto opts = std::make_shared<ServeOpts>();
+  auto* serve = app.add_subcommand("serve", "Run the gateway");
+  serve->add_option("--config,-c", opts->config, "Config file")->capture_default_str();
+  serve->add_option("--port", opts->port, "Override server.listen's port (0: any free port)");
+  serve->add_option("--port-file", opts->port_file, "Write the bound port to this file once listening");
+  serve->callback([opts] { std::exit(Serve(*opts)); });
+}
+
+}  // namespace moat::cli

@@ -1,0 +1,57 @@
+#pragma once
+// The contract between the gateway (or the traffic benchmark) and the behavioural detection
+// engine: one RequestEvent in, one Verdict out, in time order.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace moat::detect {
+
+// One API request as the gateway sees it after authentication.
+struct RequestEvent {
+  int64_t time_ns = 0;     // nanoseconds since the Unix epoch (simulated or real clock)
+  std::string account_id;  // the authenticated account
+  std::string key_id;      // the API key used (an account may hold several)
+  std::string end_user;    // the OpenAI `user` field, "" when absent
+  std::string client_ip;
+  std::string user_agent;
+  std::vector<std::pair<std::string, std::string>> headers;  // other request headers, lower-case names
+  std::string endpoint;   // e.g. "/v1/chat/completions"
+  std::string body_json;  // raw OpenAI request body
+};
+
+// The policy verdict, ordered by severity.
+enum class Action { kAllow, kThrottle, kDegrade, kStepUp, kBlock };
+
+// "allow", "throttle", "degrade", "step_up", "block".
+inline std::string_view ActionName(Action action) {
+  switch (action) {
+    case Action::kAllow: return "allow";
+    case Action::kThrottle: return "throttle";
+    case Action::kDegrade: return "degrade";
+    case Action::kStepUp: return "step_up";
+    case Action::kBlock: return "block";
+  }
+  return "unknown";
+}
+
+struct Verdict {
+  Action action = Action::kAllow;
+  double account_score = 0;   // risk of this account, in [0, 1]
+  double campaign_score = 0;  // risk of the campaign the account is linked to, in [0, 1]
+  std::string campaign_id;    // the linked campaign, "" when none
+  std::vector<std::string> reasons;  // human-readable explanations of the verdict
+};
+
+// The behavioural detection engine: observes every request in time order and returns the
+// policy verdict for it. Implementations must be thread-safe.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Verdict Observe(const RequestEvent& event) = 0;
+};
+
+}  // namespace moat::detect

@@ -1,0 +1,122 @@
+#pragma once
+// The request pipeline's filter interface, in the style of Envoy's HTTP filters.
+//
+// A request flows through: auth -> rate limit -> [analysis, policy] -> backend ->
+// [response filters] -> audit. Each stage is a Filter created per request by its
+// FilterFactory (built once at start-up from the config and shared read-only by all
+// threads). Filters never touch the server's control flow: they answer with a closed
+// FilterStatus, and when they stop a request they fill RequestContext::local_reply.
+// See docs/architecture.md.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/json/object.hpp>
+
+namespace moat {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// An error answered by the gateway itself, in the OpenAI error format:
+// {"error": {"message", "type", "param", "code"}}.
+struct LocalReply {
+  int http_status = 500;
+  std::string type;     // e.g. "rate_limit_error"
+  std::string code;     // e.g. "rate_limit_exceeded"
+  std::string message;  // human-readable, actionable
+  HeaderList headers;   // extra headers, e.g. Retry-After
+};
+
+// Everything the pipeline knows about one request. Owned by the server's request handler;
+// filters read and write it in pipeline order on one thread at a time.
+struct RequestContext {
+  // --- Set by the server before the chain runs.
+  std::string request_id;
+  int64_t start_ns = 0;      // arrival, ns since the Unix epoch (from the Clock)
+  std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
+  std::string peer_ip;       // the socket's peer address
+  std::string client_ip;     // peer_ip, or X-Forwarded-For's client when the peer is trusted
+  std::string user_agent;
+  HeaderList headers;        // request headers, names lower-cased
+  std::string bearer_token;  // the presented API key ("" when missing)
+  boost::json::object body;  // the parsed request body (forwarded after filters may edit it)
+  std::string body_error;    // why the body is not a JSON object ("" when it parsed)
+  std::string model;         // body["model"]
+  bool stream = false;       // body["stream"]
+  int64_t max_tokens = 0;    // effective max_tokens (the gateway fills the default when absent)
+  int64_t prompt_tokens_estimate = 0;  // estimated before forwarding, for token reservations
+
+  // --- Set by the auth filter.
+  std::string account_id;
+  std::string org_id;
+  std::string key_id;
+  std::string tier;
+  std::string end_user;  // OpenAI `user` field or the configured end-user header
+
+  // --- Set by analysis / policy filters (later issues).
+  std::string verdict = "allow";
+  std::string action = "allow";
+  std::vector<std::string> reasons;
+  std::string watermark_key_id;
+
+  // --- Set by the backend as the response is produced.
+  int http_status = 0;
+  std::string error_code;          // OpenAI error code when the request failed
+  int64_t prompt_tokens = 0;       // real usage when known, else our own count
+  int64_t completion_tokens = 0;
+  bool usage_from_upstream = false;
+  std::string completion_text;     // concatenated output text (for audit and watermark)
+  HeaderList response_headers;     // extra headers filters add to the client's response
+
+  // --- Set by a filter that stops the request.
+  std::optional<LocalReply> local_reply;
+
+  const std::string* FindHeader(std::string_view lower_name) const {
+    for (const auto& [k, v] : headers)
+      if (k == lower_name) return &v;
+    return nullptr;
+  }
+};
+
+enum class FilterStatus {
+  kContinue,  // pass the request to the next stage
+  kStop,      // stop here; ctx.local_reply holds the answer
+};
+
+// One stage's per-request state and hooks. Created by FilterFactory::Create for each request.
+class Filter {
+ public:
+  virtual ~Filter() = default;
+  // Before the backend. Returns kStop with ctx.local_reply set to answer the request itself.
+  virtual FilterStatus OnRequest(RequestContext& ctx) = 0;
+  // During a streamed response, after each event that added output tokens
+  // (ctx.completion_tokens is up to date). Returning kStop ends the stream with an error
+  // event built from ctx.local_reply.
+  virtual FilterStatus OnStreamProgress(RequestContext& ctx) { return FilterStatus::kContinue; }
+  // Exactly once per request that reached this filter's OnRequest, after the response is
+  // complete or failed (in reverse pipeline order), before the audit record is written.
+  virtual void OnComplete(RequestContext& ctx) {}
+};
+
+// Builds a stage's per-request filters. Immutable after start-up; shared by all threads.
+class FilterFactory {
+ public:
+  virtual ~FilterFactory() = default;
+  virtual std::string_view name() const = 0;
+  virtual std::unique_ptr<Filter> Create() const = 0;
+};
+
+// Fills ctx.local_reply and returns kStop: the one way filters refuse a request.
+inline FilterStatus StopWith(RequestContext& ctx, int http_status, std::string type,
+                             std::string code, std::string message, HeaderList headers = {}) {
+  ctx.local_reply = LocalReply{http_status, std::move(type), std::move(code), std::move(message),
+                               std::move(headers)};
+  return FilterStatus::kStop;
+}
+
+}  // namespace moat

@@ -1,0 +1,168 @@
+#include "audit/audit_export.h"
+
+#include <sodium.h>
+
+#include <boost/json/serialize.hpp>
+
+#include "audit/audit_hash.h"
+#include "audit/audit_schema.h"
+#include "audit/audit_sqlite.h"
+
+namespace moat::audit {
+namespace {
+
+// Length of the well-formed UTF-8 sequence starting at s[i], or 0 if it is malformed.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;  // no overlongs
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;  // no overlongs
+    if (c == 0xF4) hi = 0x8F;  // <= U+10FFFF
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; ++k) {
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return 0;
+  }
+  return n;
+}
+
+// `s` with every byte that starts no well-formed sequence replaced by U+FFFD.
+std::string ReplaceInvalidUtf8(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+std::string Base64(std::string_view bytes) {
+  const int variant = sodium_base64_VARIANT_ORIGINAL;
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), variant);
+  out.resize(out.size() - 1);  // drop the terminating NUL
+  return out;
+}
+
+void PutString(boost::json::object& obj, std::string_view key, std::string_view value) {
+  if (IsValidUtf8(value)) {
+    obj[key] = value;
+    return;
+  }
+  obj[key] = ReplaceInvalidUtf8(value);
+  obj[std::string(key) + "_base64"] = Base64(value);
+}
+
+}  // namespace
+
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+boost::json::object RecordToJson(const AuditRecord& r) {
+  boost::json::object o;
+  o["seq"] = r.seq;
+  PutString(o, "prev_hash", r.prev_hash);
+  PutString(o, "record_hash", r.record_hash);
+  o["time_ns"] = r.time_ns;
+  PutString(o, "request_id", r.request_id);
+  PutString(o, "account_id", r.account_id);
+  PutString(o, "org_id", r.org_id);
+  PutString(o, "end_user", r.end_user);
+  PutString(o, "key_id", r.key_id);
+  PutString(o, "client_ip", r.client_ip);
+  PutString(o, "user_agent", r.user_agent);
+  PutString(o, "endpoint", r.endpoint);
+  PutString(o, "model", r.model);
+  PutString(o, "params_json", r.params_json);
+  o["stream"] = r.stream;
+  o["prompt_tokens"] = r.prompt_tokens;
+  o["completion_tokens"] = r.completion_tokens;
+  o["latency_ms"] = r.latency_ms;
+  o["http_status"] = r.http_status;
+  PutString(o, "error_code", r.error_code);
+  PutString(o, "verdict", r.verdict);
+  PutString(o, "action", r.action);
+  PutString(o, "reasons_json", r.reasons_json);
+  PutString(o, "watermark_key_id", r.watermark_key_id);
+  PutString(o, "retention", r.retention);
+  PutString(o, "prompt_text", r.prompt_text);
+  PutString(o, "completion_text", r.completion_text);
+  return o;
+}
+
+Status ExportJsonl(const std::string& db_path, int64_t since_ns, std::ostream& out) {
+  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows,
+                        db->Prepare(SelectRecordsSql() + "WHERE time_ns >= ? ORDER BY seq"));
+  rows.BindInt64(1, since_ns);
+  for (;;) {
+    MOAT_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    out << boost::json::serialize(RecordToJson(ReadRecord(rows))) << '\n';
+    if (!out) return InternalError("audit export: writing the output failed");
+  }
+  out.flush();
+  if (!out) return InternalError("audit export: writing the output failed");
+  return Status::Ok();
+}
+
+std::string ApplyRetention(TextRetention retention, std::string_view text) {
+  switch (retention) {
+    case TextRetention::kFull:
+      return std::string(text);
+    case TextRetention::kHashOnly:
+      return Sha256Hex(text);
+    case TextRetention::kNone:
+      return std::string();
+  }
+  return std::string();
+}
+
+StatusOr<TextRetention> ParseRetention(std::string_view s) {
+  if (s == "full") return TextRetention::kFull;
+  if (s == "hash-only") return TextRetention::kHashOnly;
+  if (s == "none") return TextRetention::kNone;
+  return InvalidArgumentError("unknown text retention \"" + std::string(s) +
+                              "\" (expected full, hash-only or none)");
+}
+
+std::string_view RetentionName(TextRetention retention) {
+  switch (retention) {
+    case TextRetention::kFull:
+      return "full";
+    case TextRetention::kHashOnly:
+      return "hash-only";
+    case TextRetention::kNone:
+      return "none";
+  }
+  return "none";
+}
+
+}  // namespace moat::audit

@@ -1,0 +1,309 @@
+#include "audit/audit_log.h"
+
+#include <cmath>
+#include <exception>
+#include <utility>
+
+#include "audit/audit_hash.h"
+#include "audit/audit_schema.h"
+#include "audit/audit_sqlite.h"
+#include "audit/signing_key.h"
+
+namespace moat::audit {
+
+// Everything the writer thread touches while committing; no locking needed.
+struct AuditLog::Writer {
+  std::unique_ptr<SqliteDb> db;
+  SqliteStmt begin, commit, rollback, insert_record, insert_checkpoint, read_head;
+  SigningKey key;
+  const Clock* clock;
+  int64_t checkpoint_every;
+  int64_t head_seq = 0;                  // last committed seq
+  std::string head_hash = kGenesisHash;  // last committed record_hash
+  int64_t last_checkpoint_seq = 0;
+
+  Writer(SigningKey k, const Clock* c, int64_t every)
+      : key(std::move(k)), clock(c), checkpoint_every(every) {}
+
+  Status InsertCheckpoint(int64_t seq, const std::string& record_hash) {
+    int64_t now = clock->NowNanos();
+    insert_checkpoint.Reset();
+    insert_checkpoint.BindInt64(1, seq);
+    insert_checkpoint.BindText(2, record_hash);
+    insert_checkpoint.BindInt64(3, now);
+    insert_checkpoint.BindText(4, key.SignHex(CheckpointMessage(seq, now, record_hash)));
+    MOAT_RETURN_IF_ERROR(insert_checkpoint.Run());
+    last_checkpoint_seq = seq;
+    return Status::Ok();
+  }
+
+  // Commits `batch`, setting statuses[i] for batch[i]. The whole batch goes in one
+  // transaction; if that fails, each record is retried in a transaction of its own so that one
+  // unstorable record does not fail the requests batched with it.
+  void Commit(std::vector<Pending>& batch, std::vector<Status>& statuses) {
+    statuses.assign(batch.size(), Status::Ok());
+    Status s = CommitRange(batch, 0, batch.size());
+    if (s.ok()) return;
+    if (batch.size() == 1) {
+      statuses[0] = s;
+      return;
+    }
+    for (size_t i = 0; i < batch.size(); ++i) statuses[i] = CommitRange(batch, i, i + 1);
+  }
+
+  // Chains and inserts batch[begin, end) in one transaction. On failure nothing is committed
+  // and the chain head is unchanged.
+  Status CommitRange(std::vector<Pending>& batch, size_t from, size_t to) {
+    const int64_t saved_seq = head_seq;
+    const std::string saved_hash = head_hash;
+    const int64_t saved_checkpoint = last_checkpoint_seq;
+    Status s = WriteRange(batch, from, to);
+    if (!s.ok()) {
+      rollback.Reset();
+      (void)rollback.Run();  // fails harmlessly when BEGIN itself failed
+      head_seq = saved_seq;
+      head_hash = saved_hash;
+      last_checkpoint_seq = saved_checkpoint;
+    }
+    return s;
+  }
+
+  // Re-reads the chain head inside the write transaction, so a second writer on the same file
+  // (another gateway process) extends the chain instead of forking it.
+  Status ReloadHead() {
+    read_head.Reset();
+    MOAT_ASSIGN_OR_RETURN(bool row, read_head.Step());
+    if (row) {
+      head_seq = read_head.ColumnInt64(0);
+      head_hash = read_head.ColumnText(1);
+    } else {
+      head_seq = 0;
+      head_hash = kGenesisHash;
+    }
+    read_head.Reset();
+    return Status::Ok();
+  }
+
+  Status WriteRange(std::vector<Pending>& batch, size_t from, size_t to) {
+    begin.Reset();
+    MOAT_RETURN_IF_ERROR(begin.Run());
+    MOAT_RETURN_IF_ERROR(ReloadHead());
+    for (size_t i = from; i < to; ++i) {
+      AuditRecord& r = batch[i].record;
+      Normalize(r);
+      r.seq = head_seq + 1;
+      r.prev_hash = head_hash;
+      r.record_hash = ComputeRecordHash(r);
+      insert_record.Reset();
+      BindRecord(insert_record, r);
+      MOAT_RETURN_IF_ERROR(insert_record.Run());
+      head_seq = r.seq;
+      head_hash = r.record_hash;
+      if (checkpoint_every > 0 && head_seq % checkpoint_every == 0) {
+        MOAT_RETURN_IF_ERROR(InsertCheckpoint(head_seq, head_hash));
+      }
+    }
+    commit.Reset();
+    return commit.Run();
+  }
+
+  // SQLite stores NaN as NULL, which the schema rejects, and JSON has no infinities: a
+  // non-finite latency is recorded as -1 before it is hashed.
+  static void Normalize(AuditRecord& r) {
+    if (!std::isfinite(r.latency_ms)) r.latency_ms = -1;
+  }
+
+  // Signs the chain head if it is not signed yet (clean shutdown).
+  Status FinalCheckpoint() {
+    begin.Reset();
+    MOAT_RETURN_IF_ERROR(begin.Run());
+    Status s = ReloadHead();
+    if (s.ok() && head_seq != 0 && head_seq != last_checkpoint_seq) {
+      s = InsertCheckpoint(head_seq, head_hash);
+    }
+    if (s.ok()) {
+      commit.Reset();
+      s = commit.Run();
+    }
+    if (!s.ok()) {
+      rollback.Reset();
+      (void)rollback.Run();
+    }
+    return s;
+  }
+};
+
+namespace {
+
+Status ConfigureDatabase(SqliteDb& db) {
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt wal, db.Prepare("PRAGMA journal_mode=WAL"));
+  MOAT_ASSIGN_OR_RETURN(bool row, wal.Step());
+  if (!row || wal.ColumnText(0) != "wal") {
+    return FailedPreconditionError("audit database could not be switched to WAL mode");
+  }
+  return db.Exec("PRAGMA synchronous=NORMAL;");
+}
+
+// Reads a single-string value from audit_meta ("" when absent).
+StatusOr<std::string> ReadMeta(SqliteDb& db, const std::string& key) {
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt q, db.Prepare("SELECT value FROM audit_meta WHERE key = ?"));
+  q.BindText(1, key);
+  MOAT_ASSIGN_OR_RETURN(bool row, q.Step());
+  return row ? q.ColumnText(0) : std::string();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& options) {
+  if (options.db_path.empty()) return InvalidArgumentError("audit db_path is empty");
+  if (options.signing_key_path.empty()) return InvalidArgumentError("audit signing key is empty");
+  MOAT_ASSIGN_OR_RETURN(SigningKey key, SigningKey::LoadOrCreate(options.signing_key_path));
+  const Clock* clock = options.clock ? options.clock : SystemClock::Get();
+  auto w = std::make_unique<Writer>(key, clock, options.checkpoint_every);
+  const std::string pub = key.public_key_hex();
+
+  MOAT_ASSIGN_OR_RETURN(w->db, SqliteDb::Open(options.db_path, SqliteDb::Mode::kReadWriteCreate));
+  SqliteDb& db = *w->db;
+  MOAT_RETURN_IF_ERROR(ConfigureDatabase(db));
+  MOAT_RETURN_IF_ERROR(CreateSchema(db));
+
+  // The database remembers which key signed it, so a lost or swapped key file is noticed now
+  // rather than at the next `moat audit verify`.
+  MOAT_ASSIGN_OR_RETURN(std::string stored_pub, ReadMeta(db, "public_key"));
+  if (stored_pub.empty()) {
+    MOAT_ASSIGN_OR_RETURN(
+        SqliteStmt put, db.Prepare("INSERT INTO audit_meta(key, value) VALUES ('public_key', ?)"));
+    put.BindText(1, pub);
+    MOAT_RETURN_IF_ERROR(put.Run());
+  } else if (stored_pub != pub) {
+    return FailedPreconditionError("audit database " + options.db_path +
+                                   " is signed with public key " + stored_pub + " but " +
+                                   options.signing_key_path + " holds " + pub);
+  }
+
+  // Recover the chain head. A crash mid-batch left no partial transaction behind.
+  {
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt head,
+                          db.Prepare("SELECT seq, record_hash FROM records ORDER BY seq DESC "
+                                     "LIMIT 1"));
+    MOAT_ASSIGN_OR_RETURN(bool row, head.Step());
+    if (row) {
+      w->head_seq = head.ColumnInt64(0);
+      w->head_hash = head.ColumnText(1);
+    }
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt cp,
+                          db.Prepare("SELECT COALESCE(MAX(seq), 0) FROM checkpoints"));
+    MOAT_ASSIGN_OR_RETURN(bool cp_row, cp.Step());
+    if (cp_row) w->last_checkpoint_seq = cp.ColumnInt64(0);
+  }
+
+  MOAT_ASSIGN_OR_RETURN(w->read_head, db.Prepare("SELECT seq, record_hash FROM records ORDER BY "
+                                                 "seq DESC LIMIT 1"));
+  MOAT_ASSIGN_OR_RETURN(w->begin, db.Prepare("BEGIN IMMEDIATE"));
+  MOAT_ASSIGN_OR_RETURN(w->commit, db.Prepare("COMMIT"));
+  MOAT_ASSIGN_OR_RETURN(w->rollback, db.Prepare("ROLLBACK"));
+  MOAT_ASSIGN_OR_RETURN(w->insert_record, db.Prepare(InsertRecordSql()));
+  MOAT_ASSIGN_OR_RETURN(w->insert_checkpoint,
+                        db.Prepare("INSERT OR IGNORE INTO checkpoints(seq, record_hash, time_ns, "
+                                   "signature) "
+                                   "VALUES (?, ?, ?, ?)"));
+  return std::unique_ptr<AuditLog>(new AuditLog(options, std::move(w), pub));
+}
+
+AuditLog::AuditLog(AuditLogOptions options, std::unique_ptr<Writer> writer,
+                   std::string public_key_hex)
+    : options_(std::move(options)),
+      public_key_hex_(std::move(public_key_hex)),
+      writer_(std::move(writer)) {
+  last_seq_ = writer_->head_seq;
+  thread_ = std::thread([this] { WriterLoop(); });
+}
+
+AuditLog::~AuditLog() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_one();
+  thread_.join();
+}
+
+Status AuditLog::Append(AuditRecord record, DurableCallback on_durable) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return FailedPreconditionError("audit log is shutting down");
+    if (queue_.size() >= options_.max_queue) {
+      return ResourceExhaustedError("audit queue is full (" + std::to_string(queue_.size()) +
+                                    " records waiting)");
+    }
+    queue_.push_back(Pending{std::move(record), std::move(on_durable)});
+    ++enqueued_;
+  }
+  work_cv_.notify_one();
+  return Status::Ok();
+}
+
+void AuditLog::WriterLoop() {
+  std::vector<Pending> batch;
+  std::vector<Status> statuses;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) break;  // stopping and drained
+      batch.swap(queue_);         // group commit: take everything waiting
+    }
+    writer_->Commit(batch, statuses);
+    uint64_t ok_count = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      ok_count += statuses[i].ok();
+      if (!batch[i].on_durable) continue;
+      try {
+        batch[i].on_durable(statuses[i]);
+      } catch (const std::exception&) {
+        // A throwing callback must not kill the writer; the record itself is unaffected.
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      processed_ += batch.size();
+      written_ += ok_count;
+      if (ok_count > 0) ++batches_;
+      last_seq_ = writer_->head_seq;
+    }
+    done_cv_.notify_all();
+    batch.clear();
+  }
+  (void)writer_->FinalCheckpoint();
+  writer_.reset();  // closes the database on the thread that used it
+}
+
+void AuditLog::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = enqueued_;
+  done_cv_.wait(lock, [&] { return processed_ >= target; });
+}
+
+size_t AuditLog::queue_depth() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+uint64_t AuditLog::records_written() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return written_;
+}
+
+uint64_t AuditLog::batches_committed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return batches_;
+}
+
+int64_t AuditLog::last_seq() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_seq_;
+}
+
+std::string AuditLog::public_key_hex() const { return public_key_hex_; }
+
+}  // namespace moat::audit

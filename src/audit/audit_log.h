@@ -1,0 +1,98 @@
+#pragma once
+// AuditLog: the tamper-evident audit log writer. Callers queue AuditRecords without blocking;
+// one writer thread chains them (seq, prev_hash, record_hash; see audit_hash.h), commits them
+// to SQLite (WAL, synchronous=NORMAL) in group-commit batches, signs an Ed25519 checkpoint every
+// `checkpoint_every` records and at clean shutdown, then reports durability per record.
+//
+// Several AuditLog instances (even in different processes) may share one database: each
+// transaction re-reads the chain head under SQLite's write lock, so the chain never forks.
+//
+// Durability: a record whose on_durable callback got OK is committed to the WAL; it survives a
+// kill -9 of the process (the WAL bytes are in the OS page cache), though not a power loss
+// between OS flushes (that is what synchronous=NORMAL trades for latency).
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "moat/audit_record.h"
+#include "moat/clock.h"
+#include "moat/status.h"
+
+namespace moat::audit {
+
+struct AuditLogOptions {
+  std::string db_path;           // SQLite file, opened in WAL mode, synchronous=NORMAL
+  std::string signing_key_path;  // Ed25519 key file; created (0600) if missing; "<path>.pub" = hex
+  int64_t checkpoint_every = 1000;  // sign a checkpoint every N records (and at clean shutdown);
+                                    // <= 0 signs only at clean shutdown
+  size_t max_queue = 100000;        // Append() refuses (ResourceExhausted) beyond this many queued
+  const Clock* clock = nullptr;     // checkpoint timestamps; nullptr = SystemClock::Get()
+};
+
+class AuditLog {
+ public:
+  using DurableCallback = std::function<void(const Status&)>;
+
+  // Opens/creates the store, recovers the chain head (last seq + hash) from the database and
+  // starts the writer thread. Returns FailedPrecondition when the database was signed with a
+  // different key than the one in signing_key_path (its checkpoints would no longer verify).
+  static StatusOr<std::unique_ptr<AuditLog>> Open(const AuditLogOptions& options);
+  // Commits everything queued, writes a final checkpoint, stops the writer.
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Non-blocking, thread-safe: queues the record; the writer assigns seq / prev_hash /
+  // record_hash (values set by the caller are overwritten; a non-finite latency_ms is stored as
+  // -1). `on_durable`, if given, is called exactly once, from the writer thread, after the
+  // record has been committed (OK) or could not be (the error; the record is then not in the
+  // log). Records are committed in group batches; when a batch fails, its records are retried
+  // one per transaction, so one unstorable record fails only its own request. The callback must
+  // not block for long or call Flush. Returns ResourceExhausted when max_queue records are
+  // already waiting (the callback is then not called).
+  Status Append(AuditRecord record, DurableCallback on_durable = nullptr);
+  // Blocks until every record queued before the call has been committed (or has failed).
+  // Must not be called from an on_durable callback.
+  void Flush();
+
+  size_t queue_depth() const;          // records waiting for the writer
+  uint64_t records_written() const;    // records committed by this instance
+  uint64_t batches_committed() const;  // transactions committed by this instance
+  int64_t last_seq() const;            // seq of the chain head (0 when the log is empty)
+  std::string public_key_hex() const;
+
+ private:
+  struct Pending {
+    AuditRecord record;
+    DurableCallback on_durable;
+  };
+  struct Writer;  // database state owned by the writer thread
+
+  AuditLog(AuditLogOptions options, std::unique_ptr<Writer> writer, std::string public_key_hex);
+  void WriterLoop();
+
+  const AuditLogOptions options_;
+  const std::string public_key_hex_;
+  std::unique_ptr<Writer> writer_;  // used only by the writer thread after construction
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // queue_ became non-empty or stopping_ was set
+  std::condition_variable done_cv_;  // processed_ advanced
+  std::vector<Pending> queue_;       // guarded by mu_
+  uint64_t enqueued_ = 0;            // guarded by mu_: records ever accepted by Append
+  uint64_t processed_ = 0;           // guarded by mu_: records whose callback has run
+  uint64_t written_ = 0;             // guarded by mu_
+  uint64_t batches_ = 0;             // guarded by mu_
+  int64_t last_seq_ = 0;             // guarded by mu_
+  bool stopping_ = false;            // guarded by mu_
+
+  std::thread thread_;
+};
+
+}  // namespace moat::audit

@@ -1,0 +1,146 @@
+#include "audit/audit_verify.h"
+
+#include "audit/audit_hash.h"
+#include "audit/audit_schema.h"
+#include "audit/audit_sqlite.h"
+#include "audit/signing_key.h"
+
+namespace moat::audit {
+namespace {
+
+struct Checkpoint {
+  int64_t seq = 0;
+  std::string record_hash;
+  int64_t time_ns = 0;
+  std::string signature;
+};
+
+// Merge-walks the records and checkpoints cursors; stops at the first break.
+class ChainWalker {
+ public:
+  ChainWalker(SqliteStmt& records, SqliteStmt& checkpoints, std::string public_key_hex)
+      : records_(records), checkpoints_(checkpoints), public_key_hex_(std::move(public_key_hex)) {}
+
+  StatusOr<VerifyReport> Run() {
+    MOAT_RETURN_IF_ERROR(NextCheckpoint());
+    int64_t expected_seq = 1;
+    std::string prev_hash = kGenesisHash;
+    for (;;) {
+      MOAT_ASSIGN_OR_RETURN(bool row, records_.Step());
+      if (!row) break;
+      std::string storage_problem;
+      AuditRecord rec = ReadRecord(records_, &storage_problem);
+      if (rec.seq != expected_seq) {
+        if (rec.seq > expected_seq) {
+          return Broken(expected_seq, "record " + std::to_string(expected_seq) +
+                                          " is missing (the next record is " +
+                                          std::to_string(rec.seq) + ")");
+        }
+        return Broken(rec.seq, "unexpected seq " + std::to_string(rec.seq));
+      }
+      if (!storage_problem.empty()) return Broken(rec.seq, storage_problem);
+      // Own hash first: a record edited in place is blamed on itself, not its predecessor.
+      if (ComputeRecordHash(rec) != rec.record_hash) {
+        return Broken(rec.seq, "record " + std::to_string(rec.seq) +
+                                   " does not match its record_hash (a field was modified)");
+      }
+      if (rec.prev_hash != prev_hash) {
+        if (rec.seq == 1) return Broken(1, "record 1 does not start from the genesis hash");
+        return Broken(rec.seq - 1, "record " + std::to_string(rec.seq - 1) +
+                                       " does not have the hash record " + std::to_string(rec.seq) +
+                                       " commits to (it was rewritten, or the link was)");
+      }
+      while (has_checkpoint_ && checkpoint_.seq <= rec.seq) {
+        if (checkpoint_.seq < rec.seq) {
+          return Broken(checkpoint_.seq, "checkpoint at seq " + std::to_string(checkpoint_.seq) +
+                                             " names no record");
+        }
+        if (!SignatureValid()) return BadSignature();
+        if (checkpoint_.record_hash != rec.record_hash) {
+          return Broken(report_.last_checkpoint_seq + 1,
+                        "checkpoint at seq " + std::to_string(checkpoint_.seq) +
+                            " signs a different hash: records " +
+                            std::to_string(report_.last_checkpoint_seq + 1) + ".." +
+                            std::to_string(checkpoint_.seq) + " were rewritten");
+        }
+        report_.last_checkpoint_seq = checkpoint_.seq;
+        ++report_.checkpoints;
+        MOAT_RETURN_IF_ERROR(NextCheckpoint());
+      }
+      prev_hash = rec.record_hash;
+      ++expected_seq;
+      ++report_.records;
+    }
+    if (has_checkpoint_) {
+      // A checkpoint beyond the last record: a genuine one proves records were cut off.
+      if (!SignatureValid()) return BadSignature();
+      return Broken(expected_seq, "records " + std::to_string(expected_seq) + ".." +
+                                      std::to_string(checkpoint_.seq) +
+                                      " are missing (the log was truncated before a signed "
+                                      "checkpoint)");
+    }
+    return report_;
+  }
+
+ private:
+  Status NextCheckpoint() {
+    MOAT_ASSIGN_OR_RETURN(has_checkpoint_, checkpoints_.Step());
+    if (has_checkpoint_) {
+      checkpoint_.seq = checkpoints_.ColumnInt64(0);
+      checkpoint_.record_hash = checkpoints_.ColumnText(1);
+      checkpoint_.time_ns = checkpoints_.ColumnInt64(2);
+      checkpoint_.signature = checkpoints_.ColumnText(3);
+    }
+    return Status::Ok();
+  }
+
+  bool SignatureValid() const {
+    return VerifySignatureHex(
+        public_key_hex_,
+        CheckpointMessage(checkpoint_.seq, checkpoint_.time_ns, checkpoint_.record_hash),
+        checkpoint_.signature);
+  }
+
+  VerifyReport BadSignature() {
+    return Broken(checkpoint_.seq, "checkpoint at seq " + std::to_string(checkpoint_.seq) +
+                                       " has an invalid signature");
+  }
+
+  VerifyReport Broken(int64_t seq, std::string problem) {
+    report_.ok = false;
+    report_.first_broken_seq = seq;
+    report_.problem = std::move(problem);
+    return report_;
+  }
+
+  SqliteStmt& records_;
+  SqliteStmt& checkpoints_;
+  const std::string public_key_hex_;
+  bool has_checkpoint_ = false;
+  Checkpoint checkpoint_;
+  VerifyReport report_;
+};
+
+}  // namespace
+
+StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string& public_key_hex) {
+  auto key = HexDecode(public_key_hex);
+  if (!key.ok() || key->size() != 32) {
+    return InvalidArgumentError("public key must be 64 hex characters (Ed25519)");
+  }
+  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
+  // One read transaction: both cursors see the same snapshot while a writer keeps appending.
+  MOAT_RETURN_IF_ERROR(db->Exec("BEGIN"));
+  StatusOr<VerifyReport> result = [&]() -> StatusOr<VerifyReport> {
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt records, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
+    MOAT_ASSIGN_OR_RETURN(
+        SqliteStmt checkpoints,
+        db->Prepare("SELECT seq, record_hash, time_ns, signature FROM checkpoints ORDER BY seq"));
+    ChainWalker walker(records, checkpoints, public_key_hex);
+    return walker.Run();
+  }();
+  (void)db->Exec("COMMIT");
+  return result;
+}
+
+}  // namespace moat::audit

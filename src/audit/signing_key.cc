@@ -1,0 +1,132 @@
+#include "audit/signing_key.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "audit/audit_hash.h"
+
+namespace moat::audit {
+namespace {
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && s[i] == ' ') ++i;
+  return s.substr(i);
+}
+
+StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Writes `data` to a new file at `path` with `mode`; fails if the file exists.
+Status WriteNewFile(const std::string& path, const std::string& data, mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST) return AlreadyExistsError(path + " exists");
+    return InternalError("cannot create " + path + ": " + std::strerror(errno));
+  }
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return InternalError("cannot write " + path + ": " + std::strerror(err));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::fsync(fd);
+  ::close(fd);
+  return Status::Ok();
+}
+
+}  // namespace
+
+SigningKey SigningKey::FromSeed(std::string_view seed32) {
+  // Idempotent; selects the implementations. Key generation below needs no runtime checks.
+  if (sodium_init() < 0) std::abort();
+  SigningKey key;
+  crypto_sign_seed_keypair(key.public_.data(), key.secret_.data(),
+                           reinterpret_cast<const unsigned char*>(seed32.data()));
+  return key;
+}
+
+StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
+  if (sodium_init() < 0) return InternalError("libsodium initialisation failed");
+  std::string seed;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    seed.resize(crypto_sign_SEEDBYTES);
+    randombytes_buf(seed.data(), seed.size());
+    Status s = WriteNewFile(path, HexEncode(seed) + "\n", 0600);
+    if (s.code() == StatusCode::kAlreadyExists) return LoadOrCreate(path);  // lost a race
+    MOAT_RETURN_IF_ERROR(s);
+  } else {
+    MOAT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    auto bytes = HexDecode(Trim(text));
+    if (!bytes.ok()) return InvalidArgumentError("malformed signing key file " + path);
+    if (bytes->size() == crypto_sign_SEEDBYTES) {
+      seed = *bytes;
+    } else if (bytes->size() == crypto_sign_SECRETKEYBYTES) {
+      seed = bytes->substr(0, crypto_sign_SEEDBYTES);  // libsodium sk = seed || public key
+    } else {
+      return InvalidArgumentError("signing key file " + path + " has the wrong length");
+    }
+  }
+  SigningKey key = FromSeed(seed);
+  sodium_memzero(seed.data(), seed.size());
+
+  const std::string pub_path = path + ".pub";
+  const std::string pub_hex = key.public_key_hex();
+  auto existing = ReadFile(pub_path);
+  if (existing.ok()) {
+    if (Trim(*existing) != pub_hex) {
+      return FailedPreconditionError(pub_path + " does not match the key in " + path);
+    }
+  } else {
+    Status s = WriteNewFile(pub_path, pub_hex + "\n", 0644);
+    if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
+  }
+  return key;
+}
+
+SigningKey::~SigningKey() { sodium_memzero(secret_.data(), secret_.size()); }
+
+std::string SigningKey::SignHex(std::string_view message) const {
+  unsigned char sig[crypto_sign_BYTES];
+  crypto_sign_detached(sig, nullptr, reinterpret_cast<const unsigned char*>(message.data()),
+                       message.size(), secret_.data());
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(sig), sizeof(sig)));
+}
+
+std::string SigningKey::public_key_hex() const {
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(public_.data()), public_.size()));
+}
+
+bool VerifySignatureHex(std::string_view public_key_hex, std::string_view message,
+                        std::string_view signature_hex) {
+  if (sodium_init() < 0) return false;
+  auto pk = HexDecode(public_key_hex);
+  auto sig = HexDecode(signature_hex);
+  if (!pk.ok() || !sig.ok()) return false;
+  if (pk->size() != crypto_sign_PUBLICKEYBYTES || sig->size() != crypto_sign_BYTES) return false;
+  return crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(sig->data()),
+                                     reinterpret_cast<const unsigned char*>(message.data()),
+                                     message.size(),
+                                     reinterpret_cast<const unsigned char*>(pk->data())) == 0;
+}
+
+}  // namespace moat::audit

@@ -1,0 +1,65 @@
+#include "filters/ratelimit/ratelimit_filter.h"
+
+#include <cmath>
+#include <optional>
+#include <string>
+
+namespace moat::filters {
+namespace {
+
+class RateLimitFilter final : public Filter {
+ public:
+  explicit RateLimitFilter(const RateLimitFilterFactory& f) : f_(f) {}
+
+  FilterStatus OnRequest(RequestContext& ctx) override {
+    ratelimit::Subject subject{ctx.key_id, ctx.account_id, ctx.client_ip, ctx.tier};
+    auto result = f_.enforcer().Reserve(subject, ctx.prompt_tokens_estimate + ctx.max_tokens);
+    if (auto* denial = std::get_if<ratelimit::QuotaEnforcer::Denial>(&result)) {
+      f_.rejections().With({denial->scope}).Inc();
+      int64_t retry = static_cast<int64_t>(std::ceil(std::max(denial->retry_after_s, 0.001)));
+      ctx.error_code = "rate_limit_exceeded";
+      ctx.action = "throttle";
+      ctx.reasons.push_back("rate_limit:" + denial->scope);
+      return StopWith(ctx, 429, "rate_limit_error", "rate_limit_exceeded",
+                      "Rate limit reached (" + denial->scope + "). Please try again in " +
+                          std::to_string(retry) + "s.",
+                      {{"retry-after", std::to_string(retry)}, {"x-moat-limit-scope", denial->scope}});
+    }
+    reservation_ = std::get<ratelimit::Reservation>(std::move(result));
+    return FilterStatus::kContinue;
+  }
+
+  FilterStatus OnStreamProgress(RequestContext& ctx) override {
+    if (!reservation_) return FilterStatus::kContinue;
+    int64_t used = ctx.prompt_tokens_estimate + ctx.completion_tokens;
+    if (used <= reservation_->reserved_tokens) return FilterStatus::kContinue;
+    if (f_.enforcer().Extend(*reservation_, used - reservation_->reserved_tokens)) return FilterStatus::kContinue;
+    f_.rejections().With({"stream_tokens"}).Inc();
+    ctx.error_code = "rate_limit_exceeded";
+    return StopWith(ctx, 429, "rate_limit_error", "rate_limit_exceeded",
+                    "Token rate limit reached while streaming; the stream was cut short.");
+  }
+
+  void OnComplete(RequestContext& ctx) override {
+    if (!reservation_) return;
+    f_.enforcer().Reconcile(*reservation_, ctx.prompt_tokens + ctx.completion_tokens);
+  }
+
+ private:
+  const RateLimitFilterFactory& f_;
+  std::optional<ratelimit::Reservation> reservation_;
+};
+
+}  // namespace
+
+RateLimitFilterFactory::RateLimitFilterFactory(std::unique_ptr<ratelimit::QuotaEnforcer> enforcer,
+                                               MetricsRegistry* metrics)
+    : enforcer_(std::move(enforcer)),
+      rejections_(&metrics->AddCounter("moat_ratelimit_rejections_total",
+                                       "Requests refused by rate limits, by scope.", {"scope"})) {}
+
+std::unique_ptr<Filter> RateLimitFilterFactory::Create() const {
+  return std::make_unique<RateLimitFilter>(*this);
+}
+
+}  // namespace moat::filters

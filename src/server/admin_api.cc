@@ -1,0 +1,169 @@
+#include "server/admin_api.h"
+
+#include <sodium.h>
+
+#include <boost/json.hpp>
+
+#include "server/openai.h"
+
+namespace moat::server {
+
+namespace json = boost::json;
+
+namespace {
+
+AdminApi::Response Error(const moat::Status& s) {
+  return {HttpStatusOf(s.code()),
+          ErrorBody(s.message(), OpenAiErrorTypeOf(s.code()), std::string(StatusCodeName(s.code())))};
+}
+
+AdminApi::Response Error(int status, std::string_view message, std::string_view code) {
+  return {status, ErrorBody(message, "invalid_request_error", code)};
+}
+
+json::object AccountJson(const store::Account& a) {
+  json::object o;
+  o["id"] = a.id;
+  o["object"] = "account";
+  o["name"] = a.name;
+  o["org_id"] = a.org_id;
+  o["tier"] = store::TierName(a.tier);
+  o["created_ns"] = a.created_ns;
+  o["disabled"] = a.disabled;
+  return o;
+}
+
+json::object KeyJson(const store::ApiKeyInfo& k) {
+  json::object o;
+  o["key_id"] = k.key_id;
+  o["object"] = "api_key";
+  o["account_id"] = k.account_id;
+  o["label"] = k.label;
+  o["created_ns"] = k.created_ns;
+  o["revoked_ns"] = k.revoked_ns;
+  return o;
+}
+
+bool ParseBody(std::string_view body, json::object* out) {
+  if (body.empty()) return true;
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec || !v.is_object()) return false;
+  *out = std::move(v.as_object());
+  return true;
+}
+
+std::string Str(const json::object& o, const char* key) {
+  const auto* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+
+}  // namespace
+
+AdminApi::Response AdminApi::Handle(std::string_view method, std::string_view path,
+                                    std::string_view authorization, std::string_view body) const {
+  std::string_view token;
+  if (authorization.size() > 7 && authorization.substr(0, 7) == "Bearer ") token = authorization.substr(7);
+  // Constant-time comparison of equal-length values; the length itself is not secret.
+  if (token.size() != admin_token_.size() ||
+      sodium_memcmp(token.data(), admin_token_.data(), admin_token_.size()) != 0) {
+    return {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
+                           "authentication_error", "invalid_admin_token")};
+  }
+  return Route(method, path, body);
+}
+
+AdminApi::Response AdminApi::Route(std::string_view method, std::string_view path,
+                                   std::string_view body) const {
+  json::object in;
+  if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
+  auto ok = [](int status, const json::value& v) { return Response{status, json::serialize(v)}; };
+
+  if (path == "/admin/orgs" && method == "POST") {
+    std::string name = Str(in, "name");
+    if (name.empty()) return Error(400, "'name' is required", "invalid_value");
+    auto org = accounts_->CreateOrganization(name);
+    if (!org.ok()) return Error(org.status());
+    json::object o;
+    o["id"] = org->id;
+    o["object"] = "organization";
+    o["name"] = org->name;
+    return ok(201, o);
+  }
+  if (path == "/admin/accounts" && method == "POST") {
+    std::string name = Str(in, "name");
+    if (name.empty()) return Error(400, "'name' is required", "invalid_value");
+    std::string tier_name = Str(in, "tier");
+    auto tier = store::ParseTier(tier_name.empty() ? "unverified" : tier_name);
+    if (!tier.ok()) return Error(tier.status());
+    auto acct = accounts_->CreateAccount(name, Str(in, "org_id"), *tier);
+    if (!acct.ok()) return Error(acct.status());
+    return ok(201, AccountJson(*acct));
+  }
+  if (path == "/admin/accounts" && method == "GET") {
+    json::array data;
+    for (const auto& a : accounts_->ListAccounts()) data.push_back(AccountJson(a));
+    json::object o;
+    o["object"] = "list";
+    o["data"] = std::move(data);
+    return ok(200, o);
+  }
+  const std::string_view acct_prefix = "/admin/accounts/";
+  if (path.rfind(acct_prefix, 0) == 0) {
+    std::string id(path.substr(acct_prefix.size()));
+    auto acct = accounts_->GetAccount(id);
+    if (!acct.ok()) return Error(acct.status());
+    if (method == "GET") {
+      json::object o = AccountJson(*acct);
+      json::array keys;
+      for (const auto& k : accounts_->ListKeys(acct->id)) keys.push_back(KeyJson(k));
+      o["keys"] = std::move(keys);
+      return ok(200, o);
+    }
+    if (method == "PATCH") {
+      if (std::string t = Str(in, "tier"); !t.empty()) {
+        auto tier = store::ParseTier(t);
+        if (!tier.ok()) return Error(tier.status());
+        if (auto s = accounts_->SetTier(acct->id, *tier); !s.ok()) return Error(s);
+      }
+      if (const auto* d = in.if_contains("disabled")) {
+        if (!d->is_bool()) return Error(400, "'disabled' must be a boolean", "invalid_value");
+        if (auto s = accounts_->SetDisabled(acct->id, d->as_bool()); !s.ok()) return Error(s);
+      }
+      auto updated = accounts_->GetAccount(acct->id);
+      if (!updated.ok()) return Error(updated.status());
+      return ok(200, AccountJson(*updated));
+    }
+    return Error(405, "use GET or PATCH on an account", "method_not_allowed");
+  }
+  if (path == "/admin/keys" && method == "POST") {
+    std::string account = Str(in, "account");
+    if (account.empty()) return Error(400, "'account' (id or name) is required", "invalid_value");
+    auto acct = accounts_->GetAccount(account);
+    if (!acct.ok()) return Error(acct.status());
+    auto key = accounts_->CreateKey(acct->id, Str(in, "label"));
+    if (!key.ok()) return Error(key.status());
+    json::object o = KeyJson(key->info);
+    o["key"] = key->secret;
+    return ok(201, o);
+  }
+  const std::string_view key_prefix = "/admin/keys/";
+  if (path.rfind(key_prefix, 0) == 0) {
+    std::string rest(path.substr(key_prefix.size()));
+    std::string key_id = rest;
+    bool revoke = method == "DELETE";
+    if (auto slash = rest.find('/'); slash != std::string::npos) {
+      key_id = rest.substr(0, slash);
+      revoke = method == "POST" && rest.substr(slash) == "/revoke";
+    }
+    if (!revoke) return Error(405, "use POST /admin/keys/{key_id}/revoke or DELETE /admin/keys/{key_id}", "method_not_allowed");
+    if (auto s = accounts_->RevokeKey(key_id); !s.ok()) return Error(s);
+    json::object o;
+    o["key_id"] = key_id;
+    o["revoked"] = true;
+    return ok(200, o);
+  }
+  return Error(404, "unknown admin route: " + std::string(method) + " " + std::string(path), "unknown_url");
+}
+
+}  // namespace moat::server

@@ -1,0 +1,40 @@
+#pragma once
+// AdminApi: the /admin HTTP API for accounts, organisations and API keys, guarded by a
+// separate admin token (compared in constant time). Mirrors `moat account|key ...`.
+//
+//   POST   /admin/orgs                 {"name"}                       -> 201 organisation
+//   POST   /admin/accounts             {"name", "org_id"?, "tier"?}   -> 201 account
+//   GET    /admin/accounts                                            -> {"data": [accounts]}
+//   GET    /admin/accounts/{id|name}                                  -> account + its keys
+//   PATCH  /admin/accounts/{id}        {"tier"?, "disabled"?}         -> account
+//   POST   /admin/keys                 {"account", "label"?}          -> 201 {"key_id", "key"} (shown once)
+//   POST   /admin/keys/{key_id}/revoke                                -> {"key_id", "revoked": true}
+//   DELETE /admin/keys/{key_id}                                       -> same as revoke
+
+#include <string>
+#include <string_view>
+
+#include "store/account_store.h"
+
+namespace moat::server {
+
+class AdminApi {
+ public:
+  struct Response {
+    int status = 200;
+    std::string body;
+  };
+  AdminApi(store::AccountStore* accounts, std::string admin_token)
+      : accounts_(accounts), admin_token_(std::move(admin_token)) {}
+
+  // Thread-safe (AccountStore is). `authorization` is the raw Authorization header.
+  Response Handle(std::string_view method, std::string_view path, std::string_view authorization,
+                  std::string_view body) const;
+
+ private:
+  Response Route(std::string_view method, std::string_view path, std::string_view body) const;
+  store::AccountStore* accounts_;
+  const std::string admin_token_;
+};
+
+}  // namespace moat::server

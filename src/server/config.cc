@@ -1,0 +1,260 @@
+#include "server/config.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace moat::server {
+namespace {
+
+// Reads an optional key of type T, reporting a clear error when the type is wrong.
+template <typename T>
+moat::Status Get(const toml::table& t, std::string_view key, const std::string& where, T* out) {
+  const toml::node* n = t.get(key);
+  if (!n) return moat::Status::Ok();
+  if constexpr (std::is_same_v<T, bool>) {
+    if (auto v = n->value<bool>()) { *out = *v; return moat::Status::Ok(); }
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (auto v = n->value<double>()) { *out = *v; return moat::Status::Ok(); }
+  } else if constexpr (std::is_integral_v<T>) {
+    if (auto v = n->value<int64_t>()) {
+      if (*v < 0) return moat::InvalidArgumentError(where + "." + std::string(key) + " must not be negative");
+      *out = static_cast<T>(*v);
+      return moat::Status::Ok();
+    }
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    if (auto v = n->value<std::string>()) { *out = *v; return moat::Status::Ok(); }
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (const toml::array* a = n->as_array()) {
+      out->clear();
+      for (const auto& e : *a) {
+        auto s = e.value<std::string>();
+        if (!s) return moat::InvalidArgumentError(where + "." + std::string(key) + " must be an array of strings");
+        out->push_back(*s);
+      }
+      return moat::Status::Ok();
+    }
+  }
+  return moat::InvalidArgumentError("config key " + where + "." + std::string(key) + " has the wrong type");
+}
+
+moat::Status CheckKeys(const toml::table& t, const std::string& where,
+                       std::initializer_list<std::string_view> known) {
+  for (const auto& [k, v] : t) {
+    bool ok = false;
+    for (auto kk : known) ok = ok || k.str() == kk;
+    if (!ok) return moat::InvalidArgumentError("unknown config key " + where + "." + std::string(k.str()));
+  }
+  return moat::Status::Ok();
+}
+
+std::string FromEnv(const std::string& name) {
+  const char* v = name.empty() ? nullptr : std::getenv(name.c_str());
+  return v ? std::string(v) : std::string();
+}
+
+moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
+  MOAT_RETURN_IF_ERROR(CheckKeys(t, "server", {"listen", "threads", "max_body_bytes", "header_timeout_ms",
+      "body_timeout_ms", "write_timeout_ms", "trusted_proxies", "end_user_header", "admin_token",
+      "admin_token_env", "default_max_tokens", "max_tokens_limit", "audit_backlog_limit"}));
+  std::string listen;
+  MOAT_RETURN_IF_ERROR(Get(t, "listen", "server", &listen));
+  if (!listen.empty()) {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) return moat::InvalidArgumentError("server.listen must be host:port");
+    s->host = listen.substr(0, colon);
+    if (s->host.size() > 2 && s->host.front() == '[') s->host = s->host.substr(1, s->host.size() - 2);
+    int port = std::atoi(listen.c_str() + colon + 1);
+    if (port < 0 || port > 65535) return moat::InvalidArgumentError("server.listen port out of range");
+    s->port = static_cast<uint16_t>(port);
+  }
+  MOAT_RETURN_IF_ERROR(Get(t, "threads", "server", &s->threads));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_body_bytes", "server", &s->max_body_bytes));
+  MOAT_RETURN_IF_ERROR(Get(t, "header_timeout_ms", "server", &s->header_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "body_timeout_ms", "server", &s->body_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "write_timeout_ms", "server", &s->write_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "trusted_proxies", "server", &s->trusted_proxies));
+  MOAT_RETURN_IF_ERROR(Get(t, "end_user_header", "server", &s->end_user_header));
+  MOAT_RETURN_IF_ERROR(Get(t, "admin_token", "server", &s->admin_token));
+  std::string env;
+  MOAT_RETURN_IF_ERROR(Get(t, "admin_token_env", "server", &env));
+  if (!env.empty()) s->admin_token = FromEnv(env);
+  MOAT_RETURN_IF_ERROR(Get(t, "default_max_tokens", "server", &s->default_max_tokens));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_tokens_limit", "server", &s->max_tokens_limit));
+  MOAT_RETURN_IF_ERROR(Get(t, "audit_backlog_limit", "server", &s->audit_backlog_limit));
+  for (auto& c : s->end_user_header) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s->max_body_bytes < 1024) return moat::InvalidArgumentError("server.max_body_bytes must be at least 1024");
+  if (s->default_max_tokens < 1) return moat::InvalidArgumentError("server.default_max_tokens must be >= 1");
+  return moat::Status::Ok();
+}
+
+moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
+  std::string where = "models[" + std::to_string(index) + "]";
+  MOAT_RETURN_IF_ERROR(CheckKeys(t, where, {"name", "backend", "base_url", "upstream_model", "api_key",
+      "api_key_env", "connect_timeout_ms", "read_timeout_ms", "max_idle_connections",
+      "request_usage_in_streams", "model_path"}));
+  MOAT_RETURN_IF_ERROR(Get(t, "name", where, &m->name));
+  MOAT_RETURN_IF_ERROR(Get(t, "backend", where, &m->backend));
+  MOAT_RETURN_IF_ERROR(Get(t, "base_url", where, &m->base_url));
+  MOAT_RETURN_IF_ERROR(Get(t, "upstream_model", where, &m->upstream_model));
+  MOAT_RETURN_IF_ERROR(Get(t, "api_key", where, &m->api_key));
+  std::string env;
+  MOAT_RETURN_IF_ERROR(Get(t, "api_key_env", where, &env));
+  if (!env.empty()) m->api_key = FromEnv(env);
+  MOAT_RETURN_IF_ERROR(Get(t, "connect_timeout_ms", where, &m->connect_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "read_timeout_ms", where, &m->read_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_idle_connections", where, &m->max_idle_connections));
+  MOAT_RETURN_IF_ERROR(Get(t, "request_usage_in_streams", where, &m->request_usage_in_streams));
+  MOAT_RETURN_IF_ERROR(Get(t, "model_path", where, &m->model_path));
+  if (m->name.empty()) return moat::InvalidArgumentError(where + ".name is required");
+  if (m->upstream_model.empty()) m->upstream_model = m->name;
+  if (m->backend == "upstream") {
+    if (m->base_url.empty()) return moat::InvalidArgumentError(where + ".base_url is required for backend = \"upstream\"");
+    auto url = ParseHttpUrl(m->base_url);
+    if (!url.ok()) return moat::InvalidArgumentError(where + ".base_url: " + url.status().message());
+  } else if (m->backend == "builtin") {
+    // Validated by the builtin backend when it loads the model file.
+  } else {
+    return moat::InvalidArgumentError(where + ".backend must be \"upstream\" or \"builtin\", got \"" + m->backend + "\"");
+  }
+  return moat::Status::Ok();
+}
+
+moat::Status ParseLimits(const toml::table& t, const std::string& tier, TierLimitsConfig* l) {
+  std::string where = "limits." + tier;
+  MOAT_RETURN_IF_ERROR(CheckKeys(t, where, {"key_rpm", "key_tpm", "account_rpm", "account_tpm", "ip_rpm",
+      "ip_tpm", "prefix_rpm", "prefix_tpm"}));
+  MOAT_RETURN_IF_ERROR(Get(t, "key_rpm", where, &l->key_rpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "key_tpm", where, &l->key_tpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "account_rpm", where, &l->account_rpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "account_tpm", where, &l->account_tpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "ip_rpm", where, &l->ip_rpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "ip_tpm", where, &l->ip_tpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "prefix_rpm", where, &l->prefix_rpm));
+  MOAT_RETURN_IF_ERROR(Get(t, "prefix_tpm", where, &l->prefix_tpm));
+  return moat::Status::Ok();
+}
+
+// Limits used when the config has no [limits] section.
+std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
+  TierLimitsConfig unverified{60, 100'000, 120, 200'000, 600, 1'000'000, 3'000, 5'000'000};
+  TierLimitsConfig verified{600, 1'000'000, 1'200, 2'000'000, 3'000, 5'000'000, 10'000, 20'000'000};
+  TierLimitsConfig enterprise{};  // unlimited
+  return {{"unverified", unverified}, {"verified", verified}, {"enterprise", enterprise}};
+}
+
+moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
+  GatewayConfig cfg;
+  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models"}));
+  if (const auto* s = root["server"].as_table()) MOAT_RETURN_IF_ERROR(ParseServer(*s, &cfg.server));
+  if (const auto* s = root["storage"].as_table()) {
+    MOAT_RETURN_IF_ERROR(CheckKeys(*s, "storage", {"data_dir", "accounts_db", "audit_db", "key_pepper_file",
+        "audit_signing_key", "watermark_secret"}));
+    MOAT_RETURN_IF_ERROR(Get(*s, "data_dir", "storage", &cfg.storage.data_dir));
+    MOAT_RETURN_IF_ERROR(Get(*s, "accounts_db", "storage", &cfg.storage.accounts_db));
+    MOAT_RETURN_IF_ERROR(Get(*s, "audit_db", "storage", &cfg.storage.audit_db));
+    MOAT_RETURN_IF_ERROR(Get(*s, "key_pepper_file", "storage", &cfg.storage.key_pepper_file));
+    MOAT_RETURN_IF_ERROR(Get(*s, "audit_signing_key", "storage", &cfg.storage.audit_signing_key));
+    MOAT_RETURN_IF_ERROR(Get(*s, "watermark_secret", "storage", &cfg.storage.watermark_secret));
+  }
+  auto& st = cfg.storage;
+  if (st.accounts_db.empty()) st.accounts_db = st.data_dir + "/moat.db";
+  if (st.audit_db.empty()) st.audit_db = st.data_dir + "/audit.db";
+  if (st.key_pepper_file.empty()) st.key_pepper_file = st.data_dir + "/key_pepper.bin";
+  if (st.audit_signing_key.empty()) st.audit_signing_key = st.data_dir + "/audit_ed25519.key";
+  if (st.watermark_secret.empty()) st.watermark_secret = st.data_dir + "/wm_master.key";
+  if (const auto* a = root["audit"].as_table()) {
+    MOAT_RETURN_IF_ERROR(CheckKeys(*a, "audit", {"retention", "checkpoint_every"}));
+    MOAT_RETURN_IF_ERROR(Get(*a, "retention", "audit", &cfg.audit.retention));
+    MOAT_RETURN_IF_ERROR(Get(*a, "checkpoint_every", "audit", &cfg.audit.checkpoint_every));
+    if (cfg.audit.retention != "full" && cfg.audit.retention != "hash-only" && cfg.audit.retention != "none")
+      return moat::InvalidArgumentError("audit.retention must be \"full\", \"hash-only\" or \"none\"");
+    if (cfg.audit.checkpoint_every < 1) return moat::InvalidArgumentError("audit.checkpoint_every must be >= 1");
+  }
+  if (const auto* l = root["limits"].as_table()) {
+    for (const auto& [tier, node] : *l) {
+      const auto* t = node.as_table();
+      if (!t) return moat::InvalidArgumentError("limits." + std::string(tier.str()) + " must be a table");
+      MOAT_RETURN_IF_ERROR(ParseLimits(*t, std::string(tier.str()), &cfg.limits[std::string(tier.str())]));
+    }
+  }
+  if (const auto* ms = root["models"].as_array()) {
+    for (size_t i = 0; i < ms->size(); ++i) {
+      const auto* t = (*ms)[i].as_table();
+      if (!t) return moat::InvalidArgumentError("models must be an array of tables ([[models]])");
+      ModelConfig m;
+      MOAT_RETURN_IF_ERROR(ParseModel(*t, i, &m));
+      for (const auto& other : cfg.models)
+        if (other.name == m.name) return moat::InvalidArgumentError("model \"" + m.name + "\" is configured twice");
+      cfg.models.push_back(std::move(m));
+    }
+  }
+  if (cfg.limits.empty()) cfg.limits = DefaultTierLimits();
+  return cfg;
+}
+
+}  // namespace
+
+moat::StatusOr<GatewayConfig> ParseGatewayConfig(const std::string& toml_text) {
+  // Debian's toml++ is built with exceptions: a syntax error throws toml::parse_error.
+  try {
+    toml::table root = toml::parse(toml_text);
+    return FromTable(root);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << "config is not valid TOML: " << e.description() << " (line " << e.source().begin.line << ")";
+    return moat::InvalidArgumentError(os.str());
+  }
+}
+
+GatewayConfig DefaultGatewayConfig() {
+  auto cfg = ParseGatewayConfig("");
+  return *cfg;
+}
+
+moat::Status RequireServable(const GatewayConfig& config) {
+  if (config.models.empty())
+    return moat::InvalidArgumentError("no [[models]] configured: add at least one model to serve");
+  return moat::Status::Ok();
+}
+
+moat::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return moat::NotFoundError("cannot read config file " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto cfg = ParseGatewayConfig(ss.str());
+  if (!cfg.ok()) return moat::InvalidArgumentError(path + ": " + cfg.status().message());
+  return cfg;
+}
+
+moat::StatusOr<ParsedUrl> ParseHttpUrl(const std::string& url) {
+  const std::string scheme = "http://";
+  if (url.rfind("https://", 0) == 0)
+    return moat::UnimplementedError("https upstreams are not supported yet; put a TLS-terminating proxy on loopback or use http://");
+  if (url.rfind(scheme, 0) != 0) return moat::InvalidArgumentError("URL must start with http://: " + url);
+  std::string rest = url.substr(scheme.size());
+  ParsedUrl out;
+  auto slash = rest.find('/');
+  std::string hostport = rest.substr(0, slash);
+  if (slash != std::string::npos) out.path_prefix = rest.substr(slash);
+  while (!out.path_prefix.empty() && out.path_prefix.back() == '/') out.path_prefix.pop_back();
+  // A prefix ending in /v1 is accepted and stripped, since clients often configure ".../v1".
+  if (out.path_prefix.size() >= 3 && out.path_prefix.compare(out.path_prefix.size() - 3, 3, "/v1") == 0)
+    out.path_prefix.resize(out.path_prefix.size() - 3);
+  auto colon = hostport.rfind(':');
+  if (colon != std::string::npos && hostport.find(']') == std::string::npos) {
+    out.host = hostport.substr(0, colon);
+    int p = std::atoi(hostport.c_str() + colon + 1);
+    if (p <= 0 || p > 65535) return moat::InvalidArgumentError("bad port in URL: " + url);
+    out.port = static_cast<uint16_t>(p);
+  } else {
+    out.host = hostport;
+  }
+  if (out.host.empty()) return moat::InvalidArgumentError("URL has no host: " + url);
+  return out;
+}
+
+}  // namespace moat::server

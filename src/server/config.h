@@ -1,0 +1,94 @@
+#pragma once
+// GatewayConfig: everything `moat serve` reads from its TOML config file, with defaults.
+// docs/configuration.md documents each key; LoadGatewayConfig validates the file and
+// returns InvalidArgument with the offending key in the message.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "moat/status.h"
+
+namespace moat::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8080;
+  int threads = 0;  // 0: one per core
+  size_t max_body_bytes = 1 << 20;
+  int64_t header_timeout_ms = 10'000;  // also the keep-alive idle timeout
+  int64_t body_timeout_ms = 30'000;
+  int64_t write_timeout_ms = 30'000;
+  std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is believed
+  std::string end_user_header = "x-moat-end-user";
+  std::string admin_token;  // resolved from admin_token or admin_token_env; "" disables /admin
+  int64_t default_max_tokens = 1024;  // applied when a request omits max_tokens
+  int64_t max_tokens_limit = 32768;   // larger requests are refused (400)
+  size_t audit_backlog_limit = 50'000;  // refuse new requests (503) beyond this audit queue depth
+};
+
+struct StorageConfig {
+  std::string data_dir = "var";
+  std::string accounts_db;     // default <data_dir>/moat.db
+  std::string audit_db;        // default <data_dir>/audit.db
+  std::string key_pepper_file; // default <data_dir>/key_pepper.bin
+  std::string audit_signing_key;  // default <data_dir>/audit_ed25519.key
+  std::string watermark_secret;   // default <data_dir>/wm_master.key
+};
+
+struct AuditConfig {
+  std::string retention = "full";  // full | hash-only | none
+  int64_t checkpoint_every = 1000;
+};
+
+// Requests/minute and tokens/minute for each scope; 0 means unlimited.
+struct TierLimitsConfig {
+  double key_rpm = 0, key_tpm = 0;
+  double account_rpm = 0, account_tpm = 0;
+  double ip_rpm = 0, ip_tpm = 0;
+  double prefix_rpm = 0, prefix_tpm = 0;
+};
+
+struct ModelConfig {
+  std::string name;                 // the model name clients ask for
+  std::string backend = "upstream"; // upstream | builtin
+  // upstream
+  std::string base_url;             // http://host:port[/prefix], the prefix before /v1/...
+  std::string upstream_model;       // name sent upstream (default: name)
+  std::string api_key;              // sent as Authorization: Bearer (resolved from api_key_env)
+  int64_t connect_timeout_ms = 2'000;
+  int64_t read_timeout_ms = 60'000;  // to first byte, and between stream chunks
+  size_t max_idle_connections = 64;  // per worker thread
+  bool request_usage_in_streams = true;  // inject stream_options.include_usage
+  // builtin
+  std::string model_path;
+};
+
+struct GatewayConfig {
+  ServerConfig server;
+  StorageConfig storage;
+  AuditConfig audit;
+  std::map<std::string, TierLimitsConfig> limits;  // by tier name
+  std::vector<ModelConfig> models;
+};
+
+// Reads and validates a TOML file. `moat serve` also requires at least one [[models]] entry
+// (RequireServable); management commands only need the storage section.
+moat::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path);
+// Parses TOML text (for tests).
+moat::StatusOr<GatewayConfig> ParseGatewayConfig(const std::string& toml_text);
+// The defaults: only storage under ./var, default tier limits, no models.
+GatewayConfig DefaultGatewayConfig();
+// OK when the config can serve traffic (at least one model).
+moat::Status RequireServable(const GatewayConfig& config);
+
+// Splits "http://host:port/prefix" into parts. Only http:// is supported for now.
+struct ParsedUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string path_prefix;  // "" or "/something" without trailing slash
+};
+moat::StatusOr<ParsedUrl> ParseHttpUrl(const std::string& url);
+
+}  // namespace moat::server

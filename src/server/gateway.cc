@@ -1,0 +1,432 @@
+#include "server/gateway.h"
+
+#include <chrono>
+#include <random>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "audit/audit_export.h"
+#include "server/admin_api.h"
+#include "server/openai.h"
+
+namespace moat::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// The client side of an SSE response over HTTP/1.1 chunked encoding.
+class SseClientStream final : public ClientStream {
+ public:
+  SseClientStream(beast::tcp_stream& stream, const HttpRequest& req, int64_t write_timeout_ms)
+      : stream_(stream), req_(req), write_timeout_(std::chrono::milliseconds(write_timeout_ms)) {}
+
+  asio::awaitable<bool> Begin(const RequestContext& ctx) override {
+    if (begun_) co_return ok_;
+    begun_ = true;
+    http::response<http::empty_body> res{http::status::ok, req_.version()};
+    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("x-request-id", ctx.request_id);
+    res.set("x-moat-action", ctx.action);
+    for (const auto& [k, v] : ctx.response_headers) res.set(k, v);
+    res.keep_alive(req_.keep_alive());
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    stream_.expires_after(write_timeout_);
+    auto [ec, n] = co_await http::async_write_header(stream_, sr, kNoThrow);
+    ok_ = !ec;
+    co_return ok_;
+  }
+
+  asio::awaitable<bool> Send(std::string_view events) override {
+    if (!ok_) co_return false;
+    stream_.expires_after(write_timeout_);
+    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk(asio::buffer(events)), kNoThrow);
+    ok_ = !ec;
+    co_return ok_;
+  }
+
+  asio::awaitable<bool> Finish() {
+    if (!ok_) co_return false;
+    stream_.expires_after(write_timeout_);
+    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
+    ok_ = !ec;
+    stream_.expires_never();
+    co_return ok_;
+  }
+
+  bool begun() const override { return begun_; }
+  bool ok() const { return ok_; }
+
+ private:
+  beast::tcp_stream& stream_;
+  const HttpRequest& req_;
+  std::chrono::milliseconds write_timeout_;
+  bool begun_ = false;
+  bool ok_ = true;
+};
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view PathOf(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+}  // namespace
+
+Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {
+  auto r = audit::ParseRetention(parts_.config->audit.retention);
+  retention_ = r.ok() ? *r : TextRetention::kFull;
+  std::random_device rd;
+  id_prefix_ = fmt::format("{:08x}", rd());
+  auto* m = parts_.metrics;
+  requests_ = &m->AddCounter("moat_requests_total", "HTTP requests answered, by endpoint and status.",
+                             {"endpoint", "status"});
+  latency_ = &m->AddHistogram("moat_request_duration_seconds",
+                              "Time from request arrival to the last response byte.", {"endpoint"},
+                              LatencyBuckets());
+  audit_failures_ = &m->AddCounter("moat_audit_failures_total",
+                                   "Requests whose audit record could not be made durable.", {"reason"});
+  actions_ = &m->AddCounter("moat_policy_actions_total", "Policy actions applied to requests.", {"action"});
+  if (parts_.audit) {
+    audit::AuditLog* log = parts_.audit;
+    m->AddCallbackGauge("moat_audit_queue_depth", "Audit records waiting to be written.",
+                        [log] { return static_cast<double>(log->queue_depth()); });
+    m->AddCallbackGauge("moat_audit_records_written", "Audit records committed since start.",
+                        [log] { return static_cast<double>(log->records_written()); });
+  }
+}
+
+std::string Gateway::NextRequestId() {
+  return fmt::format("req_{}{:012x}", id_prefix_, next_id_.fetch_add(1, std::memory_order_relaxed));
+}
+
+Gateway::HttpResponse Gateway::MakeResponse(const HttpRequest* req, int status, std::string body,
+                                            std::string_view content_type, const HeaderList& headers) {
+  HttpResponse res{static_cast<http::status>(status), req ? req->version() : 11};
+  res.set(http::field::content_type, content_type);
+  res.set(http::field::server, "moat");
+  for (const auto& [k, v] : headers) res.set(k, v);
+  res.keep_alive(req ? req->keep_alive() : false);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+asio::awaitable<bool> Gateway::SendResponse(beast::tcp_stream& stream, HttpResponse& res,
+                                            int64_t write_timeout_ms) {
+  stream.expires_after(std::chrono::milliseconds(write_timeout_ms));
+  auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
+  stream.expires_never();
+  co_return !ec && res.keep_alive();
+}
+
+std::string Gateway::ModelsJson() const {
+  json::array data;
+  for (const auto& m : parts_.config->models) {
+    json::object o;
+    o["id"] = m.name;
+    o["object"] = "model";
+    o["created"] = 0;
+    o["owned_by"] = m.backend == "builtin" ? "moat" : "upstream";
+    data.push_back(std::move(o));
+  }
+  json::object root;
+  root["object"] = "list";
+  root["data"] = std::move(data);
+  return json::serialize(root);
+}
+
+std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip) const {
+  const auto& trusted = parts_.config->server.trusted_proxies;
+  auto is_trusted = [&](std::string_view ip) {
+    for (const auto& t : trusted)
+      if (t == ip) return true;
+    return false;
+  };
+  if (trusted.empty() || !is_trusted(peer_ip)) return peer_ip;
+  auto xff = req["x-forwarded-for"];
+  if (xff.empty()) return peer_ip;
+  // Walk from the right: the first address not of a trusted proxy is the client.
+  std::string list(xff);
+  std::string candidate = peer_ip;
+  size_t end = list.size();
+  while (end > 0) {
+    size_t comma = list.rfind(',', end - 1);
+    size_t start = comma == std::string::npos ? 0 : comma + 1;
+    std::string ip = list.substr(start, end - start);
+    ip.erase(0, ip.find_first_not_of(" \t"));
+    ip.erase(ip.find_last_not_of(" \t") + 1);
+    if (!ip.empty()) {
+      candidate = ip;
+      if (!is_trusted(ip)) return ip;
+    }
+    if (comma == std::string::npos) break;
+    end = comma;
+  }
+  return candidate;
+}
+
+AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) const {
+  AuditRecord r;
+  r.time_ns = ctx.start_ns;
+  r.request_id = ctx.request_id;
+  r.account_id = ctx.account_id;
+  r.org_id = ctx.org_id;
+  r.end_user = ctx.end_user;
+  r.key_id = ctx.key_id;
+  r.client_ip = ctx.client_ip;
+  r.user_agent = ctx.user_agent;
+  r.endpoint = ctx.endpoint;
+  r.model = ctx.model;
+  r.params_json = ctx.body_error.empty() ? SamplingParamsJson(ctx.body) : "{}";
+  r.stream = ctx.stream;
+  r.prompt_tokens = ctx.prompt_tokens;
+  r.completion_tokens = ctx.completion_tokens;
+  r.latency_ms = static_cast<double>(end_ns - ctx.start_ns) / 1e6;
+  r.http_status = ctx.http_status;
+  r.error_code = ctx.error_code;
+  r.verdict = ctx.verdict;
+  r.action = ctx.action;
+  json::array reasons;
+  for (const auto& s : ctx.reasons) reasons.emplace_back(s);
+  r.reasons_json = json::serialize(reasons);
+  r.watermark_key_id = ctx.watermark_key_id;
+  r.retention = parts_.config->audit.retention;
+  r.prompt_text = audit::ApplyRetention(retention_, PromptText(ctx.endpoint, ctx.body));
+  r.completion_text = audit::ApplyRetention(retention_, ctx.completion_text);
+  return r;
+}
+
+asio::awaitable<moat::Status> Gateway::WriteAudit(AuditRecord record) {
+  // The writer thread reports durability through a callback; we resume this coroutine on its
+  // own executor by cancelling a timer that waits "forever".
+  auto executor = co_await asio::this_coro::executor;
+  auto timer = std::make_shared<asio::steady_timer>(executor, asio::steady_timer::time_point::max());
+  auto result = std::make_shared<moat::Status>(moat::InternalError("audit write did not complete"));
+  moat::Status queued = parts_.audit->Append(std::move(record), [timer, result, executor](const moat::Status& s) {
+    asio::post(executor, [timer, result, s] {
+      *result = s;
+      timer->cancel();
+    });
+  });
+  if (!queued.ok()) co_return queued;
+  co_await timer->async_wait(kNoThrow);
+  co_return *result;
+}
+
+asio::awaitable<bool> Gateway::Handle(HttpRequest& req, beast::tcp_stream& stream,
+                                      const std::string& peer_ip, int worker, asio::io_context& io) {
+  const int64_t wt = parts_.config->server.write_timeout_ms;
+  std::string_view path = PathOf(req.target());
+  const int64_t t0 = parts_.clock->NowNanos();
+  auto finish = [&](std::string_view endpoint, int status) {
+    requests_->With({std::string(endpoint), std::to_string(status)}).Inc();
+  };
+
+  if (path == "/v1/chat/completions" || path == "/v1/completions") {
+    if (req.method() != http::verb::post) {
+      finish(path, 405);
+      {
+      auto res_ = Gateway::MakeResponse(&req, 405, ErrorBody("Method not allowed: use POST for " + std::string(path), "invalid_request_error", "method_not_allowed"), "application/json", {{"allow", "POST"}});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+    }
+    bool keep = co_await HandleCompletion(req, stream, peer_ip, worker, io, std::string(path));
+    co_return keep;
+  }
+  if (path == "/healthz" && req.method() == http::verb::get) {
+    finish("/healthz", 200);
+    {
+      auto res_ = Gateway::MakeResponse(&req, 200, "{\"status\":\"ok\"}", "application/json", {});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  if (path == "/metrics" && req.method() == http::verb::get) {
+    finish("/metrics", 200);
+    {
+      auto res_ = Gateway::MakeResponse(&req, 200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  if (path == "/v1/models" && req.method() == http::verb::get) {
+    finish("/v1/models", 200);
+    {
+      auto res_ = Gateway::MakeResponse(&req, 200, ModelsJson(), "application/json", {});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  if (path.rfind("/admin/", 0) == 0 || path == "/admin") {
+    AdminApi::Response r;
+    if (!parts_.admin) {
+      r = {404, ErrorBody("the admin API is disabled: set server.admin_token or server.admin_token_env",
+                          "invalid_request_error", "admin_disabled")};
+    } else {
+      r = parts_.admin->Handle(req.method_string(), path, req[http::field::authorization], req.body());
+    }
+    finish("/admin", r.status);
+    latency_->With({"/admin"}).Observe(static_cast<double>(parts_.clock->NowNanos() - t0) / 1e9);
+    {
+      auto res_ = Gateway::MakeResponse(&req, r.status, std::move(r.body), "application/json", {});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  finish("other", 404);
+  {
+      auto res_ = Gateway::MakeResponse(&req, 404, ErrorBody("Unknown request URL: " + std::string(req.method_string()) + " " + std::string(path),
+                "invalid_request_error", "unknown_url"), "application/json", {});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+}
+
+asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_stream& stream,
+                                                const std::string& peer_ip, int worker,
+                                                asio::io_context& io, const std::string& endpoint) {
+  const auto& scfg = parts_.config->server;
+  const int64_t wt = scfg.write_timeout_ms;
+  RequestContext ctx;
+  ctx.request_id = NextRequestId();
+  ctx.start_ns = parts_.clock->NowNanos();
+  ctx.endpoint = endpoint;
+  ctx.peer_ip = peer_ip;
+  ctx.client_ip = ClientIp(req, peer_ip);
+  ctx.user_agent = std::string(req[http::field::user_agent]);
+  ctx.headers.reserve(16);
+  for (const auto& f : req) ctx.headers.emplace_back(Lower(f.name_string()), std::string(f.value()));
+  auto auth = req[http::field::authorization];
+  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer "))
+    ctx.bearer_token = std::string(auth.substr(7));
+
+  auto record_done = [&](int status) {
+    const int64_t end = parts_.clock->NowNanos();
+    requests_->With({endpoint, std::to_string(status)}).Inc();
+    latency_->With({endpoint}).Observe(static_cast<double>(end - ctx.start_ns) / 1e9);
+    actions_->With({ctx.action}).Inc();
+  };
+
+  // Refuse new work rather than lose audit records when the writer cannot keep up.
+  if (parts_.audit && parts_.audit->queue_depth() >= scfg.audit_backlog_limit) {
+    audit_failures_->With({"backlog"}).Inc();
+    record_done(503);
+    {
+      auto res_ = Gateway::MakeResponse(&req, 503, ErrorBody("The gateway's audit log is backlogged; retry shortly.", "server_error", "audit_backlog"), "application/json", {{"retry-after", "1"}, {"x-request-id", ctx.request_id}});
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+
+  {
+    json::error_code ec;
+    json::value v = json::parse(req.body(), ec);
+    if (ec) {
+      ctx.body_error = ec.message();
+    } else if (!v.is_object()) {
+      ctx.body_error = "the body must be a JSON object";
+    } else {
+      ctx.body = std::move(v.as_object());
+    }
+  }
+
+  // Filters, in order; remember how many ran so OnComplete reaches exactly those.
+  std::vector<std::unique_ptr<Filter>> filters;
+  filters.reserve(parts_.filters.size());
+  bool stopped = false;
+  for (const auto& factory : parts_.filters) {
+    filters.push_back(factory->Create());
+    if (filters.back()->OnRequest(ctx) == FilterStatus::kStop) {
+      stopped = true;
+      break;
+    }
+  }
+
+  SseClientStream client(stream, req, wt);
+  std::string body;
+  if (stopped) {
+    if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}};
+    ctx.http_status = ctx.local_reply->http_status;
+    if (ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
+  } else {
+    Backend* backend = parts_.backends.at(ctx.model).get();
+    BackendCall call{ctx, worker, &io, ctx.stream ? &client : nullptr, nullptr};
+    call.on_progress = [&]() {
+      for (auto& f : filters)
+        if (f->OnStreamProgress(ctx) == FilterStatus::kStop) return false;
+      return true;
+    };
+    BackendResult result = co_await backend->Handle(call);
+    body = std::move(result.body);
+    if (ctx.local_reply && ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
+    if (ctx.local_reply && ctx.http_status == 200) ctx.http_status = ctx.local_reply->http_status;
+  }
+  for (auto it = filters.rbegin(); it != filters.rend(); ++it) (*it)->OnComplete(ctx);
+
+  // The audit record must be durable before the client sees the end of the response.
+  moat::Status audited = moat::Status::Ok();
+  if (parts_.audit) {
+    audited = co_await WriteAudit(MakeAuditRecord(ctx, parts_.clock->NowNanos()));
+    if (!audited.ok()) audit_failures_->With({"write"}).Inc();
+  }
+
+  HeaderList headers = ctx.response_headers;
+  headers.emplace_back("x-request-id", ctx.request_id);
+  headers.emplace_back("x-moat-action", ctx.action);
+  if (client.begun()) {
+    std::string tail;
+    if (!audited.ok()) {
+      tail = "data: " + ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable") + "\n\n";
+    } else if (ctx.local_reply) {
+      tail = "data: " + ErrorBody(*ctx.local_reply) + "\n\n";
+    } else {
+      tail = "data: [DONE]\n\n";
+    }
+    bool ok = co_await client.Send(tail) && co_await client.Finish();
+    record_done(ctx.http_status);
+    co_return ok && req.keep_alive();
+  }
+  if (!audited.ok()) {
+    record_done(503);
+    {
+      auto res_ = Gateway::MakeResponse(&req, 503, ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable"), "application/json", headers);
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  if (ctx.local_reply) {
+    for (const auto& h : ctx.local_reply->headers) headers.push_back(h);
+    int status = ctx.local_reply->http_status;
+    record_done(status);
+    {
+      auto res_ = Gateway::MakeResponse(&req, status, ErrorBody(*ctx.local_reply), "application/json", headers);
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+  }
+  if (ctx.stream && ctx.http_status == 200) {
+    // The backend produced no events at all: still answer with a well-formed stream.
+    bool ok = co_await client.Begin(ctx) && co_await client.Send("data: [DONE]\n\n") && co_await client.Finish();
+    record_done(200);
+    co_return ok && req.keep_alive();
+  }
+  record_done(ctx.http_status);
+  {
+      auto res_ = Gateway::MakeResponse(&req, ctx.http_status, std::move(body), "application/json", headers);
+      co_return co_await Gateway::SendResponse(stream, res_, wt);
+    }
+}
+
+}  // namespace moat::server
