@@ -94,7 +94,7 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   std::string where = "models[" + std::to_string(index) + "]";
   MOAT_RETURN_IF_ERROR(CheckKeys(t, where, {"name", "backend", "base_url", "upstream_model", "api_key",
       "api_key_env", "connect_timeout_ms", "read_timeout_ms", "max_idle_connections",
-      "request_usage_in_streams", "model_path"}));
+      "request_usage_in_streams", "model_path", "forward_headers"}));
   MOAT_RETURN_IF_ERROR(Get(t, "name", where, &m->name));
   MOAT_RETURN_IF_ERROR(Get(t, "backend", where, &m->backend));
   MOAT_RETURN_IF_ERROR(Get(t, "base_url", where, &m->base_url));
@@ -108,6 +108,13 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   MOAT_RETURN_IF_ERROR(Get(t, "max_idle_connections", where, &m->max_idle_connections));
   MOAT_RETURN_IF_ERROR(Get(t, "request_usage_in_streams", where, &m->request_usage_in_streams));
   MOAT_RETURN_IF_ERROR(Get(t, "model_path", where, &m->model_path));
+  MOAT_RETURN_IF_ERROR(Get(t, "forward_headers", where, &m->forward_headers));
+  for (auto& h : m->forward_headers) {
+    for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (h == "authorization" || h == "host" || h == "content-length" || h == "transfer-encoding" ||
+        h == "connection")
+      return moat::InvalidArgumentError(where + ".forward_headers must not name \"" + h + "\"");
+  }
   if (m->name.empty()) return moat::InvalidArgumentError(where + ".name is required");
   if (m->upstream_model.empty()) m->upstream_model = m->name;
   if (m->backend == "upstream") {

@@ -61,6 +61,9 @@ struct ModelConfig {
   int64_t read_timeout_ms = 60'000;  // to first byte, and between stream chunks
   size_t max_idle_connections = 64;  // per worker thread
   bool request_usage_in_streams = true;  // inject stream_options.include_usage
+  // Client request headers passed on to the upstream (lower-case names, e.g. "traceparent").
+  // Nothing else from the client is forwarded: the Authorization header is always replaced.
+  std::vector<std::string> forward_headers;
   // builtin
   std::string model_path;
 };

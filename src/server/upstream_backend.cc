@@ -207,6 +207,8 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   req.set(http::field::accept, ctx.stream ? "text/event-stream" : "application/json");
   req.set("x-request-id", ctx.request_id);
   if (!config_.api_key.empty()) req.set(http::field::authorization, "Bearer " + config_.api_key);
+  for (const auto& name : config_.forward_headers)
+    if (const std::string* v = ctx.FindHeader(name)) req.set(name, *v);
   req.keep_alive(true);
   req.body() = ForwardBody(ctx);
   req.prepare_payload();

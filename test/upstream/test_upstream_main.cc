@@ -1,6 +1,12 @@
 // moat-test-upstream: a small, fast OpenAI-compatible server with controllable delays and faults,
 // used by the gateway's integration tests and by the load benchmark.
 //
+// THROUGH THE GATEWAY: moat forwards no client headers by default. To let a test's x-test-*
+// headers reach this server through moat, configure the model with
+//   forward_headers = ["x-test-fault", "x-test-delay-ms", "x-test-chunk-delay-ms",
+//                      "x-test-tokens", "x-test-echo"]
+// (see ModelConfig::forward_headers in src/server/config.h).
+//
 // Flags
 //   --host 127.0.0.1        address to listen on
 //   --port 0                port; 0 picks a free one (read it from --port-file)

@@ -1,0 +1,215 @@
+#include "traffic_commands.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "traffic/event_io.h"
+#include "traffic/generator.h"
+#include "traffic/http_replay.h"
+#include "traffic/rng.h"
+#include "traffic/prompt_corpus.h"
+#include "traffic/replay.h"
+#include "traffic/report.h"
+#include "traffic/scenario.h"
+
+namespace moat::bench {
+namespace {
+
+using traffic::PromptCorpus;
+using traffic::Report;
+using traffic::Scenario;
+
+struct CommonOptions {
+  std::string data = "../shared/datasets";
+  std::string scenario = "smoke";
+  std::string scenarios_dir = MOAT_SCENARIOS_DIR;
+  uint64_t seed = 1;
+  std::string out;
+};
+
+void AddCommon(CLI::App* cmd, CommonOptions& o) {
+  cmd->add_option("--data", o.data, "dataset folder holding MANIFEST.json")->capture_default_str();
+  cmd->add_option("--scenario", o.scenario, "scenario name (scenarios/NAME.toml) or TOML path")
+      ->capture_default_str();
+  cmd->add_option("--scenarios-dir", o.scenarios_dir, "where scenario names resolve")
+      ->capture_default_str();
+  cmd->add_option("--seed", o.seed, "random seed; the same seed gives the same traffic")
+      ->capture_default_str();
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "moat-bench: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+double Since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+struct Loaded {
+  Scenario scenario;
+  PromptCorpus corpus;
+};
+
+StatusOr<Loaded> Load(const CommonOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  Loaded l;
+  MOAT_ASSIGN_OR_RETURN(l.scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
+  MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data));
+  std::fprintf(stderr, "loaded %zu prompt sets (%zu organic, %zu conversations) from %s in %.2f s\n",
+               l.corpus.sets().size(), l.corpus.PromptCount("organic"),
+               l.corpus.conversation_count(), o.data.c_str(), Since(t0));
+  return l;
+}
+
+int PrintAndWrite(const Report& r, const std::string& out) {
+  std::fputs(traffic::FormatTable(r).c_str(), stdout);
+  if (!out.empty()) {
+    Status s = traffic::WriteReportFiles(r, out);
+    if (!s.ok()) return Fail(s);
+    std::printf("wrote %s/report.json and %s/report.html\n", out.c_str(), out.c_str());
+  }
+  return 0;
+}
+
+int RunGenerate(const CommonOptions& o) {
+  auto loaded = Load(o);
+  if (!loaded.ok()) return Fail(loaded.status());
+  if (o.out.empty()) return Fail(InvalidArgumentError("--out DIR is required"));
+  auto t0 = std::chrono::steady_clock::now();
+  traffic::JsonlTrafficWriter writer(o.out);
+  if (!writer.status().ok()) return Fail(writer.status());
+  traffic::TrafficGenerator gen(loaded->corpus, loaded->scenario, o.seed);
+  Status s = gen.Run(writer);
+  if (s.ok()) s = writer.Close();
+  if (!s.ok()) return Fail(s);
+  double wall = Since(t0);
+  std::printf("generated %lld events, %lld labels into %s/{events,labels}.jsonl in %.2f s "
+              "(%.0f events/s, peak %lld active actors)\n",
+              static_cast<long long>(gen.stats().events),
+              static_cast<long long>(gen.stats().labels), o.out.c_str(), wall,
+              gen.stats().events / std::max(wall, 1e-9),
+              static_cast<long long>(gen.stats().peak_active_actors));
+  return 0;
+}
+
+int RunRun(const CommonOptions& o, const std::string& engine_name, int rate) {
+  auto loaded = Load(o);
+  if (!loaded.ok()) return Fail(loaded.status());
+  auto engine = traffic::MakeEngine(engine_name, rate);
+  if (!engine.ok()) return Fail(engine.status());
+  auto report = traffic::RunInProcess(loaded->corpus, loaded->scenario, o.seed, **engine,
+                                      engine_name);
+  if (!report.ok()) return Fail(report.status());
+  return PrintAndWrite(*report, o.out);
+}
+
+struct ReplayOptions {
+  std::string events, labels, engine = "baseline", out;
+  int rate_limit = 100;
+  std::string gateway, keys_file;
+  traffic::HttpReplayOptions http;
+};
+
+int RunReplay(ReplayOptions& o) {
+  if (!o.gateway.empty()) {
+    if (o.keys_file.empty()) return Fail(InvalidArgumentError("--gateway needs --keys-file"));
+    auto keys = traffic::LoadKeysFile(o.keys_file);
+    if (!keys.ok()) return Fail(keys.status());
+    o.http.gateway_url = o.gateway;
+    auto report = traffic::ReplayOverHttp(o.events, o.labels, *keys, o.http);
+    if (!report.ok()) return Fail(report.status());
+    return PrintAndWrite(*report, o.out);
+  }
+  auto engine = traffic::MakeEngine(o.engine, o.rate_limit);
+  if (!engine.ok()) return Fail(engine.status());
+  auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine);
+  if (!report.ok()) return Fail(report.status());
+  return PrintAndWrite(*report, o.out);
+}
+
+// Writes a keys file with one deterministic bench secret per labelled account.
+int RunProvision(const std::string& labels, const std::string& keys_out, uint64_t seed) {
+  std::FILE* out = std::fopen(keys_out.c_str(), "w");
+  if (out == nullptr) return Fail(InternalError("cannot write " + keys_out));
+  std::fprintf(out, "# account secret (moat-bench traffic provision)\n");
+  std::set<std::string> seen;
+  int64_t n = 0;
+  Status s = traffic::ForEachLine(labels, [&](std::string_view line) -> Status {
+    MOAT_ASSIGN_OR_RETURN(traffic::SubjectLabel l, traffic::LabelFromJson(line));
+    if (!seen.insert(l.account).second) return Status::Ok();
+    std::fprintf(out, "%s sk-bench-%016llx%016llx\n", l.account.c_str(),
+                 static_cast<unsigned long long>(traffic::Mix64(seed ^ traffic::HashName(l.account))),
+                 static_cast<unsigned long long>(traffic::Mix64(~seed ^ traffic::HashName(l.account))));
+    ++n;
+    return Status::Ok();
+  });
+  std::fclose(out);
+  if (!s.ok()) return Fail(s);
+  std::printf("wrote %lld account keys to %s\n", static_cast<long long>(n), keys_out.c_str());
+  std::printf("TODO: register them in the gateway (moat account/key creation is not scripted "
+              "yet; see docs/traffic-benchmark.md)\n");
+  return 0;
+}
+
+}  // namespace
+
+void AddTrafficCommands(CLI::App& app, int& exit_code) {
+  CLI::App* traffic = app.add_subcommand("traffic", "labelled traffic benchmark");
+  traffic->require_subcommand(1);
+
+  auto gen_opts = std::make_shared<CommonOptions>();
+  CLI::App* gen = traffic->add_subcommand("generate", "write events.jsonl and labels.jsonl");
+  AddCommon(gen, *gen_opts);
+  gen->add_option("--out", gen_opts->out, "output folder")->required();
+  gen->callback([gen_opts, &exit_code] { exit_code = RunGenerate(*gen_opts); });
+
+  auto run_opts = std::make_shared<CommonOptions>();
+  auto engine = std::make_shared<std::string>("baseline");
+  auto rate = std::make_shared<int>(100);
+  CLI::App* run = traffic->add_subcommand(
+      "run", "generate, replay into the engine in-process (simulated clock) and score");
+  AddCommon(run, *run_opts);
+  run->add_option("--engine", *engine, "detector: baseline (per-account hourly rate)")
+      ->capture_default_str();
+  run->add_option("--rate-limit", *rate, "baseline: requests per account per sliding hour")
+      ->capture_default_str();
+  run->add_option("--out", run_opts->out, "write report.json and report.html here");
+  run->callback([run_opts, engine, rate, &exit_code] {
+    exit_code = RunRun(*run_opts, *engine, *rate);
+  });
+
+  auto rep = std::make_shared<ReplayOptions>();
+  CLI::App* replay = traffic->add_subcommand(
+      "replay", "replay generated files into an engine in-process and score them");
+  replay->add_option("--events", rep->events, "events.jsonl (or .gz)")->required();
+  replay->add_option("--labels", rep->labels, "labels.jsonl (or .gz)")->required();
+  replay->add_option("--engine", rep->engine, "detector")->capture_default_str();
+  replay->add_option("--rate-limit", rep->rate_limit, "baseline: requests per hour")
+      ->capture_default_str();
+  replay->add_option("--out", rep->out, "write report.json and report.html here");
+  replay->add_option("--gateway", rep->gateway,
+                     "replay over HTTP into a running gateway at this URL instead (http://host:port)");
+  replay->add_option("--keys-file", rep->keys_file, "HTTP: 'account secret' lines");
+  replay->add_option("--rate", rep->http.rate, "HTTP: requests per second (real clock)")
+      ->capture_default_str();
+  replay->add_option("--max-events", rep->http.max_events, "HTTP: stop after N requests");
+  replay->callback([rep, &exit_code] { exit_code = RunReplay(*rep); });
+
+  auto prov_labels = std::make_shared<std::string>();
+  auto prov_out = std::make_shared<std::string>();
+  auto prov_seed = std::make_shared<uint64_t>(1);
+  CLI::App* prov = traffic->add_subcommand(
+      "provision", "write a keys file (account -> secret) for HTTP replay");
+  prov->add_option("--labels", *prov_labels, "labels.jsonl")->required();
+  prov->add_option("--keys-out", *prov_out, "keys file to write")->required();
+  prov->add_option("--seed", *prov_seed, "secret derivation seed")->capture_default_str();
+  prov->callback([=, &exit_code] { exit_code = RunProvision(*prov_labels, *prov_out, *prov_seed); });
+}
+
+}  // namespace moat::bench

@@ -1,0 +1,70 @@
+#include "traffic/replay.h"
+
+#include <chrono>
+
+#include "traffic/event_io.h"
+#include "traffic/per_account_rate_engine.h"
+
+namespace moat::traffic {
+
+namespace {
+double SecondsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+}  // namespace
+
+StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
+                              uint64_t seed, detect::Engine& engine,
+                              std::string_view engine_name) {
+  auto t0 = std::chrono::steady_clock::now();
+  Scorer scorer;
+  EngineReplaySink sink(engine, scorer);
+  TrafficGenerator generator(corpus, scenario, seed);
+  MOAT_RETURN_IF_ERROR(generator.Run(sink));
+  Report r = scorer.Finish();
+  r.scenario = scenario.name;
+  r.seed = seed;
+  r.engine = std::string(engine_name);
+  r.wall_seconds = SecondsSince(t0);
+  r.events_per_second = r.wall_seconds > 0 ? r.events / r.wall_seconds : 0;
+  return r;
+}
+
+Status LoadLabels(const std::string& labels_path, Scorer& scorer) {
+  return ForEachLine(labels_path, [&](std::string_view line) -> Status {
+    MOAT_ASSIGN_OR_RETURN(SubjectLabel label, LabelFromJson(line));
+    scorer.AddLabel(label);
+    return Status::Ok();
+  });
+}
+
+StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
+                                      const std::string& labels_path, detect::Engine& engine,
+                                      std::string_view engine_name) {
+  auto t0 = std::chrono::steady_clock::now();
+  Scorer scorer;
+  MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
+  MOAT_RETURN_IF_ERROR(ForEachLine(events_path, [&](std::string_view line) -> Status {
+    MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, EventFromJson(line));
+    detect::Verdict v = engine.Observe(e);
+    scorer.Record(e.account_id, e.end_user, e.time_ns, v.action);
+    return Status::Ok();
+  }));
+  Report r = scorer.Finish();
+  r.scenario = events_path;
+  r.engine = std::string(engine_name);
+  r.wall_seconds = SecondsSince(t0);
+  r.events_per_second = r.wall_seconds > 0 ? r.events / r.wall_seconds : 0;
+  return r;
+}
+
+StatusOr<std::unique_ptr<detect::Engine>> MakeEngine(std::string_view name, int rate_per_hour) {
+  if (name == "baseline") {
+    PerAccountRateOptions o;
+    o.max_requests_per_hour = rate_per_hour;
+    return std::unique_ptr<detect::Engine>(std::make_unique<PerAccountRateEngine>(o));
+  }
+  return InvalidArgumentError("unknown engine '" + std::string(name) + "' (known: baseline)");
+}
+
+}  // namespace moat::traffic

@@ -1,0 +1,52 @@
+#pragma once
+// In-process replay: feeds traffic into a detection Engine at full speed on the events' own
+// (simulated) clock and scores the verdicts. Depends only on the detect::Engine interface.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "moat/detect_engine.h"
+#include "moat/status.h"
+#include "traffic/generator.h"
+#include "traffic/prompt_corpus.h"
+#include "traffic/scenario.h"
+#include "traffic/scorer.h"
+
+namespace moat::traffic {
+
+// A sink that asks the engine for a verdict on every event and scores it.
+class EngineReplaySink final : public TrafficSink {
+ public:
+  // Both must outlive the sink.
+  EngineReplaySink(detect::Engine& engine, Scorer& scorer) : engine_(engine), scorer_(scorer) {}
+  void OnLabel(const SubjectLabel& label) override { scorer_.AddLabel(label); }
+  void OnEvent(const detect::RequestEvent& event) override {
+    detect::Verdict v = engine_.Observe(event);
+    scorer_.Record(event.account_id, event.end_user, event.time_ns, v.action);
+  }
+
+ private:
+  detect::Engine& engine_;
+  Scorer& scorer_;
+};
+
+// Generates the scenario and replays it into `engine` in one pass (nothing is buffered), then
+// scores. Fills the report's scenario, seed, engine name, wall time and events/s.
+StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
+                              uint64_t seed, detect::Engine& engine, std::string_view engine_name);
+
+// Replays files written by `moat-bench traffic generate` into `engine` and scores them.
+StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
+                                      const std::string& labels_path, detect::Engine& engine,
+                                      std::string_view engine_name);
+
+// Reads a label file into a scorer.
+Status LoadLabels(const std::string& labels_path, Scorer& scorer);
+
+// The detection engines the benchmark can judge: "baseline" (PerAccountRateEngine). The
+// behavioural engine of src/detect is added here once it exists. `rate_per_hour` configures
+// the baseline. Returns InvalidArgument for unknown names.
+StatusOr<std::unique_ptr<detect::Engine>> MakeEngine(std::string_view name, int rate_per_hour);
+
+}  // namespace moat::traffic

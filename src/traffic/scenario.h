@@ -1,0 +1,78 @@
+#pragma once
+// Scenario: the parameters of one synthetic traffic population (organic accounts and
+// distillation campaigns), read from a TOML file under scenarios/.
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "moat/status.h"
+
+namespace moat::traffic {
+
+// The campaign variants of the brief's threat model.
+inline constexpr std::string_view kVariants[] = {"bulk",           "sybil-spread",
+                                                 "cot-harvest",    "benchmark-sweep",
+                                                 "jailbreak-probe", "hydra", "mimic"};
+bool IsKnownVariant(std::string_view variant);
+
+struct OrganicParams {
+  int accounts = 1000;
+  double median_sessions_per_day = 2.0;  // per account, log-normal across accounts
+  double activity_sigma = 1.1;           // log-space spread: a heavy tail of active users
+  double max_sessions_per_day = 60;      // clamp of the tail
+  double multi_turn_prob = 0.35;         // a session replays a real conversation from the data
+  double contrast_prob = 0.04;           // a prompt comes from the `contrast` role
+  double second_ip_prob = 0.25;          // accounts that also use a mobile/office address
+  int batch_jobs = 2;                    // heavy legitimate users: nightly summarisation jobs
+  double batch_requests_per_hour = 900;
+  double batch_hours_per_day = 2;
+  int coding_tools = 1;                  // heavy legitimate users: an IDE assistant company
+  double coding_requests_per_hour = 700;
+  int coding_end_users = 300;
+};
+
+struct CampaignParams {
+  std::string variant;
+  std::string id;                        // defaults to "<variant>-<index>"
+  int accounts = 10;
+  double start_hour = 1;                 // hours after the scenario start
+  double duration_hours = 6;
+  double requests_per_account_hour = 30; // mean rate of one account while it is active
+  double account_lifetime_hours = 0;     // fresh accounts live this long (0: whole campaign)
+  int max_requests_per_account = 0;      // 0: unlimited
+  int proxy_pool = 0;                    // distinct client IPs (0: one per account)
+  std::string ip_kind = "datacenter";    // datacenter | residential | mixed
+  // hydra: the reseller account's end users.
+  int organic_end_users = 50;
+  int campaign_end_users = 20;
+  // mimic: fraction of cover (organic-looking) prompts interleaved with the campaign's own.
+  double cover_fraction = 0.4;
+};
+
+struct Scenario {
+  std::string name;
+  std::string description;
+  int64_t start_unix_s = 1717372800;     // 2024-06-03T00:00:00Z, a Monday
+  double duration_hours = 24;
+  OrganicParams organic;
+  std::vector<CampaignParams> campaigns;
+
+  int64_t start_ns() const { return start_unix_s * 1'000'000'000LL; }
+  int64_t end_ns() const {
+    return start_ns() + static_cast<int64_t>(duration_hours * 3600.0 * 1e9);
+  }
+};
+
+// Parses a scenario from TOML text. Returns InvalidArgument on syntax errors, unknown
+// variants or out-of-range values.
+StatusOr<Scenario> ParseScenario(std::string_view toml_text);
+// Reads a scenario file.
+StatusOr<Scenario> LoadScenarioFile(const std::filesystem::path& path);
+// Resolves NAME to <scenarios_dir>/NAME.toml unless NAME is already a path to a file.
+StatusOr<Scenario> LoadScenario(std::string_view name_or_path,
+                                const std::filesystem::path& scenarios_dir);
+
+}  // namespace moat::traffic
