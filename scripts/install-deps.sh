@@ -18,7 +18,7 @@ if ! command -v npm >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
 fi
 if [[ "${MOAT_BENCH_DEPS:-0}" == "1" ]]; then
-  PACKAGES+=(wrk hey nginx-light hyperfine ccache)
+  PACKAGES+=(wrk hey nginx-light hyperfine ccache python3 linux-perf)
 fi
 
 missing=()

@@ -14,6 +14,7 @@
 #include "filters/auth/auth_filter.h"
 #include "filters/ratelimit/ratelimit_filter.h"
 #include "server/admin_api.h"
+#include "server/builtin_backend.h"
 #include "server/gateway.h"
 #include "server/http_server.h"
 #include "server/upstream_backend.h"
@@ -84,13 +85,13 @@ int Serve(const ServeOpts& opts) {
   for (const auto& m : cfg.models) {
     model_names.insert(m.name);
     if (m.backend == "upstream") {
-      auto b = server::UpstreamBackend::Create(m, workers, &metrics);
+      auto b = server::UpstreamBackend::Create(m, workers, &metrics, cfg.watermark, cfg.storage.watermark_secret);
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     } else {
-      return Fail(moat::UnimplementedError(
-          "model \"" + m.name + "\": backend = \"builtin\" is not available in this build yet; "
-          "use backend = \"upstream\" (see README)"));
+      auto b = server::BuiltinBackend::Create(m, cfg.watermark, cfg.storage.watermark_secret);
+      if (!b.ok()) return Fail(b.status());
+      parts.backends[m.name] = std::move(*b);
     }
   }
   parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics));

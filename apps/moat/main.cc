@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "commands_issue3.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"moat: a security gateway that protects a language-model API from distillation"};
@@ -9,6 +10,8 @@ int main(int argc, char** argv) {
   moat::cli::AddServeCommand(app);
   moat::cli::AddAccountCommands(app);
   moat::cli::AddAuditCommands(app);
+  moat::cli::AddModelCommands(app);
+  moat::cli::AddWatermarkCommands(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -30,6 +30,7 @@ struct LocalReply {
   std::string code;     // e.g. "rate_limit_exceeded"
   std::string message;  // human-readable, actionable
   HeaderList headers;   // extra headers, e.g. Retry-After
+  std::string param;    // the offending request parameter, "" when none
 };
 
 // Everything the pipeline knows about one request. Owned by the server's request handler;

@@ -108,7 +108,8 @@ TEST(AuditExportTest, RoundTripsEveryFieldInChainOrder) {
 TEST(AuditExportTest, InvalidUtf8IsReplacedAndKeptExactlyAsBase64) {
   TempDir dir;
   AuditLogOptions opts = OptionsIn(dir);
-  const std::string binary("ok \xFF\xFE bad \xC0\xAF overlong \xED\xA0\x80 surrogate", 38);
+  constexpr char kBinary[] = "ok \xFF\xFE bad \xC0\xAF overlong \xED\xA0\x80 surrogate";
+  const std::string binary(kBinary, sizeof(kBinary) - 1);
   {
     auto log = AuditLog::Open(opts);
     ASSERT_TRUE(log.ok());

@@ -260,7 +260,7 @@ void AuditLog::WriterLoop() {
       if (!batch[i].on_durable) continue;
       try {
         batch[i].on_durable(statuses[i]);
-      } catch (const std::exception&) {
+      } catch (...) {
         // A throwing callback must not kill the writer; the record itself is unaffected.
       }
     }

@@ -94,7 +94,8 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   std::string where = "models[" + std::to_string(index) + "]";
   MOAT_RETURN_IF_ERROR(CheckKeys(t, where, {"name", "backend", "base_url", "upstream_model", "api_key",
       "api_key_env", "connect_timeout_ms", "read_timeout_ms", "max_idle_connections",
-      "request_usage_in_streams", "model_path", "forward_headers"}));
+      "request_usage_in_streams", "model_path", "forward_headers", "generation_threads",
+      "watermark_vocab_size"}));
   MOAT_RETURN_IF_ERROR(Get(t, "name", where, &m->name));
   MOAT_RETURN_IF_ERROR(Get(t, "backend", where, &m->backend));
   MOAT_RETURN_IF_ERROR(Get(t, "base_url", where, &m->base_url));
@@ -109,6 +110,8 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   MOAT_RETURN_IF_ERROR(Get(t, "request_usage_in_streams", where, &m->request_usage_in_streams));
   MOAT_RETURN_IF_ERROR(Get(t, "model_path", where, &m->model_path));
   MOAT_RETURN_IF_ERROR(Get(t, "forward_headers", where, &m->forward_headers));
+  MOAT_RETURN_IF_ERROR(Get(t, "generation_threads", where, &m->generation_threads));
+  MOAT_RETURN_IF_ERROR(Get(t, "watermark_vocab_size", where, &m->watermark_vocab_size));
   for (auto& h : m->forward_headers) {
     for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (h == "authorization" || h == "host" || h == "content-length" || h == "transfer-encoding" ||
@@ -154,7 +157,22 @@ std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
 
 moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   GatewayConfig cfg;
-  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models"}));
+  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models", "watermark"}));
+  if (const auto* w = root["watermark"].as_table()) {
+    auto& ws = cfg.watermark;
+    MOAT_RETURN_IF_ERROR(CheckKeys(*w, "watermark", {"enabled", "scheme", "gamma", "delta", "context_width", "epoch"}));
+    MOAT_RETURN_IF_ERROR(Get(*w, "enabled", "watermark", &ws.enabled));
+    MOAT_RETURN_IF_ERROR(Get(*w, "scheme", "watermark", &ws.scheme));
+    MOAT_RETURN_IF_ERROR(Get(*w, "gamma", "watermark", &ws.gamma));
+    MOAT_RETURN_IF_ERROR(Get(*w, "delta", "watermark", &ws.delta));
+    MOAT_RETURN_IF_ERROR(Get(*w, "context_width", "watermark", &ws.context_width));
+    MOAT_RETURN_IF_ERROR(Get(*w, "epoch", "watermark", &ws.epoch));
+    if (ws.scheme != "kgw" && ws.scheme != "unigram")
+      return moat::InvalidArgumentError("watermark.scheme must be \"kgw\" or \"unigram\"");
+    if (!(ws.gamma > 0 && ws.gamma < 1)) return moat::InvalidArgumentError("watermark.gamma must be in (0, 1)");
+    if (!(ws.delta >= 0 && ws.delta <= 20)) return moat::InvalidArgumentError("watermark.delta must be in [0, 20]");
+    if (ws.context_width < 1 || ws.context_width > 8) return moat::InvalidArgumentError("watermark.context_width must be 1..8");
+  }
   if (const auto* s = root["server"].as_table()) MOAT_RETURN_IF_ERROR(ParseServer(*s, &cfg.server));
   if (const auto* s = root["storage"].as_table()) {
     MOAT_RETURN_IF_ERROR(CheckKeys(*s, "storage", {"data_dir", "accounts_db", "audit_db", "key_pepper_file",
@@ -193,6 +211,7 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
       if (!t) return moat::InvalidArgumentError("models must be an array of tables ([[models]])");
       ModelConfig m;
       MOAT_RETURN_IF_ERROR(ParseModel(*t, i, &m));
+      if (m.backend == "builtin" && m.model_path.empty()) m.model_path = cfg.storage.data_dir + "/model.bin";
       for (const auto& other : cfg.models)
         if (other.name == m.name) return moat::InvalidArgumentError("model \"" + m.name + "\" is configured twice");
       cfg.models.push_back(std::move(m));

@@ -64,14 +64,30 @@ struct ModelConfig {
   // Client request headers passed on to the upstream (lower-case names, e.g. "traceparent").
   // Nothing else from the client is forwarded: the Authorization header is always replaced.
   std::vector<std::string> forward_headers;
+  // Upstream-mode watermark: when > 0, the account's Unigram green list over token ids
+  // [0, watermark_vocab_size) of the UPSTREAM tokenizer is injected as `logit_bias` (vLLM,
+  // llama.cpp server accept full maps). Uses [watermark] gamma/delta/epoch.
+  int32_t watermark_vocab_size = 0;
   // builtin
-  std::string model_path;
+  std::string model_path;    // default <data_dir>/model.bin (written by `moat model train`)
+  int generation_threads = 0;  // CPU threads for generation; 0: one per core
+};
+
+// The per-account output watermark applied by the builtin backend.
+struct WatermarkSettings {
+  bool enabled = true;
+  std::string scheme = "kgw";  // kgw | unigram
+  double gamma = 0.25;
+  double delta = 2.0;
+  int context_width = 1;  // h for kgw
+  uint32_t epoch = 0;     // key epoch; raise it to rotate every account's key
 };
 
 struct GatewayConfig {
   ServerConfig server;
   StorageConfig storage;
   AuditConfig audit;
+  WatermarkSettings watermark;
   std::map<std::string, TierLimitsConfig> limits;  // by tier name
   std::vector<ModelConfig> models;
 };

@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -96,61 +97,93 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index) {
   auto& io = *static_cast<asio::io_context*>(&workers_[index]->io);
   const int64_t wt = config_.write_timeout_ms;
 
+  // Read deadlines use their own timer that cancels the read, rather than tcp_stream's
+  // expiry (which closes the socket), so that a slow client still receives its 408.
+  asio::steady_timer deadline(stream.get_executor());
+  bool timed_out = false;
+  auto arm = [&](int64_t ms) {
+    timed_out = false;
+    deadline.expires_after(std::chrono::milliseconds(ms));
+    deadline.async_wait([&](const beast::error_code& ec) {
+      if (ec) return;  // cancelled: the read finished first
+      timed_out = true;
+      beast::error_code ignored;
+      stream.socket().cancel(ignored);
+    });
+  };
+  // Protocol errors close the connection (MakeResponse with no request: no keep-alive).
+  auto error_response = [](int status, const std::string& message, const char* code) {
+    return Gateway::MakeResponse(nullptr, status, ErrorBody(message, "invalid_request_error", code),
+                                 "application/json", {});
+  };
+  auto too_large = [&](boost::optional<uint64_t> len) {
+    return "Request body" + (len ? " is " + std::to_string(*len) + " bytes; it" : std::string()) +
+           " exceeds the limit of " + std::to_string(config_.max_body_bytes) + " bytes.";
+  };
+
   while (!stopping_.load()) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(64 * 1024);
     parser.body_limit(config_.max_body_bytes);
-    stream.expires_after(std::chrono::milliseconds(config_.header_timeout_ms));
+    arm(config_.header_timeout_ms);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
+    deadline.cancel();
     if (hec) {
-      if (hec == beast::error::timeout && buffer.size() > 0) {
-        protocol_errors_->With({"header_timeout"}).Inc();
-        {
-      auto res_ = Gateway::MakeResponse(nullptr, 408, ErrorBody("Timed out waiting for the request headers.", "invalid_request_error", "request_timeout"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
+      if (timed_out) {
+        // An idle keep-alive connection closes silently; a half-sent request gets a 408.
+        if (buffer.size() > 0) {
+          protocol_errors_->With({"header_timeout"}).Inc();
+          {
+          auto res = error_response(408, "Timed out waiting for the request headers.", "request_timeout");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
+        }
       } else if (hec == http::error::header_limit) {
         protocol_errors_->With({"header_too_large"}).Inc();
         {
-      auto res_ = Gateway::MakeResponse(nullptr, 431, ErrorBody("Request headers are too large.", "invalid_request_error", "headers_too_large"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
-      } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
-                 hec != asio::error::connection_reset && hec != asio::error::eof) {
+          auto res = error_response(431, "Request headers are too large.", "headers_too_large");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
+      } else if (hec == http::error::body_limit) {
+        protocol_errors_->With({"body_too_large"}).Inc();
+        {
+          auto res = error_response(413, too_large(parser.content_length()), "request_too_large");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
+      } else if (hec != http::error::end_of_stream && hec != asio::error::connection_reset &&
+                 hec != asio::error::eof && hec != asio::error::operation_aborted) {
         protocol_errors_->With({"bad_request"}).Inc();
         {
-      auto res_ = Gateway::MakeResponse(nullptr, 400, ErrorBody("Malformed HTTP request: " + hec.message(), "invalid_request_error", "bad_http_request"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
+          auto res = error_response(400, "Malformed HTTP request: " + hec.message(), "bad_http_request");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
       }
       break;
     }
     if (auto len = parser.content_length(); len && *len > config_.max_body_bytes) {
       protocol_errors_->With({"body_too_large"}).Inc();
       {
-      auto res_ = Gateway::MakeResponse(nullptr, 413, ErrorBody("Request body is " + std::to_string(*len) + " bytes; the limit is " +
-                        std::to_string(config_.max_body_bytes) + ".",
-                    "invalid_request_error", "request_too_large"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
+          auto res = error_response(413, too_large(len), "request_too_large");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
       break;
     }
-    stream.expires_after(std::chrono::milliseconds(config_.body_timeout_ms));
+    arm(config_.body_timeout_ms);
     auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    deadline.cancel();
     if (bec) {
-      if (bec == http::error::body_limit) {
-        protocol_errors_->With({"body_too_large"}).Inc();
-        {
-      auto res_ = Gateway::MakeResponse(nullptr, 413, ErrorBody("Request body exceeds the limit of " + std::to_string(config_.max_body_bytes) + " bytes.",
-                      "invalid_request_error", "request_too_large"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
-      } else if (bec == beast::error::timeout) {
+      if (timed_out) {
         protocol_errors_->With({"body_timeout"}).Inc();
         {
-      auto res_ = Gateway::MakeResponse(nullptr, 408, ErrorBody("Timed out waiting for the request body.", "invalid_request_error", "request_timeout"), "application/json", {});
-      co_await Gateway::SendResponse(stream, res_, wt);
-    }
+          auto res = error_response(408, "Timed out waiting for the request body.", "request_timeout");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
+      } else if (bec == http::error::body_limit) {
+        protocol_errors_->With({"body_too_large"}).Inc();
+        {
+          auto res = error_response(413, too_large(parser.content_length()), "request_too_large");
+          co_await Gateway::SendResponse(stream, res, wt);
+        }
       }
       break;
     }

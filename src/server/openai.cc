@@ -27,7 +27,7 @@ std::string ErrorBody(std::string_view message, std::string_view type, std::stri
 }
 
 std::string ErrorBody(const LocalReply& reply) {
-  return ErrorBody(reply.message, reply.type, reply.code);
+  return ErrorBody(reply.message, reply.type, reply.code, reply.param);
 }
 
 namespace {

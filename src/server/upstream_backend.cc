@@ -1,5 +1,7 @@
 #include "server/upstream_backend.h"
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -10,6 +12,7 @@
 
 #include "moat/clock.h"
 #include "server/openai.h"
+#include "watermark/logit_bias.h"
 
 namespace moat::server {
 
@@ -144,9 +147,9 @@ void SetGatewayError(RequestContext& ctx, int status, const std::string& code, s
 
 }  // namespace
 
-moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(const ModelConfig& config,
-                                                                          int workers,
-                                                                          MetricsRegistry* metrics) {
+moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
+    const ModelConfig& config, int workers, MetricsRegistry* metrics, const WatermarkSettings& wm,
+    const std::string& wm_secret_path) {
   MOAT_ASSIGN_OR_RETURN(ParsedUrl url, ParseHttpUrl(config.base_url));
   asio::io_context io;
   tcp::resolver resolver(io);
@@ -155,8 +158,17 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(const M
   if (ec || results.empty())
     return moat::UnavailableError("cannot resolve upstream host \"" + url.host + "\" for model \"" +
                                   config.name + "\": " + ec.message());
-  return std::unique_ptr<UpstreamBackend>(
+  std::unique_ptr<UpstreamBackend> backend(
       new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics));
+  if (config.watermark_vocab_size > 0 && wm.enabled) {
+    MOAT_ASSIGN_OR_RETURN(backend->wm_secret_, watermark::MasterSecret::LoadOrCreate(wm_secret_path));
+    backend->wm_config_.scheme = watermark::Scheme::kUnigram;  // the only scheme a static map can carry
+    backend->wm_config_.gamma = wm.gamma;
+    backend->wm_config_.delta = wm.delta;
+    MOAT_RETURN_IF_ERROR(backend->wm_config_.Validate());
+    backend->wm_epoch_ = wm.epoch;
+  }
+  return backend;
 }
 
 UpstreamBackend::UpstreamBackend(const ModelConfig& config, ParsedUrl url, tcp::endpoint ep,
@@ -179,8 +191,35 @@ UpstreamBackend::UpstreamBackend(const ModelConfig& config, ParsedUrl url, tcp::
 
 void UpstreamBackend::CountError(const char* kind) { upstream_errors_->With({config_.name, kind}).Inc(); }
 
-std::string UpstreamBackend::ForwardBody(const RequestContext& ctx) const {
+void UpstreamBackend::InjectWatermark(Pool& pool, RequestContext& ctx, json::object& body) const {
+  if (!wm_secret_ || ctx.account_id.empty()) return;
+  auto it = pool.bias_cache.find(ctx.account_id);
+  if (it == pool.bias_cache.end()) {
+    watermark::WatermarkKey key = watermark::DeriveKey(*wm_secret_, ctx.account_id, wm_epoch_);
+    auto bias = watermark::UnigramLogitBias(key, wm_config_, config_.watermark_vocab_size);
+    if (!bias.ok()) return;
+    json::object map;
+    map.reserve(bias->size());
+    for (const auto& [token, b] : *bias) map[std::to_string(token)] = b;
+    if (pool.bias_cache.size() >= 1024) pool.bias_cache.clear();  // bounded per worker
+    it = pool.bias_cache.emplace(ctx.account_id, std::move(map)).first;
+  }
+  json::object merged = it->second;
+  if (const auto* client = body.if_contains("logit_bias"); client && client->is_object()) {
+    for (const auto& [token, b] : client->as_object()) {
+      if (!b.is_number()) continue;
+      double sum = b.to_number<double>();
+      if (const auto* ours = merged.if_contains(token)) sum += ours->to_number<double>();
+      merged[token] = std::clamp(sum, -100.0, 100.0);
+    }
+  }
+  body["logit_bias"] = std::move(merged);
+  ctx.watermark_key_id = watermark::KeyId(ctx.account_id, wm_epoch_);
+}
+
+std::string UpstreamBackend::ForwardBody(Pool& pool, RequestContext& ctx) const {
   json::object body = ctx.body;
+  InjectWatermark(pool, ctx, body);
   body["model"] = config_.upstream_model;
   // Bound the upstream's work so a token reservation cannot be overshot.
   if (!body.contains("max_tokens") && !body.contains("max_completion_tokens"))
@@ -210,7 +249,7 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   for (const auto& name : config_.forward_headers)
     if (const std::string* v = ctx.FindHeader(name)) req.set(name, *v);
   req.keep_alive(true);
-  req.body() = ForwardBody(ctx);
+  req.body() = ForwardBody(pool, ctx);
   req.prepare_payload();
 
   bool client_wants_usage = false;

@@ -19,9 +19,8 @@ class RequestValidationFilter final : public Filter {
     moat::Status s = ValidateCompletionRequest(ctx.endpoint, ctx.body, f_.default_max_tokens_,
                                                f_.max_tokens_limit_, &ctx, &param);
     if (!s.ok()) {
-      ctx.error_code = "invalid_request";
-      LocalReply r{400, "invalid_request_error", param.empty() ? "invalid_request" : "invalid_value",
-                   s.message(), {}};
+      LocalReply r{400, "invalid_request_error", "invalid_value", s.message(), {}, param};
+      ctx.error_code = r.code;
       ctx.local_reply = std::move(r);
       return FilterStatus::kStop;
     }

@@ -1,0 +1,46 @@
+#pragma once
+// BuiltinBackend: serves completions from the in-process model (model::BuiltinEngine), with
+// each account's keyed watermark as a stage of the sampler chain. Generation is CPU work, so it
+// runs on a small thread pool; streamed pieces travel back to the connection's thread as they
+// are sampled.
+
+#include <memory>
+#include <string>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "model/builtin_engine.h"
+#include "moat/status.h"
+#include "server/backend.h"
+#include "server/config.h"
+#include "watermark/watermark_key.h"
+
+namespace moat::server {
+
+class BuiltinBackend final : public Backend {
+ public:
+  // Loads the model file and the watermark master secret (created when missing).
+  static moat::StatusOr<std::unique_ptr<BuiltinBackend>> Create(const ModelConfig& model,
+                                                                const WatermarkSettings& wm,
+                                                                const std::string& secret_path);
+  ~BuiltinBackend() override;
+
+  boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
+  std::string owned_by() const override { return "moat"; }
+
+ private:
+  BuiltinBackend(const ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
+                 watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch);
+
+  const ModelConfig config_;
+  std::unique_ptr<model::BuiltinEngine> engine_;
+  const watermark::MasterSecret secret_;
+  const bool watermark_enabled_;
+  const uint32_t epoch_;
+  boost::asio::thread_pool pool_;
+};
+
+// Converts the gateway's watermark settings to the library's config.
+moat::StatusOr<watermark::WatermarkConfig> ToWatermarkConfig(const WatermarkSettings& settings);
+
+}  // namespace moat::server

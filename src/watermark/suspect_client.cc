@@ -1,0 +1,174 @@
+#include "watermark/suspect_client.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <exception>
+
+namespace moat::watermark {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+
+struct Exchange {
+  const HttpUrl* url;
+  std::string target;
+  std::string body;
+  std::string api_key;
+  std::chrono::milliseconds timeout;
+  http::response<http::string_body> response;
+};
+
+asio::awaitable<void> Run(Exchange* x) {
+  auto ex = co_await asio::this_coro::executor;
+  beast::tcp_stream stream(ex);
+  tcp::resolver resolver(ex);
+  stream.expires_after(x->timeout);  // one deadline for the whole exchange
+  auto endpoints = co_await resolver.async_resolve(x->url->host, std::to_string(x->url->port),
+                                                   asio::use_awaitable);
+  co_await stream.async_connect(endpoints, asio::use_awaitable);
+  http::request<http::string_body> req{http::verb::post, x->target, 11};
+  req.set(http::field::host, x->url->host + ":" + std::to_string(x->url->port));
+  req.set(http::field::content_type, "application/json");
+  req.set(http::field::user_agent, "moat-wm");
+  if (!x->api_key.empty()) req.set(http::field::authorization, "Bearer " + x->api_key);
+  req.body() = x->body;
+  req.prepare_payload();
+  co_await http::async_write(stream, req, asio::use_awaitable);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+  x->response = parser.release();
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+}
+
+std::string Excerpt(std::string_view s) {
+  return std::string(s.substr(0, 200)) + (s.size() > 200 ? "..." : "");
+}
+
+StatusOr<json::value> ParseBody(const std::string& body) {
+  boost::system::error_code ec;
+  json::parse_options opt;
+  opt.allow_invalid_utf8 = true;  // a byte-level model may cut a UTF-8 sequence at max_tokens
+  json::value v = json::parse(body, ec, {}, opt);
+  if (ec) return DataLossError("response is not JSON: " + Excerpt(body));
+  return v;
+}
+
+}  // namespace
+
+StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return InvalidArgumentError("only http:// URLs are supported: " + std::string(url));
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  HttpUrl out;
+  if (slash != std::string_view::npos) out.path = std::string(rest.substr(slash));
+  while (!out.path.empty() && out.path.back() == '/') out.path.pop_back();
+  const size_t colon = authority.rfind(':');
+  out.host = std::string(authority.substr(0, colon));
+  if (colon != std::string_view::npos) {
+    std::string_view p = authority.substr(colon + 1);
+    uint32_t port = 0;
+    for (char c : p) {
+      if (c < '0' || c > '9' || port > 65535) return InvalidArgumentError("bad port in " + std::string(url));
+      port = port * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (p.empty() || port == 0 || port > 65535) return InvalidArgumentError("bad port in " + std::string(url));
+    out.port = static_cast<uint16_t>(port);
+  }
+  if (out.host.empty()) return InvalidArgumentError("no host in " + std::string(url));
+  return out;
+}
+
+StatusOr<SuspectClient> SuspectClient::Create(std::string_view base_url, std::string api_key,
+                                              std::chrono::milliseconds timeout) {
+  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl(base_url));
+  return SuspectClient(std::move(url), std::move(api_key), timeout);
+}
+
+StatusOr<std::string> SuspectClient::PostJson(const std::string& target,
+                                              const std::string& body) const {
+  Exchange x{&url_, target, body, api_key_, timeout_, {}};
+  asio::io_context ioc;
+  std::exception_ptr error;
+  asio::co_spawn(ioc, Run(&x), [&](std::exception_ptr e) { error = e; });
+  ioc.run();
+  const std::string where = url_.host + ":" + std::to_string(url_.port) + target;
+  if (error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const boost::system::system_error& e) {
+      if (e.code() == beast::error::timeout) return DeadlineExceededError("timeout on " + where);
+      return UnavailableError("POST " + where + ": " + e.code().message());
+    } catch (const std::exception& e) {
+      return UnavailableError("POST " + where + ": " + e.what());
+    }
+  }
+  const int status = static_cast<int>(x.response.result_int());
+  if (status < 200 || status > 299) {
+    return UnavailableError("POST " + where + " answered " + std::to_string(status) + ": " +
+                            Excerpt(x.response.body()));
+  }
+  return std::move(x.response.body());
+}
+
+StatusOr<std::string> SuspectClient::ChatCompletion(const ChatRequest& request) const {
+  json::object body{{"model", request.model},
+                    {"messages", json::array{json::object{{"role", "user"},
+                                                          {"content", request.prompt}}}},
+                    {"max_tokens", request.max_tokens},
+                    {"temperature", request.temperature}};
+  if (request.seed) body["seed"] = *request.seed;
+  const bool has_v1 = url_.path.size() >= 3 && url_.path.substr(url_.path.size() - 3) == "/v1";
+  const std::string target = url_.path + (has_v1 ? "" : "/v1") + "/chat/completions";
+  MOAT_ASSIGN_OR_RETURN(std::string text, PostJson(target, json::serialize(body)));
+  MOAT_ASSIGN_OR_RETURN(json::value v, ParseBody(text));
+  const auto* choices = v.is_object() ? v.as_object().if_contains("choices") : nullptr;
+  if (choices == nullptr || !choices->is_array() || choices->as_array().empty() ||
+      !choices->as_array()[0].is_object()) {
+    return DataLossError("no choices in completion: " + Excerpt(text));
+  }
+  const auto* msg = choices->as_array()[0].as_object().if_contains("message");
+  const auto* content = msg != nullptr && msg->is_object() ? msg->as_object().if_contains("content")
+                                                           : nullptr;
+  if (content == nullptr || !content->is_string()) {
+    return DataLossError("no message content in completion: " + Excerpt(text));
+  }
+  return std::string(content->as_string());
+}
+
+StatusOr<std::vector<int32_t>> SuspectClient::Tokenize(std::string_view model,
+                                                       std::string_view text) const {
+  json::object body{{"model", model}, {"prompt", text}};
+  const std::string target = url_.path.empty() ? "/tokenize" : url_.path;
+  MOAT_ASSIGN_OR_RETURN(std::string resp, PostJson(target, json::serialize(body)));
+  MOAT_ASSIGN_OR_RETURN(json::value v, ParseBody(resp));
+  const auto* tokens = v.is_object() ? v.as_object().if_contains("tokens") : nullptr;
+  if (tokens == nullptr || !tokens->is_array()) return DataLossError("no tokens array: " + Excerpt(resp));
+  std::vector<int32_t> out;
+  out.reserve(tokens->as_array().size());
+  for (const auto& t : tokens->as_array()) {
+    if (!t.is_int64() || t.as_int64() < 0 || t.as_int64() > INT32_MAX) {
+      return DataLossError("token id is not a non-negative 32-bit integer: " + Excerpt(resp));
+    }
+    out.push_back(static_cast<int32_t>(t.as_int64()));
+  }
+  return out;
+}
+
+}  // namespace moat::watermark

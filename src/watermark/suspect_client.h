@@ -1,0 +1,68 @@
+#pragma once
+// SuspectClient: a small synchronous HTTP/1.1 client (http:// only) for the forensics tools.
+// It asks any OpenAI-compatible endpoint for chat completions (radioactivity testing of a
+// suspected distilled model) and calls a vLLM-style tokenize endpoint (detection in upstream
+// mode, where token ids must come from the upstream's tokenizer). Every request opens its own
+// connection and is bounded by one deadline covering resolve, connect, write and read.
+// Not thread-safe: use one client per thread.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "moat/status.h"
+
+namespace moat::watermark {
+
+// "http://host[:port][/path]" split into parts (port 80 by default; path "" when absent, never
+// a trailing '/'). kInvalidArgument for anything else (https:// included).
+struct HttpUrl {
+  std::string host;
+  uint16_t port = 80;
+  std::string path;
+};
+StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
+
+struct ChatRequest {
+  std::string model;
+  std::string prompt;  // sent as one user message
+  int max_tokens = 64;
+  double temperature = 1.0;
+  std::optional<uint64_t> seed;
+};
+
+class SuspectClient {
+ public:
+  // `base_url` is the server root or its /v1 prefix ("http://h:p" or "http://h:p/v1"); `api_key`
+  // is sent as "Authorization: Bearer" when not empty.
+  static StatusOr<SuspectClient> Create(std::string_view base_url, std::string api_key = "",
+                                        std::chrono::milliseconds timeout =
+                                            std::chrono::milliseconds(30000));
+
+  // POST <base>/v1/chat/completions; returns choices[0].message.content. kUnavailable when the
+  // connection fails or the status is not 2xx (the message carries the status and the start of
+  // the body), kDeadlineExceeded on timeout, kDataLoss when the body is not a completion.
+  StatusOr<std::string> ChatCompletion(const ChatRequest& request) const;
+
+  // POST `path` (default: the base URL's path, or "/tokenize" when it has none) with
+  // {"model": model, "prompt": text}; returns the "tokens" array. Errors as ChatCompletion.
+  StatusOr<std::vector<int32_t>> Tokenize(std::string_view model, std::string_view text) const;
+
+  // POST `target` with a JSON body and returns the response body of a 2xx answer.
+  StatusOr<std::string> PostJson(const std::string& target, const std::string& body) const;
+
+  const HttpUrl& url() const { return url_; }
+
+ private:
+  SuspectClient(HttpUrl url, std::string api_key, std::chrono::milliseconds timeout)
+      : url_(std::move(url)), api_key_(std::move(api_key)), timeout_(timeout) {}
+
+  HttpUrl url_;
+  std::string api_key_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace moat::watermark
