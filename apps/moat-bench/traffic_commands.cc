@@ -175,7 +175,7 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   CLI::App* run = traffic->add_subcommand(
       "run", "generate, replay into the engine in-process (simulated clock) and score");
   AddCommon(run, *run_opts);
-  run->add_option("--engine", *engine, "detector: baseline (per-account hourly rate)")
+  run->add_option("--engine", *engine, "detector: moat (the behavioural engine, src/detect) or baseline (per-account hourly rate)")
       ->capture_default_str();
   run->add_option("--rate-limit", *rate, "baseline: requests per account per sliding hour")
       ->capture_default_str();

@@ -11,7 +11,10 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "common/metrics.h"
+#include "detect/engine.h"
+#include "filters/analysis/analysis_filter.h"
 #include "filters/auth/auth_filter.h"
+#include "store/risk_lists.h"
 #include "filters/ratelimit/ratelimit_filter.h"
 #include "server/admin_api.h"
 #include "server/builtin_backend.h"
@@ -100,9 +103,40 @@ int Serve(const ServeOpts& opts) {
   parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
       std::make_unique<ratelimit::QuotaEnforcer>(SystemClock::Get(), ToTierLimits(cfg.limits), 200'000),
       &metrics));
+  // Detection and policy: after the rate limits, before the backend.
+  std::unique_ptr<detect::DetectionEngine> engine;
+  std::unique_ptr<store::RiskLists> risk_lists;
+  std::map<std::string, std::string> applied_lists;
+  if (cfg.detection.enabled) {
+    detect::DetectionConfig dc;
+    const auto& ds = cfg.detection;
+    dc.max_subjects = ds.max_subjects;
+    if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
+    if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
+    if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;
+    if (ds.block_score >= 0) dc.policy.block_score = ds.block_score;
+    dc.policy.silent_degrade = ds.silent_degrade;
+    engine = std::make_unique<detect::DetectionEngine>(dc);
+    auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
+    if (!lists.ok()) return Fail(lists.status());
+    risk_lists = std::move(*lists);
+    auto all = risk_lists->All();
+    if (!all.ok()) return Fail(all.status());
+    server::ApplyRiskLists(*all, engine.get(), &applied_lists);
+    filters::AnalysisSettings as;
+    as.degrade_max_tokens = ds.degrade_max_tokens;
+    as.throttle_retry_after_s = ds.throttle_retry_after_s;
+    as.step_up_url = ds.step_up_url;
+    as.silent_degrade = ds.silent_degrade;
+    parts.filters.push_back(std::make_unique<filters::AnalysisFilterFactory>(engine.get(), as, &metrics));
+    detect::DetectionEngine* e = engine.get();
+    metrics.AddCallbackGauge("moat_detect_live_subjects", "Accounts and end users held in memory by detection.",
+                             [e] { return static_cast<double>(e->live_subjects()); });
+  }
   std::unique_ptr<server::AdminApi> admin;
   if (!cfg.server.admin_token.empty()) {
-    admin = std::make_unique<server::AdminApi>(accounts->get(), cfg.server.admin_token);
+    admin = std::make_unique<server::AdminApi>(accounts->get(), cfg.server.admin_token, engine.get(),
+                                               risk_lists.get());
     parts.admin = admin.get();
   }
 
@@ -119,11 +153,18 @@ int Serve(const ServeOpts& opts) {
 
   // Accounts and keys changed by `moat account|key ...` in another process show up here.
   std::atomic<bool> done{false};
+  // So do the allow/deny lists; detection state of accounts idle for an hour is evicted.
   std::thread refresher([&] {
+    int ticks = 0;
     while (!done.load()) {
       for (int i = 0; i < 10 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       auto s = (*accounts)->RefreshIfChanged();
       if (!s.ok()) std::cerr << "moat: account refresh failed: " << s.message() << "\n";
+      if (engine) {
+        if (auto all = risk_lists->All(); all.ok() && *all != applied_lists)
+          server::ApplyRiskLists(*all, engine.get(), &applied_lists);
+        if (++ticks % 60 == 0) engine->EvictIdle(SystemClock::Get()->NowNanos() - 3600LL * 1'000'000'000);
+      }
     }
   });
 

@@ -200,13 +200,8 @@ void ResolveScheme(WmOpts& o) {
 watermark::ScoringUnits UpstreamUnits(const WmOpts& o, const std::vector<std::string>& texts) {
   auto client = OrExit(watermark::SuspectClient::Create(o.tokenize_url, o.api_key,
                                                         std::chrono::milliseconds(o.timeout_ms)));
-  watermark::ScoringUnits units(o.cfg.h());
-  for (const auto& t : texts) {
-    auto ids = OrExit(client.Tokenize(o.tokenize_model, t));
-    if (o.vocab_size > 0) std::erase_if(ids, [&](int32_t id) { return id >= o.vocab_size; });
-    units.AddSequence(ids);
-  }
-  return units;
+  return OrExit(
+      watermark::UpstreamUnitsOfTexts(texts, client, o.tokenize_model, o.vocab_size, o.cfg.h()));
 }
 
 watermark::ScoringUnits Prepare(WmOpts& o, const std::string& input) {

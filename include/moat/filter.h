@@ -45,6 +45,7 @@ struct RequestContext {
   std::string user_agent;
   HeaderList headers;        // request headers, names lower-cased
   std::string bearer_token;  // the presented API key ("" when missing)
+  std::string_view raw_body;  // the request body as received (valid while the request runs)
   boost::json::object body;  // the parsed request body (forwarded after filters may edit it)
   std::string body_error;    // why the body is not a JSON object ("" when it parsed)
   std::string model;         // body["model"]
@@ -64,6 +65,8 @@ struct RequestContext {
   std::string action = "allow";
   std::vector<std::string> reasons;
   std::string watermark_key_id;
+  std::string campaign_id;       // the campaign the account was linked to, "" when none
+  bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
 
   // --- Set by the backend as the response is produced.
   int http_status = 0;

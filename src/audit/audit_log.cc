@@ -1,5 +1,7 @@
 #include "audit/audit_log.h"
 
+#include <sqlite3.h>
+
 #include <cmath>
 #include <exception>
 #include <utility>
@@ -141,7 +143,7 @@ Status ConfigureDatabase(SqliteDb& db) {
   if (!row || wal.ColumnText(0) != "wal") {
     return FailedPreconditionError("audit database could not be switched to WAL mode");
   }
-  return db.Exec("PRAGMA synchronous=NORMAL;");
+  return db.Exec("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;");
 }
 
 // Reads a single-string value from audit_meta ("" when absent).
@@ -217,6 +219,7 @@ AuditLog::AuditLog(AuditLogOptions options, std::unique_ptr<Writer> writer,
       writer_(std::move(writer)) {
   last_seq_ = writer_->head_seq;
   thread_ = std::thread([this] { WriterLoop(); });
+  checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
 }
 
 AuditLog::~AuditLog() {
@@ -225,7 +228,29 @@ AuditLog::~AuditLog() {
     stopping_ = true;
   }
   work_cv_.notify_one();
+  checkpoint_cv_.notify_one();
   thread_.join();
+  checkpoint_thread_.join();
+}
+
+void AuditLog::CheckpointLoop() {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(options_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return;  // the writer's own connection still works; the WAL just grows until restart
+  }
+  sqlite3_busy_timeout(db, 100);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+    lock.unlock();
+    // PASSIVE: copies what it can without blocking the writer or readers.
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    lock.lock();
+  }
+  lock.unlock();
+  sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+  sqlite3_close(db);
 }
 
 Status AuditLog::Append(AuditRecord record, DurableCallback on_durable) {

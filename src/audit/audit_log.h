@@ -93,6 +93,12 @@ class AuditLog {
   bool stopping_ = false;            // guarded by mu_
 
   std::thread thread_;
+  // Checkpoints the WAL into the database file off the commit path (auto-checkpoints are off:
+  // their fsyncs would otherwise stall whichever batch crossed the threshold, and with it every
+  // request waiting for durability).
+  void CheckpointLoop();
+  std::condition_variable checkpoint_cv_;  // stopping_ was set
+  std::thread checkpoint_thread_;
 };
 
 }  // namespace moat::audit

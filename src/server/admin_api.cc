@@ -73,8 +73,91 @@ AdminApi::Response AdminApi::Handle(std::string_view method, std::string_view pa
   return Route(method, path, body);
 }
 
+// Applies the persisted lists to the engine (called at start and when the DB changed).
+void ApplyRiskLists(const std::map<std::string, std::string>& lists, detect::DetectionEngine* engine,
+                    std::map<std::string, std::string>* applied) {
+  for (const auto& [account, entry] : *applied)
+    if (!lists.count(account)) engine->SetListEntry(account, detect::ListEntry::kNone);
+  for (const auto& [account, entry] : lists)
+    engine->SetListEntry(account, entry == "allow" ? detect::ListEntry::kAllow : detect::ListEntry::kDeny);
+  *applied = lists;
+}
+
+AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string_view path,
+                                            std::string_view body) const {
+  auto ok = [](const json::value& v) { return Response{200, json::serialize(v)}; };
+  if (!engine_) return Error(404, "detection is disabled ([detection] enabled = false)", "detection_disabled");
+  if (path == "/admin/campaigns" && method == "GET") {
+    json::array data;
+    for (const auto& c : engine_->Campaigns()) {
+      json::object o{{"id", c.id}, {"members", c.members}, {"score", c.score}, {"member_mass", c.member_mass},
+                     {"shift", c.shift}, {"requests", c.requests}, {"first_seen_ns", c.first_seen_ns},
+                     {"last_seen_ns", c.last_seen_ns}};
+      json::array links;
+      for (auto l : c.links) links.push_back(l);
+      o["links_by_kind"] = std::move(links);
+      json::array members;
+      for (const auto& m : c.sample_members) members.emplace_back(m);
+      o["sample_members"] = std::move(members);
+      data.push_back(std::move(o));
+    }
+    return ok(json::object{{"object", "list"}, {"data", std::move(data)}});
+  }
+  if (path == "/admin/lists" && method == "GET") {
+    json::object o;
+    if (lists_) {
+      auto all = lists_->All();
+      if (!all.ok()) return Error(all.status());
+      for (const auto& [a, e] : *all) o[a] = e;
+    }
+    return ok(o);
+  }
+  if (path == "/admin/lists" && method == "POST") {
+    json::object in;
+    if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
+    std::string account = Str(in, "account"), entry = Str(in, "entry");
+    auto acct = accounts_->GetAccount(account);
+    if (!acct.ok()) return Error(acct.status());
+    if (lists_) {
+      if (auto s = lists_->Set(acct->id, entry, Str(in, "note")); !s.ok()) return Error(s);
+    } else if (entry != "allow" && entry != "deny" && entry != "none") {
+      return Error(400, "entry must be allow, deny or none", "invalid_value");
+    }
+    engine_->SetListEntry(acct->id, entry == "allow" ? detect::ListEntry::kAllow
+                                    : entry == "deny" ? detect::ListEntry::kDeny
+                                                      : detect::ListEntry::kNone);
+    return ok(json::object{{"account", acct->id}, {"entry", entry}});
+  }
+  // /admin/accounts/{id}/risk
+  std::string id(path.substr(std::string_view("/admin/accounts/").size()));
+  id.resize(id.size() - std::string_view("/risk").size());
+  std::string subject = id;
+  if (auto acct = accounts_->GetAccount(id); acct.ok()) subject = acct->id;
+  auto r = engine_->Account(subject);
+  if (!r) return Error(404, "no behaviour recorded for '" + id + "' on this gateway", "not_found");
+  json::object o{{"id", r->id}, {"requests", r->requests}, {"score", r->score}, {"peak_score", r->peak_score},
+                 {"restricted", r->restricted}, {"rate_per_hour", r->rate_per_hour},
+                 {"distinct_ips", r->distinct_ips}, {"distinct_prefixes", r->distinct_prefixes},
+                 {"distinct_skeletons", r->distinct_skeletons}, {"campaign_id", r->campaign_id},
+                 {"first_seen_ns", r->first_seen_ns}, {"last_seen_ns", r->last_seen_ns}};
+  o["list"] = r->list == detect::ListEntry::kAllow ? "allow" : r->list == detect::ListEntry::kDeny ? "deny" : "none";
+  json::array history, reasons, linked;
+  for (const auto& [t, sc] : r->history) history.push_back(json::array{t, sc});
+  for (const auto& x : r->reasons) reasons.emplace_back(x);
+  for (const auto& x : r->linked_accounts) linked.emplace_back(x);
+  o["history"] = std::move(history);
+  o["reasons"] = std::move(reasons);
+  o["linked_accounts"] = std::move(linked);
+  return ok(o);
+}
+
 AdminApi::Response AdminApi::Route(std::string_view method, std::string_view path,
                                    std::string_view body) const {
+  if (path == "/admin/campaigns" || path == "/admin/lists" ||
+      (path.rfind("/admin/accounts/", 0) == 0 && path.size() > 5 &&
+       path.substr(path.size() - 5) == "/risk")) {
+    return RouteDetection(method, path, body);
+  }
   json::object in;
   if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
   auto ok = [](int status, const json::value& v) { return Response{status, json::serialize(v)}; };

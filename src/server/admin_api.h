@@ -10,11 +10,18 @@
 //   POST   /admin/keys                 {"account", "label"?}          -> 201 {"key_id", "key"} (shown once)
 //   POST   /admin/keys/{key_id}/revoke                                -> {"key_id", "revoked": true}
 //   DELETE /admin/keys/{key_id}                                       -> same as revoke
+//   GET    /admin/campaigns                                           -> detected campaigns
+//   GET    /admin/accounts/{id}/risk                                  -> score history, reasons, links
+//   POST   /admin/lists                {"account", "entry": allow|deny|none, "note"?}
+//   GET    /admin/lists                                               -> {"account": "allow"|"deny"}
 
+#include <map>
 #include <string>
 #include <string_view>
 
+#include "detect/engine.h"
 #include "store/account_store.h"
+#include "store/risk_lists.h"
 
 namespace moat::server {
 
@@ -24,8 +31,10 @@ class AdminApi {
     int status = 200;
     std::string body;
   };
-  AdminApi(store::AccountStore* accounts, std::string admin_token)
-      : accounts_(accounts), admin_token_(std::move(admin_token)) {}
+  // `engine` and `lists` may be null (detection disabled).
+  AdminApi(store::AccountStore* accounts, std::string admin_token,
+           detect::DetectionEngine* engine = nullptr, store::RiskLists* lists = nullptr)
+      : accounts_(accounts), admin_token_(std::move(admin_token)), engine_(engine), lists_(lists) {}
 
   // Thread-safe (AccountStore is). `authorization` is the raw Authorization header.
   Response Handle(std::string_view method, std::string_view path, std::string_view authorization,
@@ -33,8 +42,16 @@ class AdminApi {
 
  private:
   Response Route(std::string_view method, std::string_view path, std::string_view body) const;
+  Response RouteDetection(std::string_view method, std::string_view path, std::string_view body) const;
   store::AccountStore* accounts_;
   const std::string admin_token_;
+  detect::DetectionEngine* engine_;
+  store::RiskLists* lists_;
 };
+
+// Makes the engine's list entries equal `lists` (account -> "allow"|"deny"); `applied` holds
+// what was applied last time, so removed entries are cleared.
+void ApplyRiskLists(const std::map<std::string, std::string>& lists, detect::DetectionEngine* engine,
+                    std::map<std::string, std::string>* applied);
 
 }  // namespace moat::server

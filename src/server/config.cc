@@ -157,7 +157,26 @@ std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
 
 moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   GatewayConfig cfg;
-  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models", "watermark"}));
+  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models", "watermark",
+                                            "detection"}));
+  if (const auto* d = root["detection"].as_table()) {
+    auto& ds = cfg.detection;
+    MOAT_RETURN_IF_ERROR(CheckKeys(*d, "detection", {"enabled", "degrade_score", "step_up_score",
+        "throttle_score", "block_score", "silent_degrade", "degrade_max_tokens", "throttle_retry_after_s",
+        "step_up_url", "max_subjects"}));
+    MOAT_RETURN_IF_ERROR(Get(*d, "enabled", "detection", &ds.enabled));
+    MOAT_RETURN_IF_ERROR(Get(*d, "degrade_score", "detection", &ds.degrade_score));
+    MOAT_RETURN_IF_ERROR(Get(*d, "step_up_score", "detection", &ds.step_up_score));
+    MOAT_RETURN_IF_ERROR(Get(*d, "throttle_score", "detection", &ds.throttle_score));
+    MOAT_RETURN_IF_ERROR(Get(*d, "block_score", "detection", &ds.block_score));
+    MOAT_RETURN_IF_ERROR(Get(*d, "silent_degrade", "detection", &ds.silent_degrade));
+    MOAT_RETURN_IF_ERROR(Get(*d, "degrade_max_tokens", "detection", &ds.degrade_max_tokens));
+    MOAT_RETURN_IF_ERROR(Get(*d, "throttle_retry_after_s", "detection", &ds.throttle_retry_after_s));
+    MOAT_RETURN_IF_ERROR(Get(*d, "step_up_url", "detection", &ds.step_up_url));
+    MOAT_RETURN_IF_ERROR(Get(*d, "max_subjects", "detection", &ds.max_subjects));
+    if (ds.degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");
+    if (ds.max_subjects < 1024) return moat::InvalidArgumentError("detection.max_subjects must be >= 1024");
+  }
   if (const auto* w = root["watermark"].as_table()) {
     auto& ws = cfg.watermark;
     MOAT_RETURN_IF_ERROR(CheckKeys(*w, "watermark", {"enabled", "scheme", "gamma", "delta", "context_width", "epoch"}));

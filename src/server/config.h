@@ -83,11 +83,26 @@ struct WatermarkSettings {
   uint32_t epoch = 0;     // key epoch; raise it to rotate every account's key
 };
 
+// The behavioural detection engine and the policy applied to its verdicts.
+struct DetectionSettings {
+  bool enabled = true;
+  double degrade_score = -1;   // < 0: the engine's tuned default
+  double step_up_score = -1;
+  double throttle_score = -1;
+  double block_score = -1;
+  bool silent_degrade = false;  // opt-in: degrade without the x-moat-* headers
+  int64_t degrade_max_tokens = 256;
+  int64_t throttle_retry_after_s = 30;
+  std::string step_up_url;
+  size_t max_subjects = 1 << 20;  // accounts (and end users) kept in memory
+};
+
 struct GatewayConfig {
   ServerConfig server;
   StorageConfig storage;
   AuditConfig audit;
   WatermarkSettings watermark;
+  DetectionSettings detection;
   std::map<std::string, TierLimitsConfig> limits;  // by tier name
   std::vector<ModelConfig> models;
 };

@@ -332,6 +332,7 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
     }
   }
 
+  ctx.raw_body = req.body();
   {
     json::error_code ec;
     json::value v = json::parse(req.body(), ec);

@@ -67,6 +67,24 @@ void TakeUsageAndText(const json::object& o, RequestContext& ctx, int64_t* conte
   }
 }
 
+// Removes reasoning traces (vLLM / SGLang `reasoning_content`, `reasoning`) from every
+// choice's delta or message. Returns true when something was removed.
+bool StripReasoning(json::object& o) {
+  bool removed = false;
+  auto* choices = o.if_contains("choices");
+  if (!choices || !choices->is_array()) return false;
+  for (auto& ch : choices->as_array()) {
+    if (!ch.is_object()) continue;
+    for (const char* part : {"delta", "message"}) {
+      auto* p = ch.as_object().if_contains(part);
+      if (!p || !p->is_object()) continue;
+      removed |= p->as_object().erase("reasoning_content") > 0;
+      removed |= p->as_object().erase("reasoning") > 0;
+    }
+  }
+  return removed;
+}
+
 // Splits complete SSE events off `pending` and decides, event by event, what to forward.
 class SseRelay {
  public:
@@ -120,12 +138,18 @@ class SseRelay {
       json::error_code ec;
       json::value v = json::parse(data, ec);
       if (!ec && v.is_object()) {
-        const auto& o = v.as_object();
+        auto& o = v.as_object();
         TakeUsageAndText(o, ctx_, &content_events_);
         const auto* choices = o.if_contains("choices");
         bool usage_only = o.contains("usage") && !o.at("usage").is_null() && choices &&
                           choices->is_array() && choices->as_array().empty();
         if (usage_only && !client_wants_usage_) return;  // injected by us: not the client's
+        if (ctx_.strip_reasoning && StripReasoning(o)) {
+          out->append("data: ");
+          out->append(json::serialize(o));
+          out->append("\n\n");
+          return;
+        }
       }
     }
     out->append(event);
@@ -330,27 +354,32 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
       auto [ec, n] = co_await http::async_read_some(*conn, buf, parser, kNoThrow);
       if (ec == http::error::need_buffer) ec = {};
       size_t got = sizeof(chunk) - parser.get().body().size;
-      if (relay_stream && got > 0) {
-        forward.clear();
-        relay.Feed(std::string_view(chunk, got), &forward);
-        if (!forward.empty()) {
+      if (relay_stream) {
+        if (got > 0) relay.Feed(std::string_view(chunk, got), &forward);
+        // Coalesce events whose bytes already wait in the socket into one write; never wait for
+        // more. (Bytes left in `buf` may be just chunk framing, so they do not count.)
+        beast::error_code aec;
+        const bool more_ready = !parser.is_done() && !ec && conn->socket().available(aec) > 0 &&
+                                forward.size() < 32768;
+        if (!forward.empty() && !more_ready) {
           if (!call.client->begun() && !co_await call.client->Begin(ctx)) {
             stopped = true;
           } else if (!co_await call.client->Send(forward)) {
             stopped = true;
           }
+          forward.clear();
           if (stopped) {
             ctx.http_status = 499;
             ctx.error_code = "client_disconnected";
             break;
           }
-          if (!ctx.usage_from_upstream) ctx.completion_tokens = relay.content_events();
-          if (relay.content_events() != last_events) {
-            last_events = relay.content_events();
-            if (call.on_progress && !call.on_progress()) {
-              stopped = true;
-              break;
-            }
+        }
+        if (!ctx.usage_from_upstream) ctx.completion_tokens = relay.content_events();
+        if (relay.content_events() != last_events) {
+          last_events = relay.content_events();
+          if (call.on_progress && !call.on_progress()) {
+            stopped = true;
+            break;
           }
         }
       } else if (got > 0) {
@@ -412,18 +441,15 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
       if (ctx.error_code.empty()) ctx.error_code = "upstream_status_" + std::to_string(status);
       co_return BackendResult{std::move(body)};
     }
-    if (ctx.stream) {
-      // Asked for a stream but got plain JSON: send it as one event so the client's stream
-      // parser still works.
-      TakeUsageAndText(v.as_object(), ctx, nullptr);
-    } else {
-      TakeUsageAndText(v.as_object(), ctx, nullptr);
-    }
+    TakeUsageAndText(v.as_object(), ctx, nullptr);
+    if (ctx.strip_reasoning && StripReasoning(v.as_object())) body = json::serialize(v);
     if (!ctx.usage_from_upstream) {
       ctx.prompt_tokens = ctx.prompt_tokens_estimate;
       ctx.completion_tokens = EstimateTokens(ctx.completion_text);
     }
     if (ctx.stream) {
+      // Asked for a stream but got plain JSON: send it as one event so the client's stream
+      // parser still works.
       if (!co_await call.client->Begin(ctx) || !co_await call.client->Send("data: " + body + "\n\n")) {
         ctx.http_status = 499;
         ctx.error_code = "client_disconnected";

@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "detect/engine.h"
 #include "traffic/event_io.h"
 #include "traffic/per_account_rate_engine.h"
 
@@ -64,7 +65,11 @@ StatusOr<std::unique_ptr<detect::Engine>> MakeEngine(std::string_view name, int 
     o.max_requests_per_hour = rate_per_hour;
     return std::unique_ptr<detect::Engine>(std::make_unique<PerAccountRateEngine>(o));
   }
-  return InvalidArgumentError("unknown engine '" + std::string(name) + "' (known: baseline)");
+  if (name == "moat") {
+    return std::unique_ptr<detect::Engine>(std::make_unique<detect::DetectionEngine>());
+  }
+  return InvalidArgumentError("unknown engine '" + std::string(name) +
+                              "' (known: baseline, moat)");
 }
 
 }  // namespace moat::traffic

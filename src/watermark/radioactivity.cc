@@ -60,6 +60,18 @@ ScoringUnits UnitsOfTexts(const std::vector<std::string>& texts, const model::To
   return units;
 }
 
+StatusOr<ScoringUnits> UpstreamUnitsOfTexts(const std::vector<std::string>& texts,
+                                            const SuspectClient& tokenizer,
+                                            std::string_view model, int32_t vocab_size, int h) {
+  ScoringUnits units(h);
+  for (const auto& t : texts) {
+    MOAT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer.Tokenize(model, t));
+    if (vocab_size > 0) std::erase_if(ids, [&](int32_t id) { return id >= vocab_size; });
+    units.AddSequence(ids);
+  }
+  return units;
+}
+
 RadioactivityReport TestRadioactivity(const std::vector<SuspectSample>& samples,
                                       const model::Tokenizer& tokenizer,
                                       std::span<const WatermarkKey> keys,

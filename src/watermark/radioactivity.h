@@ -45,6 +45,13 @@ StatusOr<std::vector<SuspectSample>> QuerySuspect(const SuspectClient& client,
 ScoringUnits UnitsOfTexts(const std::vector<std::string>& texts, const model::Tokenizer& tokenizer,
                           int h);
 
+// Upstream mode: the scoring units of `texts` with token ids from `tokenizer`'s tokenize
+// endpoint (see SuspectClient::Tokenize). When vocab_size > 0, ids >= vocab_size (outside the
+// logit_bias map, so never watermarked) are dropped. Returns the first Tokenize error.
+StatusOr<ScoringUnits> UpstreamUnitsOfTexts(const std::vector<std::string>& texts,
+                                            const SuspectClient& tokenizer,
+                                            std::string_view model, int32_t vocab_size, int h);
+
 struct RadioactivityReport {
   int64_t samples = 0;
   TraceReport trace;

@@ -1,0 +1,148 @@
+#pragma once
+// Per-subject behavioural state (a subject is an account, or one end user of an account that
+// aggregates end users) in fixed-size memory, and the bounded, sharded table that holds the
+// live subjects and evicts idle or least-recently-seen ones to a SubjectStore.
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "detect/features.h"
+#include "detect/sketches.h"
+
+namespace moat::detect {
+
+// One point of a subject's score history.
+struct ScorePoint {
+  uint32_t minute = 0;  // minutes since the Unix epoch
+  uint8_t score = 0;    // score * 255
+  uint8_t action = 0;   // Action
+  uint16_t reserved = 0;
+};
+
+inline constexpr int kScoreHistory = 8;
+inline constexpr size_t kSubjectIdChars = 56;
+
+// Everything the engine remembers about one subject. Fixed size whatever the volume: decayed
+// counters, sketches, a 24-bucket diurnal profile and a short score history.
+struct SubjectState {
+  uint64_t id_hash = 0;
+  std::array<char, kSubjectIdChars> id{};  // "account" or "account/end_user", truncated
+  int64_t first_seen_ns = 0;
+  int64_t last_seen_ns = 0;
+  uint32_t requests = 0;                   // lifetime requests (saturating)
+  float n = 0;                             // decayed request count (long half-life)
+  float n_hour = 0;                        // decayed request count (1 h half-life): the rate
+  std::array<float, kNumSignals> signal{}; // decayed sums of each signal's per-request score
+  DecayedWelford log_gap;                  // log10 inter-arrival seconds
+  HyperLogLog<64> ips;                     // distinct client addresses
+  HyperLogLog<64> prefixes;                // distinct network prefixes (/24)
+  HyperLogLog<128> skeletons;              // distinct prompt skeletons
+  std::array<uint8_t, 24> hours{};         // UTC hour-of-day histogram (halved on overflow)
+  float score = 0;                         // last risk score in [0, 1]
+  float peak_score = 0;
+  uint32_t reason_bits = 0;                // evidence items active at the last verdict
+  uint8_t restricted = 0;                  // 1 while the subject is restricted (hysteresis)
+  uint8_t list = 0;                        // 0 none, 1 allow-listed, 2 deny-listed
+  uint8_t history_pos = 0;
+  uint8_t reserved = 0;
+  uint64_t campaign_root = 0;              // the campaign this subject was linked to, 0 none
+  std::array<ScorePoint, kScoreHistory> history{};
+  // Intrusive LRU links inside a table shard (slot indices).
+  uint32_t lru_prev = 0, lru_next = 0;
+
+  std::string_view IdView() const;
+  void SetId(std::string_view subject_id);
+  double DistinctIps() const { return ips.Estimate(); }
+  double DistinctPrefixes() const { return prefixes.Estimate(); }
+  double DistinctSkeletons() const { return skeletons.Estimate(); }
+  // Rate over the last hour or so (requests per hour).
+  double RatePerHour() const;
+  void PushHistory(int64_t now_ns, float score, uint8_t action);
+};
+
+// Decay settings of SubjectState counters.
+struct DecayConfig {
+  int64_t signal_half_life_ns = 24LL * 3600 * 1'000'000'000;  // signal sums and n
+  int64_t rate_half_life_ns = 3600LL * 1'000'000'000;         // n_hour
+};
+
+// Folds one request into the subject's state (decays first). `ip` is the client address.
+void ObserveRequest(SubjectState& s, const RequestFeatures& f, std::string_view ip, int64_t now_ns,
+                    const DecayConfig& decay);
+
+// Where evicted subjects go, and where they come back from. Implementations must be
+// thread-safe.
+class SubjectStore {
+ public:
+  virtual ~SubjectStore() = default;
+  // Keeps an evicted subject.
+  virtual void Put(const SubjectState& state) = 0;
+  // Moves a kept subject out of the store into *out; returns false if it is not there.
+  virtual bool Take(uint64_t id_hash, SubjectState* out) = 0;
+  // Copies a kept subject without removing it; returns false if it is not there.
+  virtual bool Peek(uint64_t id_hash, SubjectState* out) const = 0;
+};
+
+// The default store: an in-memory map, optionally capped (beyond the cap, evicted subjects
+// are dropped, oldest first is not tracked: the incoming one is dropped).
+class InMemorySubjectStore final : public SubjectStore {
+ public:
+  explicit InMemorySubjectStore(size_t max_subjects = 4'000'000) : max_(max_subjects) {}
+  void Put(const SubjectState& state) override;
+  bool Take(uint64_t id_hash, SubjectState* out) override;
+  bool Peek(uint64_t id_hash, SubjectState* out) const override;
+  size_t size() const;
+
+ private:
+  size_t max_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, SubjectState> map_;  // GUARDED_BY(mu_)
+};
+
+// A bounded table of live subjects, sharded by id hash, each shard under its own mutex, with
+// least-recently-seen eviction to the store when a shard is full. Thread-safe.
+class SubjectTable {
+ public:
+  // `capacity` live subjects in all; `store` may be null (evicted subjects are then dropped).
+  SubjectTable(size_t capacity, std::shared_ptr<SubjectStore> store, int shards = 64);
+
+  // Runs fn(state, created) on the subject's state under its shard lock; the subject is
+  // created (or restored from the store) when absent. `created` is true for a new subject.
+  void With(uint64_t id_hash, std::string_view id, const std::function<void(SubjectState&, bool)>& fn);
+  // Copies the subject's state (from the table or the store); false if unknown.
+  bool Read(uint64_t id_hash, SubjectState* out) const;
+  // Evicts subjects idle since before `cutoff_ns` to the store; returns how many.
+  size_t EvictIdle(int64_t cutoff_ns);
+  size_t size() const;
+  size_t capacity() const { return capacity_; }
+  uint64_t evictions() const;
+
+ private:
+  static constexpr uint32_t kNil = UINT32_MAX;
+  struct Shard {
+    mutable std::mutex mu;
+    std::vector<SubjectState> slots;               // GUARDED_BY(mu)
+    std::vector<uint32_t> free;                    // GUARDED_BY(mu)
+    std::unordered_map<uint64_t, uint32_t> index;  // GUARDED_BY(mu)
+    uint32_t head = kNil, tail = kNil;             // LRU: head most recent. GUARDED_BY(mu)
+    uint64_t evictions = 0;                        // GUARDED_BY(mu)
+  };
+  Shard& ShardOf(uint64_t h) const { return *shards_[Mix64(h) % shards_.size()]; }
+  static void Unlink(Shard& s, uint32_t i);
+  static void PushFront(Shard& s, uint32_t i);
+  void EvictSlot(Shard& s, uint32_t i);
+
+  size_t capacity_;
+  size_t per_shard_;
+  std::shared_ptr<SubjectStore> store_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace moat::detect

@@ -1,0 +1,108 @@
+#include "filters/analysis/analysis_filter.h"
+
+namespace moat::filters {
+namespace {
+
+// Reason codes for the header: the part of each reason before ':' or '(' (no account ids).
+std::string ReasonHeader(const std::vector<std::string>& reasons, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < reasons.size() && i < max; ++i) {
+    std::string code = reasons[i].substr(0, reasons[i].find_first_of(":( "));
+    if (!out.empty()) out += ",";
+    out += code;
+  }
+  return out;
+}
+
+class AnalysisFilter final : public Filter {
+ public:
+  explicit AnalysisFilter(const AnalysisFilterFactory& f) : f_(f) {}
+
+  FilterStatus OnRequest(RequestContext& ctx) override {
+    detect::RequestEvent ev;
+    ev.time_ns = ctx.start_ns;
+    ev.account_id = ctx.account_id;
+    ev.key_id = ctx.key_id;
+    ev.end_user = ctx.end_user;
+    ev.client_ip = ctx.client_ip;
+    ev.user_agent = ctx.user_agent;
+    ev.headers = ctx.headers;
+    ev.endpoint = ctx.endpoint;
+    ev.body_json = std::string(ctx.raw_body);
+    detect::Verdict v = f_.engine()->Observe(ev);
+
+    const std::string action(detect::ActionName(v.action));
+    f_.verdicts().With({action}).Inc();
+    ctx.verdict = action;
+    ctx.action = action;
+    ctx.campaign_id = v.campaign_id;
+    ctx.reasons.insert(ctx.reasons.end(), v.reasons.begin(), v.reasons.end());
+    if (!v.campaign_id.empty()) ctx.reasons.push_back("campaign:" + v.campaign_id);
+    const auto& s = f_.settings();
+    const std::string reason = ReasonHeader(v.reasons, s.max_reason_header);
+
+    switch (v.action) {
+      case detect::Action::kAllow:
+        return FilterStatus::kContinue;
+      case detect::Action::kDegrade:
+        Degrade(ctx);
+        if (s.silent_degrade) {
+          ctx.action = "allow";  // what the client sees; the audit keeps the verdict
+        } else {
+          ctx.response_headers.emplace_back("x-moat-reason", reason);
+        }
+        return FilterStatus::kContinue;
+      case detect::Action::kThrottle:
+        ctx.error_code = "throttled_by_policy";
+        return StopWith(ctx, 429, "rate_limit_error", "throttled_by_policy",
+                        "Requests from this account are being throttled because of unusual "
+                        "automated traffic (" + reason + "). Retry later, or contact support to "
+                        "review the account.",
+                        {{"retry-after", std::to_string(s.throttle_retry_after_s)}, {"x-moat-reason", reason}});
+      case detect::Action::kStepUp:
+        ctx.error_code = "step_up_required";
+        return StopWith(ctx, 403, "permission_error", "step_up_required",
+                        "This account must complete identity verification before it can continue (" +
+                            reason + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url),
+                        {{"x-moat-reason", reason}});
+      case detect::Action::kBlock:
+        ctx.error_code = "account_blocked";
+        return StopWith(ctx, 403, "permission_error", "account_blocked",
+                        "This account is blocked for violating the usage policy (" + reason +
+                            "). Contact support if you believe this is a mistake.",
+                        {{"x-moat-reason", reason}});
+    }
+    return FilterStatus::kContinue;
+  }
+
+ private:
+  // Response hardening for risky accounts: no logprobs, shorter answers, no reasoning traces.
+  void Degrade(RequestContext& ctx) const {
+    auto& b = ctx.body;
+    b.erase("logprobs");
+    b.erase("top_logprobs");
+    b.erase("n");
+    int64_t cap = f_.settings().degrade_max_tokens;
+    if (ctx.max_tokens > cap) ctx.max_tokens = cap;
+    for (const char* k : {"max_tokens", "max_completion_tokens"})
+      if (auto* v = b.if_contains(k); v && v->is_int64() && v->as_int64() > cap) *v = cap;
+    if (!b.contains("max_tokens") && !b.contains("max_completion_tokens")) b["max_tokens"] = cap;
+    ctx.strip_reasoning = true;  // the backend drops reasoning_content from the answer
+  }
+
+  const AnalysisFilterFactory& f_;
+};
+
+}  // namespace
+
+AnalysisFilterFactory::AnalysisFilterFactory(detect::Engine* engine, AnalysisSettings settings,
+                                             MetricsRegistry* metrics)
+    : engine_(engine), settings_(std::move(settings)),
+      verdicts_(&metrics->AddCounter("moat_analysis_verdicts_total",
+                                     "Detection verdicts by action.", {"action"})) {}
+
+std::unique_ptr<Filter> AnalysisFilterFactory::Create() const {
+  return std::make_unique<AnalysisFilter>(*this);
+}
+
+}  // namespace moat::filters

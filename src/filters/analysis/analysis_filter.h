@@ -1,0 +1,45 @@
+#pragma once
+// AnalysisFilter: the detection and policy stage. It hands each authenticated request to the
+// behavioural DetectionEngine (src/detect) and applies the verdict:
+//   allow    -> pass
+//   throttle -> 429 rate_limit_error, code "throttled_by_policy", Retry-After
+//   degrade  -> pass, but refuse logprobs, cap max_tokens and strip reasoning traces
+//   step_up  -> 403 permission_error, code "step_up_required" (verify the account to continue)
+//   block    -> 403 permission_error, code "account_blocked"
+// Every restriction is visible by default: `x-moat-action` and `x-moat-reason` response
+// headers; silent degradation (no headers for degrade) is an opt-in. The verdict, its reasons
+// and the campaign id land in the audit record.
+
+#include <string>
+
+#include "common/metrics.h"
+#include "moat/detect_engine.h"
+#include "moat/filter.h"
+
+namespace moat::filters {
+
+struct AnalysisSettings {
+  int64_t degrade_max_tokens = 256;
+  int64_t throttle_retry_after_s = 30;
+  std::string step_up_url;       // where a customer verifies the account (in the message)
+  bool silent_degrade = false;   // opt-in: degrade without telling the client
+  size_t max_reason_header = 4;  // reasons listed in x-moat-reason
+};
+
+class AnalysisFilterFactory final : public FilterFactory {
+ public:
+  AnalysisFilterFactory(detect::Engine* engine, AnalysisSettings settings, MetricsRegistry* metrics);
+  std::string_view name() const override { return "analysis"; }
+  std::unique_ptr<Filter> Create() const override;
+
+  detect::Engine* engine() const { return engine_; }
+  const AnalysisSettings& settings() const { return settings_; }
+  Family<Counter>& verdicts() const { return *verdicts_; }
+
+ private:
+  detect::Engine* engine_;
+  const AnalysisSettings settings_;
+  Family<Counter>* verdicts_;
+};
+
+}  // namespace moat::filters
