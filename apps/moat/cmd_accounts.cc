@@ -1,8 +1,12 @@
 // moat org create | account create/list/show/set-tier/disable | key create/revoke/list
 #include <iostream>
 
+#include <boost/json.hpp>
+
+#include "admin_client.h"
 #include "cli_common.h"
 #include "commands.h"
+#include "store/risk_lists.h"
 
 namespace moat::cli {
 namespace {
@@ -12,8 +16,36 @@ void PrintAccount(const store::Account& a) {
             << "\ntier: " << store::TierName(a.tier) << "\ndisabled: " << (a.disabled ? "yes" : "no") << "\n";
 }
 
+// Prints the gateway's live risk view of an account (score history, reasons, links).
+void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const std::string& token,
+               const std::string& account_id) {
+  auto client = AdminClient::Create(cfg, url, token);
+  if (!client.ok()) {
+    std::cout << "risk: unavailable (" << client.status().message() << ")\n";
+    return;
+  }
+  auto body = client->Get("/admin/accounts/" + account_id + "/risk");
+  if (!body.ok()) {
+    std::cout << "risk: unavailable (" << body.status().message() << ")\n";
+    return;
+  }
+  auto v = boost::json::parse(*body).as_object();
+  std::cout << "risk score: " << v["score"].to_number<double>() << " (peak "
+            << v["peak_score"].to_number<double>() << ")\nrestricted: "
+            << (v["restricted"].as_bool() ? "yes" : "no") << "\nlist: " << v["list"].as_string().c_str()
+            << "\nrequests seen: " << v["requests"].to_number<double>()
+            << "\ncampaign: " << v["campaign_id"].as_string().c_str() << "\n";
+  for (const auto& r : v["reasons"].as_array()) std::cout << "reason: " << r.as_string().c_str() << "\n";
+  for (const auto& l : v["linked_accounts"].as_array()) std::cout << "linked: " << l.as_string().c_str() << "\n";
+  std::cout << "score history:";
+  for (const auto& h : v["history"].as_array())
+    std::cout << " " << h.as_array()[1].to_number<double>();
+  std::cout << "\n";
+}
+
 struct Opts {
   std::string config;
+  std::string url, admin_token, note;
   std::string name, org, tier = "unverified", account, label, key_id;
   bool disabled = true;
 };
@@ -69,14 +101,78 @@ void AddAccountCommands(CLI::App& app) {
   auto* show = account->add_subcommand("show", "Show an account and its keys");
   show->add_option("account", opts->account, "Account id or name")->required();
   show->add_option("--config,-c", opts->config, "Config file");
+  show->add_option("--url", opts->url, "Gateway URL for the live risk view (default: the config's listen address)");
+  show->add_option("--admin-token", opts->admin_token, "Admin token (default: $MOAT_ADMIN_TOKEN)");
   show->callback(with_store([opts](store::AccountStore& s) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
     PrintAccount(*a);
     for (const auto& k : s.ListKeys(a->id))
       std::cout << "key: " << k.key_id << (k.revoked_ns ? " (revoked)" : "") << (k.label.empty() ? "" : " " + k.label) << "\n";
+    auto cfg = LoadConfigOrDefaults(opts->config);
+    if (cfg.ok()) {
+      auto lists = store::RiskLists::Open(cfg->storage.accounts_db, SystemClock::Get());
+      if (lists.ok())
+        if (auto all = (*lists)->All(); all.ok() && all->count(a->id))
+          std::cout << "manual list: " << all->at(a->id) << "\n";
+      PrintRisk(*cfg, opts->url, opts->admin_token, a->id);
+    }
     return 0;
   }));
+  for (const char* entry : {"allow", "deny", "unlist"}) {
+    std::string e = entry;
+    auto* cmd = account->add_subcommand(
+        e, e == "allow" ? "Put an account on the allow list (no detection restrictions)"
+           : e == "deny" ? "Put an account on the deny list (blocked)"
+                         : "Remove an account from the allow/deny lists");
+    cmd->add_option("account", opts->account, "Account id or name")->required();
+    cmd->add_option("--note", opts->note, "Why (kept with the entry)");
+    cmd->add_option("--config,-c", opts->config, "Config file");
+    cmd->callback([opts, e] {
+      auto cfg = LoadConfigOrDefaults(opts->config);
+      if (!cfg.ok()) std::exit(Fail(cfg.status()));
+      auto st = OpenAccountStore(*cfg);
+      if (!st.ok()) std::exit(Fail(st.status()));
+      auto a = (*st)->GetAccount(opts->account);
+      if (!a.ok()) std::exit(Fail(a.status()));
+      auto lists = store::RiskLists::Open(cfg->storage.accounts_db, SystemClock::Get());
+      if (!lists.ok()) std::exit(Fail(lists.status()));
+      auto s = (*lists)->Set(a->id, e == "unlist" ? "none" : e, opts->note);
+      if (!s.ok()) std::exit(Fail(s));
+      std::cout << a->id << ": " << (e == "unlist" ? "removed from the lists" : "on the " + e + " list")
+                << " (a running gateway applies it within a second)\n";
+      std::exit(0);
+    });
+  }
+
+  auto* campaigns = app.add_subcommand("campaigns", "List the campaigns a running gateway has detected");
+  campaigns->add_option("--config,-c", opts->config, "Config file");
+  campaigns->add_option("--url", opts->url, "Gateway URL (default: the config's listen address)");
+  campaigns->add_option("--admin-token", opts->admin_token, "Admin token (default: $MOAT_ADMIN_TOKEN)");
+  campaigns->callback([opts] {
+    auto cfg = LoadConfigOrDefaults(opts->config);
+    if (!cfg.ok()) std::exit(Fail(cfg.status()));
+    auto client = AdminClient::Create(*cfg, opts->url, opts->admin_token);
+    if (!client.ok()) std::exit(Fail(client.status()));
+    auto body = client->Get("/admin/campaigns");
+    if (!body.ok()) std::exit(Fail(body.status()));
+    auto data = boost::json::parse(*body).as_object()["data"].as_array();
+    std::cout << "campaign\tmembers\trequests\tscore\tshift\tsample members\n";
+    for (const auto& c : data) {
+      const auto& o = c.as_object();
+      std::cout << o.at("id").as_string().c_str() << "\t" << o.at("members").to_number<double>() << "\t"
+                << o.at("requests").to_number<double>() << "\t" << o.at("score").to_number<double>() << "\t"
+                << o.at("shift").to_number<double>() << "\t";
+      int n = 0;
+      for (const auto& m : o.at("sample_members").as_array()) {
+        if (n++ == 5) { std::cout << " ..."; break; }
+        std::cout << (n > 1 ? "," : "") << m.as_string().c_str();
+      }
+      std::cout << "\n";
+    }
+    if (data.empty()) std::cout << "(no campaigns detected)\n";
+    std::exit(0);
+  });
   auto* set_tier = account->add_subcommand("set-tier", "Change an account's verification tier");
   set_tier->add_option("account", opts->account, "Account id or name")->required();
   set_tier->add_option("tier", opts->tier, "unverified | verified | enterprise")->required();
