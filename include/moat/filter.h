@@ -119,7 +119,7 @@ class FilterFactory {
 inline FilterStatus StopWith(RequestContext& ctx, int http_status, std::string type,
                              std::string code, std::string message, HeaderList headers = {}) {
   ctx.local_reply = LocalReply{http_status, std::move(type), std::move(code), std::move(message),
-                               std::move(headers)};
+                               std::move(headers), ""};
   return FilterStatus::kStop;
 }
 

@@ -175,7 +175,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   if (auto s = BuildRequest(ctx, &req); !s.ok()) {
     ctx.http_status = 400;
     ctx.error_code = "invalid_value";
-    ctx.local_reply = LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}};
+    ctx.local_reply = LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}, ""};
     co_return BackendResult{};
   }
   std::optional<watermark::WatermarkKey> key;
@@ -277,7 +277,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     ctx.http_status = status;
     ctx.error_code = status == 400 ? "invalid_value" : "generation_failed";
     ctx.local_reply = LocalReply{status, status == 400 ? "invalid_request_error" : "server_error",
-                                 ctx.error_code, s.message(), {}};
+                                 ctx.error_code, s.message(), {}, ""};
     co_return BackendResult{};
   }
   const model::GenerationResult& r = *h->result;

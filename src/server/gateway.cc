@@ -360,7 +360,7 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
   SseClientStream client(stream, req, wt);
   std::string body;
   if (stopped) {
-    if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}};
+    if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}, ""};
     ctx.http_status = ctx.local_reply->http_status;
     if (ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
   } else {

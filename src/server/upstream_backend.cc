@@ -166,7 +166,7 @@ class SseRelay {
 void SetGatewayError(RequestContext& ctx, int status, const std::string& code, std::string message) {
   ctx.http_status = status;
   ctx.error_code = code;
-  ctx.local_reply = LocalReply{status, "upstream_error", code, std::move(message), {}};
+  ctx.local_reply = LocalReply{status, "upstream_error", code, std::move(message), {}, ""};
 }
 
 }  // namespace
