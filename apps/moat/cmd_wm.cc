@@ -116,9 +116,9 @@ StatusOr<std::string> ReadAll(const std::string& path) {
   return ss.str();
 }
 
-// The text of one JSONL record: "text", "completion", "content", or an OpenAI response body.
+// The text of one JSONL record: "text", "completion", "completion_text" (moat audit export), "content", or an OpenAI response body.
 std::optional<std::string> TextOf(const boost::json::object& o) {
-  for (const char* f : {"text", "completion", "content", "output"}) {
+  for (const char* f : {"text", "completion", "completion_text", "content", "output"}) {
     if (const auto* v = o.if_contains(f); v != nullptr && v->is_string()) {
       return std::string(v->as_string());
     }
@@ -357,6 +357,7 @@ void AddCommon(CLI::App* cmd, const std::shared_ptr<WmOpts>& o, bool scoring,
   cmd->add_option("--wm-secret", o->secret, "Watermark master secret file")->capture_default_str();
   cmd->add_option("--account", o->accounts, "Account id (repeatable)")
       ->expected(1)
+      ->allow_extra_args(false)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->add_option("--accounts", o->accounts_file, "File with one account id per line");
   cmd->add_option("--accounts-db", o->accounts_db,
