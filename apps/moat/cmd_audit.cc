@@ -9,6 +9,7 @@
 #include "audit/audit_export.h"
 #include "audit/audit_verify.h"
 #include "cli_common.h"
+#include "cmd_scan.h"
 #include "commands.h"
 
 namespace moat::cli {
@@ -51,8 +52,9 @@ std::string ReadPublicKey(const std::string& path) {
 
 void AddAuditCommands(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
-  auto* audit = app.add_subcommand("audit", "Verify and export the tamper-evident audit log");
+  auto* audit = app.add_subcommand("audit", "Verify, export and scan the tamper-evident audit log");
   audit->require_subcommand(1);
+  AddScanCommand(*audit);
 
   auto* verify = audit->add_subcommand("verify", "Check the hash chain and signed checkpoints");
   verify->add_option("--config,-c", opts->config, "Config file (default ./moat.toml or defaults)");
