@@ -4,14 +4,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
-#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "traffic/http_replay.h"
-#include "traffic/rng.h"
 #include "traffic/prompt_corpus.h"
 #include "traffic/replay.h"
 #include "traffic/report.h"
@@ -109,10 +110,22 @@ int RunRun(const CommonOptions& o, const std::string& engine_name, int rate) {
   return PrintAndWrite(*report, o.out);
 }
 
+// "name: value" or "name=value" -> (name, value).
+StatusOr<std::pair<std::string, std::string>> ParseHeader(const std::string& h) {
+  size_t sep = h.find_first_of(":=");
+  if (sep == 0 || sep == std::string::npos) {
+    return InvalidArgumentError("--header wants NAME:VALUE, got '" + h + "'");
+  }
+  std::string value = h.substr(sep + 1);
+  value.erase(0, value.find_first_not_of(' '));
+  return std::make_pair(h.substr(0, sep), value);
+}
+
 struct ReplayOptions {
   std::string events, labels, engine = "baseline", out;
   int rate_limit = 100;
   std::string gateway, keys_file;
+  std::vector<std::string> headers;
   traffic::HttpReplayOptions http;
 };
 
@@ -122,6 +135,11 @@ int RunReplay(ReplayOptions& o) {
     auto keys = traffic::LoadKeysFile(o.keys_file);
     if (!keys.ok()) return Fail(keys.status());
     o.http.gateway_url = o.gateway;
+    for (const auto& h : o.headers) {
+      auto kv = ParseHeader(h);
+      if (!kv.ok()) return Fail(kv.status());
+      o.http.extra_headers.push_back(*kv);
+    }
     auto report = traffic::ReplayOverHttp(o.events, o.labels, *keys, o.http);
     if (!report.ok()) return Fail(report.status());
     return PrintAndWrite(*report, o.out);
@@ -133,27 +151,28 @@ int RunReplay(ReplayOptions& o) {
   return PrintAndWrite(*report, o.out);
 }
 
-// Writes a keys file with one deterministic bench secret per labelled account.
-int RunProvision(const std::string& labels, const std::string& keys_out, uint64_t seed) {
-  std::FILE* out = std::fopen(keys_out.c_str(), "w");
-  if (out == nullptr) return Fail(InternalError("cannot write " + keys_out));
-  std::fprintf(out, "# account secret (moat-bench traffic provision)\n");
-  std::set<std::string> seen;
-  int64_t n = 0;
-  Status s = traffic::ForEachLine(labels, [&](std::string_view line) -> Status {
-    MOAT_ASSIGN_OR_RETURN(traffic::SubjectLabel l, traffic::LabelFromJson(line));
-    if (!seen.insert(l.account).second) return Status::Ok();
-    std::fprintf(out, "%s sk-bench-%016llx%016llx\n", l.account.c_str(),
-                 static_cast<unsigned long long>(traffic::Mix64(seed ^ traffic::HashName(l.account))),
-                 static_cast<unsigned long long>(traffic::Mix64(~seed ^ traffic::HashName(l.account))));
-    ++n;
-    return Status::Ok();
-  });
-  std::fclose(out);
+struct ProvisionCommand {
+  std::string labels, out;
+  traffic::ProvisionOptions options;
+};
+
+// Registers every labelled account (and one key each) in a running gateway and writes the
+// account -> secret keys file that `replay --keys-file` reads.
+int RunProvision(ProvisionCommand& c) {
+  if (c.options.admin_token.empty()) {
+    if (const char* env = std::getenv("MOAT_ADMIN_TOKEN")) c.options.admin_token = env;
+  }
+  if (c.options.admin_token.empty()) {
+    return Fail(InvalidArgumentError("--admin-token (or MOAT_ADMIN_TOKEN) is required"));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto keys = traffic::ProvisionAccounts(c.labels, c.options);
+  if (!keys.ok()) return Fail(keys.status());
+  Status s = traffic::WriteKeysFile(c.out, *keys);
   if (!s.ok()) return Fail(s);
-  std::printf("wrote %lld account keys to %s\n", static_cast<long long>(n), keys_out.c_str());
-  std::printf("TODO: register them in the gateway (moat account/key creation is not scripted "
-              "yet; see docs/traffic-benchmark.md)\n");
+  std::printf("registered %zu accounts (tier %s) in %s and wrote their keys to %s in %.2f s\n",
+              keys->size(), c.options.tier.c_str(), c.options.gateway_url.c_str(), c.out.c_str(),
+              Since(t0));
   return 0;
 }
 
@@ -186,7 +205,10 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
 
   auto rep = std::make_shared<ReplayOptions>();
   CLI::App* replay = traffic->add_subcommand(
-      "replay", "replay generated files into an engine in-process and score them");
+      "replay",
+      "replay generated files into an engine in-process (simulated clock), or with --gateway "
+      "into a running gateway over HTTP (real clock: simulated hours are compressed into the "
+      "replay's wall time, see apps/moat-bench/README.md), and score the verdicts");
   replay->add_option("--events", rep->events, "events.jsonl (or .gz)")->required();
   replay->add_option("--labels", rep->labels, "labels.jsonl (or .gz)")->required();
   replay->add_option("--engine", rep->engine, "detector")->capture_default_str();
@@ -199,17 +221,28 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   replay->add_option("--rate", rep->http.rate, "HTTP: requests per second (real clock)")
       ->capture_default_str();
   replay->add_option("--max-events", rep->http.max_events, "HTTP: stop after N requests");
+  replay->add_option("--header", rep->headers,
+                     "HTTP: extra header on every request, NAME:VALUE (repeatable)");
+  replay->add_option("--timeout", rep->http.timeout_s, "HTTP: seconds per request")
+      ->capture_default_str();
   replay->callback([rep, &exit_code] { exit_code = RunReplay(*rep); });
 
-  auto prov_labels = std::make_shared<std::string>();
-  auto prov_out = std::make_shared<std::string>();
-  auto prov_seed = std::make_shared<uint64_t>(1);
-  CLI::App* prov = traffic->add_subcommand(
-      "provision", "write a keys file (account -> secret) for HTTP replay");
-  prov->add_option("--labels", *prov_labels, "labels.jsonl")->required();
-  prov->add_option("--keys-out", *prov_out, "keys file to write")->required();
-  prov->add_option("--seed", *prov_seed, "secret derivation seed")->capture_default_str();
-  prov->callback([=, &exit_code] { exit_code = RunProvision(*prov_labels, *prov_out, *prov_seed); });
+  auto prov = std::make_shared<ProvisionCommand>();
+  CLI::App* provision = traffic->add_subcommand(
+      "provision",
+      "register every labelled account and one API key each in a running gateway (admin API) "
+      "and write the keys file for `replay --keys-file`");
+  provision->add_option("--gateway", prov->options.gateway_url, "gateway URL (http://host:port)")
+      ->required();
+  provision->add_option("--admin-token", prov->options.admin_token,
+                        "the gateway's [server] admin_token (default: $MOAT_ADMIN_TOKEN)");
+  provision->add_option("--labels", prov->labels, "labels.jsonl (or .gz)")->required();
+  provision->add_option("--out,--keys-out", prov->out, "keys file to write (mode 0600)")
+      ->required();
+  provision->add_option("--tier", prov->options.tier,
+                        "tier of the created accounts (its [limits.TIER] apply)")
+      ->capture_default_str();
+  provision->callback([prov, &exit_code] { exit_code = RunProvision(*prov); });
 }
 
 }  // namespace moat::bench

@@ -1,12 +1,20 @@
 #include "traffic/http_replay.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -20,6 +28,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+namespace json = boost::json;
 
 StatusOr<std::unordered_map<std::string, std::string>> LoadKeysFile(const std::string& path) {
   std::ifstream in(path);
@@ -69,14 +78,24 @@ StatusOr<Url> ParseUrl(const std::string& url) {
   return u;
 }
 
-// One keep-alive connection, reopened after any error.
-class GatewayClient {
- public:
-  GatewayClient(Url url, double timeout_s) : url_(std::move(url)), timeout_s_(timeout_s) {}
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
 
-  // Returns (status, x-moat-action) or an error.
-  StatusOr<std::pair<int, std::string>> Send(const detect::RequestEvent& e,
-                                             const std::string& secret, bool forward_ip) {
+// One keep-alive connection to the gateway, reopened after any error.
+class GatewayConnection {
+ public:
+  GatewayConnection(Url url, double timeout_s) : url_(std::move(url)), timeout_s_(timeout_s) {}
+
+  // A request to the URL's prefix + `target` with the Host header set.
+  Request MakeRequest(http::verb verb, std::string_view target) const {
+    Request req{verb, url_.prefix + std::string(target), 11};
+    req.set(http::field::host, url_.host);
+    return req;
+  }
+
+  // Sends `req` and reads the whole response; a stale keep-alive connection is retried once.
+  StatusOr<Response> Send(Request& req) {
+    req.prepare_payload();
     for (int attempt = 0; attempt < 2; ++attempt) {
       beast::error_code ec;
       if (!stream_) {
@@ -90,26 +109,21 @@ class GatewayClient {
         }
       }
       stream_->expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000)));
-      http::request<http::string_body> req{http::verb::post, url_.prefix + e.endpoint, 11};
-      req.set(http::field::host, url_.host);
-      for (const auto& [k, v] : e.headers) req.set(k, v);
-      req.set(http::field::authorization, "Bearer " + secret);
-      req.set(http::field::content_type, "application/json");
-      if (forward_ip) req.set("x-forwarded-for", e.client_ip);
-      req.body() = e.body_json;
-      req.prepare_payload();
       http::write(*stream_, req, ec);
-      http::response<http::string_body> res;
-      if (!ec) http::read(*stream_, buffer_, res, ec);
+      http::response_parser<http::string_body> parser;
+      parser.body_limit(64 << 20);
+      if (!ec) http::read(*stream_, buffer_, parser, ec);
       if (ec) {
         stream_.reset();
         buffer_.clear();
-        continue;  // a stale keep-alive connection: retry once on a fresh one
+        continue;
       }
-      if (!res.keep_alive()) stream_.reset();
-      auto it = res.find("x-moat-action");
-      std::string action = it == res.end() ? "" : std::string(it->value());
-      return std::make_pair(static_cast<int>(res.result_int()), action);
+      Response res = parser.release();
+      if (!res.keep_alive()) {
+        stream_.reset();
+        buffer_.clear();
+      }
+      return res;
     }
     return UnavailableError("request to gateway failed twice");
   }
@@ -122,7 +136,107 @@ class GatewayClient {
   beast::flat_buffer buffer_;
 };
 
+std::string Header(const Response& res, std::string_view name) {
+  auto it = res.find(name);
+  return it == res.end() ? std::string() : std::string(it->value());
+}
+
+// The event's body with `user` set to its end user when the body names none.
+std::string BodyWithEndUser(const detect::RequestEvent& e) {
+  if (e.end_user.empty()) return e.body_json;
+  boost::system::error_code ec;
+  json::value v = json::parse(e.body_json, ec);
+  if (ec || !v.is_object() || v.as_object().contains("user")) return e.body_json;
+  v.as_object()["user"] = e.end_user;
+  return json::serialize(v);
+}
+
+// An admin API call: POST `target` with a JSON body. Returns the response (any status).
+StatusOr<Response> AdminPost(GatewayConnection& conn, const std::string& token,
+                             std::string_view target, const json::object& body) {
+  Request req = conn.MakeRequest(http::verb::post, target);
+  req.set(http::field::authorization, "Bearer " + token);
+  req.set(http::field::content_type, "application/json");
+  req.body() = json::serialize(body);
+  return conn.Send(req);
+}
+
+Status AdminError(std::string_view what, const Response& res) {
+  std::string msg = std::string(what) + ": HTTP " + std::to_string(res.result_int()) + " " +
+                    res.body().substr(0, 300);
+  switch (res.result_int()) {
+    case 401: return UnauthenticatedError(msg + " (check --admin-token)");
+    case 404: return NotFoundError(msg + " (is [server] admin_token set on the gateway?)");
+    case 400: return InvalidArgumentError(msg);
+    default: return UnavailableError(msg);
+  }
+}
+
 }  // namespace
+
+std::string GatewayAccountName(std::string_view bench_account) {
+  return "bench-" + std::string(bench_account);
+}
+
+StatusOr<std::unordered_map<std::string, std::string>> ProvisionAccounts(
+    const std::string& labels_path, const ProvisionOptions& options) {
+  MOAT_ASSIGN_OR_RETURN(Url url, ParseUrl(options.gateway_url));
+  if (options.admin_token.empty()) return InvalidArgumentError("an admin token is required");
+  GatewayConnection conn(url, options.timeout_s);
+  std::unordered_map<std::string, std::string> keys;
+  int64_t created = 0, reused = 0;
+  Status status = ForEachLine(labels_path, [&](std::string_view line) -> Status {
+    MOAT_ASSIGN_OR_RETURN(SubjectLabel l, LabelFromJson(line));
+    if (l.account.empty() || keys.count(l.account) > 0) return Status::Ok();
+    const std::string name = GatewayAccountName(l.account);
+    MOAT_ASSIGN_OR_RETURN(Response acct,
+                          AdminPost(conn, options.admin_token, "/admin/accounts",
+                                    json::object{{"name", name}, {"tier", options.tier}}));
+    if (acct.result_int() == 409) {
+      ++reused;  // provisioned by an earlier run: add a fresh key to it
+    } else if (acct.result_int() == 201) {
+      ++created;
+    } else {
+      return AdminError("create account " + name, acct);
+    }
+    MOAT_ASSIGN_OR_RETURN(Response key, AdminPost(conn, options.admin_token, "/admin/keys",
+                                                  json::object{{"account", name},
+                                                               {"label", "moat-bench"}}));
+    if (key.result_int() != 201) return AdminError("create key for " + name, key);
+    boost::system::error_code ec;
+    json::value v = json::parse(key.body(), ec);
+    const json::value* secret = (!ec && v.is_object()) ? v.as_object().if_contains("key") : nullptr;
+    if (secret == nullptr || !secret->is_string()) {
+      return InternalError("create key for " + name + ": no \"key\" in " + key.body());
+    }
+    keys[l.account] = std::string(secret->as_string());
+    return Status::Ok();
+  });
+  MOAT_RETURN_IF_ERROR(status);
+  std::fprintf(stderr, "provision: %lld accounts created, %lld already existed, %zu keys\n",
+               static_cast<long long>(created), static_cast<long long>(reused), keys.size());
+  return keys;
+}
+
+Status WriteKeysFile(const std::string& path,
+                     const std::unordered_map<std::string, std::string>& keys) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0) return InternalError("cannot write " + path + ": " + std::strerror(errno));
+  ::fchmod(fd, 0600);  // an existing file keeps its mode on O_CREAT
+  std::FILE* out = ::fdopen(fd, "w");
+  if (out == nullptr) {
+    ::close(fd);
+    return InternalError("cannot write " + path);
+  }
+  std::map<std::string, std::string> sorted(keys.begin(), keys.end());
+  std::fprintf(out, "# account secret (moat-bench traffic provision); live API keys, keep private\n");
+  for (const auto& [account, secret] : sorted) {
+    std::fprintf(out, "%s %s\n", account.c_str(), secret.c_str());
+  }
+  const bool ok = std::ferror(out) == 0;
+  if (std::fclose(out) != 0 || !ok) return InternalError("write error on " + path);
+  return Status::Ok();
+}
 
 StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::string& labels_path,
                                 const std::unordered_map<std::string, std::string>& keys,
@@ -130,7 +244,7 @@ StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::strin
   MOAT_ASSIGN_OR_RETURN(Url url, ParseUrl(options.gateway_url));
   Scorer scorer;
   MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
-  GatewayClient client(url, options.timeout_s);
+  GatewayConnection conn(url, options.timeout_s);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t sent = 0, skipped = 0, failed = 0;
   std::map<int, int64_t> statuses;
@@ -146,14 +260,28 @@ StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::strin
       std::this_thread::sleep_until(t0 + std::chrono::duration<double>(sent / options.rate));
     }
     ++sent;
-    auto res = client.Send(e, key->second, options.forward_client_ip);
+    Request req = conn.MakeRequest(http::verb::post, e.endpoint);
+    for (const auto& [k, v] : e.headers) req.set(k, v);
+    if (!e.user_agent.empty()) req.set(http::field::user_agent, e.user_agent);
+    for (const auto& [k, v] : options.extra_headers) req.set(k, v);
+    req.set(http::field::authorization, "Bearer " + key->second);
+    req.set(http::field::content_type, "application/json");
+    if (options.forward_client_ip && !e.client_ip.empty()) req.set("x-forwarded-for", e.client_ip);
+    req.body() = BodyWithEndUser(e);
+    auto res = conn.Send(req);
     if (!res.ok()) {
       ++failed;
       if (failed > 20 && failed * 2 > sent) return res.status();  // the gateway is gone
       return Status::Ok();
     }
-    ++statuses[res->first];
-    scorer.Record(e.account_id, e.end_user, e.time_ns, ActionFromResponse(res->first, res->second));
+    GatewayAnswer answer;
+    answer.status = static_cast<int>(res->result_int());
+    answer.moat_action = Header(*res, "x-moat-action");
+    answer.moat_reason = Header(*res, "x-moat-reason");
+    answer.action = ActionFromResponse(answer.status, answer.moat_action);
+    ++statuses[answer.status];
+    scorer.Record(e.account_id, e.end_user, e.time_ns, answer.action);
+    if (options.on_answer) options.on_answer(e, answer);
     return Status::Ok();
   });
   MOAT_RETURN_IF_ERROR(status);
