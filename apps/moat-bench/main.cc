@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "detect_commands.h"
 #include "traffic_commands.h"
 
 int main(int argc, char** argv) {
@@ -9,6 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   moat::bench::AddTrafficCommands(app, exit_code);
+  moat::bench::AddDetectCommands(app, exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -378,6 +378,23 @@ std::optional<CampaignInfo> CampaignLinker::Campaign(uint64_t root) const {
   return InfoOf(r, it->second);
 }
 
+bool CampaignLinker::AppendSampleMembers(uint64_t root, std::string_view exclude, size_t max,
+                                         std::string* out, double* score) const {
+  std::lock_guard<std::mutex> lock(uf_mu_);
+  if (!parent_.contains(root)) return false;
+  auto it = campaigns_.find(Find(root));
+  if (it == campaigns_.end()) return false;
+  size_t n = 0;
+  for (const std::string& m : it->second.sample) {
+    if (n >= max) break;
+    if (m == exclude) continue;
+    if (n++ > 0) out->push_back(',');
+    out->append(m);
+  }
+  *score = ScoreOf(it->second);
+  return true;
+}
+
 uint64_t CampaignLinker::CampaignOf(uint64_t subject_hash) const {
   std::lock_guard<std::mutex> lock(uf_mu_);
   return parent_.contains(subject_hash) ? Find(subject_hash) : 0;

@@ -105,6 +105,12 @@ class CampaignLinker {
 
   std::vector<CampaignInfo> Campaigns() const;
   std::optional<CampaignInfo> Campaign(uint64_t root) const;
+  // For verdict reasons, without copying the campaign: appends to *out, comma-separated, up to
+  // `max` of the campaign's sample members other than `exclude` (in sample order) and sets
+  // *score to the campaign score. Returns false (and touches nothing) when `root` names no
+  // live campaign, exactly when Campaign(root) would return nullopt.
+  bool AppendSampleMembers(uint64_t root, std::string_view exclude, size_t max, std::string* out,
+                           double* score) const;
   // The campaign root of a restricted subject, 0 if none.
   uint64_t CampaignOf(uint64_t subject_hash) const;
   static std::string CampaignId(uint64_t root);

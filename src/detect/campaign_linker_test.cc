@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace moat::detect {
 namespace {
 
@@ -52,6 +54,27 @@ TEST(CampaignLinkerTest, RestrictedSubjectsSharingKeysMergeIntoOneCampaign) {
   EXPECT_GT(campaigns[0].links[kLinkNetwork], 0u);
   EXPECT_EQ(sybil.CampaignOf(Hash64("sybil3")), sybil.CampaignOf(Hash64("sybil17")));
   EXPECT_EQ(sybil.CampaignOf(Hash64("stranger")), 0u);
+
+  // The reason helper agrees with the full snapshot: same members in sample order, minus the
+  // excluded one, capped, and the same score; unknown roots leave the output untouched.
+  const uint64_t root = sybil.CampaignOf(Hash64("sybil3"));
+  const auto info = sybil.Campaign(root);
+  ASSERT_TRUE(info.has_value());
+  const std::string& first = info->sample_members[0];
+  std::string expected;
+  for (size_t i = 0, n = 0; i < info->sample_members.size() && n < 3; ++i) {
+    if (info->sample_members[i] == first) continue;
+    expected += (n++ ? "," : "") + info->sample_members[i];
+  }
+  std::string out = "linked:";
+  double score = -1;
+  ASSERT_TRUE(sybil.AppendSampleMembers(root, first, 3, &out, &score));
+  EXPECT_EQ(out, "linked:" + expected);
+  EXPECT_EQ(std::count(out.begin(), out.end(), ','), 2);
+  EXPECT_EQ(score, info->score);
+  std::string untouched = "x";
+  EXPECT_FALSE(sybil.AppendSampleMembers(Hash64("stranger"), "", 3, &untouched, &score));
+  EXPECT_EQ(untouched, "x");
 }
 
 TEST(CampaignLinkerTest, UnrelatedRestrictedSubjectsStaySeparate) {

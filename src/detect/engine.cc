@@ -188,14 +188,9 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
     }
     if (!via.empty() && campaign != 0) {
       std::string linked = "linked:";
-      if (auto info = linker_.Campaign(campaign)) {
-        for (size_t i = 0, n = 0; i < info->sample_members.size() && n < 3; ++i) {
-          if (info->sample_members[i] == sid) continue;
-          linked += (n++ ? "," : "") + info->sample_members[i];
-        }
-        v.campaign_score = info->score;
-      }
-      v.reasons.push_back(linked + " via " + via);
+      linker_.AppendSampleMembers(campaign, sid, 3, &linked, &v.campaign_score);
+      linked.append(" via ").append(via);
+      v.reasons.push_back(std::move(linked));
     } else if (!via.empty()) {
       v.reasons.push_back("shared_keys via " + via);
     }

@@ -48,7 +48,7 @@ class HyperLogLog {
     double sum = 0;
     int zeros = 0;
     for (uint8_t r : registers_) {
-      sum += std::ldexp(1.0, -r);
+      sum += kInversePowers[r];
       zeros += r == 0;
     }
     const double alpha = M == 16 ? 0.673 : M == 32 ? 0.697 : M == 64 ? 0.709 : 0.7213 / (1 + 1.079 / M);
@@ -63,6 +63,17 @@ class HyperLogLog {
 
  private:
   static constexpr int kIndexBits = __builtin_ctz(M);
+  // 2^-r for every possible register value (exact, so Estimate() sums the same doubles that
+  // std::ldexp(1.0, -r) would give, without a libm call per register).
+  static constexpr std::array<double, 66> kInversePowers = [] {
+    std::array<double, 66> p{};
+    double x = 1.0;
+    for (auto& v : p) {
+      v = x;
+      x /= 2;
+    }
+    return p;
+  }();
   std::array<uint8_t, M> registers_{};
 };
 
