@@ -173,6 +173,7 @@ int Serve(const ServeOpts& opts) {
   std::cerr << "moat: signal " << sig << ", draining\n";
   http.Stop(10'000);
   http.Wait();
+  gateway.Shutdown();  // pooled upstream sockets must go before the workers' io_contexts
   done.store(true);
   refresher.join();
   audit_log->reset();  // commits what is queued and signs a final checkpoint

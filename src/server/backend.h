@@ -53,6 +53,9 @@ class Backend {
   virtual boost::asio::awaitable<BackendResult> Handle(BackendCall& call) = 0;
   // Models this backend serves, for GET /v1/models.
   virtual std::string owned_by() const = 0;
+  // Releases per-worker resources (pooled upstream connections). Called once, after the worker
+  // threads have stopped and before their io_contexts are destroyed.
+  virtual void Shutdown() {}
 };
 
 }  // namespace moat::server

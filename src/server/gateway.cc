@@ -115,6 +115,10 @@ Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {
   }
 }
 
+void Gateway::Shutdown() {
+  for (auto& [name, backend] : parts_.backends) backend->Shutdown();
+}
+
 std::string Gateway::NextRequestId() {
   return fmt::format("req_{}{:012x}", id_prefix_, next_id_.fetch_add(1, std::memory_order_relaxed));
 }

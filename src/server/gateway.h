@@ -59,6 +59,9 @@ class Gateway {
   static boost::asio::awaitable<bool> SendResponse(boost::beast::tcp_stream& stream,
                                                    HttpResponse& res, int64_t write_timeout_ms);
 
+  // Releases the backends' per-worker resources; call after HttpServer::Wait().
+  void Shutdown();
+
   MetricsRegistry* metrics() const { return parts_.metrics; }
   const GatewayConfig& config() const { return *parts_.config; }
 

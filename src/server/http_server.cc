@@ -147,7 +147,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index) {
       } else if (hec == http::error::body_limit) {
         protocol_errors_->With({"body_too_large"}).Inc();
         {
-          auto res = error_response(413, too_large(parser.content_length()), "request_too_large");
+          auto res = error_response(413, too_large(boost::none), "request_too_large");
           co_await Gateway::SendResponse(stream, res, wt);
         }
       } else if (hec != http::error::end_of_stream && hec != asio::error::connection_reset &&

@@ -213,6 +213,10 @@ UpstreamBackend::UpstreamBackend(const ModelConfig& config, ParsedUrl url, tcp::
   upstream_ttfb_ = ttfb;
 }
 
+void UpstreamBackend::Shutdown() {
+  for (auto& pool : pools_) pool.idle.clear();
+}
+
 void UpstreamBackend::CountError(const char* kind) { upstream_errors_->With({config_.name, kind}).Inc(); }
 
 void UpstreamBackend::InjectWatermark(Pool& pool, RequestContext& ctx, json::object& body) const {

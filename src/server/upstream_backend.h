@@ -34,6 +34,7 @@ class UpstreamBackend final : public Backend {
 
   boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
   std::string owned_by() const override { return "upstream"; }
+  void Shutdown() override;
 
  private:
   UpstreamBackend(const ModelConfig& config, ParsedUrl url, boost::asio::ip::tcp::endpoint ep,
