@@ -26,7 +26,7 @@ moat::StatusOr<AdminClient> AdminClient::Create(const server::GatewayConfig& con
     std::string host = config.server.host == "0.0.0.0" ? "127.0.0.1" : config.server.host;
     url = "http://" + host + ":" + std::to_string(config.server.port);
   }
-  MOAT_ASSIGN_OR_RETURN(server::ParsedUrl u, server::ParseHttpUrl(url));
+  MOAT_ASSIGN_OR_RETURN(HttpUrl u, ParseHttpUrl(url));
   c.host_ = u.host;
   c.port_ = std::to_string(u.port);
   return c;

@@ -24,6 +24,17 @@ moat::StatusOr<std::unique_ptr<store::AccountStore>> OpenAccountStore(const serv
   return store::AccountStore::Open(config.storage.accounts_db, pepper, SystemClock::Get());
 }
 
+detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& ds) {
+  detect::DetectionConfig dc;
+  dc.max_subjects = ds.max_subjects;
+  if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
+  if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
+  if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;
+  if (ds.block_score >= 0) dc.policy.block_score = ds.block_score;
+  dc.policy.silent_degrade = ds.silent_degrade;
+  return dc;
+}
+
 int Fail(const moat::Status& status) {
   std::cerr << "error: " << status.message() << "\n";
   switch (status.code()) {

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "detect/engine.h"
 #include "moat/status.h"
 #include "server/config.h"
 #include "store/account_store.h"
@@ -14,6 +15,9 @@ namespace moat::cli {
 moat::StatusOr<server::GatewayConfig> LoadConfigOrDefaults(const std::string& path);
 // Creates the data directory and opens the account store named by the config.
 moat::StatusOr<std::unique_ptr<store::AccountStore>> OpenAccountStore(const server::GatewayConfig& config);
+// The detection engine's config from the [detection] section (the same for `moat serve` and
+// `moat audit scan`, so an offline scan judges with the gateway's policy).
+detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& settings);
 // Prints "error: <message>" to stderr and returns the exit code for the status.
 int Fail(const moat::Status& status);
 

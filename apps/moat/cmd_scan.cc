@@ -26,19 +26,6 @@ struct ScanOpts {
   bool no_progress = false;
 };
 
-// The gateway's detection settings, so the scan judges with the policy the gateway used.
-detect::DetectionConfig DetectionFromConfig(const server::GatewayConfig& cfg) {
-  detect::DetectionConfig dc;
-  const auto& ds = cfg.detection;
-  dc.max_subjects = ds.max_subjects;
-  if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
-  if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
-  if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;
-  if (ds.block_score >= 0) dc.policy.block_score = ds.block_score;
-  dc.policy.silent_degrade = ds.silent_degrade;
-  return dc;
-}
-
 int RunScan(const ScanOpts& o, bool use_store) {
   if (o.files.empty() && !use_store) {
     return Fail(moat::InvalidArgumentError("give one or more JSONL files, or --store [PATH]"));
@@ -63,7 +50,7 @@ int RunScan(const ScanOpts& o, bool use_store) {
   }
 
   forensics::ScanOptions so;
-  so.detection = DetectionFromConfig(*cfg);
+  so.detection = DetectionConfigFrom(cfg->detection);
   so.reorder_window = o.reorder_window;
   forensics::OfflineScanner scanner(so);
   forensics::ScanProgress progress(stderr, !o.no_progress && ::isatty(STDERR_FILENO) == 1);

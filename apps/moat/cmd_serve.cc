@@ -108,15 +108,8 @@ int Serve(const ServeOpts& opts) {
   std::unique_ptr<store::RiskLists> risk_lists;
   std::map<std::string, std::string> applied_lists;
   if (cfg.detection.enabled) {
-    detect::DetectionConfig dc;
     const auto& ds = cfg.detection;
-    dc.max_subjects = ds.max_subjects;
-    if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
-    if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
-    if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;
-    if (ds.block_score >= 0) dc.policy.block_score = ds.block_score;
-    dc.policy.silent_degrade = ds.silent_degrade;
-    engine = std::make_unique<detect::DetectionEngine>(dc);
+    engine = std::make_unique<detect::DetectionEngine>(DetectionConfigFrom(ds));
     auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
     if (!lists.ok()) return Fail(lists.status());
     risk_lists = std::move(*lists);

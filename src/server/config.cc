@@ -122,7 +122,7 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   if (m->upstream_model.empty()) m->upstream_model = m->name;
   if (m->backend == "upstream") {
     if (m->base_url.empty()) return moat::InvalidArgumentError(where + ".base_url is required for backend = \"upstream\"");
-    auto url = ParseHttpUrl(m->base_url);
+    auto url = ParseBaseUrl(m->base_url);
     if (!url.ok()) return moat::InvalidArgumentError(where + ".base_url: " + url.status().message());
   } else if (m->backend == "builtin") {
     // Validated by the builtin backend when it loads the model file.
@@ -275,30 +275,10 @@ moat::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path) {
   return cfg;
 }
 
-moat::StatusOr<ParsedUrl> ParseHttpUrl(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind("https://", 0) == 0)
-    return moat::UnimplementedError("https upstreams are not supported yet; put a TLS-terminating proxy on loopback or use http://");
-  if (url.rfind(scheme, 0) != 0) return moat::InvalidArgumentError("URL must start with http://: " + url);
-  std::string rest = url.substr(scheme.size());
-  ParsedUrl out;
-  auto slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  if (slash != std::string::npos) out.path_prefix = rest.substr(slash);
-  while (!out.path_prefix.empty() && out.path_prefix.back() == '/') out.path_prefix.pop_back();
-  // A prefix ending in /v1 is accepted and stripped, since clients often configure ".../v1".
-  if (out.path_prefix.size() >= 3 && out.path_prefix.compare(out.path_prefix.size() - 3, 3, "/v1") == 0)
-    out.path_prefix.resize(out.path_prefix.size() - 3);
-  auto colon = hostport.rfind(':');
-  if (colon != std::string::npos && hostport.find(']') == std::string::npos) {
-    out.host = hostport.substr(0, colon);
-    int p = std::atoi(hostport.c_str() + colon + 1);
-    if (p <= 0 || p > 65535) return moat::InvalidArgumentError("bad port in URL: " + url);
-    out.port = static_cast<uint16_t>(p);
-  } else {
-    out.host = hostport;
-  }
-  if (out.host.empty()) return moat::InvalidArgumentError("URL has no host: " + url);
+moat::StatusOr<HttpUrl> ParseBaseUrl(const std::string& url) {
+  MOAT_ASSIGN_OR_RETURN(HttpUrl out, ParseHttpUrl(url));
+  if (out.path.size() >= 3 && out.path.compare(out.path.size() - 3, 3, "/v1") == 0)
+    out.path.resize(out.path.size() - 3);
   return out;
 }
 

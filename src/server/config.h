@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/http_url.h"
 #include "moat/status.h"
 
 namespace moat::server {
@@ -117,12 +118,9 @@ GatewayConfig DefaultGatewayConfig();
 // OK when the config can serve traffic (at least one model).
 moat::Status RequireServable(const GatewayConfig& config);
 
-// Splits "http://host:port/prefix" into parts. Only http:// is supported for now.
-struct ParsedUrl {
-  std::string host;
-  uint16_t port = 80;
-  std::string path_prefix;  // "" or "/something" without trailing slash
-};
-moat::StatusOr<ParsedUrl> ParseHttpUrl(const std::string& url);
+// Parses an upstream base URL "http://host:port[/prefix]" (moat::ParseHttpUrl); a trailing
+// "/v1" is dropped from the path, since clients often configure ".../v1", so `path` is the
+// prefix before /v1/... .
+moat::StatusOr<HttpUrl> ParseBaseUrl(const std::string& url);
 
 }  // namespace moat::server

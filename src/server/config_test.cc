@@ -38,11 +38,11 @@ base_url = "http://127.0.0.1:8000/v1"
   EXPECT_EQ(cfg->limits.at("unverified").key_rpm, 10);
   ASSERT_EQ(cfg->models.size(), 1u);
   EXPECT_EQ(cfg->models[0].upstream_model, "m1");
-  auto url = ParseHttpUrl(cfg->models[0].base_url);
+  auto url = ParseBaseUrl(cfg->models[0].base_url);
   ASSERT_TRUE(url.ok());
   EXPECT_EQ(url->host, "127.0.0.1");
   EXPECT_EQ(url->port, 8000);
-  EXPECT_EQ(url->path_prefix, "");  // a trailing /v1 is stripped
+  EXPECT_EQ(url->path, "");  // a trailing /v1 is stripped
 }
 
 TEST(ConfigTest, RejectsBadConfigsWithTheKeyInTheMessage) {
@@ -66,7 +66,7 @@ TEST(ConfigTest, RejectsBadConfigsWithTheKeyInTheMessage) {
   ASSERT_FALSE(not_toml.ok());
   EXPECT_NE(not_toml.status().message().find("TOML"), std::string::npos);
 
-  auto https = ParseHttpUrl("https://example.com");
+  auto https = ParseBaseUrl("https://example.com");
   EXPECT_EQ(https.status().code(), StatusCode::kUnimplemented);
 }
 

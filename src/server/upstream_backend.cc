@@ -174,7 +174,7 @@ void SetGatewayError(RequestContext& ctx, int status, const std::string& code, s
 moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
     const ModelConfig& config, int workers, MetricsRegistry* metrics, const WatermarkSettings& wm,
     const std::string& wm_secret_path) {
-  MOAT_ASSIGN_OR_RETURN(ParsedUrl url, ParseHttpUrl(config.base_url));
+  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseBaseUrl(config.base_url));
   asio::io_context io;
   tcp::resolver resolver(io);
   beast::error_code ec;
@@ -195,7 +195,7 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
   return backend;
 }
 
-UpstreamBackend::UpstreamBackend(const ModelConfig& config, ParsedUrl url, tcp::endpoint ep,
+UpstreamBackend::UpstreamBackend(const ModelConfig& config, HttpUrl url, tcp::endpoint ep,
                                  int workers, MetricsRegistry* metrics)
     : config_(config), url_(std::move(url)), endpoint_(ep), pools_(workers) {
   static std::once_flag once;
@@ -268,7 +268,7 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   const auto connect_timeout = std::chrono::milliseconds(config_.connect_timeout_ms);
   const auto read_timeout = std::chrono::milliseconds(config_.read_timeout_ms);
 
-  http::request<http::string_body> req{http::verb::post, url_.path_prefix + ctx.endpoint, 11};
+  http::request<http::string_body> req{http::verb::post, url_.path + ctx.endpoint, 11};
   req.set(http::field::host, url_.host + ":" + std::to_string(url_.port));
   req.set(http::field::content_type, "application/json");
   req.set(http::field::accept, ctx.stream ? "text/event-stream" : "application/json");

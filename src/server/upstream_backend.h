@@ -37,7 +37,7 @@ class UpstreamBackend final : public Backend {
   void Shutdown() override;
 
  private:
-  UpstreamBackend(const ModelConfig& config, ParsedUrl url, boost::asio::ip::tcp::endpoint ep,
+  UpstreamBackend(const ModelConfig& config, HttpUrl url, boost::asio::ip::tcp::endpoint ep,
                   int workers, MetricsRegistry* metrics);
 
   struct Pool {
@@ -53,7 +53,7 @@ class UpstreamBackend final : public Backend {
   void CountError(const char* kind);
 
   const ModelConfig config_;
-  const ParsedUrl url_;
+  const HttpUrl url_;
   const boost::asio::ip::tcp::endpoint endpoint_;
   std::vector<Pool> pools_;  // one per worker, each touched only by its worker thread
   Family<Counter>* upstream_errors_;

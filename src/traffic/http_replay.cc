@@ -1,5 +1,7 @@
 #include "traffic/http_replay.h"
 
+#include "common/http_url.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,37 +60,17 @@ detect::Action ActionFromResponse(int status, std::string_view header) {
 
 namespace {
 
-struct Url {
-  std::string host, port = "80", prefix;
-};
-
-StatusOr<Url> ParseUrl(const std::string& url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) return InvalidArgumentError("gateway URL must be http://...");
-  std::string rest = url.substr(kScheme.size());
-  Url u;
-  size_t slash = rest.find('/');
-  std::string hostport = rest.substr(0, slash);
-  if (slash != std::string::npos) u.prefix = rest.substr(slash);
-  while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
-  size_t colon = hostport.rfind(':');
-  u.host = hostport.substr(0, colon);
-  if (colon != std::string::npos) u.port = hostport.substr(colon + 1);
-  if (u.host.empty()) return InvalidArgumentError("gateway URL lacks a host");
-  return u;
-}
-
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
 // One keep-alive connection to the gateway, reopened after any error.
 class GatewayConnection {
  public:
-  GatewayConnection(Url url, double timeout_s) : url_(std::move(url)), timeout_s_(timeout_s) {}
+  GatewayConnection(HttpUrl url, double timeout_s) : url_(std::move(url)), timeout_s_(timeout_s) {}
 
   // A request to the URL's prefix + `target` with the Host header set.
   Request MakeRequest(http::verb verb, std::string_view target) const {
-    Request req{verb, url_.prefix + std::string(target), 11};
+    Request req{verb, url_.path + std::string(target), 11};
     req.set(http::field::host, url_.host);
     return req;
   }
@@ -101,11 +83,11 @@ class GatewayConnection {
       if (!stream_) {
         stream_.emplace(ioc_);
         tcp::resolver resolver(ioc_);
-        auto results = resolver.resolve(url_.host, url_.port, ec);
+        auto results = resolver.resolve(url_.host, std::to_string(url_.port), ec);
         if (!ec) stream_->connect(results, ec);
         if (ec) {
           stream_.reset();
-          return UnavailableError("connect " + url_.host + ":" + url_.port + ": " + ec.message());
+          return UnavailableError("connect " + url_.host + ":" + std::to_string(url_.port) + ": " + ec.message());
         }
       }
       stream_->expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000)));
@@ -129,7 +111,7 @@ class GatewayConnection {
   }
 
  private:
-  Url url_;
+  HttpUrl url_;
   double timeout_s_;
   asio::io_context ioc_;
   std::optional<beast::tcp_stream> stream_;
@@ -180,7 +162,7 @@ std::string GatewayAccountName(std::string_view bench_account) {
 
 StatusOr<std::unordered_map<std::string, std::string>> ProvisionAccounts(
     const std::string& labels_path, const ProvisionOptions& options) {
-  MOAT_ASSIGN_OR_RETURN(Url url, ParseUrl(options.gateway_url));
+  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl(options.gateway_url));
   if (options.admin_token.empty()) return InvalidArgumentError("an admin token is required");
   GatewayConnection conn(url, options.timeout_s);
   std::unordered_map<std::string, std::string> keys;
@@ -241,7 +223,7 @@ Status WriteKeysFile(const std::string& path,
 StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::string& labels_path,
                                 const std::unordered_map<std::string, std::string>& keys,
                                 const HttpReplayOptions& options) {
-  MOAT_ASSIGN_OR_RETURN(Url url, ParseUrl(options.gateway_url));
+  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl(options.gateway_url));
   Scorer scorer;
   MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
   GatewayConnection conn(url, options.timeout_s);

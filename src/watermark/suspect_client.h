@@ -13,18 +13,10 @@
 #include <string_view>
 #include <vector>
 
+#include "common/http_url.h"
 #include "moat/status.h"
 
 namespace moat::watermark {
-
-// "http://host[:port][/path]" split into parts (port 80 by default; path "" when absent, never
-// a trailing '/'). kInvalidArgument for anything else (https:// included).
-struct HttpUrl {
-  std::string host;
-  uint16_t port = 80;
-  std::string path;
-};
-StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
 
 struct ChatRequest {
   std::string model;
