@@ -1,10 +1,14 @@
 #include "cli_common.h"
 
+#include <pwd.h>
 #include <sodium.h>
+#include <unistd.h>
 
 #include <filesystem>
+#include <future>
 #include <iostream>
 
+#include "common/private_files.h"
 #include "moat/clock.h"
 
 namespace moat::cli {
@@ -17,16 +21,67 @@ moat::StatusOr<server::GatewayConfig> LoadConfigOrDefaults(const std::string& pa
 
 moat::StatusOr<std::unique_ptr<store::AccountStore>> OpenAccountStore(const server::GatewayConfig& config) {
   if (sodium_init() < 0) return moat::InternalError("libsodium failed to initialise");
-  std::error_code ec;
-  std::filesystem::create_directories(config.storage.data_dir, ec);
-  if (ec) return moat::UnavailableError("cannot create data directory " + config.storage.data_dir + ": " + ec.message());
+  MOAT_RETURN_IF_ERROR(EnsurePrivateDirectory(config.storage.data_dir, config.storage.data_dir_mode));
   MOAT_ASSIGN_OR_RETURN(std::string pepper, store::LoadOrCreateSecret(config.storage.key_pepper_file));
   return store::AccountStore::Open(config.storage.accounts_db, pepper, SystemClock::Get());
+}
+
+audit::AuditLogOptions AuditLogOptionsFrom(const server::GatewayConfig& config) {
+  audit::AuditLogOptions o;
+  o.db_path = config.storage.audit_db;
+  o.signing_key_path = config.storage.audit_signing_key;
+  o.checkpoint_every = config.audit.checkpoint_every;
+  o.wal_checkpoint_interval_ms = config.audit.wal_checkpoint_interval_ms;
+  o.wal_max_bytes = config.audit.wal_max_bytes;
+  o.min_free_bytes = config.audit.min_free_bytes;
+  o.anchor_path = config.audit.anchor_file;
+  return o;
+}
+
+namespace {
+
+// "cli:<user>@<host>" for the CLI's admin records.
+std::string CliActor() {
+  std::string user = "uid" + std::to_string(::geteuid());
+  if (const passwd* pw = ::getpwuid(::geteuid()); pw != nullptr && pw->pw_name != nullptr) user = pw->pw_name;
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+  return "cli:" + user + "@" + host;
+}
+
+}  // namespace
+
+moat::StatusOr<CliAdminAudit> CliAdminAudit::Open(const server::GatewayConfig& config) {
+  MOAT_RETURN_IF_ERROR(EnsurePrivateDirectory(config.storage.data_dir, config.storage.data_dir_mode));
+  auto log = audit::AuditLog::Open(AuditLogOptionsFrom(config));
+  if (!log.ok()) {
+    return moat::Status(log.status().code(),
+                        "cannot open the audit log for the record of this change: " + log.status().message());
+  }
+  CliAdminAudit audit;
+  audit.log_ = std::shared_ptr<audit::AuditLog>(std::move(*log));
+  return audit;
+}
+
+moat::Status CliAdminAudit::Record(audit::AdminAction action) {
+  action.actor = CliActor();
+  action.source = "local";
+  action.via = "cli";
+  action.user_agent = "moat-cli";
+  action.time_ns = SystemClock::Get()->NowNanos();
+  auto done = std::make_shared<std::promise<moat::Status>>();
+  auto result = done->get_future();
+  MOAT_RETURN_IF_ERROR(log_->Append(audit::AdminAuditRecord(action),
+                                    [done](const moat::Status& s) { done->set_value(s); }));
+  moat::Status s = result.get();
+  if (!s.ok()) return moat::Status(s.code(), "the change was made but its audit record failed: " + s.message());
+  return moat::Status::Ok();
 }
 
 detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& ds) {
   detect::DetectionConfig dc;
   dc.max_subjects = ds.max_subjects;
+  dc.store = std::make_shared<detect::InMemorySubjectStore>(ds.max_evicted_subjects);
   if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
   if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
   if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;

@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include "audit/admin_record.h"
+#include "audit/audit_log.h"
 #include "detect/engine.h"
 #include "moat/status.h"
 #include "server/config.h"
@@ -13,8 +15,25 @@ namespace moat::cli {
 
 // Loads `path`; when `path` is empty, loads ./moat.toml if it exists, else the defaults.
 moat::StatusOr<server::GatewayConfig> LoadConfigOrDefaults(const std::string& path);
-// Creates the data directory and opens the account store named by the config.
+// Creates the data directory (owner-only, storage.data_dir_mode) and opens the account store
+// named by the config.
 moat::StatusOr<std::unique_ptr<store::AccountStore>> OpenAccountStore(const server::GatewayConfig& config);
+// The audit log's options from the [storage] and [audit] sections (the same for `moat serve`
+// and the CLI's admin records).
+audit::AuditLogOptions AuditLogOptionsFrom(const server::GatewayConfig& config);
+
+// Writes the CLI's administrative changes into the audit hash chain, as `cli:<user>@<host>`
+// from "local". Open() it before making the change, so that a change is never made when its
+// record cannot be written.
+class CliAdminAudit {
+ public:
+  static moat::StatusOr<CliAdminAudit> Open(const server::GatewayConfig& config);
+  // Appends `action` (actor, source, via and time filled in) and waits until it is durable.
+  moat::Status Record(audit::AdminAction action);
+
+ private:
+  std::shared_ptr<audit::AuditLog> log_;
+};
 // The detection engine's config from the [detection] section (the same for `moat serve` and
 // `moat audit scan`, so an offline scan judges with the gateway's policy).
 detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& settings);

@@ -16,6 +16,7 @@
 #include "filters/auth/auth_filter.h"
 #include "store/risk_lists.h"
 #include "filters/ratelimit/ratelimit_filter.h"
+#include "ratelimit/failed_auth_limiter.h"
 #include "server/admin_api.h"
 #include "server/builtin_backend.h"
 #include "server/gateway.h"
@@ -29,8 +30,17 @@ namespace {
 struct ServeOpts {
   std::string config = "moat.toml";
   std::string port_file;
+  std::string tls_port_file;
   int port = -1;
 };
+
+// Writes "<port>\n" to `path` atomically (for tests and supervisors that start on port 0).
+void WritePortFile(const std::string& path, uint16_t port) {
+  if (path.empty()) return;
+  std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << port << "\n";
+  std::filesystem::rename(tmp, path);
+}
 
 ratelimit::Rate PerMinute(double v) { return ratelimit::Rate{v, v}; }
 
@@ -58,22 +68,22 @@ int Serve(const ServeOpts& opts) {
   if (auto s = server::RequireServable(cfg); !s.ok()) return Fail(s);
   if (opts.port >= 0) cfg.server.port = static_cast<uint16_t>(opts.port);
 
-  // Block the stop signals in every thread; the main thread waits for them below.
+  // Block the stop and reload signals in every thread; the main thread waits for them below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // A file-size limit (ulimit -f) must fail the write (EFBIG: the audit log reports itself
+  // unhealthy and requests are refused), not kill the gateway.
+  signal(SIGXFSZ, SIG_IGN);
 
   auto accounts = OpenAccountStore(cfg);
   if (!accounts.ok()) return Fail(accounts.status());
 
-  audit::AuditLogOptions aopts;
-  aopts.db_path = cfg.storage.audit_db;
-  aopts.signing_key_path = cfg.storage.audit_signing_key;
-  aopts.checkpoint_every = cfg.audit.checkpoint_every;
-  auto audit_log = audit::AuditLog::Open(aopts);
+  auto audit_log = audit::AuditLog::Open(AuditLogOptionsFrom(cfg));
   if (!audit_log.ok()) return Fail(audit_log.status());
 
   MetricsRegistry metrics;
@@ -97,7 +107,11 @@ int Serve(const ServeOpts& opts) {
       parts.backends[m.name] = std::move(*b);
     }
   }
-  parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics));
+  ratelimit::FailedAuthLimiter failed_auth(
+      SystemClock::Get(), {cfg.auth.failures_per_ip_per_minute, cfg.auth.failures_per_prefix_per_minute,
+                           cfg.auth.max_tracked_addresses});
+  parts.failed_auth = &failed_auth;
+  parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics, &failed_auth));
   parts.filters.push_back(std::make_unique<server::RequestValidationFilterFactory>(
       model_names, cfg.server.default_max_tokens, cfg.server.max_tokens_limit, cfg.server.end_user_header));
   parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
@@ -138,11 +152,11 @@ int Serve(const ServeOpts& opts) {
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   std::cerr << "moat: listening on http://" << cfg.server.host << ":" << http.port() << " with "
             << http.workers() << " worker threads, " << cfg.models.size() << " model(s)\n";
-  if (!opts.port_file.empty()) {
-    std::string tmp = opts.port_file + ".tmp";
-    std::ofstream(tmp) << http.port() << "\n";
-    std::filesystem::rename(tmp, opts.port_file);
-  }
+  if (http.tls_port() != 0)
+    std::cerr << "moat: listening on https://" << cfg.server.tls_host << ":" << http.tls_port() << "\n";
+  // The TLS port file first: a waiter on the plain one then finds both.
+  WritePortFile(opts.tls_port_file, http.tls_port());
+  WritePortFile(opts.port_file, http.port());
 
   // Accounts and keys changed by `moat account|key ...` in another process show up here.
   std::atomic<bool> done{false};
@@ -162,7 +176,17 @@ int Serve(const ServeOpts& opts) {
   });
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  for (;;) {
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) break;
+    if (cfg.server.tls_listen.empty()) continue;
+    if (auto s = http.ReloadTls(); s.ok()) {
+      std::cerr << "moat: SIGHUP: reloaded the TLS certificate " << cfg.server.tls_cert_file << "\n";
+    } else {
+      std::cerr << "moat: SIGHUP: TLS certificate not reloaded, the previous one stays in use: "
+                << s.message() << "\n";
+    }
+  }
   std::cerr << "moat: signal " << sig << ", draining\n";
   http.Stop(10'000);
   http.Wait();
@@ -182,6 +206,8 @@ void AddServeCommand(CLI::App& app) {
   serve->add_option("--config,-c", opts->config, "Config file")->capture_default_str();
   serve->add_option("--port", opts->port, "Override server.listen's port (0: any free port)");
   serve->add_option("--port-file", opts->port_file, "Write the bound port to this file once listening");
+  serve->add_option("--tls-port-file", opts->tls_port_file,
+                    "Write the bound HTTPS port (server.tls_listen) to this file once listening");
   serve->callback([opts] { std::exit(Serve(*opts)); });
 }
 

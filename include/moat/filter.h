@@ -2,7 +2,9 @@
 // The request pipeline's filter interface, in the style of Envoy's HTTP filters.
 //
 // A request flows through: auth -> rate limit -> [analysis, policy] -> backend ->
-// [response filters] -> audit. Each stage is a Filter created per request by its
+// [response filters] -> audit, in two phases: OnHeaders before the body is read (so a request
+// refused on its headers, e.g. a bad API key, costs no body read, parse or stored text), then
+// OnRequest once the body is parsed. Each stage is a Filter created per request by its
 // FilterFactory (built once at start-up from the config and shared read-only by all
 // threads). Filters never touch the server's control flow: they answer with a closed
 // FilterStatus, and when they stop a request they fill RequestContext::local_reply.
@@ -36,7 +38,8 @@ struct LocalReply {
 // Everything the pipeline knows about one request. Owned by the server's request handler;
 // filters read and write it in pipeline order on one thread at a time.
 struct RequestContext {
-  // --- Set by the server before the chain runs.
+  // --- Set by the server before the chain runs (headers only; the body fields below are
+  // filled after every OnHeaders has continued).
   std::string request_id;
   int64_t start_ns = 0;      // arrival, ns since the Unix epoch (from the Clock)
   std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
@@ -79,6 +82,10 @@ struct RequestContext {
 
   // --- Set by a filter that stops the request.
   std::optional<LocalReply> local_reply;
+  // Set with a refusal that must not write an audit record of its own: failed-authentication
+  // throttling, whose records would otherwise let an unauthenticated client fill the audit
+  // disk. The gateway counts such refusals in its metrics instead.
+  bool skip_audit = false;
 
   const std::string* FindHeader(std::string_view lower_name) const {
     for (const auto& [k, v] : headers)
@@ -96,7 +103,12 @@ enum class FilterStatus {
 class Filter {
  public:
   virtual ~Filter() = default;
-  // Before the backend. Returns kStop with ctx.local_reply set to answer the request itself.
+  // After the request headers, before the body is read: only the server-set fields above the
+  // body are valid. Returns kStop with ctx.local_reply set to answer without reading the body
+  // (the request then gets no OnRequest and no OnComplete in any filter).
+  virtual FilterStatus OnHeaders(RequestContext& ctx) { return FilterStatus::kContinue; }
+  // Before the backend, with the body parsed. Returns kStop with ctx.local_reply set to answer
+  // the request itself.
   virtual FilterStatus OnRequest(RequestContext& ctx) = 0;
   // During a streamed response, after each event that added output tokens
   // (ctx.completion_tokens is up to date). Returning kStop ends the stream with an error

@@ -139,6 +139,7 @@ TEST(SigningKeyTest, RejectsMalformedKeyAndMismatchedPublicKey) {
   TempDir dir;
   {
     std::ofstream(dir.File("bad")) << "not a key\n";
+    ASSERT_EQ(::chmod(dir.File("bad").c_str(), 0600), 0);
     EXPECT_EQ(SigningKey::LoadOrCreate(dir.File("bad")).status().code(),
               StatusCode::kInvalidArgument);
   }
@@ -146,6 +147,15 @@ TEST(SigningKeyTest, RejectsMalformedKeyAndMismatchedPublicKey) {
   std::ofstream(dir.File("k.pub"), std::ios::trunc) << std::string(64, 'a') << "\n";
   EXPECT_EQ(SigningKey::LoadOrCreate(dir.File("k")).status().code(),
             StatusCode::kFailedPrecondition);
+}
+
+TEST(SigningKeyTest, RefusesAKeyFileOthersCanRead) {
+  TempDir dir;
+  ASSERT_TRUE(SigningKey::LoadOrCreate(dir.File("k")).ok());
+  ASSERT_EQ(::chmod(dir.File("k").c_str(), 0644), 0);
+  auto key = SigningKey::LoadOrCreate(dir.File("k"));
+  EXPECT_EQ(key.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(key.status().message().find("chmod 600"), std::string::npos) << key.status().message();
 }
 
 }  // namespace

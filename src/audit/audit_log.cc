@@ -2,14 +2,20 @@
 
 #include <sqlite3.h>
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
 #include <cmath>
 #include <exception>
+#include <optional>
 #include <utility>
 
 #include "audit/audit_hash.h"
 #include "audit/audit_schema.h"
 #include "audit/audit_sqlite.h"
+#include "audit/checkpoint_anchor.h"
 #include "audit/signing_key.h"
+#include "common/private_files.h"
 
 namespace moat::audit {
 
@@ -23,20 +29,32 @@ struct AuditLog::Writer {
   int64_t head_seq = 0;                  // last committed seq
   std::string head_hash = kGenesisHash;  // last committed record_hash
   int64_t last_checkpoint_seq = 0;
+  std::string anchor_path;                        // "" : no anchor file
+  std::optional<CheckpointAnchor> pending_anchor;  // signed in the open transaction
 
-  Writer(SigningKey k, const Clock* c, int64_t every)
-      : key(std::move(k)), clock(c), checkpoint_every(every) {}
+  Writer(SigningKey k, const Clock* c, int64_t every, std::string anchor)
+      : key(std::move(k)), clock(c), checkpoint_every(every), anchor_path(std::move(anchor)) {}
 
   Status InsertCheckpoint(int64_t seq, const std::string& record_hash) {
     int64_t now = clock->NowNanos();
+    std::string signature = key.SignHex(CheckpointMessage(seq, now, record_hash));
     insert_checkpoint.Reset();
     insert_checkpoint.BindInt64(1, seq);
     insert_checkpoint.BindText(2, record_hash);
     insert_checkpoint.BindInt64(3, now);
-    insert_checkpoint.BindText(4, key.SignHex(CheckpointMessage(seq, now, record_hash)));
+    insert_checkpoint.BindText(4, signature);
     MOAT_RETURN_IF_ERROR(insert_checkpoint.Run());
     last_checkpoint_seq = seq;
+    pending_anchor = CheckpointAnchor{seq, record_hash, now, std::move(signature),
+                                      key.public_key_hex()};
     return Status::Ok();
+  }
+
+  // After a commit: moves the anchor file to the checkpoint the transaction signed, if any.
+  // A failure leaves the previous anchor, which stays consistent (only less recent).
+  void AnchorCommittedCheckpoint() {
+    if (pending_anchor && !anchor_path.empty()) (void)AdvanceAnchorFile(anchor_path, *pending_anchor);
+    pending_anchor.reset();
   }
 
   // Commits `batch`, setting statuses[i] for batch[i]. The whole batch goes in one
@@ -66,6 +84,9 @@ struct AuditLog::Writer {
       head_seq = saved_seq;
       head_hash = saved_hash;
       last_checkpoint_seq = saved_checkpoint;
+      pending_anchor.reset();
+    } else {
+      AnchorCommittedCheckpoint();
     }
     return s;
   }
@@ -130,6 +151,9 @@ struct AuditLog::Writer {
     if (!s.ok()) {
       rollback.Reset();
       (void)rollback.Run();
+      pending_anchor.reset();
+    } else {
+      AnchorCommittedCheckpoint();
     }
     return s;
   }
@@ -137,13 +161,33 @@ struct AuditLog::Writer {
 
 namespace {
 
-Status ConfigureDatabase(SqliteDb& db) {
+// How long a maintenance checkpoint waits for readers and the writer before giving up (it
+// retries at the next interval).
+constexpr int kMaintenanceBusyTimeoutMs = 100;
+
+Status ConfigureDatabase(SqliteDb& db, int64_t wal_max_bytes) {
   MOAT_ASSIGN_OR_RETURN(SqliteStmt wal, db.Prepare("PRAGMA journal_mode=WAL"));
   MOAT_ASSIGN_OR_RETURN(bool row, wal.Step());
   if (!row || wal.ColumnText(0) != "wal") {
     return FailedPreconditionError("audit database could not be switched to WAL mode");
   }
-  return db.Exec("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;");
+  // journal_size_limit: each time the WAL restarts from its beginning (after a complete
+  // checkpoint) it is truncated to this size, so it cannot keep its high-water mark.
+  return db.Exec("PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=" +
+                 std::to_string(wal_max_bytes) + ";");
+}
+
+// The size of `path` in bytes (0 when it does not exist).
+uint64_t FileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// The directory holding `path` ("." for a bare file name).
+std::string DirectoryOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
 }
 
 // Reads a single-string value from audit_meta ("" when absent).
@@ -161,12 +205,18 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& option
   if (options.signing_key_path.empty()) return InvalidArgumentError("audit signing key is empty");
   MOAT_ASSIGN_OR_RETURN(SigningKey key, SigningKey::LoadOrCreate(options.signing_key_path));
   const Clock* clock = options.clock ? options.clock : SystemClock::Get();
-  auto w = std::make_unique<Writer>(key, clock, options.checkpoint_every);
+  if (options.wal_max_bytes <= 0) return InvalidArgumentError("audit wal_max_bytes must be > 0");
+  if (options.wal_checkpoint_interval_ms <= 0) {
+    return InvalidArgumentError("audit wal_checkpoint_interval_ms must be > 0");
+  }
+  auto w = std::make_unique<Writer>(key, clock, options.checkpoint_every, options.anchor_path);
   const std::string pub = key.public_key_hex();
 
+  // Full prompts live here: owner-only, and SQLite gives the -wal and -shm files the same mode.
+  MOAT_RETURN_IF_ERROR(EnsurePrivateFile(options.db_path));
   MOAT_ASSIGN_OR_RETURN(w->db, SqliteDb::Open(options.db_path, SqliteDb::Mode::kReadWriteCreate));
   SqliteDb& db = *w->db;
-  MOAT_RETURN_IF_ERROR(ConfigureDatabase(db));
+  MOAT_RETURN_IF_ERROR(ConfigureDatabase(db, options.wal_max_bytes));
   MOAT_RETURN_IF_ERROR(CreateSchema(db));
 
   // The database remembers which key signed it, so a lost or swapped key file is noticed now
@@ -218,8 +268,9 @@ AuditLog::AuditLog(AuditLogOptions options, std::unique_ptr<Writer> writer,
       public_key_hex_(std::move(public_key_hex)),
       writer_(std::move(writer)) {
   last_seq_ = writer_->head_seq;
+  CheckFreeSpace();  // known before the first request is admitted
   thread_ = std::thread([this] { WriterLoop(); });
-  checkpoint_thread_ = std::thread([this] { CheckpointLoop(); });
+  checkpoint_thread_ = std::thread([this] { MaintenanceLoop(); });
 }
 
 AuditLog::~AuditLog() {
@@ -229,28 +280,84 @@ AuditLog::~AuditLog() {
   }
   work_cv_.notify_one();
   checkpoint_cv_.notify_one();
-  thread_.join();
-  checkpoint_thread_.join();
+  checkpoint_thread_.join();  // joins the writer thread first (see MaintenanceLoop)
 }
 
-void AuditLog::CheckpointLoop() {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(options_.db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return;  // the writer's own connection still works; the WAL just grows until restart
+void AuditLog::MaintenanceLoop() {
+  // A connection checkpoints the WAL only once it has read the database (before that it has no
+  // WAL index open, and sqlite3_wal_checkpoint_v2 is a silent no-op).
+  std::unique_ptr<SqliteDb> db;
+  if (auto opened = SqliteDb::Open(options_.db_path, SqliteDb::Mode::kReadWriteCreate); opened.ok()) {
+    db = std::move(*opened);
+    if (!db->Exec("SELECT COUNT(*) FROM sqlite_master").ok()) db.reset();
   }
-  sqlite3_busy_timeout(db, 100);
+  if (db) sqlite3_busy_timeout(db->handle(), kMaintenanceBusyTimeoutMs);
+  const std::string wal_path = options_.db_path + "-wal";
+  const uint64_t wal_max = static_cast<uint64_t>(options_.wal_max_bytes);
+  auto checkpoint = [&](int mode) {
+    if (!db) return;
+    int log_frames = 0, copied_frames = 0;
+    int rc = sqlite3_wal_checkpoint_v2(db->handle(), nullptr, mode, &log_frames, &copied_frames);
+    if (rc == SQLITE_OK && copied_frames > 0) wal_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+  };
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; });
+    checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(options_.wal_checkpoint_interval_ms),
+                            [this] { return stopping_; });
+    if (stopping_) break;
     lock.unlock();
-    // PASSIVE: copies what it can without blocking the writer or readers.
-    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    // PASSIVE: copies what it can without blocking the writer or readers. The writer restarts
+    // (and truncates) the WAL on its next commit once everything has been copied.
+    checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+    // A reader that kept the WAL from restarting let it outgrow its bound: wait for readers
+    // (busy timeout) and truncate it to zero.
+    if (FileSize(wal_path) > wal_max) checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+    CheckFreeSpace();
     lock.lock();
   }
   lock.unlock();
-  sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-  sqlite3_close(db);
+  // The writer thread has stopped (it is joined first): leave the database file complete.
+  thread_.join();
+  checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
+}
+
+void AuditLog::CheckFreeSpace() {
+  if (options_.min_free_bytes == 0) return;
+  struct statvfs fs {};
+  if (::statvfs(DirectoryOf(options_.db_path).c_str(), &fs) != 0) return;
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  const bool low = free_bytes < options_.min_free_bytes;
+  if (low) {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    space_error_ = "the audit volume has " + std::to_string(free_bytes) +
+                   " bytes free, below audit.min_free_bytes (" +
+                   std::to_string(options_.min_free_bytes) + ")";
+  }
+  low_space_.store(low, std::memory_order_release);
+}
+
+void AuditLog::SetCommitHealth(const Status& batch_status) {
+  if (batch_status.ok()) {
+    commit_failed_.store(false, std::memory_order_release);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    commit_error_ = "the last audit commit failed: " + batch_status.message();
+  }
+  commit_failed_.store(true, std::memory_order_release);
+}
+
+Status AuditLog::health() const {
+  const bool failed = commit_failed_.load(std::memory_order_acquire);
+  const bool low = low_space_.load(std::memory_order_acquire);
+  if (!failed && !low) return Status::Ok();
+  std::lock_guard<std::mutex> lock(health_mu_);
+  return UnavailableError(failed ? commit_error_ : space_error_);
+}
+
+uint64_t AuditLog::wal_checkpoints() const {
+  return wal_checkpoints_.load(std::memory_order_relaxed);
 }
 
 Status AuditLog::Append(AuditRecord record, DurableCallback on_durable) {
@@ -280,8 +387,10 @@ void AuditLog::WriterLoop() {
     }
     writer_->Commit(batch, statuses);
     uint64_t ok_count = 0;
+    for (const Status& st : statuses) ok_count += st.ok();
+    // Healthy again as soon as anything commits; failing when nothing of the batch could.
+    SetCommitHealth(ok_count > 0 ? Status::Ok() : statuses.front());
     for (size_t i = 0; i < batch.size(); ++i) {
-      ok_count += statuses[i].ok();
       if (!batch[i].on_durable) continue;
       try {
         batch[i].on_durable(statuses[i]);

@@ -10,7 +10,17 @@
 // Durability: a record whose on_durable callback got OK is committed to the WAL; it survives a
 // kill -9 of the process (the WAL bytes are in the OS page cache), though not a power loss
 // between OS flushes (that is what synchronous=NORMAL trades for latency).
+//
+// Disk: a maintenance thread with its own connection checkpoints the WAL into the database file
+// every wal_checkpoint_interval_ms (off the commit path), the WAL is truncated to wal_max_bytes
+// whenever it restarts, and a WAL that still outgrows wal_max_bytes (a long reader) gets a
+// TRUNCATE checkpoint. So the database file grows with the log and the WAL stays bounded.
+//
+// Health: health() tells the gateway, before it forwards a request, whether records can be
+// written (the last commit succeeded and the file system has min_free_bytes left), so nothing
+// is served whose record is known to be unwritable.
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,6 +43,14 @@ struct AuditLogOptions {
                                     // <= 0 signs only at clean shutdown
   size_t max_queue = 100000;        // Append() refuses (ResourceExhausted) beyond this many queued
   const Clock* clock = nullptr;     // checkpoint timestamps; nullptr = SystemClock::Get()
+  int64_t wal_checkpoint_interval_ms = 500;  // WAL -> database file copies, off the commit path
+  int64_t wal_max_bytes = 64 << 20;          // WAL size bound (journal_size_limit and beyond)
+  // health() is Unavailable while the database's file system has less free space than this
+  // (headroom for the records of requests already in flight); 0 disables the check.
+  uint64_t min_free_bytes = 64 << 20;
+  // Where the latest signed checkpoint is anchored outside the database (checkpoint_anchor.h);
+  // "" disables the anchor.
+  std::string anchor_path;
 };
 
 class AuditLog {
@@ -66,6 +84,11 @@ class AuditLog {
   uint64_t batches_committed() const;  // transactions committed by this instance
   int64_t last_seq() const;            // seq of the chain head (0 when the log is empty)
   std::string public_key_hex() const;
+  // OK while new records can be made durable. Unavailable (with the reason) after a commit that
+  // failed, until a later one succeeds (the records of refused requests are the probes), and
+  // while free space is below min_free_bytes. Thread-safe; an atomic load when healthy.
+  Status health() const;
+  uint64_t wal_checkpoints() const;  // checkpoints of the WAL the maintenance thread completed
 
  private:
   struct Pending {
@@ -95,10 +118,19 @@ class AuditLog {
   std::thread thread_;
   // Checkpoints the WAL into the database file off the commit path (auto-checkpoints are off:
   // their fsyncs would otherwise stall whichever batch crossed the threshold, and with it every
-  // request waiting for durability).
-  void CheckpointLoop();
+  // request waiting for durability), bounds the WAL and watches free space.
+  void MaintenanceLoop();
+  void CheckFreeSpace();
+  void SetCommitHealth(const Status& batch_status);
   std::condition_variable checkpoint_cv_;  // stopping_ was set
   std::thread checkpoint_thread_;
+
+  std::atomic<bool> commit_failed_{false};
+  std::atomic<bool> low_space_{false};
+  std::atomic<uint64_t> wal_checkpoints_{0};
+  mutable std::mutex health_mu_;
+  std::string commit_error_;  // guarded by health_mu_
+  std::string space_error_;   // guarded by health_mu_
 };
 
 }  // namespace moat::audit

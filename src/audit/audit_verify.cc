@@ -18,10 +18,18 @@ struct Checkpoint {
 // Merge-walks the records and checkpoints cursors; stops at the first break.
 class ChainWalker {
  public:
-  ChainWalker(SqliteStmt& records, SqliteStmt& checkpoints, std::string public_key_hex)
-      : records_(records), checkpoints_(checkpoints), public_key_hex_(std::move(public_key_hex)) {}
+  ChainWalker(SqliteStmt& records, SqliteStmt& checkpoints, std::string public_key_hex,
+              const VerifyOptions& options)
+      : records_(records),
+        checkpoints_(checkpoints),
+        public_key_hex_(std::move(public_key_hex)),
+        options_(options) {}
 
   StatusOr<VerifyReport> Run() {
+    if (options_.anchor && (options_.anchor->public_key_hex != public_key_hex_ ||
+                            !AnchorSignatureValid(*options_.anchor))) {
+      return Broken(options_.anchor->seq, "the checkpoint anchor is not signed by this log's key");
+    }
     MOAT_RETURN_IF_ERROR(NextCheckpoint());
     int64_t expected_seq = 1;
     std::string prev_hash = kGenesisHash;
@@ -63,9 +71,26 @@ class ChainWalker {
                             std::to_string(report_.last_checkpoint_seq + 1) + ".." +
                             std::to_string(checkpoint_.seq) + " were rewritten");
         }
+        if (options_.checkpoint_every > 0 &&
+            checkpoint_.seq - report_.last_checkpoint_seq > options_.checkpoint_every) {
+          return MissingCheckpoint(checkpoint_.seq);
+        }
+        if (options_.anchor && checkpoint_.seq == options_.anchor->seq) {
+          if (checkpoint_.signature != options_.anchor->signature ||
+              checkpoint_.time_ns != options_.anchor->time_ns) {
+            return Broken(checkpoint_.seq, "the checkpoint at seq " + std::to_string(checkpoint_.seq) +
+                                               " is not the one anchored outside the database");
+          }
+          report_.anchored_seq = checkpoint_.seq;
+        }
         report_.last_checkpoint_seq = checkpoint_.seq;
         ++report_.checkpoints;
         MOAT_RETURN_IF_ERROR(NextCheckpoint());
+      }
+      if (options_.anchor && rec.seq == options_.anchor->seq &&
+          rec.record_hash != options_.anchor->record_hash) {
+        return Broken(rec.seq, "record " + std::to_string(rec.seq) +
+                                   " differs from the checkpoint anchored outside the database");
       }
       prev_hash = rec.record_hash;
       ++expected_seq;
@@ -78,6 +103,36 @@ class ChainWalker {
                                       std::to_string(checkpoint_.seq) +
                                       " are missing (the log was truncated before a signed "
                                       "checkpoint)");
+    }
+    const int64_t last_seq = expected_seq - 1;
+    if (options_.anchor) {
+      if (last_seq < options_.anchor->seq) {
+        return Broken(expected_seq, "the log ends at seq " + std::to_string(last_seq) +
+                                        " but a signed checkpoint at seq " +
+                                        std::to_string(options_.anchor->seq) +
+                                        " is anchored outside the database: records " +
+                                        std::to_string(expected_seq) + ".." +
+                                        std::to_string(options_.anchor->seq) + " were removed");
+      }
+      if (report_.anchored_seq != options_.anchor->seq) {
+        return Broken(options_.anchor->seq, "the anchored checkpoint at seq " +
+                                                std::to_string(options_.anchor->seq) +
+                                                " is missing from the checkpoints table");
+      }
+    }
+    report_.unsigned_tail = last_seq - report_.last_checkpoint_seq;
+    int64_t max_tail = options_.max_unsigned_tail;
+    if (max_tail < 0 && options_.checkpoint_every > 0) max_tail = options_.checkpoint_every - 1;
+    if (max_tail >= 0 && report_.unsigned_tail > max_tail) {
+      if (options_.checkpoint_every > 0 &&
+          report_.unsigned_tail > options_.checkpoint_every) {
+        return MissingCheckpoint(last_seq);
+      }
+      return Broken(report_.last_checkpoint_seq + 1,
+                    std::to_string(report_.unsigned_tail) +
+                        " records after the last signed checkpoint (seq " +
+                        std::to_string(report_.last_checkpoint_seq) + "), more than the " +
+                        std::to_string(max_tail) + " allowed");
     }
     return report_;
   }
@@ -101,6 +156,18 @@ class ChainWalker {
         checkpoint_.signature);
   }
 
+  // Records after the last verified checkpoint up to `upto` are covered by no checkpoint
+  // although checkpoint_every requires one.
+  VerifyReport MissingCheckpoint(int64_t upto) {
+    const int64_t from = report_.last_checkpoint_seq + 1;
+    return Broken(from, "no signed checkpoint covers records " + std::to_string(from) + ".." +
+                            std::to_string(upto) + ", but audit.checkpoint_every = " +
+                            std::to_string(options_.checkpoint_every) +
+                            " puts one at least every " +
+                            std::to_string(options_.checkpoint_every) +
+                            " records (checkpoints were deleted)");
+  }
+
   VerifyReport BadSignature() {
     return Broken(checkpoint_.seq, "checkpoint at seq " + std::to_string(checkpoint_.seq) +
                                        " has an invalid signature");
@@ -116,6 +183,7 @@ class ChainWalker {
   SqliteStmt& records_;
   SqliteStmt& checkpoints_;
   const std::string public_key_hex_;
+  const VerifyOptions& options_;
   bool has_checkpoint_ = false;
   Checkpoint checkpoint_;
   VerifyReport report_;
@@ -123,7 +191,8 @@ class ChainWalker {
 
 }  // namespace
 
-StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string& public_key_hex) {
+StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string& public_key_hex,
+                                   const VerifyOptions& options) {
   auto key = HexDecode(public_key_hex);
   if (!key.ok() || key->size() != 32) {
     return InvalidArgumentError("public key must be 64 hex characters (Ed25519)");
@@ -136,7 +205,7 @@ StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string
     MOAT_ASSIGN_OR_RETURN(
         SqliteStmt checkpoints,
         db->Prepare("SELECT seq, record_hash, time_ns, signature FROM checkpoints ORDER BY seq"));
-    ChainWalker walker(records, checkpoints, public_key_hex);
+    ChainWalker walker(records, checkpoints, public_key_hex, options);
     return walker.Run();
   }();
   (void)db->Exec("COMMIT");

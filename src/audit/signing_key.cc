@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "audit/audit_hash.h"
+#include "common/private_files.h"
 
 namespace moat::audit {
 namespace {
@@ -75,6 +76,8 @@ StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
     if (s.code() == StatusCode::kAlreadyExists) return LoadOrCreate(path);  // lost a race
     MOAT_RETURN_IF_ERROR(s);
   } else {
+    // A signing key others can read lets them forge checkpoints: refuse it.
+    MOAT_RETURN_IF_ERROR(CheckSecretFilePermissions(path));
     MOAT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
     auto bytes = HexDecode(Trim(text));
     if (!bytes.ok()) return InvalidArgumentError("malformed signing key file " + path);

@@ -19,7 +19,8 @@ class SigningKey {
  public:
   // Reads the key at `path`, or creates a fresh one (mode 0600) when the file does not exist.
   // Writes "<path>.pub" when missing; returns FailedPrecondition when it exists and holds a
-  // different public key, InvalidArgument when the key file is malformed.
+  // different public key, or when the key file is readable or writable by group or others;
+  // InvalidArgument when the key file is malformed.
   static StatusOr<SigningKey> LoadOrCreate(const std::string& path);
   // A key from a 32-byte seed (tests).
   static SigningKey FromSeed(std::string_view seed32);

@@ -27,5 +27,22 @@ TEST(HttpUrlTest, RefusesWhatItCannotServe) {
   EXPECT_FALSE(ParseHttpUrl("http://h:").ok());
 }
 
+TEST(HttpUrlTest, HttpsOnlyWhereTheCallerHasATlsClient) {
+  auto u = ParseHttpUrl("https://api.example.org/v1", UrlSchemes::kHttpOrHttps);
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->host, "api.example.org");
+  EXPECT_EQ(u->port, 443);
+  EXPECT_EQ(u->path, "/v1");
+  auto p = ParseHttpUrl("https://h:8443", UrlSchemes::kHttpOrHttps);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->port, 8443);
+  auto plain = ParseHttpUrl("http://h", UrlSchemes::kHttpOrHttps);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(ParseHttpUrl("ftp://h", UrlSchemes::kHttpOrHttps).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace moat

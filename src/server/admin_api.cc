@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <optional>
+
 #include <boost/json.hpp>
 
 #include "server/openai.h"
@@ -12,13 +14,17 @@ namespace json = boost::json;
 
 namespace {
 
+// Bytes of the admin token's hash that name it in audit records.
+constexpr size_t kActorFingerprintBytes = 8;
+
 AdminApi::Response Error(const moat::Status& s) {
   return {HttpStatusOf(s.code()),
-          ErrorBody(s.message(), OpenAiErrorTypeOf(s.code()), std::string(StatusCodeName(s.code())))};
+          ErrorBody(s.message(), OpenAiErrorTypeOf(s.code()), std::string(StatusCodeName(s.code()))),
+          std::nullopt};
 }
 
 AdminApi::Response Error(int status, std::string_view message, std::string_view code) {
-  return {status, ErrorBody(message, "invalid_request_error", code)};
+  return {status, ErrorBody(message, "invalid_request_error", code), std::nullopt};
 }
 
 json::object AccountJson(const store::Account& a) {
@@ -53,6 +59,23 @@ bool ParseBody(std::string_view body, json::object* out) {
   return true;
 }
 
+// The {id} of "/admin/accounts/{id}/risk" (non-empty, no further slash); nullopt otherwise.
+std::optional<std::string_view> RiskAccountId(std::string_view path) {
+  constexpr std::string_view kPrefix = "/admin/accounts/";
+  constexpr std::string_view kSuffix = "/risk";
+  if (path.size() <= kPrefix.size() + kSuffix.size()) return std::nullopt;
+  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  if (path.substr(path.size() - kSuffix.size()) != kSuffix) return std::nullopt;
+  std::string_view id = path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
+  if (id.find('/') != std::string_view::npos) return std::nullopt;
+  return id;
+}
+
+AdminApi::Response WithChange(AdminApi::Response r, audit::AdminAction change) {
+  r.change = std::move(change);
+  return r;
+}
+
 std::string Str(const json::object& o, const char* key) {
   const auto* v = o.if_contains(key);
   return v && v->is_string() ? std::string(v->as_string()) : std::string();
@@ -60,17 +83,32 @@ std::string Str(const json::object& o, const char* key) {
 
 }  // namespace
 
-AdminApi::Response AdminApi::Handle(std::string_view method, std::string_view path,
-                                    std::string_view authorization, std::string_view body) const {
+AdminApi::AdminApi(store::AccountStore* accounts, std::string admin_token,
+                   detect::DetectionEngine* engine, store::RiskLists* lists)
+    : accounts_(accounts), admin_token_(std::move(admin_token)), engine_(engine), lists_(lists) {
+  unsigned char digest[kActorFingerprintBytes];
+  crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(admin_token_.data()),
+                     admin_token_.size(), nullptr, 0);
+  char hex[2 * kActorFingerprintBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+  actor_ = std::string("admin-token:") + hex;
+}
+
+bool AdminApi::Authorized(std::string_view authorization) const {
+  constexpr std::string_view kBearer = "Bearer ";
   std::string_view token;
-  if (authorization.size() > 7 && authorization.substr(0, 7) == "Bearer ") token = authorization.substr(7);
+  if (authorization.size() > kBearer.size() && authorization.substr(0, kBearer.size()) == kBearer)
+    token = authorization.substr(kBearer.size());
   // Constant-time comparison of equal-length values; the length itself is not secret.
-  if (token.size() != admin_token_.size() ||
-      sodium_memcmp(token.data(), admin_token_.data(), admin_token_.size()) != 0) {
-    return {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
-                           "authentication_error", "invalid_admin_token")};
-  }
-  return Route(method, path, body);
+  return !admin_token_.empty() && token.size() == admin_token_.size() &&
+         sodium_memcmp(token.data(), admin_token_.data(), admin_token_.size()) == 0;
+}
+
+AdminApi::Response AdminApi::Handle(std::string_view method, std::string_view path,
+                                    std::string_view body) const {
+  Response r = Route(method, path, body);
+  if (r.change) r.change->status = r.status;
+  return r;
 }
 
 // Applies the persisted lists to the engine (called at start and when the DB changed).
@@ -85,7 +123,7 @@ void ApplyRiskLists(const std::map<std::string, std::string>& lists, detect::Det
 
 AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string_view path,
                                             std::string_view body) const {
-  auto ok = [](const json::value& v) { return Response{200, json::serialize(v)}; };
+  auto ok = [](const json::value& v) { return Response{200, json::serialize(v), std::nullopt}; };
   if (!engine_) return Error(404, "detection is disabled ([detection] enabled = false)", "detection_disabled");
   if (path == "/admin/campaigns" && method == "GET") {
     json::array data;
@@ -116,21 +154,27 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
     json::object in;
     if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
     std::string account = Str(in, "account"), entry = Str(in, "entry");
+    audit::AdminAction change{.operation = "list.set",
+                              .details_json = json::serialize(json::object{
+                                  {"account", account}, {"entry", entry}, {"note", Str(in, "note")}})};
     auto acct = accounts_->GetAccount(account);
-    if (!acct.ok()) return Error(acct.status());
+    if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
+    change.account_id = acct->id;
     if (lists_) {
-      if (auto s = lists_->Set(acct->id, entry, Str(in, "note")); !s.ok()) return Error(s);
+      if (auto s = lists_->Set(acct->id, entry, Str(in, "note")); !s.ok()) return WithChange(Error(s), std::move(change));
     } else if (entry != "allow" && entry != "deny" && entry != "none") {
-      return Error(400, "entry must be allow, deny or none", "invalid_value");
+      return WithChange(Error(400, "entry must be allow, deny or none", "invalid_value"), std::move(change));
     }
     engine_->SetListEntry(acct->id, entry == "allow" ? detect::ListEntry::kAllow
                                     : entry == "deny" ? detect::ListEntry::kDeny
                                                       : detect::ListEntry::kNone);
-    return ok(json::object{{"account", acct->id}, {"entry", entry}});
+    return WithChange(ok(json::object{{"account", acct->id}, {"entry", entry}}), std::move(change));
   }
-  // /admin/accounts/{id}/risk
-  std::string id(path.substr(std::string_view("/admin/accounts/").size()));
-  id.resize(id.size() - std::string_view("/risk").size());
+  // /admin/accounts/{id}/risk (Route only sends paths of that shape here).
+  auto risk_id = RiskAccountId(path);
+  if (!risk_id) return Error(404, "unknown admin route: " + std::string(method) + " " + std::string(path), "unknown_url");
+  if (method != "GET") return Error(405, "use GET on an account's risk", "method_not_allowed");
+  std::string id(*risk_id);
   std::string subject = id;
   if (auto acct = accounts_->GetAccount(id); acct.ok()) subject = acct->id;
   auto r = engine_->Account(subject);
@@ -153,35 +197,42 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
 
 AdminApi::Response AdminApi::Route(std::string_view method, std::string_view path,
                                    std::string_view body) const {
-  if (path == "/admin/campaigns" || path == "/admin/lists" ||
-      (path.rfind("/admin/accounts/", 0) == 0 && path.size() > 5 &&
-       path.substr(path.size() - 5) == "/risk")) {
+  if (path == "/admin/campaigns" || path == "/admin/lists" || RiskAccountId(path)) {
     return RouteDetection(method, path, body);
   }
   json::object in;
   if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
-  auto ok = [](int status, const json::value& v) { return Response{status, json::serialize(v)}; };
+  auto ok = [](int status, const json::value& v) { return Response{status, json::serialize(v), std::nullopt}; };
 
   if (path == "/admin/orgs" && method == "POST") {
     std::string name = Str(in, "name");
-    if (name.empty()) return Error(400, "'name' is required", "invalid_value");
+    audit::AdminAction change{.operation = "org.create",
+                              .details_json = json::serialize(json::object{{"name", name}})};
+    if (name.empty()) return WithChange(Error(400, "'name' is required", "invalid_value"), std::move(change));
     auto org = accounts_->CreateOrganization(name);
-    if (!org.ok()) return Error(org.status());
+    if (!org.ok()) return WithChange(Error(org.status()), std::move(change));
+    change.org_id = org->id;
     json::object o;
     o["id"] = org->id;
     o["object"] = "organization";
     o["name"] = org->name;
-    return ok(201, o);
+    return WithChange(ok(201, o), std::move(change));
   }
   if (path == "/admin/accounts" && method == "POST") {
     std::string name = Str(in, "name");
-    if (name.empty()) return Error(400, "'name' is required", "invalid_value");
     std::string tier_name = Str(in, "tier");
+    audit::AdminAction change{
+        .operation = "account.create",
+        .org_id = Str(in, "org_id"),
+        .details_json = json::serialize(json::object{
+            {"name", name}, {"tier", tier_name.empty() ? "unverified" : tier_name}, {"org_id", Str(in, "org_id")}})};
+    if (name.empty()) return WithChange(Error(400, "'name' is required", "invalid_value"), std::move(change));
     auto tier = store::ParseTier(tier_name.empty() ? "unverified" : tier_name);
-    if (!tier.ok()) return Error(tier.status());
+    if (!tier.ok()) return WithChange(Error(tier.status()), std::move(change));
     auto acct = accounts_->CreateAccount(name, Str(in, "org_id"), *tier);
-    if (!acct.ok()) return Error(acct.status());
-    return ok(201, AccountJson(*acct));
+    if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
+    change.account_id = acct->id;
+    return WithChange(ok(201, AccountJson(*acct)), std::move(change));
   }
   if (path == "/admin/accounts" && method == "GET") {
     json::array data;
@@ -195,8 +246,8 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
   if (path.rfind(acct_prefix, 0) == 0) {
     std::string id(path.substr(acct_prefix.size()));
     auto acct = accounts_->GetAccount(id);
-    if (!acct.ok()) return Error(acct.status());
     if (method == "GET") {
+      if (!acct.ok()) return Error(acct.status());
       json::object o = AccountJson(*acct);
       json::array keys;
       for (const auto& k : accounts_->ListKeys(acct->id)) keys.push_back(KeyJson(k));
@@ -204,31 +255,50 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
       return ok(200, o);
     }
     if (method == "PATCH") {
+      json::object details{{"account", id}};
+      if (acct.ok()) {
+        details["tier_before"] = store::TierName(acct->tier);
+        details["disabled_before"] = acct->disabled;
+      }
+      if (const auto* t = in.if_contains("tier")) details["tier"] = *t;
+      if (const auto* d = in.if_contains("disabled")) details["disabled"] = *d;
+      audit::AdminAction change{.operation = "account.update",
+                                .account_id = acct.ok() ? acct->id : std::string(),
+                                .org_id = acct.ok() ? acct->org_id : std::string(),
+                                .details_json = json::serialize(details)};
+      if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
       if (std::string t = Str(in, "tier"); !t.empty()) {
         auto tier = store::ParseTier(t);
-        if (!tier.ok()) return Error(tier.status());
-        if (auto s = accounts_->SetTier(acct->id, *tier); !s.ok()) return Error(s);
+        if (!tier.ok()) return WithChange(Error(tier.status()), std::move(change));
+        if (auto s = accounts_->SetTier(acct->id, *tier); !s.ok()) return WithChange(Error(s), std::move(change));
       }
       if (const auto* d = in.if_contains("disabled")) {
-        if (!d->is_bool()) return Error(400, "'disabled' must be a boolean", "invalid_value");
-        if (auto s = accounts_->SetDisabled(acct->id, d->as_bool()); !s.ok()) return Error(s);
+        if (!d->is_bool()) return WithChange(Error(400, "'disabled' must be a boolean", "invalid_value"), std::move(change));
+        if (auto s = accounts_->SetDisabled(acct->id, d->as_bool()); !s.ok()) return WithChange(Error(s), std::move(change));
       }
       auto updated = accounts_->GetAccount(acct->id);
-      if (!updated.ok()) return Error(updated.status());
-      return ok(200, AccountJson(*updated));
+      if (!updated.ok()) return WithChange(Error(updated.status()), std::move(change));
+      return WithChange(ok(200, AccountJson(*updated)), std::move(change));
     }
+    if (!acct.ok()) return Error(acct.status());
     return Error(405, "use GET or PATCH on an account", "method_not_allowed");
   }
   if (path == "/admin/keys" && method == "POST") {
     std::string account = Str(in, "account");
-    if (account.empty()) return Error(400, "'account' (id or name) is required", "invalid_value");
+    audit::AdminAction change{
+        .operation = "key.create",
+        .details_json = json::serialize(json::object{{"account", account}, {"label", Str(in, "label")}})};
+    if (account.empty()) return WithChange(Error(400, "'account' (id or name) is required", "invalid_value"), std::move(change));
     auto acct = accounts_->GetAccount(account);
-    if (!acct.ok()) return Error(acct.status());
+    if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
+    change.account_id = acct->id;
+    change.org_id = acct->org_id;
     auto key = accounts_->CreateKey(acct->id, Str(in, "label"));
-    if (!key.ok()) return Error(key.status());
+    if (!key.ok()) return WithChange(Error(key.status()), std::move(change));
+    change.key_id = key->info.key_id;  // the id only: the secret is shown once, to the caller
     json::object o = KeyJson(key->info);
     o["key"] = key->secret;
-    return ok(201, o);
+    return WithChange(ok(201, o), std::move(change));
   }
   const std::string_view key_prefix = "/admin/keys/";
   if (path.rfind(key_prefix, 0) == 0) {
@@ -240,11 +310,12 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
       revoke = method == "POST" && rest.substr(slash) == "/revoke";
     }
     if (!revoke) return Error(405, "use POST /admin/keys/{key_id}/revoke or DELETE /admin/keys/{key_id}", "method_not_allowed");
-    if (auto s = accounts_->RevokeKey(key_id); !s.ok()) return Error(s);
+    audit::AdminAction change{.operation = "key.revoke", .key_id = key_id};
+    if (auto s = accounts_->RevokeKey(key_id); !s.ok()) return WithChange(Error(s), std::move(change));
     json::object o;
     o["key_id"] = key_id;
     o["revoked"] = true;
-    return ok(200, o);
+    return WithChange(ok(200, o), std::move(change));
   }
   return Error(404, "unknown admin route: " + std::string(method) + " " + std::string(path), "unknown_url");
 }

@@ -14,11 +14,17 @@
 //   GET    /admin/accounts/{id}/risk                                  -> score history, reasons, links
 //   POST   /admin/lists                {"account", "entry": allow|deny|none, "note"?}
 //   GET    /admin/lists                                               -> {"account": "allow"|"deny"}
+//
+// Every change (POST/PATCH/DELETE that passed the admin token) is described in
+// Response::change so that the gateway writes it into the audit hash chain (audit/admin_record.h).
 
 #include <map>
 #include <string>
 #include <string_view>
 
+#include <optional>
+
+#include "audit/admin_record.h"
 #include "detect/engine.h"
 #include "store/account_store.h"
 #include "store/risk_lists.h"
@@ -30,21 +36,28 @@ class AdminApi {
   struct Response {
     int status = 200;
     std::string body;
+    // Set for a change (or an attempted one): what it was and on which objects. The caller adds
+    // who, from where and when, and writes it to the audit log.
+    std::optional<audit::AdminAction> change;
   };
   // `engine` and `lists` may be null (detection disabled).
   AdminApi(store::AccountStore* accounts, std::string admin_token,
-           detect::DetectionEngine* engine = nullptr, store::RiskLists* lists = nullptr)
-      : accounts_(accounts), admin_token_(std::move(admin_token)), engine_(engine), lists_(lists) {}
+           detect::DetectionEngine* engine = nullptr, store::RiskLists* lists = nullptr);
 
-  // Thread-safe (AccountStore is). `authorization` is the raw Authorization header.
-  Response Handle(std::string_view method, std::string_view path, std::string_view authorization,
-                  std::string_view body) const;
+  // True when the raw Authorization header carries the admin token (constant-time comparison).
+  bool Authorized(std::string_view authorization) const;
+  // Who an authorized request acts as in audit records: "admin-token:<fingerprint>" (the first
+  // 8 bytes of a BLAKE2b hash of the token, in hex), which tells rotated tokens apart.
+  const std::string& actor() const { return actor_; }
+  // Handles an authorized request. Thread-safe (AccountStore is).
+  Response Handle(std::string_view method, std::string_view path, std::string_view body) const;
 
  private:
   Response Route(std::string_view method, std::string_view path, std::string_view body) const;
   Response RouteDetection(std::string_view method, std::string_view path, std::string_view body) const;
   store::AccountStore* accounts_;
   const std::string admin_token_;
+  std::string actor_;
   detect::DetectionEngine* engine_;
   store::RiskLists* lists_;
 };

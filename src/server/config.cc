@@ -55,21 +55,47 @@ std::string FromEnv(const std::string& name) {
   return v ? std::string(v) : std::string();
 }
 
+// Splits "host:port" ("[v6]:port" too) of the config key `key`.
+moat::Status ParseListen(const std::string& listen, const std::string& key, std::string* host,
+                         uint16_t* port) {
+  constexpr int kMaxPort = 65535;
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) return moat::InvalidArgumentError(key + " must be host:port");
+  *host = listen.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[') *host = host->substr(1, host->size() - 2);
+  const std::string digits = listen.substr(colon + 1);
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 5)
+    return moat::InvalidArgumentError(key + " port must be a number");
+  int p = std::atoi(digits.c_str());
+  if (p > kMaxPort) return moat::InvalidArgumentError(key + " port out of range");
+  *port = static_cast<uint16_t>(p);
+  return moat::Status::Ok();
+}
+
 moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
   MOAT_RETURN_IF_ERROR(CheckKeys(t, "server", {"listen", "threads", "max_body_bytes", "header_timeout_ms",
       "body_timeout_ms", "write_timeout_ms", "trusted_proxies", "end_user_header", "admin_token",
-      "admin_token_env", "default_max_tokens", "max_tokens_limit", "audit_backlog_limit"}));
+      "admin_token_env", "default_max_tokens", "max_tokens_limit", "audit_backlog_limit",
+      "max_header_bytes", "max_connections", "max_connections_per_ip", "max_buffered_body_bytes",
+      "tls_listen", "tls_cert_file", "tls_key_file"}));
   std::string listen;
   MOAT_RETURN_IF_ERROR(Get(t, "listen", "server", &listen));
-  if (!listen.empty()) {
-    auto colon = listen.rfind(':');
-    if (colon == std::string::npos) return moat::InvalidArgumentError("server.listen must be host:port");
-    s->host = listen.substr(0, colon);
-    if (s->host.size() > 2 && s->host.front() == '[') s->host = s->host.substr(1, s->host.size() - 2);
-    int port = std::atoi(listen.c_str() + colon + 1);
-    if (port < 0 || port > 65535) return moat::InvalidArgumentError("server.listen port out of range");
-    s->port = static_cast<uint16_t>(port);
+  if (!listen.empty()) MOAT_RETURN_IF_ERROR(ParseListen(listen, "server.listen", &s->host, &s->port));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_listen", "server", &s->tls_listen));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_cert_file", "server", &s->tls_cert_file));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_key_file", "server", &s->tls_key_file));
+  if (!s->tls_listen.empty()) {
+    MOAT_RETURN_IF_ERROR(ParseListen(s->tls_listen, "server.tls_listen", &s->tls_host, &s->tls_port));
+    if (s->tls_cert_file.empty() || s->tls_key_file.empty())
+      return moat::InvalidArgumentError("server.tls_listen needs server.tls_cert_file and server.tls_key_file");
   }
+  MOAT_RETURN_IF_ERROR(Get(t, "max_header_bytes", "server", &s->max_header_bytes));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_connections", "server", &s->max_connections));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_connections_per_ip", "server", &s->max_connections_per_ip));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_buffered_body_bytes", "server", &s->max_buffered_body_bytes));
+  if (s->max_header_bytes < 1024) return moat::InvalidArgumentError("server.max_header_bytes must be at least 1024");
+  if (s->max_connections < 1) return moat::InvalidArgumentError("server.max_connections must be >= 1");
+  if (s->max_connections_per_ip < 1) return moat::InvalidArgumentError("server.max_connections_per_ip must be >= 1");
   MOAT_RETURN_IF_ERROR(Get(t, "threads", "server", &s->threads));
   MOAT_RETURN_IF_ERROR(Get(t, "max_body_bytes", "server", &s->max_body_bytes));
   MOAT_RETURN_IF_ERROR(Get(t, "header_timeout_ms", "server", &s->header_timeout_ms));
@@ -86,6 +112,8 @@ moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
   MOAT_RETURN_IF_ERROR(Get(t, "audit_backlog_limit", "server", &s->audit_backlog_limit));
   for (auto& c : s->end_user_header) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (s->max_body_bytes < 1024) return moat::InvalidArgumentError("server.max_body_bytes must be at least 1024");
+  if (s->max_buffered_body_bytes < s->max_body_bytes)
+    return moat::InvalidArgumentError("server.max_buffered_body_bytes must be at least server.max_body_bytes");
   if (s->default_max_tokens < 1) return moat::InvalidArgumentError("server.default_max_tokens must be >= 1");
   return moat::Status::Ok();
 }
@@ -95,7 +123,8 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   MOAT_RETURN_IF_ERROR(CheckKeys(t, where, {"name", "backend", "base_url", "upstream_model", "api_key",
       "api_key_env", "connect_timeout_ms", "read_timeout_ms", "max_idle_connections",
       "request_usage_in_streams", "model_path", "forward_headers", "generation_threads",
-      "watermark_vocab_size"}));
+      "watermark_vocab_size", "tls_verify", "tls_ca_file", "tls_server_name", "tls_client_cert_file",
+      "tls_client_key_file"}));
   MOAT_RETURN_IF_ERROR(Get(t, "name", where, &m->name));
   MOAT_RETURN_IF_ERROR(Get(t, "backend", where, &m->backend));
   MOAT_RETURN_IF_ERROR(Get(t, "base_url", where, &m->base_url));
@@ -112,6 +141,13 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   MOAT_RETURN_IF_ERROR(Get(t, "forward_headers", where, &m->forward_headers));
   MOAT_RETURN_IF_ERROR(Get(t, "generation_threads", where, &m->generation_threads));
   MOAT_RETURN_IF_ERROR(Get(t, "watermark_vocab_size", where, &m->watermark_vocab_size));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_verify", where, &m->tls_verify));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_ca_file", where, &m->tls_ca_file));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_server_name", where, &m->tls_server_name));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_client_cert_file", where, &m->tls_client_cert_file));
+  MOAT_RETURN_IF_ERROR(Get(t, "tls_client_key_file", where, &m->tls_client_key_file));
+  if (m->tls_client_cert_file.empty() != m->tls_client_key_file.empty())
+    return moat::InvalidArgumentError(where + ".tls_client_cert_file and tls_client_key_file go together");
   for (auto& h : m->forward_headers) {
     for (auto& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (h == "authorization" || h == "host" || h == "content-length" || h == "transfer-encoding" ||
@@ -124,6 +160,8 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
     if (m->base_url.empty()) return moat::InvalidArgumentError(where + ".base_url is required for backend = \"upstream\"");
     auto url = ParseBaseUrl(m->base_url);
     if (!url.ok()) return moat::InvalidArgumentError(where + ".base_url: " + url.status().message());
+    if (!url->tls && (!m->tls_ca_file.empty() || !m->tls_client_cert_file.empty() || !m->tls_server_name.empty()))
+      return moat::InvalidArgumentError(where + ": tls_* keys need an https:// base_url");
   } else if (m->backend == "builtin") {
     // Validated by the builtin backend when it loads the model file.
   } else {
@@ -157,13 +195,24 @@ std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
 
 moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   GatewayConfig cfg;
-  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "storage", "audit", "limits", "models", "watermark",
-                                            "detection"}));
+  MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "auth", "storage", "audit", "limits", "models",
+                                            "watermark", "detection"}));
+  if (const auto* a = root["auth"].as_table()) {
+    auto& as = cfg.auth;
+    MOAT_RETURN_IF_ERROR(CheckKeys(*a, "auth", {"failures_per_ip_per_minute", "failures_per_prefix_per_minute",
+                                                "max_tracked_addresses"}));
+    MOAT_RETURN_IF_ERROR(Get(*a, "failures_per_ip_per_minute", "auth", &as.failures_per_ip_per_minute));
+    MOAT_RETURN_IF_ERROR(Get(*a, "failures_per_prefix_per_minute", "auth", &as.failures_per_prefix_per_minute));
+    MOAT_RETURN_IF_ERROR(Get(*a, "max_tracked_addresses", "auth", &as.max_tracked_addresses));
+    if (as.failures_per_ip_per_minute < 0 || as.failures_per_prefix_per_minute < 0)
+      return moat::InvalidArgumentError("auth.failures_per_*_per_minute must not be negative");
+    if (as.max_tracked_addresses < 1) return moat::InvalidArgumentError("auth.max_tracked_addresses must be >= 1");
+  }
   if (const auto* d = root["detection"].as_table()) {
     auto& ds = cfg.detection;
     MOAT_RETURN_IF_ERROR(CheckKeys(*d, "detection", {"enabled", "degrade_score", "step_up_score",
         "throttle_score", "block_score", "silent_degrade", "degrade_max_tokens", "throttle_retry_after_s",
-        "step_up_url", "max_subjects"}));
+        "step_up_url", "max_subjects", "max_evicted_subjects"}));
     MOAT_RETURN_IF_ERROR(Get(*d, "enabled", "detection", &ds.enabled));
     MOAT_RETURN_IF_ERROR(Get(*d, "degrade_score", "detection", &ds.degrade_score));
     MOAT_RETURN_IF_ERROR(Get(*d, "step_up_score", "detection", &ds.step_up_score));
@@ -174,6 +223,7 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
     MOAT_RETURN_IF_ERROR(Get(*d, "throttle_retry_after_s", "detection", &ds.throttle_retry_after_s));
     MOAT_RETURN_IF_ERROR(Get(*d, "step_up_url", "detection", &ds.step_up_url));
     MOAT_RETURN_IF_ERROR(Get(*d, "max_subjects", "detection", &ds.max_subjects));
+    MOAT_RETURN_IF_ERROR(Get(*d, "max_evicted_subjects", "detection", &ds.max_evicted_subjects));
     if (ds.degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");
     if (ds.max_subjects < 1024) return moat::InvalidArgumentError("detection.max_subjects must be >= 1024");
   }
@@ -194,9 +244,19 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   }
   if (const auto* s = root["server"].as_table()) MOAT_RETURN_IF_ERROR(ParseServer(*s, &cfg.server));
   if (const auto* s = root["storage"].as_table()) {
-    MOAT_RETURN_IF_ERROR(CheckKeys(*s, "storage", {"data_dir", "accounts_db", "audit_db", "key_pepper_file",
-        "audit_signing_key", "watermark_secret"}));
+    MOAT_RETURN_IF_ERROR(CheckKeys(*s, "storage", {"data_dir", "data_dir_mode", "accounts_db", "audit_db",
+        "key_pepper_file", "audit_signing_key", "watermark_secret"}));
     MOAT_RETURN_IF_ERROR(Get(*s, "data_dir", "storage", &cfg.storage.data_dir));
+    std::string mode;
+    MOAT_RETURN_IF_ERROR(Get(*s, "data_dir_mode", "storage", &mode));
+    if (!mode.empty()) {
+      constexpr unsigned long kOwnerBits = 0700;
+      char* end = nullptr;
+      unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+      if (*end != '\0' || m > 0777 || (m & kOwnerBits) != kOwnerBits)
+        return moat::InvalidArgumentError("storage.data_dir_mode must be an octal mode like \"0700\" giving the owner rwx");
+      cfg.storage.data_dir_mode = static_cast<uint32_t>(m);
+    }
     MOAT_RETURN_IF_ERROR(Get(*s, "accounts_db", "storage", &cfg.storage.accounts_db));
     MOAT_RETURN_IF_ERROR(Get(*s, "audit_db", "storage", &cfg.storage.audit_db));
     MOAT_RETURN_IF_ERROR(Get(*s, "key_pepper_file", "storage", &cfg.storage.key_pepper_file));
@@ -210,9 +270,17 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   if (st.audit_signing_key.empty()) st.audit_signing_key = st.data_dir + "/audit_ed25519.key";
   if (st.watermark_secret.empty()) st.watermark_secret = st.data_dir + "/wm_master.key";
   if (const auto* a = root["audit"].as_table()) {
-    MOAT_RETURN_IF_ERROR(CheckKeys(*a, "audit", {"retention", "checkpoint_every"}));
+    MOAT_RETURN_IF_ERROR(CheckKeys(*a, "audit", {"retention", "checkpoint_every", "wal_checkpoint_interval_ms",
+                                                 "wal_max_bytes", "min_free_bytes", "anchor_file"}));
     MOAT_RETURN_IF_ERROR(Get(*a, "retention", "audit", &cfg.audit.retention));
     MOAT_RETURN_IF_ERROR(Get(*a, "checkpoint_every", "audit", &cfg.audit.checkpoint_every));
+    MOAT_RETURN_IF_ERROR(Get(*a, "wal_checkpoint_interval_ms", "audit", &cfg.audit.wal_checkpoint_interval_ms));
+    MOAT_RETURN_IF_ERROR(Get(*a, "wal_max_bytes", "audit", &cfg.audit.wal_max_bytes));
+    MOAT_RETURN_IF_ERROR(Get(*a, "min_free_bytes", "audit", &cfg.audit.min_free_bytes));
+    MOAT_RETURN_IF_ERROR(Get(*a, "anchor_file", "audit", &cfg.audit.anchor_file));
+    if (cfg.audit.wal_checkpoint_interval_ms < 1)
+      return moat::InvalidArgumentError("audit.wal_checkpoint_interval_ms must be >= 1");
+    if (cfg.audit.wal_max_bytes < 64 * 1024) return moat::InvalidArgumentError("audit.wal_max_bytes must be at least 65536");
     if (cfg.audit.retention != "full" && cfg.audit.retention != "hash-only" && cfg.audit.retention != "none")
       return moat::InvalidArgumentError("audit.retention must be \"full\", \"hash-only\" or \"none\"");
     if (cfg.audit.checkpoint_every < 1) return moat::InvalidArgumentError("audit.checkpoint_every must be >= 1");
@@ -237,6 +305,8 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
     }
   }
   if (cfg.limits.empty()) cfg.limits = DefaultTierLimits();
+  if (cfg.audit.anchor_file.empty()) cfg.audit.anchor_file = cfg.storage.audit_db + ".anchor";
+  if (cfg.audit.anchor_file == "none") cfg.audit.anchor_file.clear();
   return cfg;
 }
 
@@ -276,7 +346,7 @@ moat::StatusOr<GatewayConfig> LoadGatewayConfig(const std::string& path) {
 }
 
 moat::StatusOr<HttpUrl> ParseBaseUrl(const std::string& url) {
-  MOAT_ASSIGN_OR_RETURN(HttpUrl out, ParseHttpUrl(url));
+  MOAT_ASSIGN_OR_RETURN(HttpUrl out, ParseHttpUrl(url, UrlSchemes::kHttpOrHttps));
   if (out.path.size() >= 3 && out.path.compare(out.path.size() - 3, 3, "/v1") == 0)
     out.path.resize(out.path.size() - 3);
   return out;

@@ -27,10 +27,28 @@ struct ServerConfig {
   int64_t default_max_tokens = 1024;  // applied when a request omits max_tokens
   int64_t max_tokens_limit = 32768;   // larger requests are refused (400)
   size_t audit_backlog_limit = 50'000;  // refuse new requests (503) beyond this audit queue depth
+  size_t max_header_bytes = 64 * 1024;  // request line + headers (431 beyond)
+  int64_t max_connections = 10'000;     // open client connections, all listeners together
+  int64_t max_connections_per_ip = 256;  // per client address (IPv6: per /64)
+  size_t max_buffered_body_bytes = 256u << 20;  // request bodies held at once (503 beyond)
+  // HTTPS listener, besides `listen`: "" disables it.
+  std::string tls_listen;
+  std::string tls_host;  // from tls_listen
+  uint16_t tls_port = 0;
+  std::string tls_cert_file;  // PEM certificate chain (reloaded on SIGHUP)
+  std::string tls_key_file;   // PEM private key, mode 0600 (reloaded on SIGHUP)
+};
+
+// Failed-authentication limits (ratelimit::FailedAuthLimiter).
+struct AuthConfig {
+  double failures_per_ip_per_minute = 30;      // 0: unlimited
+  double failures_per_prefix_per_minute = 300;  // 0: unlimited
+  size_t max_tracked_addresses = 100'000;
 };
 
 struct StorageConfig {
   std::string data_dir = "var";
+  uint32_t data_dir_mode = 0700;  // applied when created, and narrowed to when wider
   std::string accounts_db;     // default <data_dir>/moat.db
   std::string audit_db;        // default <data_dir>/audit.db
   std::string key_pepper_file; // default <data_dir>/key_pepper.bin
@@ -41,6 +59,10 @@ struct StorageConfig {
 struct AuditConfig {
   std::string retention = "full";  // full | hash-only | none
   int64_t checkpoint_every = 1000;
+  int64_t wal_checkpoint_interval_ms = 500;
+  int64_t wal_max_bytes = 64 << 20;
+  uint64_t min_free_bytes = 64 << 20;  // below: refuse requests (503); 0 disables the check
+  std::string anchor_file;  // default <audit_db>.anchor; "none" disables it
 };
 
 // Requests/minute and tokens/minute for each scope; 0 means unlimited.
@@ -55,7 +77,7 @@ struct ModelConfig {
   std::string name;                 // the model name clients ask for
   std::string backend = "upstream"; // upstream | builtin
   // upstream
-  std::string base_url;             // http://host:port[/prefix], the prefix before /v1/...
+  std::string base_url;             // http[s]://host:port[/prefix], the prefix before /v1/...
   std::string upstream_model;       // name sent upstream (default: name)
   std::string api_key;              // sent as Authorization: Bearer (resolved from api_key_env)
   int64_t connect_timeout_ms = 2'000;
@@ -69,6 +91,13 @@ struct ModelConfig {
   // [0, watermark_vocab_size) of the UPSTREAM tokenizer is injected as `logit_bias` (vLLM,
   // llama.cpp server accept full maps). Uses [watermark] gamma/delta/epoch.
   int32_t watermark_vocab_size = 0;
+  // https:// upstreams. The certificate is verified (chain and host name) unless tls_verify is
+  // false, against tls_ca_file or else the system's trust store.
+  bool tls_verify = true;
+  std::string tls_ca_file;
+  std::string tls_server_name;  // SNI and the name verified; default: the base_url host
+  std::string tls_client_cert_file;  // optional client certificate (PEM) ...
+  std::string tls_client_key_file;   // ... and its key (mode 0600)
   // builtin
   std::string model_path;    // default <data_dir>/model.bin (written by `moat model train`)
   int generation_threads = 0;  // CPU threads for generation; 0: one per core
@@ -96,10 +125,12 @@ struct DetectionSettings {
   int64_t throttle_retry_after_s = 30;
   std::string step_up_url;
   size_t max_subjects = 1 << 20;  // accounts (and end users) kept in memory
+  size_t max_evicted_subjects = 4'000'000;  // evicted subjects kept (in memory) for their return
 };
 
 struct GatewayConfig {
   ServerConfig server;
+  AuthConfig auth;
   StorageConfig storage;
   AuditConfig audit;
   WatermarkSettings watermark;
@@ -118,7 +149,7 @@ GatewayConfig DefaultGatewayConfig();
 // OK when the config can serve traffic (at least one model).
 moat::Status RequireServable(const GatewayConfig& config);
 
-// Parses an upstream base URL "http://host:port[/prefix]" (moat::ParseHttpUrl); a trailing
+// Parses an upstream base URL "http[s]://host:port[/prefix]" (moat::ParseHttpUrl); a trailing
 // "/v1" is dropped from the path, since clients often configure ".../v1", so `path` is the
 // prefix before /v1/... .
 moat::StatusOr<HttpUrl> ParseBaseUrl(const std::string& url);

@@ -66,8 +66,11 @@ TEST(ConfigTest, RejectsBadConfigsWithTheKeyInTheMessage) {
   ASSERT_FALSE(not_toml.ok());
   EXPECT_NE(not_toml.status().message().find("TOML"), std::string::npos);
 
-  auto https = ParseBaseUrl("https://example.com");
-  EXPECT_EQ(https.status().code(), StatusCode::kUnimplemented);
+  auto https = ParseBaseUrl("https://example.com/v1");
+  ASSERT_TRUE(https.ok()) << https.status().ToString();
+  EXPECT_TRUE(https->tls);
+  EXPECT_EQ(https->port, 443);
+  EXPECT_EQ(https->path, "");
 }
 
 TEST(ConfigTest, DefaultsHaveTierLimitsButNoModels) {

@@ -1,6 +1,8 @@
 #include "server/gateway.h"
 
 #include <chrono>
+#include <cmath>
+#include <exception>
 #include <random>
 
 #include <boost/asio/as_tuple.hpp>
@@ -26,12 +28,19 @@ namespace json = boost::json;
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Audit records keep at most this much of the client-chosen User-Agent header.
+constexpr size_t kMaxAuditedUserAgentBytes = 512;
+constexpr std::string_view kBearerPrefix = "Bearer ";
 
-// The client side of an SSE response over HTTP/1.1 chunked encoding.
+// The client side of an SSE response: HTTP/1.1 chunked encoding, or for an HTTP/1.0 client (which
+// cannot parse chunks) the raw events delimited by closing the connection.
 class SseClientStream final : public ClientStream {
  public:
-  SseClientStream(beast::tcp_stream& stream, const HttpRequest& req, int64_t write_timeout_ms)
-      : stream_(stream), req_(req), write_timeout_(std::chrono::milliseconds(write_timeout_ms)) {}
+  SseClientStream(ClientConnection& conn, const HttpRequest& req, int64_t write_timeout_ms)
+      : conn_(conn),
+        req_(req),
+        chunked_(req.version() >= 11),
+        write_timeout_(std::chrono::milliseconds(write_timeout_ms)) {}
 
   asio::awaitable<bool> Begin(const RequestContext& ctx) override {
     if (begun_) co_return ok_;
@@ -42,38 +51,40 @@ class SseClientStream final : public ClientStream {
     res.set("x-request-id", ctx.request_id);
     res.set("x-moat-action", ctx.action);
     for (const auto& [k, v] : ctx.response_headers) res.set(k, v);
-    res.keep_alive(req_.keep_alive());
-    res.chunked(true);
+    res.keep_alive(keep_alive());
+    res.chunked(chunked_);
     http::response_serializer<http::empty_body> sr{res};
-    stream_.expires_after(write_timeout_);
-    auto [ec, n] = co_await http::async_write_header(stream_, sr, kNoThrow);
-    ok_ = !ec;
+    ok_ = !co_await conn_.WriteHead(sr, write_timeout_);
     co_return ok_;
   }
 
   asio::awaitable<bool> Send(std::string_view events) override {
     if (!ok_) co_return false;
-    stream_.expires_after(write_timeout_);
-    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk(asio::buffer(events)), kNoThrow);
+    beast::error_code ec;
+    if (chunked_) {
+      ec = co_await conn_.WriteChunk(events, write_timeout_);
+    } else {
+      ec = co_await conn_.WriteRaw(events, write_timeout_);
+    }
     ok_ = !ec;
     co_return ok_;
   }
 
+  // Ends the body (the last chunk; nothing for HTTP/1.0, whose body ends with the connection).
   asio::awaitable<bool> Finish() {
     if (!ok_) co_return false;
-    stream_.expires_after(write_timeout_);
-    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
-    ok_ = !ec;
-    stream_.expires_never();
+    if (chunked_) ok_ = !co_await conn_.WriteLastChunk(write_timeout_);
     co_return ok_;
   }
 
   bool begun() const override { return begun_; }
-  bool ok() const { return ok_; }
+  // Whether the connection can carry another request after this stream.
+  bool keep_alive() const { return chunked_ && req_.keep_alive(); }
 
  private:
-  beast::tcp_stream& stream_;
+  ClientConnection& conn_;
   const HttpRequest& req_;
+  const bool chunked_;
   std::chrono::milliseconds write_timeout_;
   bool begun_ = false;
   bool ok_ = true;
@@ -88,6 +99,13 @@ std::string Lower(std::string_view s) {
 std::string_view PathOf(std::string_view target) {
   auto q = target.find('?');
   return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+LocalReply AuditUnavailable(const moat::Status& health, std::string_view what) {
+  return LocalReply{503, "server_error", "audit_unavailable",
+                    std::string(what) + ": the gateway cannot write audit records (" +
+                        health.message() + "). Retry shortly.",
+                    {{"retry-after", "1"}}, ""};
 }
 
 }  // namespace
@@ -106,12 +124,18 @@ Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {
   audit_failures_ = &m->AddCounter("moat_audit_failures_total",
                                    "Requests whose audit record could not be made durable.", {"reason"});
   actions_ = &m->AddCounter("moat_policy_actions_total", "Policy actions applied to requests.", {"action"});
+  handler_errors_ = &m->AddCounter("moat_handler_errors_total",
+                                   "Requests whose handler threw (answered 500, connection closed).", {});
   if (parts_.audit) {
     audit::AuditLog* log = parts_.audit;
     m->AddCallbackGauge("moat_audit_queue_depth", "Audit records waiting to be written.",
                         [log] { return static_cast<double>(log->queue_depth()); });
     m->AddCallbackGauge("moat_audit_records_written", "Audit records committed since start.",
                         [log] { return static_cast<double>(log->records_written()); });
+    m->AddCallbackGauge("moat_audit_healthy", "1 while audit records can be written, else 0.",
+                        [log] { return log->health().ok() ? 1.0 : 0.0; });
+    m->AddCallbackGauge("moat_audit_wal_checkpoints", "WAL checkpoints completed since start.",
+                        [log] { return static_cast<double>(log->wal_checkpoints()); });
   }
 }
 
@@ -135,11 +159,9 @@ Gateway::HttpResponse Gateway::MakeResponse(const HttpRequest* req, int status, 
   return res;
 }
 
-asio::awaitable<bool> Gateway::SendResponse(beast::tcp_stream& stream, HttpResponse& res,
+asio::awaitable<bool> Gateway::SendResponse(ClientConnection& conn, HttpResponse& res,
                                             int64_t write_timeout_ms) {
-  stream.expires_after(std::chrono::milliseconds(write_timeout_ms));
-  auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
-  stream.expires_never();
+  beast::error_code ec = co_await conn.Write(res, std::chrono::milliseconds(write_timeout_ms));
   co_return !ec && res.keep_alive();
 }
 
@@ -159,8 +181,8 @@ std::string Gateway::ModelsJson() const {
   return json::serialize(root);
 }
 
-std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip) const {
-  const auto& trusted = parts_.config->server.trusted_proxies;
+std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip,
+                              const std::vector<std::string>& trusted) {
   auto is_trusted = [&](std::string_view ip) {
     for (const auto& t : trusted)
       if (t == ip) return true;
@@ -189,6 +211,34 @@ std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip
   return candidate;
 }
 
+void Gateway::FillFromHead(const HttpRequest& req, const std::string& peer_ip,
+                           const std::vector<std::string>& trusted_proxies, RequestContext* ctx) {
+  ctx->peer_ip = peer_ip;
+  ctx->client_ip = ClientIp(req, peer_ip, trusted_proxies);
+  ctx->user_agent = std::string(req[http::field::user_agent]);
+  ctx->headers.reserve(16);
+  for (const auto& f : req) ctx->headers.emplace_back(Lower(f.name_string()), std::string(f.value()));
+  auto auth = req[http::field::authorization];
+  if (auth.size() > kBearerPrefix.size() &&
+      (auth.substr(0, kBearerPrefix.size()) == kBearerPrefix ||
+       auth.substr(0, kBearerPrefix.size()) == "bearer ")) {
+    ctx->bearer_token = std::string(auth.substr(kBearerPrefix.size()));
+  }
+}
+
+void Gateway::ParseBody(const std::string& body, RequestContext* ctx) {
+  ctx->raw_body = body;
+  json::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) {
+    ctx->body_error = ec.message();
+  } else if (!v.is_object()) {
+    ctx->body_error = "the body must be a JSON object";
+  } else {
+    ctx->body = std::move(v.as_object());
+  }
+}
+
 AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) const {
   AuditRecord r;
   r.time_ns = ctx.start_ns;
@@ -198,7 +248,7 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.end_user = ctx.end_user;
   r.key_id = ctx.key_id;
   r.client_ip = ctx.client_ip;
-  r.user_agent = ctx.user_agent;
+  r.user_agent = ctx.user_agent.substr(0, kMaxAuditedUserAgentBytes);
   r.endpoint = ctx.endpoint;
   r.model = ctx.model;
   r.params_json = ctx.body_error.empty() ? SamplingParamsJson(ctx.body) : "{}";
@@ -215,6 +265,7 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.reasons_json = json::serialize(reasons);
   r.watermark_key_id = ctx.watermark_key_id;
   r.retention = parts_.config->audit.retention;
+  // A request refused on its headers never had its body read: its record is metadata only.
   r.prompt_text = audit::ApplyRetention(retention_, PromptText(ctx.endpoint, ctx.body));
   r.completion_text = audit::ApplyRetention(retention_, ctx.completion_text);
   return r;
@@ -237,11 +288,37 @@ asio::awaitable<moat::Status> Gateway::WriteAudit(AuditRecord record) {
   co_return *result;
 }
 
-asio::awaitable<bool> Gateway::Handle(HttpRequest& req, beast::tcp_stream& stream,
+void Gateway::RecordDone(const RequestContext& ctx, int status) {
+  const int64_t end = parts_.clock->NowNanos();
+  requests_->With({ctx.endpoint, std::to_string(status)}).Inc();
+  latency_->With({ctx.endpoint}).Observe(static_cast<double>(end - ctx.start_ns) / 1e9);
+  actions_->With({ctx.action}).Inc();
+}
+
+asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, ClientConnection& conn,
                                       const std::string& peer_ip, int worker, asio::io_context& io) {
+  const uint64_t written_before = conn.bytes_written();
+  try {
+    co_return co_await Dispatch(req, body, conn, peer_ip, worker, io);
+  } catch (const std::exception&) {
+    handler_errors_->With({}).Inc();
+  }
+  // The one boundary for exceptions from handlers: a 500 if nothing was sent yet, and the
+  // connection closes (its state is unknown).
+  if (conn.bytes_written() == written_before) {
+    auto res = MakeResponse(nullptr, 500,
+                            ErrorBody("The gateway failed while handling this request.",
+                                      "server_error", "internal_error"),
+                            "application/json", {});
+    co_await SendResponse(conn, res, parts_.config->server.write_timeout_ms);
+  }
+  co_return false;
+}
+
+asio::awaitable<bool> Gateway::Dispatch(HttpRequest& req, RequestBody& body, ClientConnection& conn,
+                                        const std::string& peer_ip, int worker, asio::io_context& io) {
   const int64_t wt = parts_.config->server.write_timeout_ms;
   std::string_view path = PathOf(req.target());
-  const int64_t t0 = parts_.clock->NowNanos();
   auto finish = [&](std::string_view endpoint, int status) {
     requests_->With({std::string(endpoint), std::to_string(status)}).Inc();
   };
@@ -249,119 +326,166 @@ asio::awaitable<bool> Gateway::Handle(HttpRequest& req, beast::tcp_stream& strea
   if (path == "/v1/chat/completions" || path == "/v1/completions") {
     if (req.method() != http::verb::post) {
       finish(path, 405);
-      {
-      auto res_ = Gateway::MakeResponse(&req, 405, ErrorBody("Method not allowed: use POST for " + std::string(path), "invalid_request_error", "method_not_allowed"), "application/json", {{"allow", "POST"}});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
+      auto res = MakeResponse(&req, 405, ErrorBody("Method not allowed: use POST for " + std::string(path), "invalid_request_error", "method_not_allowed"), "application/json", {{"allow", "POST"}});
+      co_return co_await SendResponse(conn, res, wt);
     }
-    }
-    bool keep = co_await HandleCompletion(req, stream, peer_ip, worker, io, std::string(path));
-    co_return keep;
+    co_return co_await HandleCompletion(req, body, conn, peer_ip, worker, io, std::string(path));
   }
   if (path == "/healthz" && req.method() == http::verb::get) {
     finish("/healthz", 200);
-    {
-      auto res_ = Gateway::MakeResponse(&req, 200, "{\"status\":\"ok\"}", "application/json", {});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    auto res = MakeResponse(&req, 200, "{\"status\":\"ok\"}", "application/json", {});
+    co_return co_await SendResponse(conn, res, wt);
   }
   if (path == "/metrics" && req.method() == http::verb::get) {
     finish("/metrics", 200);
-    {
-      auto res_ = Gateway::MakeResponse(&req, 200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    auto res = MakeResponse(&req, 200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {});
+    co_return co_await SendResponse(conn, res, wt);
   }
   if (path == "/v1/models" && req.method() == http::verb::get) {
     finish("/v1/models", 200);
-    {
-      auto res_ = Gateway::MakeResponse(&req, 200, ModelsJson(), "application/json", {});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    auto res = MakeResponse(&req, 200, ModelsJson(), "application/json", {});
+    co_return co_await SendResponse(conn, res, wt);
   }
   if (path.rfind("/admin/", 0) == 0 || path == "/admin") {
-    AdminApi::Response r;
-    if (!parts_.admin) {
-      r = {404, ErrorBody("the admin API is disabled: set server.admin_token or server.admin_token_env",
-                          "invalid_request_error", "admin_disabled")};
-    } else {
-      r = parts_.admin->Handle(req.method_string(), path, req[http::field::authorization], req.body());
-    }
-    finish("/admin", r.status);
-    latency_->With({"/admin"}).Observe(static_cast<double>(parts_.clock->NowNanos() - t0) / 1e9);
-    {
-      auto res_ = Gateway::MakeResponse(&req, r.status, std::move(r.body), "application/json", {});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    co_return co_await HandleAdmin(req, body, conn, peer_ip);
   }
   finish("other", 404);
-  {
-      auto res_ = Gateway::MakeResponse(&req, 404, ErrorBody("Unknown request URL: " + std::string(req.method_string()) + " " + std::string(path),
+  auto res = MakeResponse(&req, 404, ErrorBody("Unknown request URL: " + std::string(req.method_string()) + " " + std::string(path),
                 "invalid_request_error", "unknown_url"), "application/json", {});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+  co_return co_await SendResponse(conn, res, wt);
 }
 
-asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_stream& stream,
-                                                const std::string& peer_ip, int worker,
-                                                asio::io_context& io, const std::string& endpoint) {
+asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
+                                           ClientConnection& conn, const std::string& peer_ip) {
+  const auto& scfg = parts_.config->server;
+  const int64_t t0 = parts_.clock->NowNanos();
+  const std::string path(PathOf(req.target()));
+  const std::string client_ip = ClientIp(req, peer_ip, scfg.trusted_proxies);
+  HeaderList headers;
+  AdminApi::Response r;
+  double retry_s = 0;
+  if (!parts_.admin) {
+    r = {404, ErrorBody("the admin API is disabled: set server.admin_token or server.admin_token_env",
+                        "invalid_request_error", "admin_disabled"), std::nullopt};
+  } else if (parts_.failed_auth && !parts_.failed_auth->Allowed(client_ip, &retry_s)) {
+    // Not audited one by one: the limit exists so that failures cannot fill the audit disk.
+    const std::string retry = std::to_string(static_cast<int64_t>(std::ceil(std::max(retry_s, 1.0))));
+    headers.emplace_back("retry-after", retry);
+    r = {429, ErrorBody("Too many failed authentications from your address. Please try again in " + retry + "s.",
+                        "rate_limit_error", "too_many_auth_failures"), std::nullopt};
+  } else if (!parts_.admin->Authorized(req[http::field::authorization])) {
+    if (parts_.failed_auth) parts_.failed_auth->RecordFailure(client_ip);
+    r = {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
+                        "authentication_error", "invalid_admin_token"),
+         audit::AdminAction{.operation = "admin.auth_failed"}};
+  } else if (auto refused = co_await body.Read()) {
+    r = {refused->http_status, ErrorBody(*refused), std::nullopt};
+  } else if (auto health = parts_.audit ? parts_.audit->health() : moat::Status::Ok();
+             req.method() != http::verb::get && !health.ok()) {
+    // A change must be recorded: none is made while the audit log cannot be written.
+    audit_failures_->With({"unhealthy"}).Inc();
+    LocalReply reply = AuditUnavailable(health, "Admin changes are refused");
+    headers = reply.headers;
+    r = {503, ErrorBody(reply), std::nullopt};
+  } else {
+    r = parts_.admin->Handle(req.method_string(), path, req.body());
+  }
+  if (r.change && parts_.audit) {
+    audit::AdminAction& change = *r.change;
+    change.actor = r.status == 401 ? "unauthenticated" : parts_.admin->actor();
+    change.source = client_ip;
+    change.via = path;
+    change.user_agent = std::string(req[http::field::user_agent]).substr(0, kMaxAuditedUserAgentBytes);
+    change.status = r.status;
+    change.time_ns = t0;
+    moat::Status audited = co_await WriteAudit(audit::AdminAuditRecord(change));
+    if (!audited.ok()) audit_failures_->With({"write"}).Inc();
+  }
+  requests_->With({"/admin", std::to_string(r.status)}).Inc();
+  latency_->With({"/admin"}).Observe(static_cast<double>(parts_.clock->NowNanos() - t0) / 1e9);
+  auto res = MakeResponse(&req, r.status, std::move(r.body), "application/json", headers);
+  co_return co_await SendResponse(conn, res, scfg.write_timeout_ms);
+}
+
+asio::awaitable<bool> Gateway::Refuse(HttpRequest& req, ClientConnection& conn, RequestContext& ctx) {
+  const LocalReply reply = *ctx.local_reply;
+  ctx.http_status = reply.http_status;
+  if (ctx.error_code.empty()) ctx.error_code = reply.code;
+  moat::Status audited = moat::Status::Ok();
+  if (parts_.audit && !ctx.skip_audit) {
+    audited = co_await WriteAudit(MakeAuditRecord(ctx, parts_.clock->NowNanos()));
+    if (!audited.ok()) audit_failures_->With({"write"}).Inc();
+  }
+  HeaderList headers = ctx.response_headers;
+  headers.emplace_back("x-request-id", ctx.request_id);
+  headers.emplace_back("x-moat-action", ctx.action);
+  int status = reply.http_status;
+  std::string text;
+  if (!audited.ok()) {
+    status = 503;
+    text = ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable");
+  } else {
+    for (const auto& h : reply.headers) headers.push_back(h);
+    text = ErrorBody(reply);
+  }
+  RecordDone(ctx, status);
+  auto res = MakeResponse(&req, status, std::move(text), "application/json", headers);
+  co_return co_await SendResponse(conn, res, parts_.config->server.write_timeout_ms);
+}
+
+asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& request_body,
+                                                ClientConnection& conn, const std::string& peer_ip,
+                                                int worker, asio::io_context& io,
+                                                const std::string& endpoint) {
   const auto& scfg = parts_.config->server;
   const int64_t wt = scfg.write_timeout_ms;
   RequestContext ctx;
   ctx.request_id = NextRequestId();
   ctx.start_ns = parts_.clock->NowNanos();
   ctx.endpoint = endpoint;
-  ctx.peer_ip = peer_ip;
-  ctx.client_ip = ClientIp(req, peer_ip);
-  ctx.user_agent = std::string(req[http::field::user_agent]);
-  ctx.headers.reserve(16);
-  for (const auto& f : req) ctx.headers.emplace_back(Lower(f.name_string()), std::string(f.value()));
-  auto auth = req[http::field::authorization];
-  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer "))
-    ctx.bearer_token = std::string(auth.substr(7));
-
-  auto record_done = [&](int status) {
-    const int64_t end = parts_.clock->NowNanos();
-    requests_->With({endpoint, std::to_string(status)}).Inc();
-    latency_->With({endpoint}).Observe(static_cast<double>(end - ctx.start_ns) / 1e9);
-    actions_->With({ctx.action}).Inc();
-  };
+  FillFromHead(req, peer_ip, scfg.trusted_proxies, &ctx);
 
   // Refuse new work rather than lose audit records when the writer cannot keep up.
   if (parts_.audit && parts_.audit->queue_depth() >= scfg.audit_backlog_limit) {
     audit_failures_->With({"backlog"}).Inc();
-    record_done(503);
-    {
-      auto res_ = Gateway::MakeResponse(&req, 503, ErrorBody("The gateway's audit log is backlogged; retry shortly.", "server_error", "audit_backlog"), "application/json", {{"retry-after", "1"}, {"x-request-id", ctx.request_id}});
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    RecordDone(ctx, 503);
+    auto res = MakeResponse(&req, 503, ErrorBody("The gateway's audit log is backlogged; retry shortly.", "server_error", "audit_backlog"), "application/json", {{"retry-after", "1"}, {"x-request-id", ctx.request_id}});
+    co_return co_await SendResponse(conn, res, wt);
   }
 
-  ctx.raw_body = req.body();
-  {
-    json::error_code ec;
-    json::value v = json::parse(req.body(), ec);
-    if (ec) {
-      ctx.body_error = ec.message();
-    } else if (!v.is_object()) {
-      ctx.body_error = "the body must be a JSON object";
-    } else {
-      ctx.body = std::move(v.as_object());
-    }
-  }
-
-  // Filters, in order; remember how many ran so OnComplete reaches exactly those.
+  // Header phase (authentication): a refusal here never reads, parses or stores the body.
   std::vector<std::unique_ptr<Filter>> filters;
   filters.reserve(parts_.filters.size());
-  bool stopped = false;
   for (const auto& factory : parts_.filters) {
     filters.push_back(factory->Create());
-    if (filters.back()->OnRequest(ctx) == FilterStatus::kStop) {
+    if (filters.back()->OnHeaders(ctx) == FilterStatus::kStop) co_return co_await Refuse(req, conn, ctx);
+  }
+  // Nothing is served whose record is known to be unwritable.
+  if (parts_.audit) {
+    if (moat::Status health = parts_.audit->health(); !health.ok()) {
+      audit_failures_->With({"unhealthy"}).Inc();
+      ctx.local_reply = AuditUnavailable(health, "The request was refused before it was forwarded");
+      co_return co_await Refuse(req, conn, ctx);
+    }
+  }
+  if (auto refused = co_await request_body.Read()) {
+    ctx.local_reply = std::move(*refused);
+    co_return co_await Refuse(req, conn, ctx);
+  }
+  ParseBody(req.body(), &ctx);
+
+  // Request phase, in order; remember how many ran so OnComplete reaches exactly those.
+  size_t ran = 0;
+  bool stopped = false;
+  for (auto& f : filters) {
+    ++ran;
+    if (f->OnRequest(ctx) == FilterStatus::kStop) {
       stopped = true;
       break;
     }
   }
 
-  SseClientStream client(stream, req, wt);
+  SseClientStream client(conn, req, wt);
   std::string body;
   if (stopped) {
     if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}, ""};
@@ -371,6 +495,15 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
     Backend* backend = parts_.backends.at(ctx.model).get();
     BackendCall call{ctx, worker, &io, ctx.stream ? &client : nullptr, nullptr};
     call.on_progress = [&]() {
+      // A stream whose record can no longer be written stops at its next event.
+      if (parts_.audit) {
+        if (moat::Status health = parts_.audit->health(); !health.ok()) {
+          audit_failures_->With({"unhealthy"}).Inc();
+          ctx.local_reply = AuditUnavailable(health, "The stream was stopped");
+          ctx.error_code = "audit_unavailable";
+          return false;
+        }
+      }
       for (auto& f : filters)
         if (f->OnStreamProgress(ctx) == FilterStatus::kStop) return false;
       return true;
@@ -380,7 +513,7 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
     if (ctx.local_reply && ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
     if (ctx.local_reply && ctx.http_status == 200) ctx.http_status = ctx.local_reply->http_status;
   }
-  for (auto it = filters.rbegin(); it != filters.rend(); ++it) (*it)->OnComplete(ctx);
+  for (size_t i = ran; i-- > 0;) filters[i]->OnComplete(ctx);
 
   // The audit record must be durable before the client sees the end of the response.
   moat::Status audited = moat::Status::Ok();
@@ -393,6 +526,8 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
   headers.emplace_back("x-request-id", ctx.request_id);
   headers.emplace_back("x-moat-action", ctx.action);
   if (client.begun()) {
+    // A stream whose record failed ends with an error event and without [DONE]: the client can
+    // tell that the answer is not complete.
     std::string tail;
     if (!audited.ok()) {
       tail = "data: " + ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable") + "\n\n";
@@ -402,36 +537,30 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, beast::tcp_str
       tail = "data: [DONE]\n\n";
     }
     bool ok = co_await client.Send(tail) && co_await client.Finish();
-    record_done(ctx.http_status);
-    co_return ok && req.keep_alive();
+    RecordDone(ctx, ctx.http_status);
+    co_return ok && client.keep_alive();
   }
   if (!audited.ok()) {
-    record_done(503);
-    {
-      auto res_ = Gateway::MakeResponse(&req, 503, ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable"), "application/json", headers);
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    RecordDone(ctx, 503);
+    auto res = MakeResponse(&req, 503, ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable"), "application/json", headers);
+    co_return co_await SendResponse(conn, res, wt);
   }
   if (ctx.local_reply) {
     for (const auto& h : ctx.local_reply->headers) headers.push_back(h);
     int status = ctx.local_reply->http_status;
-    record_done(status);
-    {
-      auto res_ = Gateway::MakeResponse(&req, status, ErrorBody(*ctx.local_reply), "application/json", headers);
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+    RecordDone(ctx, status);
+    auto res = MakeResponse(&req, status, ErrorBody(*ctx.local_reply), "application/json", headers);
+    co_return co_await SendResponse(conn, res, wt);
   }
   if (ctx.stream && ctx.http_status == 200) {
     // The backend produced no events at all: still answer with a well-formed stream.
     bool ok = co_await client.Begin(ctx) && co_await client.Send("data: [DONE]\n\n") && co_await client.Finish();
-    record_done(200);
-    co_return ok && req.keep_alive();
+    RecordDone(ctx, 200);
+    co_return ok && client.keep_alive();
   }
-  record_done(ctx.http_status);
-  {
-      auto res_ = Gateway::MakeResponse(&req, ctx.http_status, std::move(body), "application/json", headers);
-      co_return co_await Gateway::SendResponse(stream, res_, wt);
-    }
+  RecordDone(ctx, ctx.http_status);
+  auto res = MakeResponse(&req, ctx.http_status, std::move(body), "application/json", headers);
+  co_return co_await SendResponse(conn, res, wt);
 }
 
 }  // namespace moat::server

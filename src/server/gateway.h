@@ -1,27 +1,31 @@
 #pragma once
-// Gateway: the request pipeline. Routes each HTTP request, runs the filter chain
-// (auth -> validate -> rate limit -> [analysis, later] -> backend -> audit), and writes the
-// response. One Gateway is shared by all worker threads; per-request state lives in a
-// RequestContext and the per-request Filter objects.
+// Gateway: the request pipeline. Routes each HTTP request, runs the filter chain in two phases
+// (OnHeaders: auth, before the body is read; then OnRequest: validate -> rate limit -> analysis
+// once it is parsed) -> backend -> audit, and writes the response. One Gateway is shared by all
+// worker threads; per-request state lives in a RequestContext and the per-request Filter
+// objects.
 
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "audit/admin_record.h"
 #include "audit/audit_log.h"
 #include "common/metrics.h"
 #include "moat/audit_record.h"
 #include "moat/clock.h"
 #include "moat/filter.h"
+#include "ratelimit/failed_auth_limiter.h"
 #include "server/backend.h"
+#include "server/client_connection.h"
 #include "server/config.h"
 
 namespace moat::server {
@@ -34,30 +38,47 @@ struct GatewayParts {
   std::map<std::string, std::unique_ptr<Backend>> backends;  // by model name
   audit::AuditLog* audit = nullptr;
   AdminApi* admin = nullptr;  // null: /admin is disabled
+  // Failed admin-token attempts are charged here too (shared with the auth filter); may be null.
+  ratelimit::FailedAuthLimiter* failed_auth = nullptr;
   MetricsRegistry* metrics = nullptr;
   const Clock* clock = nullptr;
 };
 
 using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
+// The body of the request being handled. The server reads it only when the pipeline asks, i.e.
+// after the header-phase filters (authentication) admitted the request; a request answered
+// without asking never has its body read (the server then closes the connection).
+class RequestBody {
+ public:
+  virtual ~RequestBody() = default;
+  // Reads the whole body into the request (sending "100 Continue" first when the client waits
+  // for it). Returns nullopt on success, else the refusal to answer: 408 (too slow), 413 (too
+  // large), 400 (malformed chunked framing) or 503 (the gateway's memory for request bodies is
+  // taken); the connection is closed after that answer. Call at most once.
+  virtual boost::asio::awaitable<std::optional<LocalReply>> Read() = 0;
+};
+
 class Gateway {
  public:
   explicit Gateway(GatewayParts parts);
 
-  // Answers one request on `stream`. Returns false when the connection must be closed.
-  boost::asio::awaitable<bool> Handle(HttpRequest& req, boost::beast::tcp_stream& stream,
+  // Answers the request whose head is `req` on `conn`; `body` reads the body when the pipeline
+  // wants it. Returns false when the connection must be closed. Never throws: an exception from
+  // a handler becomes a 500 and closes the connection.
+  boost::asio::awaitable<bool> Handle(HttpRequest& req, RequestBody& body, ClientConnection& conn,
                                       const std::string& peer_ip, int worker,
                                       boost::asio::io_context& io);
 
-  using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+  using HttpResponse = StringResponse;
   // Builds a complete non-streamed response (keep-alive as the request asked; `req` may be null
   // for protocol errors, which close the connection).
   static HttpResponse MakeResponse(const HttpRequest* req, int status, std::string body,
                                    std::string_view content_type, const HeaderList& headers);
   // Writes it. Returns false when the connection must be closed. (Responses are built outside
   // the co_await expression: GCC 12 miscompiles string literals inside co_await arguments.)
-  static boost::asio::awaitable<bool> SendResponse(boost::beast::tcp_stream& stream,
-                                                   HttpResponse& res, int64_t write_timeout_ms);
+  static boost::asio::awaitable<bool> SendResponse(ClientConnection& conn, HttpResponse& res,
+                                                   int64_t write_timeout_ms);
 
   // Releases the backends' per-worker resources; call after HttpServer::Wait().
   void Shutdown();
@@ -65,16 +86,35 @@ class Gateway {
   MetricsRegistry* metrics() const { return parts_.metrics; }
   const GatewayConfig& config() const { return *parts_.config; }
 
+  // The client address of a request: the peer, or the X-Forwarded-For client when the peer is a
+  // trusted proxy (walking the list from the right).
+  static std::string ClientIp(const HttpRequest& req, const std::string& peer_ip,
+                              const std::vector<std::string>& trusted_proxies);
+  // The RequestContext fields known from the request head alone (RequestContext: "set by the
+  // server"), without the request id and time.
+  static void FillFromHead(const HttpRequest& req, const std::string& peer_ip,
+                           const std::vector<std::string>& trusted_proxies, RequestContext* ctx);
+  // Parses the body into ctx.body (or ctx.body_error) and points ctx.raw_body at it.
+  static void ParseBody(const std::string& body, RequestContext* ctx);
+
  private:
-  boost::asio::awaitable<bool> HandleCompletion(HttpRequest& req, boost::beast::tcp_stream& stream,
-                                                const std::string& peer_ip, int worker,
-                                                boost::asio::io_context& io,
+  boost::asio::awaitable<bool> Dispatch(HttpRequest& req, RequestBody& body, ClientConnection& conn,
+                                        const std::string& peer_ip, int worker,
+                                        boost::asio::io_context& io);
+  boost::asio::awaitable<bool> HandleCompletion(HttpRequest& req, RequestBody& body,
+                                                ClientConnection& conn, const std::string& peer_ip,
+                                                int worker, boost::asio::io_context& io,
                                                 const std::string& endpoint);
+  boost::asio::awaitable<bool> HandleAdmin(HttpRequest& req, RequestBody& body,
+                                           ClientConnection& conn, const std::string& peer_ip);
+  // Answers a request refused before its backend ran (ctx.local_reply set), writing its audit
+  // record first unless ctx.skip_audit.
+  boost::asio::awaitable<bool> Refuse(HttpRequest& req, ClientConnection& conn, RequestContext& ctx);
   std::string ModelsJson() const;
-  std::string ClientIp(const HttpRequest& req, const std::string& peer_ip) const;
   AuditRecord MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) const;
   boost::asio::awaitable<moat::Status> WriteAudit(AuditRecord record);
   std::string NextRequestId();
+  void RecordDone(const RequestContext& ctx, int status);
 
   GatewayParts parts_;
   TextRetention retention_;
@@ -84,6 +124,7 @@ class Gateway {
   Family<Histogram>* latency_;
   Family<Counter>* audit_failures_;
   Family<Counter>* actions_;
+  Family<Counter>* handler_errors_;
 };
 
 }  // namespace moat::server

@@ -1,5 +1,12 @@
 #include "server/http_server.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <functional>
+#include <iostream>
+#include <optional>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -9,18 +16,147 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "common/private_files.h"
+#include "ratelimit/ip_prefix.h"
 #include "server/openai.h"
+#include "server/request_framing.h"
 
 namespace moat::server {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
+
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Accept back-off after a failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM): doubles from the
+// first to the last value while failures continue.
+constexpr std::chrono::milliseconds kFirstAcceptBackoff{5};
+constexpr std::chrono::milliseconds kMaxAcceptBackoff{500};
+// Descriptors kept out of the connection cap (databases, logs, listeners, resolver), and the
+// descriptors one client connection may need (itself and its upstream connection).
+constexpr int64_t kReservedDescriptors = 64;
+constexpr int64_t kDescriptorsPerConnection = 2;
+// After answering a request whose body was never read: how much of it to drain, for how long,
+// before closing (so that the client reads the answer rather than a connection reset).
+constexpr size_t kLingerDrainBytes = 1 << 20;
+constexpr std::chrono::milliseconds kLingerTimeout{1000};
+// TLS close_notify exchange at the end of a connection.
+constexpr std::chrono::milliseconds kTlsShutdownTimeout{1000};
+constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// The answer to a connection over a cap, written without waiting before the socket is closed.
+const std::string& ConnectionCapResponse() {
+  static const std::string text = [] {
+    const std::string body = ErrorBody("The gateway has too many open connections; retry shortly.",
+                                       "server_error", "too_many_connections");
+    return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+           "Connection: close\r\nRetry-After: 1\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  }();
+  return text;
 }
+
+// The connection cap that fits the process's descriptor limit.
+int64_t EffectiveMaxConnections(int64_t configured) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return configured;
+  const int64_t fit = std::max<int64_t>(
+      1, (static_cast<int64_t>(limit.rlim_cur) - kReservedDescriptors) / kDescriptorsPerConnection);
+  return std::min(configured, fit);
+}
+
+// Protocol errors close the connection (MakeResponse with no request: no keep-alive).
+Gateway::HttpResponse ErrorResponse(int status, const std::string& message, const char* code,
+                                    const char* type = "invalid_request_error") {
+  return Gateway::MakeResponse(nullptr, status, ErrorBody(message, type, code), "application/json", {});
+}
+
+// RAII: a counter decremented however the scope is left.
+class ScopedCount {
+ public:
+  ScopedCount(std::atomic<int64_t>& n) : n_(n) { n_.fetch_add(1); }
+  ~ScopedCount() { n_.fetch_sub(1); }
+  ScopedCount(const ScopedCount&) = delete;
+  ScopedCount& operator=(const ScopedCount&) = delete;
+
+ private:
+  std::atomic<int64_t>& n_;
+};
+
+}  // namespace
+
+// The body of one request, read on the gateway's demand (see RequestBody).
+class HttpServer::SessionBody final : public RequestBody {
+ public:
+  SessionBody(HttpServer& server, ClientConnection& conn, beast::flat_buffer& buffer,
+              RequestParser& parser, asio::steady_timer& deadline, bool& timed_out,
+              const std::function<void(int64_t)>& arm)
+      : server_(server), conn_(conn), buffer_(buffer), parser_(parser), deadline_(deadline),
+        timed_out_(timed_out), arm_(arm), keep_alive_(parser.get().keep_alive()) {
+    // Until the body is read, any answer must close the connection: the unread body would
+    // otherwise be taken for the next request.
+    if (!parser_.is_done()) parser_.get().keep_alive(false);
+  }
+  ~SessionBody() override {
+    if (reserved_ > 0) server_.ReleaseBodyBytes(reserved_);
+  }
+
+  asio::awaitable<std::optional<LocalReply>> Read() override {
+    if (parser_.is_done()) co_return std::nullopt;
+    const ServerConfig& cfg = server_.config_;
+    const auto declared = parser_.content_length();
+    const int64_t want = static_cast<int64_t>(declared ? *declared : cfg.max_body_bytes);
+    if (!server_.ReserveBodyBytes(want)) {
+      server_.protocol_errors_->With({"body_memory"}).Inc();
+      co_return LocalReply{503, "server_error", "server_busy",
+                           "The gateway is holding too many request bodies; retry shortly.",
+                           {{"retry-after", "1"}}, ""};
+    }
+    reserved_ = want;
+    if (ExpectsContinue(parser_.get())) {
+      const std::string_view go_ahead = kContinueResponse;
+      if (co_await conn_.WriteRaw(go_ahead, std::chrono::milliseconds(cfg.write_timeout_ms))) {
+        co_return LocalReply{400, "invalid_request_error", "connection_lost", "The connection was lost.", {}, ""};
+      }
+    }
+    arm_(cfg.body_timeout_ms);
+    beast::error_code ec = co_await conn_.ReadBody(buffer_, parser_);
+    deadline_.cancel();
+    if (ec) {
+      if (timed_out_) {
+        server_.protocol_errors_->With({"body_timeout"}).Inc();
+        co_return LocalReply{408, "invalid_request_error", "request_timeout",
+                             "Timed out waiting for the request body.", {}, ""};
+      }
+      if (ec == http::error::body_limit) {
+        server_.protocol_errors_->With({"body_too_large"}).Inc();
+        co_return LocalReply{413, "invalid_request_error", "request_too_large",
+                             "Request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes.",
+                             {}, ""};
+      }
+      server_.protocol_errors_->With({"bad_body"}).Inc();
+      co_return LocalReply{400, "invalid_request_error", "bad_http_request",
+                           "Malformed request body: " + ec.message(), {}, ""};
+    }
+    parser_.get().keep_alive(keep_alive_);
+    co_return std::nullopt;
+  }
+
+ private:
+  HttpServer& server_;
+  ClientConnection& conn_;
+  beast::flat_buffer& buffer_;
+  RequestParser& parser_;
+  asio::steady_timer& deadline_;
+  bool& timed_out_;
+  const std::function<void(int64_t)>& arm_;
+  const bool keep_alive_;
+  int64_t reserved_ = 0;
+};
 
 int HttpServer::WorkerCount(const ServerConfig& config) {
   if (config.threads > 0) return config.threads;
@@ -34,6 +170,9 @@ HttpServer::HttpServer(const ServerConfig& config, Gateway* gateway)
   open_connections_ = &m->AddGauge("moat_open_connections", "Client connections currently open.", {});
   protocol_errors_ = &m->AddCounter("moat_protocol_errors_total",
                                     "Client connections refused or closed for protocol reasons.", {"kind"});
+  connections_refused_ = &m->AddCounter("moat_connections_refused_total",
+                                        "Connections closed at once because a connection cap was reached.",
+                                        {"reason"});
 }
 
 HttpServer::~HttpServer() {
@@ -41,162 +180,262 @@ HttpServer::~HttpServer() {
   Wait();
 }
 
-moat::Status HttpServer::Start() {
+moat::StatusOr<std::shared_ptr<ssl::context>> MakeServerTlsContext(const std::string& cert_file,
+                                                                   const std::string& key_file) {
+  MOAT_RETURN_IF_ERROR(CheckSecretFilePermissions(key_file));
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                   ssl::context::no_sslv3 | ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                   ssl::context::single_dh_use);
   beast::error_code ec;
-  auto addr = asio::ip::make_address(config_.host, ec);
-  if (ec) return moat::InvalidArgumentError("server.listen host is not an IP address: " + config_.host);
-  uint16_t port = config_.port;
-  int n = WorkerCount(config_);
-  for (int i = 0; i < n; ++i) {
-    auto w = std::make_unique<Worker>();
-    w->acceptor = std::make_unique<tcp::acceptor>(w->io);
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) return moat::InvalidArgumentError("cannot load the TLS certificate " + cert_file + ": " + ec.message());
+  ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) return moat::InvalidArgumentError("cannot load the TLS private key " + key_file + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    return moat::InvalidArgumentError("the TLS private key " + key_file + " does not match " + cert_file);
+  }
+  return ctx;
+}
+
+moat::Status HttpServer::ReloadTls() {
+  if (config_.tls_listen.empty()) return moat::FailedPreconditionError("no TLS listener is configured");
+  MOAT_ASSIGN_OR_RETURN(auto ctx, MakeServerTlsContext(config_.tls_cert_file, config_.tls_key_file));
+  std::lock_guard lock(tls_mu_);
+  tls_context_ = std::move(ctx);
+  return moat::Status::Ok();
+}
+
+std::shared_ptr<ssl::context> HttpServer::tls_context() const {
+  std::lock_guard lock(tls_mu_);
+  return tls_context_;
+}
+
+moat::Status HttpServer::Listen(const std::string& host, uint16_t port, bool tls, uint16_t* bound_port) {
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  const char* key = tls ? "server.tls_listen" : "server.listen";
+  if (ec) return moat::InvalidArgumentError(std::string(key) + " host is not an IP address: " + host);
+  for (auto& w : workers_) {
+    Listener l;
+    l.tls = tls;
+    l.acceptor = std::make_unique<tcp::acceptor>(w->io);
     tcp::endpoint ep(addr, port);
-    w->acceptor->open(ep.protocol(), ec);
-    if (!ec) w->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    l.acceptor->open(ep.protocol(), ec);
+    if (!ec) l.acceptor->set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) {
       int one = 1;
-      if (::setsockopt(w->acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+      if (::setsockopt(l.acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         return moat::InternalError("setsockopt(SO_REUSEPORT) failed");
     }
-    if (!ec) w->acceptor->bind(ep, ec);
-    if (!ec) w->acceptor->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      return moat::UnavailableError("cannot listen on " + config_.host + ":" + std::to_string(port) + ": " + ec.message());
-    port = w->acceptor->local_endpoint().port();  // with port 0, later workers share the first's
-    workers_.push_back(std::move(w));
+    if (!ec) l.acceptor->bind(ep, ec);
+    if (!ec) l.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return moat::UnavailableError("cannot listen on " + host + ":" + std::to_string(port) + " (" + key +
+                                    "): " + ec.message());
+    }
+    port = l.acceptor->local_endpoint().port();  // with port 0, later workers share the first's
+    w->listeners.push_back(std::move(l));
   }
-  port_ = port;
+  *bound_port = port;
+  return moat::Status::Ok();
+}
+
+moat::Status HttpServer::Start() {
+  max_connections_ = EffectiveMaxConnections(config_.max_connections);
+  if (max_connections_ < config_.max_connections) {
+    std::cerr << "moat: server.max_connections lowered from " << config_.max_connections << " to "
+              << max_connections_ << " to fit the open-file limit (ulimit -n)\n";
+  }
+  if (!config_.tls_listen.empty()) MOAT_RETURN_IF_ERROR(ReloadTls());
+  const int n = WorkerCount(config_);
+  for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  MOAT_RETURN_IF_ERROR(Listen(config_.host, config_.port, /*tls=*/false, &port_));
+  if (!config_.tls_listen.empty()) {
+    MOAT_RETURN_IF_ERROR(Listen(config_.tls_host, config_.tls_port, /*tls=*/true, &tls_port_));
+  }
   for (int i = 0; i < n; ++i) {
     Worker& w = *workers_[i];
-    asio::co_spawn(w.io, AcceptLoop(w, i), asio::detached);
+    for (auto& l : w.listeners) asio::co_spawn(w.io, AcceptLoop(w, i, l), asio::detached);
     w.thread = std::thread([&w] { w.io.run(); });
   }
   return moat::Status::Ok();
 }
 
-asio::awaitable<void> HttpServer::AcceptLoop(Worker& w, int index) {
+bool HttpServer::AdmitConnection(const std::string& ip_key, const char** refusal) {
+  if (connections_.fetch_add(1) >= max_connections_) {
+    connections_.fetch_sub(1);
+    *refusal = "process_cap";
+    return false;
+  }
+  std::lock_guard lock(ip_mu_);
+  int64_t& n = connections_per_ip_[ip_key];
+  if (n >= config_.max_connections_per_ip) {
+    if (n == 0) connections_per_ip_.erase(ip_key);
+    connections_.fetch_sub(1);
+    *refusal = "ip_cap";
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void HttpServer::ReleaseConnection(const std::string& ip_key) {
+  {
+    std::lock_guard lock(ip_mu_);
+    auto it = connections_per_ip_.find(ip_key);
+    if (it != connections_per_ip_.end() && --it->second <= 0) connections_per_ip_.erase(it);
+  }
+  connections_.fetch_sub(1);
+}
+
+bool HttpServer::ReserveBodyBytes(int64_t bytes) {
+  if (buffered_body_bytes_.fetch_add(bytes) + bytes > static_cast<int64_t>(config_.max_buffered_body_bytes)) {
+    buffered_body_bytes_.fetch_sub(bytes);
+    return false;
+  }
+  return true;
+}
+
+void HttpServer::ReleaseBodyBytes(int64_t bytes) { buffered_body_bytes_.fetch_sub(bytes); }
+
+asio::awaitable<void> HttpServer::AcceptLoop(Worker& w, int index, Listener& listener) {
+  asio::steady_timer backoff_timer(w.io);
+  std::chrono::milliseconds backoff{0};
   while (!stopping_.load()) {
-    auto [ec, socket] = co_await w.acceptor->async_accept(kNoThrow);
+    auto [ec, socket] = co_await listener.acceptor->async_accept(kNoThrow);
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_.load()) break;
       protocol_errors_->With({"accept"}).Inc();
+      // Out of descriptors or memory: accepting again at once fails again, in a loop that would
+      // starve every open connection. Wait, longer while it keeps failing.
+      backoff = std::clamp(backoff * 2, kFirstAcceptBackoff, kMaxAcceptBackoff);
+      backoff_timer.expires_after(backoff);
+      co_await backoff_timer.async_wait(kNoThrow);
       continue;
     }
-    asio::co_spawn(w.io, Session(std::move(socket), index), asio::detached);
+    backoff = std::chrono::milliseconds{0};
+    asio::co_spawn(w.io, Session(std::move(socket), index, listener.tls), asio::detached);
   }
 }
 
-asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index) {
+asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tls) {
   beast::error_code ec;
   std::string peer = socket.remote_endpoint(ec).address().to_string();
   if (peer.rfind("::ffff:", 0) == 0) peer = peer.substr(7);
-  socket.set_option(tcp::no_delay(true), ec);
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
+  auto ip_key_or = ratelimit::ClientIpKey(peer);
+  const std::string ip_key = ip_key_or.ok() ? *ip_key_or : peer;
+  const char* refusal = nullptr;
+  if (!AdmitConnection(ip_key, &refusal)) {
+    connections_refused_->With({refusal}).Inc();
+    if (!tls) {
+      // Best effort, never waiting: a refused client must not hold a coroutine either.
+      socket.non_blocking(true, ec);
+      socket.write_some(asio::buffer(ConnectionCapResponse()), ec);
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    co_return;
+  }
+  struct Admitted {
+    HttpServer* server;
+    const std::string& key;
+    Family<Gauge>* gauge;
+    ~Admitted() {
+      gauge->With({}).Add(-1);
+      server->ReleaseConnection(key);
+    }
+  } admitted{this, ip_key, open_connections_};
   open_connections_->With({}).Add(1);
-  auto& io = *static_cast<asio::io_context*>(&workers_[index]->io);
-  const int64_t wt = config_.write_timeout_ms;
+
+  socket.set_option(tcp::no_delay(true), ec);
+  std::unique_ptr<ClientConnection> conn =
+      tls ? std::make_unique<ClientConnection>(std::move(socket), tls_context())
+          : std::make_unique<ClientConnection>(std::move(socket));
+  if (beast::error_code hec = co_await conn->Handshake(std::chrono::milliseconds(config_.header_timeout_ms))) {
+    protocol_errors_->With({"tls_handshake"}).Inc();
+    co_await conn->Close(kTlsShutdownTimeout);
+    co_return;
+  }
+  auto& io = workers_[index]->io;
+  beast::flat_buffer buffer;
 
   // Read deadlines use their own timer that cancels the read, rather than tcp_stream's
   // expiry (which closes the socket), so that a slow client still receives its 408.
-  asio::steady_timer deadline(stream.get_executor());
+  asio::steady_timer deadline(conn->tcp().get_executor());
   bool timed_out = false;
-  auto arm = [&](int64_t ms) {
+  const std::function<void(int64_t)> arm = [&](int64_t ms) {
     timed_out = false;
     deadline.expires_after(std::chrono::milliseconds(ms));
     deadline.async_wait([&](const beast::error_code& ec) {
       if (ec) return;  // cancelled: the read finished first
       timed_out = true;
-      beast::error_code ignored;
-      stream.socket().cancel(ignored);
+      conn->CancelReads();
     });
   };
-  // Protocol errors close the connection (MakeResponse with no request: no keep-alive).
-  auto error_response = [](int status, const std::string& message, const char* code) {
-    return Gateway::MakeResponse(nullptr, status, ErrorBody(message, "invalid_request_error", code),
-                                 "application/json", {});
-  };
-  auto too_large = [&](boost::optional<uint64_t> len) {
-    return "Request body" + (len ? " is " + std::to_string(*len) + " bytes; it" : std::string()) +
-           " exceeds the limit of " + std::to_string(config_.max_body_bytes) + " bytes.";
+  // Protocol errors: the response is built first, then sent (not inside co_await, see
+  // Gateway::SendResponse), and the connection closes.
+  std::optional<Gateway::HttpResponse> error;
+  auto fail = [&](const char* kind, int status, const std::string& message, const char* code) {
+    protocol_errors_->With({kind}).Inc();
+    error = ErrorResponse(status, message, code);
   };
 
+  size_t drain = 0;
   while (!stopping_.load()) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(64 * 1024);
+    RequestParser parser;
+    parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
     parser.body_limit(config_.max_body_bytes);
     arm(config_.header_timeout_ms);
-    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
+    beast::error_code hec = co_await conn->ReadHeader(buffer, parser);
     deadline.cancel();
     if (hec) {
       if (timed_out) {
         // An idle keep-alive connection closes silently; a half-sent request gets a 408.
-        if (buffer.size() > 0) {
-          protocol_errors_->With({"header_timeout"}).Inc();
-          {
-          auto res = error_response(408, "Timed out waiting for the request headers.", "request_timeout");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
-        }
+        if (buffer.size() > 0) fail("header_timeout", 408, "Timed out waiting for the request headers.", "request_timeout");
       } else if (hec == http::error::header_limit) {
-        protocol_errors_->With({"header_too_large"}).Inc();
-        {
-          auto res = error_response(431, "Request headers are too large.", "headers_too_large");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
+        fail("header_too_large", 431, "Request headers are too large.", "headers_too_large");
       } else if (hec == http::error::body_limit) {
-        protocol_errors_->With({"body_too_large"}).Inc();
-        {
-          auto res = error_response(413, too_large(boost::none), "request_too_large");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
+        fail("body_too_large", 413,
+             "Request body exceeds the limit of " + std::to_string(config_.max_body_bytes) + " bytes.",
+             "request_too_large");
       } else if (hec != http::error::end_of_stream && hec != asio::error::connection_reset &&
-                 hec != asio::error::eof && hec != asio::error::operation_aborted) {
-        protocol_errors_->With({"bad_request"}).Inc();
-        {
-          auto res = error_response(400, "Malformed HTTP request: " + hec.message(), "bad_http_request");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
+                 hec != asio::error::eof && hec != asio::error::operation_aborted &&
+                 hec != ssl::error::stream_truncated) {
+        fail("bad_request", 400, "Malformed HTTP request: " + hec.message(), "bad_http_request");
       }
+      break;
+    }
+    if (auto refused = CheckRequestFraming(parser.get())) {
+      protocol_errors_->With({"bad_framing"}).Inc();
+      error = Gateway::MakeResponse(nullptr, refused->http_status, ErrorBody(*refused), "application/json", {});
+      drain = kLingerDrainBytes;  // discarded unparsed: it may hold a smuggled request
       break;
     }
     if (auto len = parser.content_length(); len && *len > config_.max_body_bytes) {
-      protocol_errors_->With({"body_too_large"}).Inc();
-      {
-          auto res = error_response(413, too_large(len), "request_too_large");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
+      fail("body_too_large", 413,
+           "Request body is " + std::to_string(*len) + " bytes; it exceeds the limit of " +
+               std::to_string(config_.max_body_bytes) + " bytes.",
+           "request_too_large");
+      drain = kLingerDrainBytes;
       break;
     }
-    arm(config_.body_timeout_ms);
-    auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
-    deadline.cancel();
-    if (bec) {
-      if (timed_out) {
-        protocol_errors_->With({"body_timeout"}).Inc();
-        {
-          auto res = error_response(408, "Timed out waiting for the request body.", "request_timeout");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
-      } else if (bec == http::error::body_limit) {
-        protocol_errors_->With({"body_too_large"}).Inc();
-        {
-          auto res = error_response(413, too_large(parser.content_length()), "request_too_large");
-          co_await Gateway::SendResponse(stream, res, wt);
-        }
-      }
+    bool keep = false;
+    {
+      ScopedCount in_flight(in_flight_);
+      SessionBody body(*this, *conn, buffer, parser, deadline, timed_out, arm);
+      keep = co_await gateway_->Handle(parser.get(), body, *conn, peer, index, io);
+    }
+    if (!parser.is_done()) {
+      // Answered without reading the body (e.g. a bad API key): the answer said
+      // "Connection: close"; let the client read it before the connection goes.
+      drain = kLingerDrainBytes;
       break;
     }
-    stream.expires_never();
-    HttpRequest req = parser.release();
-    in_flight_.fetch_add(1);
-    bool keep = co_await gateway_->Handle(req, stream, peer, index, io);
-    in_flight_.fetch_sub(1);
     if (!keep) break;
   }
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  stream.close();
-  open_connections_->With({}).Add(-1);
+  if (error) co_await Gateway::SendResponse(*conn, *error, config_.write_timeout_ms);
+  co_await conn->Close(drain > 0 ? kLingerTimeout : kTlsShutdownTimeout, drain);
 }
 
 void HttpServer::Stop(int64_t grace_ms) {
@@ -204,7 +443,7 @@ void HttpServer::Stop(int64_t grace_ms) {
   for (auto& w : workers_) {
     asio::post(w->io, [&w] {
       beast::error_code ec;
-      w->acceptor->close(ec);
+      for (auto& l : w->listeners) l.acceptor->close(ec);
     });
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);

@@ -5,13 +5,17 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/json.hpp>
 
+#include "common/private_files.h"
 #include "moat/clock.h"
 #include "server/openai.h"
+#include "server/sse_relay.h"
 #include "watermark/logit_bias.h"
 
 namespace moat::server {
@@ -20,148 +24,53 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kMaxResponseBytes = 64 << 20;
+constexpr size_t kReadChunkBytes = 16384;
+constexpr size_t kCoalesceBytes = 32768;  // most stream bytes gathered into one client write
 
 bool IsConnectionLoss(const beast::error_code& ec) {
   return ec == http::error::end_of_stream || ec == http::error::partial_message ||
          ec == asio::error::eof || ec == asio::error::connection_reset ||
-         ec == asio::error::broken_pipe || ec == asio::error::connection_aborted;
+         ec == asio::error::broken_pipe || ec == asio::error::connection_aborted ||
+         ec == ssl::error::stream_truncated;
 }
 
-// Extracts usage and output text from one completion or chunk object.
-void TakeUsageAndText(const json::object& o, RequestContext& ctx, int64_t* content_events) {
-  if (const auto* u = o.if_contains("usage"); u && u->is_object()) {
-    const auto& uo = u->as_object();
-    auto num = [&](const char* k) -> int64_t {
-      const auto* v = uo.if_contains(k);
-      if (!v) return -1;
-      if (v->is_int64()) return v->as_int64();
-      if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
-      return -1;
-    };
-    int64_t p = num("prompt_tokens"), c = num("completion_tokens");
-    if (p >= 0 && c >= 0) {
-      ctx.prompt_tokens = p;
-      ctx.completion_tokens = c;
-      ctx.usage_from_upstream = true;
+// The TLS client context of one https upstream (see UpstreamBackend).
+moat::StatusOr<std::shared_ptr<ssl::context>> MakeClientTlsContext(const ModelConfig& config) {
+  const std::string where = "model '" + config.name + "': ";
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  if (config.tls_verify) {
+    ctx->set_verify_mode(ssl::verify_peer);
+    if (!config.tls_ca_file.empty()) {
+      ctx->load_verify_file(config.tls_ca_file, ec);
+      if (ec) return moat::InvalidArgumentError(where + "cannot load tls_ca_file " + config.tls_ca_file + ": " + ec.message());
+    } else {
+      ctx->set_default_verify_paths(ec);
+      if (ec) return moat::InvalidArgumentError(where + "cannot load the system trust store: " + ec.message());
     }
+  } else {
+    ctx->set_verify_mode(ssl::verify_none);
   }
-  const auto* choices = o.if_contains("choices");
-  if (!choices || !choices->is_array()) return;
-  for (const auto& ch : choices->as_array()) {
-    if (!ch.is_object()) continue;
-    const auto& co = ch.as_object();
-    const json::value* text = nullptr;
-    if (const auto* d = co.if_contains("delta"); d && d->is_object()) text = d->as_object().if_contains("content");
-    if (const auto* m = co.if_contains("message"); m && m->is_object()) text = m->as_object().if_contains("content");
-    if (!text) text = co.if_contains("text");
-    if (text && text->is_string() && !text->as_string().empty()) {
-      ctx.completion_text.append(text->as_string().data(), text->as_string().size());
-      if (content_events) ++*content_events;
-    }
+  if (!config.tls_client_cert_file.empty()) {
+    MOAT_RETURN_IF_ERROR(CheckSecretFilePermissions(config.tls_client_key_file));
+    ctx->use_certificate_chain_file(config.tls_client_cert_file, ec);
+    if (ec) return moat::InvalidArgumentError(where + "cannot load tls_client_cert_file: " + ec.message());
+    ctx->use_private_key_file(config.tls_client_key_file, ssl::context::pem, ec);
+    if (ec) return moat::InvalidArgumentError(where + "cannot load tls_client_key_file: " + ec.message());
+    if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+      return moat::InvalidArgumentError(where + "tls_client_key_file does not match tls_client_cert_file");
   }
+  return ctx;
 }
-
-// Removes reasoning traces (vLLM / SGLang `reasoning_content`, `reasoning`) from every
-// choice's delta or message. Returns true when something was removed.
-bool StripReasoning(json::object& o) {
-  bool removed = false;
-  auto* choices = o.if_contains("choices");
-  if (!choices || !choices->is_array()) return false;
-  for (auto& ch : choices->as_array()) {
-    if (!ch.is_object()) continue;
-    for (const char* part : {"delta", "message"}) {
-      auto* p = ch.as_object().if_contains(part);
-      if (!p || !p->is_object()) continue;
-      removed |= p->as_object().erase("reasoning_content") > 0;
-      removed |= p->as_object().erase("reasoning") > 0;
-    }
-  }
-  return removed;
-}
-
-// Splits complete SSE events off `pending` and decides, event by event, what to forward.
-class SseRelay {
- public:
-  SseRelay(RequestContext& ctx, bool client_wants_usage)
-      : ctx_(ctx), client_wants_usage_(client_wants_usage) {}
-
-  // Consumes bytes; appends the events to forward to `out`.
-  void Feed(std::string_view bytes, std::string* out) {
-    pending_.append(bytes);
-    size_t start = 0;
-    for (;;) {
-      size_t end = pending_.find("\n\n", start);
-      size_t sep = 2;
-      size_t crlf = pending_.find("\r\n\r\n", start);
-      if (crlf != std::string::npos && (end == std::string::npos || crlf < end)) {
-        end = crlf;
-        sep = 4;
-      }
-      if (end == std::string::npos) break;
-      HandleEvent(std::string_view(pending_).substr(start, end - start), out);
-      start = end + sep;
-    }
-    pending_.erase(0, start);
-  }
-
-  bool done() const { return done_; }
-  int64_t content_events() const { return content_events_; }
-
- private:
-  void HandleEvent(std::string_view event, std::string* out) {
-    std::string data;
-    size_t pos = 0;
-    while (pos <= event.size()) {
-      size_t nl = event.find('\n', pos);
-      std::string_view line = event.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.rfind("data:", 0) == 0) {
-        line.remove_prefix(5);
-        if (!line.empty() && line.front() == ' ') line.remove_prefix(1);
-        if (!data.empty()) data.push_back('\n');
-        data.append(line);
-      }
-      if (nl == std::string_view::npos) break;
-      pos = nl + 1;
-    }
-    if (data == "[DONE]") {
-      done_ = true;  // the pipeline sends [DONE] itself once the audit record is durable
-      return;
-    }
-    if (!data.empty()) {
-      json::error_code ec;
-      json::value v = json::parse(data, ec);
-      if (!ec && v.is_object()) {
-        auto& o = v.as_object();
-        TakeUsageAndText(o, ctx_, &content_events_);
-        const auto* choices = o.if_contains("choices");
-        bool usage_only = o.contains("usage") && !o.at("usage").is_null() && choices &&
-                          choices->is_array() && choices->as_array().empty();
-        if (usage_only && !client_wants_usage_) return;  // injected by us: not the client's
-        if (ctx_.strip_reasoning && StripReasoning(o)) {
-          out->append("data: ");
-          out->append(json::serialize(o));
-          out->append("\n\n");
-          return;
-        }
-      }
-    }
-    out->append(event);
-    out->append("\n\n");
-  }
-
-  RequestContext& ctx_;
-  const bool client_wants_usage_;
-  std::string pending_;
-  bool done_ = false;
-  int64_t content_events_ = 0;
-};
 
 void SetGatewayError(RequestContext& ctx, int status, const std::string& code, std::string message) {
   ctx.http_status = status;
@@ -175,6 +84,10 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
     const ModelConfig& config, int workers, MetricsRegistry* metrics, const WatermarkSettings& wm,
     const std::string& wm_secret_path) {
   MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseBaseUrl(config.base_url));
+  std::shared_ptr<ssl::context> tls;
+  if (url.tls) {
+    MOAT_ASSIGN_OR_RETURN(tls, MakeClientTlsContext(config));
+  }
   asio::io_context io;
   tcp::resolver resolver(io);
   beast::error_code ec;
@@ -184,6 +97,8 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
                                   config.name + "\": " + ec.message());
   std::unique_ptr<UpstreamBackend> backend(
       new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics));
+  backend->tls_context_ = std::move(tls);
+  backend->tls_server_name_ = config.tls_server_name.empty() ? url.host : config.tls_server_name;
   if (config.watermark_vocab_size > 0 && wm.enabled) {
     MOAT_ASSIGN_OR_RETURN(backend->wm_secret_, watermark::MasterSecret::LoadOrCreate(wm_secret_path));
     backend->wm_config_.scheme = watermark::Scheme::kUnigram;  // the only scheme a static map can carry
@@ -201,6 +116,7 @@ UpstreamBackend::UpstreamBackend(const ModelConfig& config, HttpUrl url, tcp::en
   static std::once_flag once;
   static Family<Counter>* errors = nullptr;
   static Family<Histogram>* ttfb = nullptr;
+  static Family<Counter>* handshakes = nullptr;
   // Families are shared by all upstream backends of the process (label: model).
   std::call_once(once, [&] {
     errors = &metrics->AddCounter("moat_upstream_errors_total",
@@ -208,13 +124,24 @@ UpstreamBackend::UpstreamBackend(const ModelConfig& config, HttpUrl url, tcp::en
     ttfb = &metrics->AddHistogram("moat_upstream_ttfb_seconds",
                                   "Time from forwarding a request to the upstream's response headers.",
                                   {"model"}, LatencyBuckets());
+    handshakes = &metrics->AddCounter("moat_upstream_tls_handshakes_total",
+                                      "TLS handshakes with upstreams, by model and whether a session was resumed.",
+                                      {"model", "resumed"});
   });
   upstream_errors_ = errors;
   upstream_ttfb_ = ttfb;
+  tls_handshakes_ = handshakes;
 }
 
+UpstreamBackend::~UpstreamBackend() = default;
+
+void UpstreamBackend::SessionFree::operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
+
 void UpstreamBackend::Shutdown() {
-  for (auto& pool : pools_) pool.idle.clear();
+  for (auto& pool : pools_) {
+    pool.idle.clear();
+    pool.tls_session.reset();
+  }
 }
 
 void UpstreamBackend::CountError(const char* kind) { upstream_errors_->With({config_.name, kind}).Inc(); }
@@ -262,11 +189,232 @@ std::string UpstreamBackend::ForwardBody(Pool& pool, RequestContext& ctx) const 
   return json::serialize(body);
 }
 
+asio::awaitable<std::unique_ptr<UpstreamBackend::Connection>> UpstreamBackend::Connect(Pool& pool,
+                                                                                      BackendCall& call) {
+  RequestContext& ctx = call.ctx;
+  const auto connect_timeout = std::chrono::milliseconds(config_.connect_timeout_ms);
+  beast::tcp_stream stream(*call.io);
+  stream.expires_after(connect_timeout);
+  auto [ec] = co_await stream.async_connect(endpoint_, kNoThrow);
+  if (ec) {
+    bool timeout = ec == beast::error::timeout;
+    CountError(timeout ? "connect_timeout" : "connect");
+    SetGatewayError(ctx, 502, timeout ? "upstream_connect_timeout" : "upstream_unreachable",
+                    "the upstream for model '" + ctx.model + "' is unreachable (" + ec.message() + ")");
+    co_return nullptr;
+  }
+  stream.socket().set_option(tcp::no_delay(true));
+  auto conn = std::make_unique<Connection>();
+  if (!tls_context_) {
+    stream.expires_never();
+    conn->plain = std::make_unique<beast::tcp_stream>(std::move(stream));
+    co_return conn;
+  }
+  conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(stream), *tls_context_);
+  SSL* ssl = conn->tls->native_handle();
+  beast::error_code addr_ec;
+  asio::ip::make_address(tls_server_name_, addr_ec);
+  // SNI names hosts only, never literal addresses (RFC 6066 §3).
+  if (addr_ec) SSL_set_tlsext_host_name(ssl, tls_server_name_.c_str());
+  if (config_.tls_verify) conn->tls->set_verify_callback(ssl::host_name_verification(tls_server_name_));
+  if (pool.tls_session) SSL_set_session(ssl, pool.tls_session.get());
+  beast::get_lowest_layer(*conn->tls).expires_after(connect_timeout);
+  auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client, kNoThrow);
+  beast::get_lowest_layer(*conn->tls).expires_never();
+  if (hec) {
+    CountError("tls_handshake");
+    std::string why = hec.message();
+    if (long verify = SSL_get_verify_result(ssl); verify != X509_V_OK)
+      why = std::string("certificate verification failed: ") + X509_verify_cert_error_string(verify);
+    SetGatewayError(ctx, 502, "upstream_tls_error",
+                    "the TLS handshake with the upstream for model '" + ctx.model + "' failed (" + why + ")");
+    co_return nullptr;
+  }
+  tls_handshakes_->With({config_.name, SSL_session_reused(ssl) ? "yes" : "no"}).Inc();
+  co_return conn;
+}
+
+template <class Stream>
+asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
+    Stream& conn, bool reused, BackendCall& call, http::request<http::string_body>& req,
+    bool client_wants_usage) {
+  RequestContext& ctx = call.ctx;
+  const auto read_timeout = std::chrono::milliseconds(config_.read_timeout_ms);
+  beast::tcp_stream& lowest = beast::get_lowest_layer(conn);
+  Attempt attempt;
+  const int64_t sent_ns = SystemClock::Get()->NowNanos();
+
+  lowest.expires_after(read_timeout);
+  auto [wec, wn] = co_await http::async_write(conn, req, kNoThrow);
+  // Once the prompt has left for the upstream it costs tokens, whatever happens to the answer
+  // (client gone, limit cut, upstream failure): charged unless the upstream reports usage.
+  if (!wec && !ctx.usage_from_upstream) ctx.prompt_tokens = ctx.prompt_tokens_estimate;
+  beast::flat_buffer buf;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  beast::error_code hec = wec;
+  if (!hec) {
+    lowest.expires_after(read_timeout);
+    auto [ec, n] = co_await http::async_read_header(conn, buf, parser, kNoThrow);
+    hec = ec;
+  }
+  if (hec) {
+    if (reused && IsConnectionLoss(hec)) {  // a stale pooled connection: retry fresh
+      attempt.retry = true;
+      co_return attempt;
+    }
+    if (hec == beast::error::timeout) {
+      CountError("timeout");
+      SetGatewayError(ctx, 504, "upstream_timeout",
+                      "the upstream for model '" + ctx.model + "' did not answer within " +
+                          std::to_string(config_.read_timeout_ms) + " ms");
+    } else {
+      CountError("reset");
+      SetGatewayError(ctx, 502, "upstream_connection_reset",
+                      "the upstream for model '" + ctx.model + "' closed the connection (" + hec.message() + ")");
+    }
+    co_return attempt;
+  }
+  upstream_ttfb_->With({config_.name}).Observe(
+      static_cast<double>(SystemClock::Get()->NowNanos() - sent_ns) / 1e9);
+
+  const int status = parser.get().result_int();
+  ctx.http_status = status;
+  const std::string content_type(parser.get()[http::field::content_type]);
+  const bool is_sse = content_type.find("text/event-stream") != std::string::npos;
+  if (status == 429 || status == 503) {
+    auto ra = parser.get()[http::field::retry_after];
+    if (!ra.empty()) ctx.response_headers.emplace_back("retry-after", std::string(ra));
+  }
+
+  char chunk[kReadChunkBytes];
+  std::string body;
+  std::string forward;
+  SseRelay relay(ctx, client_wants_usage);
+  const bool relay_stream = ctx.stream && status == 200 && is_sse;
+  int64_t last_events = 0;
+  bool stopped = false;
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof(chunk);
+    lowest.expires_after(read_timeout);
+    auto [ec, n] = co_await http::async_read_some(conn, buf, parser, kNoThrow);
+    if (ec == http::error::need_buffer) ec = {};
+    size_t got = sizeof(chunk) - parser.get().body().size;
+    if (relay_stream) {
+      if (got > 0) relay.Feed(std::string_view(chunk, got), &forward);
+      if (relay.overflowed()) {
+        CountError("event_too_large");
+        SetGatewayError(ctx, 502, "upstream_event_too_large",
+                        "the upstream sent a stream event larger than " +
+                            std::to_string(SseRelay::kDefaultMaxEventBytes) + " bytes");
+        co_return attempt;
+      }
+      // Coalesce events whose bytes already wait in the socket into one write; never wait for
+      // more. (Bytes left in `buf` may be just chunk framing, so they do not count.)
+      beast::error_code aec;
+      const bool more_ready = !parser.is_done() && !ec && lowest.socket().available(aec) > 0 &&
+                              forward.size() < kCoalesceBytes;
+      if (!forward.empty() && !more_ready) {
+        if (!call.client->begun() && !co_await call.client->Begin(ctx)) {
+          stopped = true;
+        } else if (!co_await call.client->Send(forward)) {
+          stopped = true;
+        }
+        forward.clear();
+        if (stopped) {
+          ctx.http_status = 499;
+          ctx.error_code = "client_disconnected";
+          break;
+        }
+      }
+      if (!ctx.usage_from_upstream) ctx.completion_tokens = relay.content_events();
+      if (relay.content_events() != last_events) {
+        last_events = relay.content_events();
+        if (call.on_progress && !call.on_progress()) {
+          stopped = true;
+          break;
+        }
+      }
+    } else if (got > 0) {
+      if (body.size() + got > kMaxResponseBytes) {
+        CountError("too_large");
+        SetGatewayError(ctx, 502, "upstream_response_too_large", "the upstream's response is larger than 64 MiB");
+        co_return attempt;
+      }
+      body.append(chunk, got);
+    }
+    if (ec) {
+      bool timeout = ec == beast::error::timeout;
+      CountError(timeout ? "timeout" : "reset");
+      if (relay_stream) {
+        SetGatewayError(ctx, timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_stream_interrupted",
+                        timeout ? "the upstream stopped sending for " + std::to_string(config_.read_timeout_ms) + " ms"
+                                : "the upstream closed the stream before it was complete (" + ec.message() + ")");
+      } else {
+        SetGatewayError(ctx, timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_connection_reset",
+                        "the upstream's response was cut short (" + ec.message() + ")");
+      }
+      co_return attempt;
+    }
+  }
+
+  attempt.reusable = !stopped && parser.is_done() && parser.get().keep_alive();
+  if (attempt.reusable) lowest.expires_never();  // an idle pooled connection has no deadline
+  if (stopped) co_return attempt;
+
+  if (relay_stream) {
+    if (!ctx.usage_from_upstream) {
+      ctx.prompt_tokens = ctx.prompt_tokens_estimate;
+      ctx.completion_tokens = relay.content_events();
+    }
+    if (!relay.done()) {
+      CountError("stream_incomplete");
+      SetGatewayError(ctx, 502, "upstream_stream_interrupted", "the upstream ended the stream without [DONE]");
+    }
+    co_return attempt;
+  }
+
+  // A non-streamed answer (or an upstream error answered without a stream).
+  json::error_code jec;
+  json::value v = json::parse(body, jec);
+  if (jec || !v.is_object()) {
+    CountError("invalid_response");
+    SetGatewayError(ctx, 502, "upstream_invalid_response",
+                    "the upstream answered with HTTP " + std::to_string(status) + " and a body that is not JSON");
+    co_return attempt;
+  }
+  if (status != 200) {
+    CountError(status >= 500 ? "status_5xx" : "status_4xx");
+    if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
+      if (const auto* c = e->as_object().if_contains("code"); c && c->is_string())
+        ctx.error_code = std::string(c->as_string());
+    if (ctx.error_code.empty()) ctx.error_code = "upstream_status_" + std::to_string(status);
+    attempt.result.body = std::move(body);
+    co_return attempt;
+  }
+  TakeUsageAndText(v.as_object(), ctx, nullptr);
+  if (ctx.strip_reasoning && StripReasoning(v.as_object())) body = json::serialize(v);
+  if (!ctx.usage_from_upstream) {
+    ctx.prompt_tokens = ctx.prompt_tokens_estimate;
+    ctx.completion_tokens = EstimateTokens(ctx.completion_text);
+  }
+  if (ctx.stream) {
+    // Asked for a stream but got plain JSON: send it as one event so the client's stream
+    // parser still works.
+    if (!co_await call.client->Begin(ctx) || !co_await call.client->Send("data: " + body + "\n\n")) {
+      ctx.http_status = 499;
+      ctx.error_code = "client_disconnected";
+    }
+    co_return attempt;
+  }
+  attempt.result.body = std::move(body);
+  co_return attempt;
+}
+
 asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   RequestContext& ctx = call.ctx;
   Pool& pool = pools_[call.worker];
-  const auto connect_timeout = std::chrono::milliseconds(config_.connect_timeout_ms);
-  const auto read_timeout = std::chrono::milliseconds(config_.read_timeout_ms);
 
   http::request<http::string_body> req{http::verb::post, url_.path + ctx.endpoint, 11};
   req.set(http::field::host, url_.host + ":" + std::to_string(url_.port));
@@ -285,182 +433,37 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
     if (const auto* iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool())
       client_wants_usage = iu->as_bool();
 
-  const int64_t sent_ns = SystemClock::Get()->NowNanos();
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    std::unique_ptr<beast::tcp_stream> conn;
+  for (int attempt_no = 0; attempt_no < 2; ++attempt_no) {
+    std::unique_ptr<Connection> conn;
     bool reused = false;
     if (!pool.idle.empty()) {
       conn = std::move(pool.idle.back());
       pool.idle.pop_back();
       reused = true;
     } else {
-      conn = std::make_unique<beast::tcp_stream>(*call.io);
-      conn->expires_after(connect_timeout);
-      auto [ec] = co_await conn->async_connect(endpoint_, kNoThrow);
-      if (ec) {
-        bool timeout = ec == beast::error::timeout;
-        CountError(timeout ? "connect_timeout" : "connect");
-        SetGatewayError(ctx, 502, timeout ? "upstream_connect_timeout" : "upstream_unreachable",
-                        "the upstream for model '" + ctx.model + "' is unreachable (" + ec.message() + ")");
-        co_return BackendResult{};
-      }
-      conn->socket().set_option(tcp::no_delay(true));
+      conn = co_await Connect(pool, call);
+      if (!conn) co_return BackendResult{};
     }
-
-    conn->expires_after(read_timeout);
-    auto [wec, wn] = co_await http::async_write(*conn, req, kNoThrow);
-    beast::flat_buffer buf;
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(boost::none);
-    beast::error_code hec = wec;
-    if (!hec) {
-      conn->expires_after(read_timeout);
-      auto [ec, n] = co_await http::async_read_header(*conn, buf, parser, kNoThrow);
-      hec = ec;
+    // (if/else, not ?: : GCC 12 mishandles co_await in both arms of a conditional expression.)
+    Attempt attempt;
+    if (conn->tls) {
+      attempt = co_await Exchange(*conn->tls, reused, call, req, client_wants_usage);
+    } else {
+      attempt = co_await Exchange(*conn->plain, reused, call, req, client_wants_usage);
     }
-    if (hec) {
-      if (reused && IsConnectionLoss(hec)) continue;  // a stale pooled connection: retry fresh
-      if (hec == beast::error::timeout) {
-        CountError("timeout");
-        SetGatewayError(ctx, 504, "upstream_timeout",
-                        "the upstream for model '" + ctx.model + "' did not answer within " +
-                            std::to_string(config_.read_timeout_ms) + " ms");
-      } else {
-        CountError("reset");
-        SetGatewayError(ctx, 502, "upstream_connection_reset",
-                        "the upstream for model '" + ctx.model + "' closed the connection (" + hec.message() + ")");
-      }
-      co_return BackendResult{};
-    }
-    upstream_ttfb_->With({config_.name}).Observe(
-        static_cast<double>(SystemClock::Get()->NowNanos() - sent_ns) / 1e9);
-
-    const int status = parser.get().result_int();
-    ctx.http_status = status;
-    const std::string content_type(parser.get()[http::field::content_type]);
-    const bool is_sse = content_type.find("text/event-stream") != std::string::npos;
-    if (status == 429 || status == 503) {
-      auto ra = parser.get()[http::field::retry_after];
-      if (!ra.empty()) ctx.response_headers.emplace_back("retry-after", std::string(ra));
-    }
-
-    char chunk[16384];
-    std::string body;
-    std::string forward;
-    SseRelay relay(ctx, client_wants_usage);
-    const bool relay_stream = ctx.stream && status == 200 && is_sse;
-    int64_t last_events = 0;
-    bool stopped = false;
-    while (!parser.is_done()) {
-      parser.get().body().data = chunk;
-      parser.get().body().size = sizeof(chunk);
-      conn->expires_after(read_timeout);
-      auto [ec, n] = co_await http::async_read_some(*conn, buf, parser, kNoThrow);
-      if (ec == http::error::need_buffer) ec = {};
-      size_t got = sizeof(chunk) - parser.get().body().size;
-      if (relay_stream) {
-        if (got > 0) relay.Feed(std::string_view(chunk, got), &forward);
-        // Coalesce events whose bytes already wait in the socket into one write; never wait for
-        // more. (Bytes left in `buf` may be just chunk framing, so they do not count.)
-        beast::error_code aec;
-        const bool more_ready = !parser.is_done() && !ec && conn->socket().available(aec) > 0 &&
-                                forward.size() < 32768;
-        if (!forward.empty() && !more_ready) {
-          if (!call.client->begun() && !co_await call.client->Begin(ctx)) {
-            stopped = true;
-          } else if (!co_await call.client->Send(forward)) {
-            stopped = true;
-          }
-          forward.clear();
-          if (stopped) {
-            ctx.http_status = 499;
-            ctx.error_code = "client_disconnected";
-            break;
-          }
-        }
-        if (!ctx.usage_from_upstream) ctx.completion_tokens = relay.content_events();
-        if (relay.content_events() != last_events) {
-          last_events = relay.content_events();
-          if (call.on_progress && !call.on_progress()) {
-            stopped = true;
-            break;
-          }
-        }
-      } else if (got > 0) {
-        if (body.size() + got > kMaxResponseBytes) {
-          CountError("too_large");
-          SetGatewayError(ctx, 502, "upstream_response_too_large", "the upstream's response is larger than 64 MiB");
-          co_return BackendResult{};
-        }
-        body.append(chunk, got);
-      }
-      if (ec) {
-        bool timeout = ec == beast::error::timeout;
-        CountError(timeout ? "timeout" : "reset");
-        if (relay_stream) {
-          SetGatewayError(ctx, timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_stream_interrupted",
-                          timeout ? "the upstream stopped sending for " + std::to_string(config_.read_timeout_ms) + " ms"
-                                  : "the upstream closed the stream before it was complete (" + ec.message() + ")");
-        } else {
-          SetGatewayError(ctx, timeout ? 504 : 502, timeout ? "upstream_timeout" : "upstream_connection_reset",
-                          "the upstream's response was cut short (" + ec.message() + ")");
-        }
-        co_return BackendResult{};
+    if (attempt.retry) continue;
+    if (conn->tls) {
+      // The session (with the tickets a TLS 1.3 server sent after the handshake) lets the next
+      // connection of this worker resume instead of a full handshake.
+      SSL_SESSION* session = SSL_get1_session(conn->tls->native_handle());
+      if (session != nullptr && SSL_SESSION_is_resumable(session)) {
+        pool.tls_session.reset(session);
+      } else if (session != nullptr) {
+        SSL_SESSION_free(session);
       }
     }
-
-    if (!stopped && parser.is_done() && parser.get().keep_alive() &&
-        pool.idle.size() < config_.max_idle_connections) {
-      conn->expires_never();
-      pool.idle.push_back(std::move(conn));
-    }
-    if (stopped) co_return BackendResult{};
-
-    if (relay_stream) {
-      if (!ctx.usage_from_upstream) {
-        ctx.prompt_tokens = ctx.prompt_tokens_estimate;
-        ctx.completion_tokens = relay.content_events();
-      }
-      if (!relay.done()) {
-        CountError("stream_incomplete");
-        SetGatewayError(ctx, 502, "upstream_stream_interrupted", "the upstream ended the stream without [DONE]");
-      }
-      co_return BackendResult{};
-    }
-
-    // A non-streamed answer (or an upstream error answered without a stream).
-    json::error_code jec;
-    json::value v = json::parse(body, jec);
-    if (jec || !v.is_object()) {
-      CountError("invalid_response");
-      SetGatewayError(ctx, 502, "upstream_invalid_response",
-                      "the upstream answered with HTTP " + std::to_string(status) + " and a body that is not JSON");
-      co_return BackendResult{};
-    }
-    if (status != 200) {
-      CountError(status >= 500 ? "status_5xx" : "status_4xx");
-      if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
-        if (const auto* c = e->as_object().if_contains("code"); c && c->is_string())
-          ctx.error_code = std::string(c->as_string());
-      if (ctx.error_code.empty()) ctx.error_code = "upstream_status_" + std::to_string(status);
-      co_return BackendResult{std::move(body)};
-    }
-    TakeUsageAndText(v.as_object(), ctx, nullptr);
-    if (ctx.strip_reasoning && StripReasoning(v.as_object())) body = json::serialize(v);
-    if (!ctx.usage_from_upstream) {
-      ctx.prompt_tokens = ctx.prompt_tokens_estimate;
-      ctx.completion_tokens = EstimateTokens(ctx.completion_text);
-    }
-    if (ctx.stream) {
-      // Asked for a stream but got plain JSON: send it as one event so the client's stream
-      // parser still works.
-      if (!co_await call.client->Begin(ctx) || !co_await call.client->Send("data: " + body + "\n\n")) {
-        ctx.http_status = 499;
-        ctx.error_code = "client_disconnected";
-      }
-      co_return BackendResult{};
-    }
-    co_return BackendResult{std::move(body)};
+    if (attempt.reusable && pool.idle.size() < config_.max_idle_connections) pool.idle.push_back(std::move(conn));
+    co_return std::move(attempt.result);
   }
   CountError("reset");
   SetGatewayError(ctx, 502, "upstream_connection_reset", "the upstream closed the connection twice in a row");

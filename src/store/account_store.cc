@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "common/private_files.h"
+
 namespace moat::store {
 namespace {
 
@@ -230,6 +232,8 @@ StatusOr<std::unique_ptr<AccountStore>> AccountStore::Open(const std::string& db
                                 " bytes");
   }
   if (clock == nullptr) return InvalidArgumentError("clock is null");
+  // Owner-only; SQLite gives the -wal and -shm files the database file's mode.
+  MOAT_RETURN_IF_ERROR(EnsurePrivateFile(db_path));
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(db_path.c_str(), &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/private_files.h"
+
 namespace moat::watermark {
 namespace {
 
@@ -30,6 +32,10 @@ MasterSecret MasterSecret::Generate() {
 StatusOr<MasterSecret> MasterSecret::Load(const std::string& path) {
   std::ifstream in(path);
   if (!in) return NotFoundError("cannot open watermark secret " + path);
+  // Anyone who can read the master secret can find (and so remove) every account's watermark.
+  if (Status perms = CheckSecretFilePermissions(path); !perms.ok()) {
+    return perms.code() == StatusCode::kNotFound ? NotFoundError(perms.message()) : perms;
+  }
   std::string hex;
   in >> hex;
   std::array<uint8_t, kMasterSecretBytes> b{};

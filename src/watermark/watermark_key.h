@@ -23,7 +23,7 @@ class MasterSecret {
   // A fresh secret from the OS random generator.
   static MasterSecret Generate();
   // Reads a secret file (64 hex characters, optional trailing newline). kNotFound when absent,
-  // kDataLoss when malformed.
+  // kDataLoss when malformed, kFailedPrecondition when group or others can read or write it.
   static StatusOr<MasterSecret> Load(const std::string& path);
   // Loads `path`, or generates a secret and writes it there (mode 0600, parent directories
   // created) when the file does not exist.

@@ -67,10 +67,14 @@ class SlowClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(moat_.WriteConfig(Config(ClosedLoopbackPort(), 300, 300)).ok());
+    StatusOr<std::string> key = moat_.CreateAccountAndKeyWithCli("slow", "unverified");
+    ASSERT_TRUE(key.ok()) << key.status().ToString();
+    key_ = *key;
     Status s = moat_.Start();
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
   MoatInstance moat_;
+  std::string key_;
 };
 
 TEST_F(SlowClientTest, StalledHeadersAreTimedOut) {
@@ -90,8 +94,10 @@ TEST_F(SlowClientTest, StalledHeadersAreTimedOut) {
 TEST_F(SlowClientTest, StalledBodyIs408) {
   RawConnection raw;
   ASSERT_TRUE(raw.Connect(moat_.port()).ok());
-  ASSERT_TRUE(raw.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                       "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+  // Authenticated: the body of an unauthenticated request is never waited for (401 at once).
+  ASSERT_TRUE(raw.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                       key_ +
+                       "\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
                        "{\"model\":\"test-")
                   .ok());
   RawConnection::ReadResult r = raw.ReadUntilClose(milliseconds(5000));

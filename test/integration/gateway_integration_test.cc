@@ -631,10 +631,13 @@ TEST_F(GatewayTest, RequestsPerMinuteLimitAnswers429WithRetryAfter) {
 
 TEST_F(GatewayTest, TokensPerMinuteReservesMaxTokensAndReturnsUnusedBudget) {
   std::string key = NewKey("rl-tpm", "enterprise");  // key_tpm = 100
-  // More than the whole budget can never fit.
+  // More than the whole budget can never fit: waiting would not help, so it is a 400 without
+  // Retry-After (it used to be a 429 with "Retry-After: -9223372036854775808").
   HttpResponse too_big =
       Post("/v1/chat/completions", ChatBody("test-model", R"("max_tokens":200)"), Auth(key));
-  ExpectError(too_big, 429, "rate_limit_error", "rate_limit_exceeded");
+  ExpectError(too_big, 400, "invalid_request_error", "request_exceeds_limit");
+  EXPECT_EQ(too_big.Header("retry-after"), "");
+  EXPECT_EQ(too_big.Header("x-moat-limit-scope"), "key_tokens");
   // Reserves ~66 tokens (prompt estimate + max_tokens 60) but uses 2 + 2: the rest comes back.
   HttpResponse small = Post("/v1/chat/completions", ChatBody("test-model", R"("max_tokens":60)"),
                             Auth(key, {{"x-test-tokens", "2"}}));

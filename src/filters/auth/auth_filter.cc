@@ -1,5 +1,8 @@
 #include "filters/auth/auth_filter.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace moat::filters {
 namespace {
 
@@ -7,9 +10,24 @@ class AuthFilter final : public Filter {
  public:
   explicit AuthFilter(const AuthFilterFactory& f) : f_(f) {}
 
-  FilterStatus OnRequest(RequestContext& ctx) override {
+  // Authenticates from the Authorization header alone, so an unauthenticated client never gets
+  // its body read, parsed or stored.
+  FilterStatus OnHeaders(RequestContext& ctx) override {
+    ratelimit::FailedAuthLimiter* limiter = f_.failed_auth();
+    double retry_s = 0;
+    if (limiter != nullptr && !limiter->Allowed(ctx.client_ip, &retry_s)) {
+      f_.failures().With({"throttled"}).Inc();
+      const int64_t retry = static_cast<int64_t>(std::ceil(std::max(retry_s, 1.0)));
+      ctx.error_code = "too_many_auth_failures";
+      ctx.skip_audit = true;
+      return StopWith(ctx, 429, "rate_limit_error", "too_many_auth_failures",
+                      "Too many failed authentications from your address. Please try again in " +
+                          std::to_string(retry) + "s.",
+                      {{"retry-after", std::to_string(retry)}});
+    }
     if (ctx.bearer_token.empty()) {
       f_.failures().With({"missing_key"}).Inc();
+      if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
       ctx.error_code = "missing_api_key";
       return StopWith(ctx, 401, "invalid_request_error", "missing_api_key",
                       "You didn't provide an API key. Send it in the Authorization header as "
@@ -18,6 +36,7 @@ class AuthFilter final : public Filter {
     auto principal = f_.accounts()->Authenticate(ctx.bearer_token);
     if (!principal.ok()) {
       f_.failures().With({"invalid_key"}).Inc();
+      if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
       ctx.error_code = "invalid_api_key";
       return StopWith(ctx, 401, "invalid_request_error", "invalid_api_key",
                       "Incorrect, revoked or disabled API key provided.");
@@ -29,14 +48,18 @@ class AuthFilter final : public Filter {
     return FilterStatus::kContinue;
   }
 
+  FilterStatus OnRequest(RequestContext& ctx) override { return FilterStatus::kContinue; }
+
  private:
   const AuthFilterFactory& f_;
 };
 
 }  // namespace
 
-AuthFilterFactory::AuthFilterFactory(const store::AccountStore* accounts, MetricsRegistry* metrics)
+AuthFilterFactory::AuthFilterFactory(const store::AccountStore* accounts, MetricsRegistry* metrics,
+                                     ratelimit::FailedAuthLimiter* failed_auth)
     : accounts_(accounts),
+      failed_auth_(failed_auth),
       failures_(&metrics->AddCounter("moat_auth_failures_total", "Requests refused by authentication.",
                                      {"reason"})) {}
 

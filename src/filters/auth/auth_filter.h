@@ -1,25 +1,33 @@
 #pragma once
-// AuthFilter: the first pipeline stage. Resolves the presented API key to an account through
-// the AccountStore's in-memory snapshot (no disk I/O) and fills the account fields of the
-// RequestContext; answers 401 in the OpenAI format otherwise.
+// AuthFilter: the first pipeline stage. From the request headers alone (before the body is
+// read) it resolves the presented API key to an account through the AccountStore's in-memory
+// snapshot (no disk I/O) and fills the account fields of the RequestContext; answers 401 in the
+// OpenAI format otherwise. Every failure is charged to the client's address and prefix in the
+// FailedAuthLimiter; an address over its failure budget is answered 429 without its key being
+// looked at (and without an audit record of its own: see RequestContext::skip_audit).
 
 #include "common/metrics.h"
 #include "moat/filter.h"
+#include "ratelimit/failed_auth_limiter.h"
 #include "store/account_store.h"
 
 namespace moat::filters {
 
 class AuthFilterFactory final : public FilterFactory {
  public:
-  AuthFilterFactory(const store::AccountStore* accounts, MetricsRegistry* metrics);
+  // `failed_auth` may be null (no failed-authentication limit); both must outlive the factory.
+  AuthFilterFactory(const store::AccountStore* accounts, MetricsRegistry* metrics,
+                    ratelimit::FailedAuthLimiter* failed_auth = nullptr);
   std::string_view name() const override { return "auth"; }
   std::unique_ptr<Filter> Create() const override;
 
   const store::AccountStore* accounts() const { return accounts_; }
+  ratelimit::FailedAuthLimiter* failed_auth() const { return failed_auth_; }
   Family<Counter>& failures() const { return *failures_; }
 
  private:
   const store::AccountStore* accounts_;
+  ratelimit::FailedAuthLimiter* failed_auth_;
   Family<Counter>* failures_;
 };
 

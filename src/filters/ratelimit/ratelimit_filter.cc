@@ -7,6 +7,9 @@
 namespace moat::filters {
 namespace {
 
+// QuotaEnforcer's scope name for "the subject's tier has no limits".
+constexpr std::string_view kTierScope = "tier";
+
 class RateLimitFilter final : public Filter {
  public:
   explicit RateLimitFilter(const RateLimitFilterFactory& f) : f_(f) {}
@@ -16,6 +19,25 @@ class RateLimitFilter final : public Filter {
     auto result = f_.enforcer().Reserve(subject, ctx.prompt_tokens_estimate + ctx.max_tokens);
     if (auto* denial = std::get_if<ratelimit::QuotaEnforcer::Denial>(&result)) {
       f_.rejections().With({denial->scope}).Inc();
+      if (denial->scope == kTierScope) {
+        // No limits exist for the account's tier: a configuration error, refused (fail closed).
+        ctx.error_code = "tier_not_configured";
+        return StopWith(ctx, 403, "permission_error", "tier_not_configured",
+                        "No rate limits are configured for this account's tier '" + ctx.tier +
+                            "'; ask the gateway operator to add [limits." + ctx.tier + "].");
+      }
+      if (!std::isfinite(denial->retry_after_s)) {
+        // More tokens than the scope's burst: waiting would never help, so this is not a 429.
+        ctx.error_code = "request_exceeds_limit";
+        LocalReply reply{400, "invalid_request_error", "request_exceeds_limit",
+                         "This request reserves " +
+                             std::to_string(ctx.prompt_tokens_estimate + ctx.max_tokens) +
+                             " tokens (prompt estimate + max_tokens x n), more than the " +
+                             denial->scope + " limit allows at once; lower max_tokens or n.",
+                         {{"x-moat-limit-scope", denial->scope}}, "max_tokens"};
+        ctx.local_reply = std::move(reply);
+        return FilterStatus::kStop;
+      }
       int64_t retry = static_cast<int64_t>(std::ceil(std::max(denial->retry_after_s, 0.001)));
       ctx.error_code = "rate_limit_exceeded";
       ctx.action = "throttle";

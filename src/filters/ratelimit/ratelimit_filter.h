@@ -3,7 +3,10 @@
 // and IP prefix by tier (QuotaEnforcer). Before forwarding it reserves the estimated prompt
 // tokens plus max_tokens; during a stream it extends the reservation when the output outgrows
 // it (and cuts the stream when a limit would be exceeded); afterwards it reconciles with the
-// real usage. Refusals are 429 with Retry-After and the OpenAI error body.
+// real usage: the prompt is charged once it was sent to the backend, even when the response is
+// cut short. Refusals are 429 with Retry-After and the OpenAI error body; a request that can
+// never fit a scope's burst (waiting would not help) is 400 request_exceeds_limit, and a tier
+// without configured limits is 403 tier_not_configured.
 
 #include <memory>
 
