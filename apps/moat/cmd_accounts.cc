@@ -43,6 +43,13 @@ void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const s
   std::cout << "\n";
 }
 
+// A JSON object of string fields, for the `details` of an admin record.
+std::string Details(std::initializer_list<std::pair<const char*, std::string>> fields) {
+  boost::json::object o;
+  for (const auto& [k, v] : fields) o[k] = v;
+  return boost::json::serialize(o);
+}
+
 struct Opts {
   std::string config;
   std::string url, admin_token, note;
@@ -63,17 +70,40 @@ void AddAccountCommands(CLI::App& app) {
       std::exit(fn(**st));
     };
   };
+  // For commands that change something: the audit log is opened first (no change is made
+  // whose record cannot be written) and `fn` records the change it made.
+  auto with_audited_store = [opts](auto fn) {
+    return [opts, fn]() {
+      auto cfg = LoadConfigOrDefaults(opts->config);
+      if (!cfg.ok()) std::exit(Fail(cfg.status()));
+      auto st = OpenAccountStore(*cfg);
+      if (!st.ok()) std::exit(Fail(st.status()));
+      auto audit = CliAdminAudit::Open(*cfg);
+      if (!audit.ok()) std::exit(Fail(audit.status()));
+      std::exit(fn(**st, *audit));
+    };
+  };
+  // Records `change` with the outcome `status`; returns the exit code.
+  auto recorded = [](CliAdminAudit& audit, audit::AdminAction change, const moat::Status& status) {
+    change.status = status.ok() ? 200 : HttpStatusOf(status.code());
+    moat::Status r = audit.Record(std::move(change));
+    if (!status.ok()) return Fail(status);
+    return r.ok() ? 0 : Fail(r);
+  };
 
   auto* org = app.add_subcommand("org", "Manage organisations");
   org->require_subcommand(1);
   auto* org_create = org->add_subcommand("create", "Create an organisation");
   org_create->add_option("name", opts->name, "Organisation name")->required();
   org_create->add_option("--config,-c", opts->config, "Config file (default ./moat.toml or built-in defaults)");
-  org_create->callback(with_store([opts](store::AccountStore& s) {
+  org_create->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
+    audit::AdminAction change{.operation = "org.create", .details_json = Details({{"name", opts->name}})};
     auto o = s.CreateOrganization(opts->name);
-    if (!o.ok()) return Fail(o.status());
-    std::cout << o->id << "\n";
-    return 0;
+    if (o.ok()) {
+      change.org_id = o->id;
+      std::cout << o->id << "\n";
+    }
+    return recorded(audit, std::move(change), o.status());
   }));
 
   auto* account = app.add_subcommand("account", "Manage accounts");
@@ -83,13 +113,19 @@ void AddAccountCommands(CLI::App& app) {
   create->add_option("--org", opts->org, "Organisation id");
   create->add_option("--tier", opts->tier, "unverified | verified | enterprise");
   create->add_option("--config,-c", opts->config, "Config file");
-  create->callback(with_store([opts](store::AccountStore& s) {
+  create->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto tier = store::ParseTier(opts->tier);
     if (!tier.ok()) return Fail(tier.status());
+    audit::AdminAction change{
+        .operation = "account.create",
+        .org_id = opts->org,
+        .details_json = Details({{"name", opts->name}, {"tier", opts->tier}, {"org_id", opts->org}})};
     auto a = s.CreateAccount(opts->name, opts->org, *tier);
-    if (!a.ok()) return Fail(a.status());
-    PrintAccount(*a);
-    return 0;
+    if (a.ok()) {
+      change.account_id = a->id;
+      PrintAccount(*a);
+    }
+    return recorded(audit, std::move(change), a.status());
   }));
   auto* list = account->add_subcommand("list", "List accounts");
   list->add_option("--config,-c", opts->config, "Config file");
@@ -128,7 +164,7 @@ void AddAccountCommands(CLI::App& app) {
     cmd->add_option("account", opts->account, "Account id or name")->required();
     cmd->add_option("--note", opts->note, "Why (kept with the entry)");
     cmd->add_option("--config,-c", opts->config, "Config file");
-    cmd->callback([opts, e] {
+    cmd->callback([opts, e, recorded] {
       auto cfg = LoadConfigOrDefaults(opts->config);
       if (!cfg.ok()) std::exit(Fail(cfg.status()));
       auto st = OpenAccountStore(*cfg);
@@ -137,11 +173,19 @@ void AddAccountCommands(CLI::App& app) {
       if (!a.ok()) std::exit(Fail(a.status()));
       auto lists = store::RiskLists::Open(cfg->storage.accounts_db, SystemClock::Get());
       if (!lists.ok()) std::exit(Fail(lists.status()));
-      auto s = (*lists)->Set(a->id, e == "unlist" ? "none" : e, opts->note);
-      if (!s.ok()) std::exit(Fail(s));
-      std::cout << a->id << ": " << (e == "unlist" ? "removed from the lists" : "on the " + e + " list")
-                << " (a running gateway applies it within a second)\n";
-      std::exit(0);
+      auto audit = CliAdminAudit::Open(*cfg);
+      if (!audit.ok()) std::exit(Fail(audit.status()));
+      const std::string entry = e == "unlist" ? "none" : e;
+      audit::AdminAction change{
+          .operation = "list.set",
+          .account_id = a->id,
+          .details_json = Details({{"account", a->id}, {"entry", entry}, {"note", opts->note}})};
+      auto s = (*lists)->Set(a->id, entry, opts->note);
+      if (s.ok()) {
+        std::cout << a->id << ": " << (e == "unlist" ? "removed from the lists" : "on the " + e + " list")
+                  << " (a running gateway applies it within a second)\n";
+      }
+      std::exit(recorded(*audit, std::move(change), s));
     });
   }
 
@@ -177,23 +221,32 @@ void AddAccountCommands(CLI::App& app) {
   set_tier->add_option("account", opts->account, "Account id or name")->required();
   set_tier->add_option("tier", opts->tier, "unverified | verified | enterprise")->required();
   set_tier->add_option("--config,-c", opts->config, "Config file");
-  set_tier->callback(with_store([opts](store::AccountStore& s) {
+  set_tier->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
     auto tier = store::ParseTier(opts->tier);
     if (!tier.ok()) return Fail(tier.status());
-    auto st = s.SetTier(a->id, *tier);
-    return st.ok() ? 0 : Fail(st);
+    audit::AdminAction change{
+        .operation = "account.update",
+        .account_id = a->id,
+        .org_id = a->org_id,
+        .details_json = Details({{"tier_before", std::string(store::TierName(a->tier))}, {"tier", opts->tier}})};
+    return recorded(audit, std::move(change), s.SetTier(a->id, *tier));
   }));
   auto* disable = account->add_subcommand("disable", "Disable (or --enable) an account");
   disable->add_option("account", opts->account, "Account id or name")->required();
   disable->add_flag("!--enable", opts->disabled, "Enable instead");
   disable->add_option("--config,-c", opts->config, "Config file");
-  disable->callback(with_store([opts](store::AccountStore& s) {
+  disable->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
-    auto st = s.SetDisabled(a->id, opts->disabled);
-    return st.ok() ? 0 : Fail(st);
+    audit::AdminAction change{
+        .operation = "account.update",
+        .account_id = a->id,
+        .org_id = a->org_id,
+        .details_json = Details({{"disabled_before", a->disabled ? "true" : "false"},
+                                 {"disabled", opts->disabled ? "true" : "false"}})};
+    return recorded(audit, std::move(change), s.SetDisabled(a->id, opts->disabled));
   }));
 
   auto* key = app.add_subcommand("key", "Manage API keys");
@@ -202,21 +255,27 @@ void AddAccountCommands(CLI::App& app) {
   kcreate->add_option("--account,-a", opts->account, "Account id or name")->required();
   kcreate->add_option("--label", opts->label, "Free-form label");
   kcreate->add_option("--config,-c", opts->config, "Config file");
-  kcreate->callback(with_store([opts](store::AccountStore& s) {
+  kcreate->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
+    audit::AdminAction change{.operation = "key.create",
+                              .account_id = a->id,
+                              .org_id = a->org_id,
+                              .details_json = Details({{"label", opts->label}})};
     auto k = s.CreateKey(a->id, opts->label);
-    if (!k.ok()) return Fail(k.status());
-    std::cerr << "key id: " << k->info.key_id << " (the key below is shown only once)\n";
-    std::cout << k->secret << "\n";
-    return 0;
+    if (k.ok()) {
+      change.key_id = k->info.key_id;  // the id only: the secret is printed once, never stored
+      std::cerr << "key id: " << k->info.key_id << " (the key below is shown only once)\n";
+      std::cout << k->secret << "\n";
+    }
+    return recorded(audit, std::move(change), k.status());
   }));
   auto* revoke = key->add_subcommand("revoke", "Revoke an API key");
   revoke->add_option("key_id", opts->key_id, "Key id (key_...)")->required();
   revoke->add_option("--config,-c", opts->config, "Config file");
-  revoke->callback(with_store([opts](store::AccountStore& s) {
-    auto st = s.RevokeKey(opts->key_id);
-    return st.ok() ? 0 : Fail(st);
+  revoke->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
+    audit::AdminAction change{.operation = "key.revoke", .key_id = opts->key_id};
+    return recorded(audit, std::move(change), s.RevokeKey(opts->key_id));
   }));
   auto* klist = key->add_subcommand("list", "List an account's keys");
   klist->add_option("--account,-a", opts->account, "Account id or name")->required();

@@ -2,7 +2,6 @@
 
 #include <sqlite3.h>
 
-#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <cmath>
@@ -19,6 +18,15 @@
 
 namespace moat::audit {
 
+namespace {
+
+// How long the writer's own WAL truncation waits for readers before it gives up until the next
+// batch, and the writer's ordinary busy timeout (SqliteDb::Open's).
+constexpr int kWalTruncateBusyTimeoutMs = 20;
+constexpr int kWriterBusyTimeoutMs = 5000;
+
+}  // namespace
+
 // Everything the writer thread touches while committing; no locking needed.
 struct AuditLog::Writer {
   std::unique_ptr<SqliteDb> db;
@@ -31,6 +39,30 @@ struct AuditLog::Writer {
   int64_t last_checkpoint_seq = 0;
   std::string anchor_path;                        // "" : no anchor file
   std::optional<CheckpointAnchor> pending_anchor;  // signed in the open transaction
+  int64_t wal_max_bytes = 0;
+  int64_t page_size = 0;
+  int wal_frames = 0;  // frames in the WAL after the last commit (sqlite3_wal_hook)
+
+  static int OnWalCommit(void* self, sqlite3*, const char*, int frames) {
+    static_cast<Writer*>(self)->wal_frames = frames;
+    return SQLITE_OK;
+  }
+
+  // Between batches: when the maintenance thread's passive checkpoints cannot catch up (a
+  // writer that never pauses keeps the WAL from ever being completely copied, so it never
+  // restarts), copy the rest and truncate the WAL here, holding up this one batch. Most frames
+  // are already copied, so this is short; a reader in the way (export, verify) makes it give up
+  // quickly and try again after the next batch.
+  // Returns true when it truncated the WAL.
+  bool BoundWal() {
+    if (wal_max_bytes <= 0 || static_cast<int64_t>(wal_frames) * page_size <= wal_max_bytes) return false;
+    sqlite3_busy_timeout(db->handle(), kWalTruncateBusyTimeoutMs);
+    int rc = sqlite3_wal_checkpoint_v2(db->handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    sqlite3_busy_timeout(db->handle(), kWriterBusyTimeoutMs);
+    if (rc != SQLITE_OK) return false;
+    wal_frames = 0;
+    return true;
+  }
 
   Writer(SigningKey k, const Clock* c, int64_t every, std::string anchor)
       : key(std::move(k)), clock(c), checkpoint_every(every), anchor_path(std::move(anchor)) {}
@@ -177,12 +209,6 @@ Status ConfigureDatabase(SqliteDb& db, int64_t wal_max_bytes) {
                  std::to_string(wal_max_bytes) + ";");
 }
 
-// The size of `path` in bytes (0 when it does not exist).
-uint64_t FileSize(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-}
-
 // The directory holding `path` ("." for a bare file name).
 std::string DirectoryOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -217,6 +243,13 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(const AuditLogOptions& option
   MOAT_ASSIGN_OR_RETURN(w->db, SqliteDb::Open(options.db_path, SqliteDb::Mode::kReadWriteCreate));
   SqliteDb& db = *w->db;
   MOAT_RETURN_IF_ERROR(ConfigureDatabase(db, options.wal_max_bytes));
+  {
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt page_size, db.Prepare("PRAGMA page_size"));
+    MOAT_ASSIGN_OR_RETURN(bool row, page_size.Step());
+    w->page_size = row ? page_size.ColumnInt64(0) : 4096;
+  }
+  w->wal_max_bytes = options.wal_max_bytes;
+  sqlite3_wal_hook(db.handle(), &Writer::OnWalCommit, w.get());
   MOAT_RETURN_IF_ERROR(CreateSchema(db));
 
   // The database remembers which key signed it, so a lost or swapped key file is noticed now
@@ -292,8 +325,6 @@ void AuditLog::MaintenanceLoop() {
     if (!db->Exec("SELECT COUNT(*) FROM sqlite_master").ok()) db.reset();
   }
   if (db) sqlite3_busy_timeout(db->handle(), kMaintenanceBusyTimeoutMs);
-  const std::string wal_path = options_.db_path + "-wal";
-  const uint64_t wal_max = static_cast<uint64_t>(options_.wal_max_bytes);
   auto checkpoint = [&](int mode) {
     if (!db) return;
     int log_frames = 0, copied_frames = 0;
@@ -306,12 +337,10 @@ void AuditLog::MaintenanceLoop() {
                             [this] { return stopping_; });
     if (stopping_) break;
     lock.unlock();
-    // PASSIVE: copies what it can without blocking the writer or readers. The writer restarts
-    // (and truncates) the WAL on its next commit once everything has been copied.
+    // PASSIVE: copies what it can (and syncs the database file) without blocking the writer or
+    // readers. The writer restarts and truncates the WAL on its next commit once everything
+    // has been copied, or truncates it itself when it outgrows wal_max_bytes (Writer::BoundWal).
     checkpoint(SQLITE_CHECKPOINT_PASSIVE);
-    // A reader that kept the WAL from restarting let it outgrow its bound: wait for readers
-    // (busy timeout) and truncate it to zero.
-    if (FileSize(wal_path) > wal_max) checkpoint(SQLITE_CHECKPOINT_TRUNCATE);
     CheckFreeSpace();
     lock.lock();
   }
@@ -407,6 +436,8 @@ void AuditLog::WriterLoop() {
     }
     done_cv_.notify_all();
     batch.clear();
+    // After the acknowledgements: only the next batch may wait for it.
+    if (writer_->BoundWal()) wal_checkpoints_.fetch_add(1, std::memory_order_relaxed);
   }
   (void)writer_->FinalCheckpoint();
   writer_.reset();  // closes the database on the thread that used it

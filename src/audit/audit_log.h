@@ -88,7 +88,7 @@ class AuditLog {
   // failed, until a later one succeeds (the records of refused requests are the probes), and
   // while free space is below min_free_bytes. Thread-safe; an atomic load when healthy.
   Status health() const;
-  uint64_t wal_checkpoints() const;  // checkpoints of the WAL the maintenance thread completed
+  uint64_t wal_checkpoints() const;  // WAL checkpoints that copied frames or truncated it
 
  private:
   struct Pending {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +17,7 @@
 #include "audit/audit_hash.h"
 #include "audit/audit_test_util.h"
 #include "audit/audit_verify.h"
+#include "audit/checkpoint_anchor.h"
 
 namespace moat::audit {
 namespace {
@@ -406,6 +408,103 @@ TEST(AuditLogTest, MeasureThroughputAndLatency) {
   std::printf(
       "[audit] single-record append->durable latency: p50 %.0f us, p99 %.0f us, max %.0f us\n",
       lat_us[lat_us.size() / 2], lat_us[lat_us.size() * 99 / 100], lat_us.back());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disk: the WAL is checkpointed into the database file and stays bounded.
+
+uint64_t SizeOf(const std::string& path) {
+  std::error_code ec;
+  auto n = std::filesystem::file_size(path, ec);
+  return ec ? 0 : n;
+}
+
+TEST(AuditLogTest, WalIsCheckpointedAndBoundedWhileTheDatabaseFileGrows) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir);
+  opts.wal_max_bytes = 256 * 1024;
+  opts.wal_checkpoint_interval_ms = 20;
+  auto log = AuditLog::Open(opts);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const std::string text(2000, 't');
+  uint64_t max_wal = 0;
+  for (int round = 0; round < 20; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      AuditRecord r = SampleRecord(round * 100 + i + 1);
+      r.prompt_text = text;
+      ASSERT_TRUE((*log)->Append(std::move(r)).ok());
+    }
+    (*log)->Flush();
+    max_wal = std::max(max_wal, SizeOf(opts.db_path + "-wal"));
+  }
+  // 2000 records of ~2 KB: before the fix the database file stayed at a few KB (the checkpoint
+  // connection had never read the database, so its checkpoints did nothing).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (SizeOf(opts.db_path) < 3'000'000 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GT(SizeOf(opts.db_path), 3'000'000u);
+  EXPECT_LT(max_wal, 1'000'000u);
+  EXPECT_GT((*log)->wal_checkpoints(), 0u);
+}
+
+TEST(AuditLogTest, EverySignedCheckpointIsAnchoredOutsideTheDatabase) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir, /*checkpoint_every=*/10);
+  opts.anchor_path = dir.File("audit.anchor");
+  std::string pub;
+  {
+    auto log = AuditLog::Open(opts);
+    ASSERT_TRUE(log.ok());
+    pub = (*log)->public_key_hex();
+    for (int i = 1; i <= 25; ++i) ASSERT_TRUE((*log)->Append(SampleRecord(i)).ok());
+    (*log)->Flush();
+    auto anchor = ReadAnchorFile(opts.anchor_path);
+    ASSERT_TRUE(anchor.ok()) << anchor.status().ToString();
+    EXPECT_EQ(anchor->seq, 20);
+    EXPECT_EQ(anchor->public_key_hex, pub);
+    EXPECT_TRUE(AnchorSignatureValid(*anchor));
+  }
+  auto anchor = ReadAnchorFile(opts.anchor_path);
+  ASSERT_TRUE(anchor.ok());
+  EXPECT_EQ(anchor->seq, 25);  // the shutdown checkpoint
+  VerifyOptions vo;
+  vo.checkpoint_every = 10;
+  vo.anchor = *anchor;
+  auto report = VerifyChain(opts.db_path, pub, vo);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+}
+
+TEST(AuditLogTest, HealthIsUnavailableBelowTheFreeSpaceMinimum) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir);
+  opts.min_free_bytes = std::numeric_limits<uint64_t>::max();
+  auto log = AuditLog::Open(opts);
+  ASSERT_TRUE(log.ok());
+  Status h = (*log)->health();
+  EXPECT_EQ(h.code(), StatusCode::kUnavailable);
+  EXPECT_NE(h.message().find("min_free_bytes"), std::string::npos) << h.message();
+  opts.db_path = dir.File("other.db");
+  opts.min_free_bytes = 0;
+  auto unchecked = AuditLog::Open(opts);
+  ASSERT_TRUE(unchecked.ok());
+  EXPECT_TRUE((*unchecked)->health().ok());
+}
+
+TEST(AuditLogTest, DatabaseFilesAreOwnerOnly) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir);
+  const mode_t old = ::umask(022);
+  auto log = AuditLog::Open(opts);
+  ::umask(old);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->Append(SampleRecord(1)).ok());
+  (*log)->Flush();
+  for (const std::string& f : {opts.db_path, opts.db_path + "-wal"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat(f.c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
 }
 
 }  // namespace

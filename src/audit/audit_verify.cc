@@ -212,4 +212,11 @@ StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string
   return result;
 }
 
+StatusOr<int64_t> CountCheckpoints(const std::string& db_path) {
+  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt count, db->Prepare("SELECT COUNT(*) FROM checkpoints"));
+  MOAT_ASSIGN_OR_RETURN(bool row, count.Step());
+  return row ? count.ColumnInt64(0) : 0;
+}
+
 }  // namespace moat::audit

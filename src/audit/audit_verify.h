@@ -61,4 +61,7 @@ struct VerifyOptions {
 StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string& public_key_hex,
                                    const VerifyOptions& options = {});
 
+// The number of signed checkpoints in an audit database (NotFound for a missing file).
+StatusOr<int64_t> CountCheckpoints(const std::string& db_path);
+
 }  // namespace moat::audit

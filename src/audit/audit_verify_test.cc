@@ -27,14 +27,15 @@ class VerifyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     opts_ = OptionsIn(dir_, kCheckpointEvery);
+    opts_.anchor_path = dir_.File("audit.anchor");
     auto log = AuditLog::Open(opts_);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
     pub_ = (*log)->public_key_hex();
     for (int i = 1; i <= kRecords; ++i) ASSERT_TRUE((*log)->Append(SampleRecord(i)).ok());
   }
 
-  VerifyReport Verify() {
-    auto report = VerifyChain(opts_.db_path, pub_);
+  VerifyReport Verify(const VerifyOptions& options = {}) {
+    auto report = VerifyChain(opts_.db_path, pub_, options);
     EXPECT_TRUE(report.ok()) << report.status().ToString();
     return report.ok() ? *report : VerifyReport{};
   }
@@ -222,6 +223,84 @@ TEST(VerifyChainTest, VerifiesASnapshotWhileTheWriterAppends) {
   }
   stop = true;
   writer.join();
+}
+
+// ---------------------------------------------------------------------------------------------
+// What checkpoint_every and the anchor add.
+
+VerifyOptions Required(std::optional<CheckpointAnchor> anchor = std::nullopt) {
+  VerifyOptions o;
+  o.checkpoint_every = kCheckpointEvery;
+  o.anchor = std::move(anchor);
+  return o;
+}
+
+TEST_F(VerifyTest, IntactLogPassesEveryCheck) {
+  auto anchor = ReadAnchorFile(opts_.anchor_path);
+  ASSERT_TRUE(anchor.ok()) << anchor.status().ToString();
+  EXPECT_EQ(anchor->seq, kRecords);
+  VerifyReport r = Verify(Required(*anchor));
+  EXPECT_TRUE(r.ok) << r.problem;
+  EXPECT_EQ(r.anchored_seq, kRecords);
+  EXPECT_EQ(r.unsigned_tail, 0);
+}
+
+TEST_F(VerifyTest, RewrittenChainWithEveryCheckpointDeletedFails) {
+  RewriteConsistently(25, [](AuditRecord& r) { r.prompt_text = "rewritten"; });
+  ExecSql(opts_.db_path, "DELETE FROM checkpoints");
+  // The chain alone is consistent: this is what passed before.
+  EXPECT_TRUE(Verify().ok);
+  VerifyReport r = Verify(Required());
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_broken_seq, 1);
+  EXPECT_NE(r.problem.find("no signed checkpoint covers records 1..50"), std::string::npos) << r.problem;
+}
+
+TEST_F(VerifyTest, ADeletedCheckpointInTheMiddleIsAGap) {
+  ExecSql(opts_.db_path, "DELETE FROM checkpoints WHERE seq = 30");
+  EXPECT_TRUE(Verify().ok);
+  VerifyReport r = Verify(Required());
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_broken_seq, 21);
+  EXPECT_NE(r.problem.find("checkpoint_every = 10"), std::string::npos) << r.problem;
+}
+
+TEST_F(VerifyTest, AnUnsignedTailLongerThanAllowedFails) {
+  // Without the last checkpoint, records 41..50 are unsigned: the writer never leaves
+  // checkpoint_every of them (it signs the 10th in the same transaction).
+  ExecSql(opts_.db_path, "DELETE FROM checkpoints WHERE seq = 50");
+  EXPECT_TRUE(Verify().ok);
+  VerifyReport r = Verify(Required());
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_broken_seq, 41);
+  EXPECT_NE(r.problem.find("10 records after the last signed checkpoint (seq 40), more than the 9 allowed"),
+            std::string::npos)
+      << r.problem;
+  VerifyOptions lenient = Required();
+  lenient.max_unsigned_tail = 10;
+  EXPECT_TRUE(Verify(lenient).ok);
+}
+
+TEST_F(VerifyTest, TruncationAfterDeletingLaterCheckpointsIsCaughtByTheAnchor) {
+  auto anchor = ReadAnchorFile(opts_.anchor_path);
+  ASSERT_TRUE(anchor.ok());
+  ExecSql(opts_.db_path, "DELETE FROM records WHERE seq > 45");
+  ExecSql(opts_.db_path, "DELETE FROM checkpoints WHERE seq > 40");
+  EXPECT_TRUE(Verify(Required()).ok);  // a consistent, signed chain with a short tail
+  VerifyReport r = Verify(Required(*anchor));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_broken_seq, 46);
+  EXPECT_NE(r.problem.find("records 46..50 were removed"), std::string::npos) << r.problem;
+}
+
+TEST_F(VerifyTest, AForgedOrForeignAnchorIsRejected) {
+  auto anchor = ReadAnchorFile(opts_.anchor_path);
+  ASSERT_TRUE(anchor.ok());
+  CheckpointAnchor forged = *anchor;
+  forged.seq = 60;  // claims more than was signed
+  VerifyReport r = Verify(Required(forged));
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.problem.find("not signed by this log's key"), std::string::npos) << r.problem;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "audit/admin_record.h"
 #include "audit/audit_schema.h"
 #include "audit/audit_sqlite.h"
 
@@ -378,7 +379,9 @@ LogRecord FromAuditRecord(const AuditRecord& r) {
   rec.line = static_cast<uint64_t>(r.seq);
   detect::RequestEvent& e = rec.event;
   e.time_ns = r.time_ns;
-  e.account_id = r.account_id;
+  // An admin record (a key created, a tier changed) names an account but is no request of it:
+  // it is skipped like a request without an account.
+  e.account_id = audit::IsAdminRecord(r) ? std::string() : r.account_id;
   e.key_id = r.key_id;
   e.end_user = r.end_user;
   e.client_ip = r.client_ip;

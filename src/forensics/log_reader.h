@@ -48,7 +48,8 @@ std::string RebuildBody(std::string_view endpoint, std::string_view model,
 // True when an audit record's prompt text is usable content (retention "full" and not empty).
 bool AuditRecordHasContent(const AuditRecord& record);
 // The request an audit record describes. Records without an account are still converted (the
-// caller decides to skip them).
+// caller decides to skip them); admin records (audit/admin_record.h) come back without an
+// account, since they are no request of the account they name.
 LogRecord FromAuditRecord(const AuditRecord& record);
 
 // Parses one JSONL line (auto-detected or forced format); InvalidArgument with a short reason

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "audit/admin_record.h"
 #include "audit/audit_export.h"
 #include "audit/audit_log.h"
 
@@ -114,6 +115,18 @@ TEST(AuditFormatTest, HashedOrDroppedPromptsHaveNoContent) {
   auto comp = ParseLogLine(json::serialize(audit::RecordToJson(c)));
   ASSERT_TRUE(comp.ok());
   EXPECT_EQ(json::parse(comp->event.body_json).as_object().at("prompt"), "Once upon a time\nthere");
+}
+
+TEST(AuditFormatTest, AdminRecordsAreNoRequestOfTheirAccount) {
+  audit::AdminAction a;
+  a.operation = "key.create";
+  a.account_id = "acct_0123456789ab";
+  a.time_ns = 1'700'000'000'000'000'000;
+  LogRecord rec = FromAuditRecord(audit::AdminAuditRecord(a));
+  EXPECT_EQ(rec.event.account_id, "");
+  auto line = ParseLogLine(json::serialize(audit::RecordToJson(audit::AdminAuditRecord(a))));
+  ASSERT_TRUE(line.ok()) << line.status().ToString();
+  EXPECT_EQ(line->event.account_id, "");
 }
 
 TEST(GenericFormatTest, BodyPromptHeadersAndTimes) {

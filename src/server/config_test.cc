@@ -81,5 +81,98 @@ TEST(ConfigTest, DefaultsHaveTierLimitsButNoModels) {
   EXPECT_EQ(cfg.storage.accounts_db, "var/moat.db");
 }
 
+TEST(ConfigTest, HardeningKeysHaveSafeDefaults) {
+  GatewayConfig cfg = DefaultGatewayConfig();
+  EXPECT_EQ(cfg.server.max_connections, 10'000);
+  EXPECT_EQ(cfg.server.max_connections_per_ip, 256);
+  EXPECT_EQ(cfg.server.max_header_bytes, 64u * 1024);
+  EXPECT_EQ(cfg.server.max_buffered_body_bytes, 256u << 20);
+  EXPECT_TRUE(cfg.server.tls_listen.empty());
+  EXPECT_EQ(cfg.auth.failures_per_ip_per_minute, 30);
+  EXPECT_EQ(cfg.auth.failures_per_prefix_per_minute, 300);
+  EXPECT_EQ(cfg.storage.data_dir_mode, 0700u);
+  EXPECT_EQ(cfg.audit.wal_max_bytes, 64 << 20);
+  EXPECT_EQ(cfg.audit.min_free_bytes, uint64_t{64} << 20);
+  EXPECT_EQ(cfg.audit.anchor_file, cfg.storage.audit_db + ".anchor");
+  EXPECT_EQ(cfg.detection.max_subjects, size_t{1} << 20);
+  EXPECT_EQ(cfg.detection.max_evicted_subjects, 4'000'000u);
+}
+
+TEST(ConfigTest, ParsesTheHardeningKeys) {
+  auto cfg = ParseGatewayConfig(R"(
+[server]
+max_connections = 500
+max_connections_per_ip = 20
+max_header_bytes = 16384
+max_buffered_body_bytes = 67108864
+tls_listen = "0.0.0.0:8443"
+tls_cert_file = "/etc/moat/cert.pem"
+tls_key_file = "/etc/moat/key.pem"
+
+[auth]
+failures_per_ip_per_minute = 10
+failures_per_prefix_per_minute = 50
+max_tracked_addresses = 1000
+
+[storage]
+data_dir = "/srv/moat"
+data_dir_mode = "0750"
+
+[audit]
+wal_max_bytes = 1048576
+wal_checkpoint_interval_ms = 250
+min_free_bytes = 0
+anchor_file = "none"
+
+[detection]
+max_subjects = 100000
+max_evicted_subjects = 200000
+
+[[models]]
+name = "m"
+base_url = "https://inference.internal:8443/v1"
+tls_ca_file = "/etc/moat/ca.pem"
+tls_server_name = "inference"
+tls_client_cert_file = "/etc/moat/client.pem"
+tls_client_key_file = "/etc/moat/client.key"
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->server.max_connections, 500);
+  EXPECT_EQ(cfg->server.max_connections_per_ip, 20);
+  EXPECT_EQ(cfg->server.max_header_bytes, 16384u);
+  EXPECT_EQ(cfg->server.tls_host, "0.0.0.0");
+  EXPECT_EQ(cfg->server.tls_port, 8443);
+  EXPECT_EQ(cfg->server.tls_key_file, "/etc/moat/key.pem");
+  EXPECT_EQ(cfg->auth.failures_per_ip_per_minute, 10);
+  EXPECT_EQ(cfg->auth.max_tracked_addresses, 1000u);
+  EXPECT_EQ(cfg->storage.data_dir_mode, 0750u);
+  EXPECT_EQ(cfg->audit.wal_max_bytes, 1048576);
+  EXPECT_EQ(cfg->audit.wal_checkpoint_interval_ms, 250);
+  EXPECT_EQ(cfg->audit.min_free_bytes, 0u);
+  EXPECT_EQ(cfg->audit.anchor_file, "");
+  EXPECT_EQ(cfg->detection.max_evicted_subjects, 200000u);
+  ASSERT_EQ(cfg->models.size(), 1u);
+  EXPECT_TRUE(cfg->models[0].tls_verify);
+  EXPECT_EQ(cfg->models[0].tls_server_name, "inference");
+  EXPECT_EQ(cfg->models[0].tls_client_key_file, "/etc/moat/client.key");
+}
+
+TEST(ConfigTest, RejectsInconsistentHardeningKeys) {
+  auto expect_error = [](const std::string& toml, const std::string& fragment) {
+    auto cfg = ParseGatewayConfig(toml);
+    ASSERT_FALSE(cfg.ok()) << toml;
+    EXPECT_NE(cfg.status().message().find(fragment), std::string::npos) << cfg.status().message();
+  };
+  expect_error("[server]\ntls_listen = \"127.0.0.1:8443\"\n", "tls_cert_file");
+  expect_error("[server]\nmax_connections = 0\n", "server.max_connections");
+  expect_error("[server]\nmax_buffered_body_bytes = 2048\n", "max_buffered_body_bytes");
+  expect_error("[storage]\ndata_dir_mode = \"0077\"\n", "data_dir_mode");
+  expect_error("[audit]\nwal_max_bytes = 10\n", "wal_max_bytes");
+  expect_error("[auth]\nfailures_per_ip_per_minute = -1\n", "auth.failures");
+  expect_error("[[models]]\nname = \"m\"\nbase_url = \"http://h\"\ntls_ca_file = \"ca.pem\"\n", "https");
+  expect_error("[[models]]\nname = \"m\"\nbase_url = \"https://h\"\ntls_client_cert_file = \"c.pem\"\n",
+               "go together");
+}
+
 }  // namespace
 }  // namespace moat::server

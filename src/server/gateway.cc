@@ -367,17 +367,19 @@ asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
   if (!parts_.admin) {
     r = {404, ErrorBody("the admin API is disabled: set server.admin_token or server.admin_token_env",
                         "invalid_request_error", "admin_disabled"), std::nullopt};
-  } else if (parts_.failed_auth && !parts_.failed_auth->Allowed(client_ip, &retry_s)) {
-    // Not audited one by one: the limit exists so that failures cannot fill the audit disk.
-    const std::string retry = std::to_string(static_cast<int64_t>(std::ceil(std::max(retry_s, 1.0))));
-    headers.emplace_back("retry-after", retry);
-    r = {429, ErrorBody("Too many failed authentications from your address. Please try again in " + retry + "s.",
-                        "rate_limit_error", "too_many_auth_failures"), std::nullopt};
   } else if (!parts_.admin->Authorized(req[http::field::authorization])) {
-    if (parts_.failed_auth) parts_.failed_auth->RecordFailure(client_ip);
-    r = {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
-                        "authentication_error", "invalid_admin_token"),
-         audit::AdminAction{.operation = "admin.auth_failed"}};
+    if (parts_.failed_auth && !parts_.failed_auth->Allowed(client_ip, &retry_s)) {
+      // Not audited one by one: the limit exists so that failures cannot fill the audit disk.
+      const std::string retry = std::to_string(static_cast<int64_t>(std::ceil(std::max(retry_s, 1.0))));
+      headers.emplace_back("retry-after", retry);
+      r = {429, ErrorBody("Too many failed authentications from your address. Please try again in " + retry + "s.",
+                          "rate_limit_error", "too_many_auth_failures"), std::nullopt};
+    } else {
+      if (parts_.failed_auth) parts_.failed_auth->RecordFailure(client_ip);
+      r = {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
+                          "authentication_error", "invalid_admin_token"),
+           audit::AdminAction{.operation = "admin.auth_failed"}};
+    }
   } else if (auto refused = co_await body.Read()) {
     r = {refused->http_status, ErrorBody(*refused), std::nullopt};
   } else if (auto health = parts_.audit ? parts_.audit->health() : moat::Status::Ok();

@@ -79,5 +79,18 @@ TEST(MasterSecretTest, LoadOrCreatePersistsWithPrivateMode) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(MasterSecretTest, ASecretOthersCanReadIsRefused) {
+  const auto dir = std::filesystem::temp_directory_path() / ("moat_wm_perm_" + std::to_string(::getpid()));
+  const std::string path = (dir / "wm_master.key").string();
+  ASSERT_TRUE(MasterSecret::LoadOrCreate(path).ok());
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  auto loaded = MasterSecret::Load(path);
+  EXPECT_EQ(loaded.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(loaded.status().message().find("chmod 600"), std::string::npos) << loaded.status().message();
+  // LoadOrCreate must not replace it either (that would change every account's watermark).
+  EXPECT_EQ(MasterSecret::LoadOrCreate(path).status().code(), StatusCode::kFailedPrecondition);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace moat::watermark

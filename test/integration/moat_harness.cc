@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -115,6 +117,7 @@ std::uint16_t ClosedLoopbackPort() {
 MoatInstance::MoatInstance()
     : config_path_(dir_.File("moat.toml")),
       port_file_(dir_.File("port")),
+      tls_port_file_(dir_.File("tls_port")),
       log_path_(dir_.File("moat.log")) {}
 
 MoatInstance::~MoatInstance() {
@@ -132,14 +135,21 @@ Status MoatInstance::WriteConfig(std::string toml) {
 
 Status MoatInstance::Start() {
   ::unlink(port_file_.c_str());
-  Status started = process_.Start(
-      {MoatBinary(), "serve", "--config", config_path_, "--port-file", port_file_}, {}, log_path_);
+  ::unlink(tls_port_file_.c_str());
+  Status started = process_.Start({MoatBinary(), "serve", "--config", config_path_, "--port-file",
+                                   port_file_, "--tls-port-file", tls_port_file_},
+                                  {}, log_path_);
   if (!started.ok()) return started;
   StatusOr<std::uint16_t> port = process_.WaitForPortFile(port_file_, milliseconds(15000));
   if (!port.ok()) {
     return Status(port.status().code(), port.status().message() + "\nmoat log:\n" + Log());
   }
   port_ = *port;
+  // Written before the plain port file: present now.
+  std::ifstream tls(tls_port_file_);
+  int tls_port = 0;
+  tls >> tls_port;
+  tls_port_ = static_cast<std::uint16_t>(tls_port);
   return Status::Ok();
 }
 
@@ -222,6 +232,70 @@ Status RawConnection::Connect(std::uint16_t port) {
   return Status::Ok();
 }
 
+Status RawConnection::ConnectFrom(const std::string& source_ip, std::uint16_t port) {
+  fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd_ < 0) return UnavailableError("socket() failed");
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  local.sin_port = 0;
+  if (inet_pton(AF_INET, source_ip.c_str(), &local.sin_addr) != 1) {
+    return InvalidArgumentError("not an IPv4 address: " + source_ip);
+  }
+  if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+    return UnavailableError("bind to " + source_ip + " failed: " + std::string(strerror(errno)));
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return UnavailableError("connect failed: " + std::string(strerror(errno)));
+  }
+  return Status::Ok();
+}
+
+std::size_t RawConnection::SendSome(std::string_view bytes, milliseconds timeout) {
+  std::size_t sent = 0;
+  auto deadline = steady_clock::now() + timeout;
+  while (sent < bytes.size()) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd pfd{fd_, POLLOUT, 0};
+    int r = poll(&pfd, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0 || (pfd.revents & (POLLERR | POLLHUP)) != 0) break;
+    ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  return sent;
+}
+
+std::string RawConnection::ReadUntil(std::string_view needle, milliseconds timeout) {
+  std::string data;
+  auto deadline = steady_clock::now() + timeout;
+  char buf[4096];
+  while (data.find(needle) == std::string::npos) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd pfd{fd_, POLLIN, 0};
+    int r = poll(&pfd, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    data.append(buf, static_cast<std::size_t>(n));
+  }
+  return data;
+}
+
+void RawConnection::Close() {
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
 Status RawConnection::Send(std::string_view bytes) {
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
@@ -254,6 +328,53 @@ RawConnection::ReadResult RawConnection::ReadUntilClose(milliseconds timeout) {
   }
   result.elapsed = std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
   return result;
+}
+
+std::int64_t ProcessCpuMillis(pid_t pid) {
+  // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, after the ")" of comm.
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  std::size_t close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream in(stat.substr(close_paren + 2));
+  std::string field;
+  std::int64_t utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stoll(field);
+    if (i == 15) stime = std::stoll(field);
+  }
+  const long ticks = sysconf(_SC_CLK_TCK);
+  return (utime + stime) * 1000 / (ticks > 0 ? ticks : 100);
+}
+
+std::int64_t ProcessRssKib(pid_t pid) {
+  std::istringstream in(ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+int ProcessOpenFiles(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+Status SetProcessSoftLimit(pid_t pid, int resource, std::uint64_t soft) {
+  rlimit old{};
+  if (prlimit(pid, static_cast<__rlimit_resource>(resource), nullptr, &old) != 0) {
+    return InternalError("prlimit read failed: " + std::string(strerror(errno)));
+  }
+  rlimit limit{static_cast<rlim_t>(soft), old.rlim_max};
+  if (prlimit(pid, static_cast<__rlimit_resource>(resource), &limit, nullptr) != 0) {
+    return InternalError("prlimit failed: " + std::string(strerror(errno)));
+  }
+  return Status::Ok();
 }
 
 void ReplaceAll(std::string& text, std::string_view from, std::string_view to) {

@@ -47,8 +47,9 @@ class MoatInstance {
 
   // Writes moat.toml. Returns Internal when the file cannot be written.
   Status WriteConfig(std::string toml);
-  // Starts `moat serve --config moat.toml --port-file ...` and waits until it listens.
-  // Returns the ChildProcess error, with the server's log appended, when it does not come up.
+  // Starts `moat serve --config moat.toml --port-file ... --tls-port-file ...` and waits until
+  // it listens. Returns the ChildProcess error, with the server's log appended, when it does not
+  // come up.
   Status Start();
   // Sends `sig` (SIGTERM: graceful drain; SIGKILL: crash) and returns the exit code or -signal.
   StatusOr<int> Stop(int sig);
@@ -64,6 +65,9 @@ class MoatInstance {
   StatusOr<boost::json::object> AuditRecord(const std::string& request_id) const;
 
   std::uint16_t port() const { return port_; }
+  // The HTTPS port (server.tls_listen), 0 when there is none.
+  std::uint16_t tls_port() const { return tls_port_; }
+  pid_t pid() const { return process_.pid(); }
   const std::string& config_path() const { return config_path_; }
   std::string data_dir() const { return dir_.File("var"); }
   // The server's stdout+stderr so far (for failure messages).
@@ -74,9 +78,11 @@ class MoatInstance {
   moat::testing::TempDir dir_{"moat-integ"};
   std::string config_path_;
   std::string port_file_;
+  std::string tls_port_file_;
   std::string log_path_;
   moat::testing::ChildProcess process_;
   std::uint16_t port_ = 0;
+  std::uint16_t tls_port_ = 0;
 };
 
 // A blocking TCP connection to 127.0.0.1:port for byte-level tests (partial headers, stalls).
@@ -89,8 +95,18 @@ class RawConnection {
 
   // Returns Unavailable when the connection cannot be made.
   Status Connect(std::uint16_t port);
+  // Connects from the local address `source_ip` (e.g. "127.0.0.2": any 127/8 address works on
+  // loopback), to test per-client limits.
+  Status ConnectFrom(const std::string& source_ip, std::uint16_t port);
   // Writes all of `bytes`; returns Unavailable when the peer has gone.
   Status Send(std::string_view bytes);
+  // Writes as much of `bytes` as the socket takes within `timeout` (the peer may not be
+  // reading); returns how many bytes went.
+  std::size_t SendSome(std::string_view bytes, std::chrono::milliseconds timeout);
+  // Reads until `needle` has been received, the peer closes, or `timeout` passes; returns all
+  // that was received.
+  std::string ReadUntil(std::string_view needle, std::chrono::milliseconds timeout);
+  void Close();
 
   struct ReadResult {
     std::string data;                   // everything received
@@ -103,6 +119,14 @@ class RawConnection {
  private:
   int fd_ = -1;
 };
+
+// What /proc says about a running process (Linux).
+std::int64_t ProcessCpuMillis(pid_t pid);    // user + system CPU time so far
+std::int64_t ProcessRssKib(pid_t pid);       // resident set size
+int ProcessOpenFiles(pid_t pid);             // open file descriptors
+// Sets the soft limit of `resource` (RLIMIT_NOFILE, RLIMIT_FSIZE, ...) of a running process,
+// keeping its hard limit.
+Status SetProcessSoftLimit(pid_t pid, int resource, std::uint64_t soft);
 
 // Replaces every occurrence of `from` in `text` with `to`.
 void ReplaceAll(std::string& text, std::string_view from, std::string_view to);

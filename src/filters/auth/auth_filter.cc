@@ -11,8 +11,21 @@ class AuthFilter final : public Filter {
   explicit AuthFilter(const AuthFilterFactory& f) : f_(f) {}
 
   // Authenticates from the Authorization header alone, so an unauthenticated client never gets
-  // its body read, parsed or stored.
+  // its body read, parsed or stored. A valid key is always accepted (a throttled address may be
+  // shared with legitimate clients); failures are charged to the address, and failures beyond
+  // its budget are answered 429 without an audit record of their own.
   FilterStatus OnHeaders(RequestContext& ctx) override {
+    const bool missing = ctx.bearer_token.empty();
+    StatusOr<store::Principal> principal =
+        missing ? StatusOr<store::Principal>(UnauthenticatedError("no key"))
+                : f_.accounts()->Authenticate(ctx.bearer_token);
+    if (principal.ok()) {
+      ctx.account_id = principal->account.id;
+      ctx.org_id = principal->account.org_id;
+      ctx.key_id = principal->key_id;
+      ctx.tier = std::string(store::TierName(principal->account.tier));
+      return FilterStatus::kContinue;
+    }
     ratelimit::FailedAuthLimiter* limiter = f_.failed_auth();
     double retry_s = 0;
     if (limiter != nullptr && !limiter->Allowed(ctx.client_ip, &retry_s)) {
@@ -25,27 +38,18 @@ class AuthFilter final : public Filter {
                           std::to_string(retry) + "s.",
                       {{"retry-after", std::to_string(retry)}});
     }
-    if (ctx.bearer_token.empty()) {
+    if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
+    if (missing) {
       f_.failures().With({"missing_key"}).Inc();
-      if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
       ctx.error_code = "missing_api_key";
       return StopWith(ctx, 401, "invalid_request_error", "missing_api_key",
                       "You didn't provide an API key. Send it in the Authorization header as "
                       "'Authorization: Bearer YOUR_KEY'.");
     }
-    auto principal = f_.accounts()->Authenticate(ctx.bearer_token);
-    if (!principal.ok()) {
-      f_.failures().With({"invalid_key"}).Inc();
-      if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
-      ctx.error_code = "invalid_api_key";
-      return StopWith(ctx, 401, "invalid_request_error", "invalid_api_key",
-                      "Incorrect, revoked or disabled API key provided.");
-    }
-    ctx.account_id = principal->account.id;
-    ctx.org_id = principal->account.org_id;
-    ctx.key_id = principal->key_id;
-    ctx.tier = std::string(store::TierName(principal->account.tier));
-    return FilterStatus::kContinue;
+    f_.failures().With({"invalid_key"}).Inc();
+    ctx.error_code = "invalid_api_key";
+    return StopWith(ctx, 401, "invalid_request_error", "invalid_api_key",
+                    "Incorrect, revoked or disabled API key provided.");
   }
 
   FilterStatus OnRequest(RequestContext& ctx) override { return FilterStatus::kContinue; }

@@ -3,8 +3,9 @@
 // read) it resolves the presented API key to an account through the AccountStore's in-memory
 // snapshot (no disk I/O) and fills the account fields of the RequestContext; answers 401 in the
 // OpenAI format otherwise. Every failure is charged to the client's address and prefix in the
-// FailedAuthLimiter; an address over its failure budget is answered 429 without its key being
-// looked at (and without an audit record of its own: see RequestContext::skip_audit).
+// FailedAuthLimiter; a failure from an address over its budget is answered 429 instead, without
+// an audit record of its own (see RequestContext::skip_audit). Valid keys are never throttled
+// here (rate limits are the rate-limit filter's job).
 
 #include "common/metrics.h"
 #include "moat/filter.h"
