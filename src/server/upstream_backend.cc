@@ -359,6 +359,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     }
   }
 
+  attempt.complete = parser.is_done();
   attempt.reusable = !stopped && parser.is_done() && parser.get().keep_alive();
   if (attempt.reusable) lowest.expires_never();  // an idle pooled connection has no deadline
   if (stopped) co_return attempt;
@@ -452,15 +453,13 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
       attempt = co_await Exchange(*conn->plain, reused, call, req, client_wants_usage);
     }
     if (attempt.retry) continue;
-    if (conn->tls) {
+    if (conn->tls && attempt.complete) {
       // The session (with the tickets a TLS 1.3 server sent after the handshake) lets the next
-      // connection of this worker resume instead of a full handshake.
-      SSL_SESSION* session = SSL_get1_session(conn->tls->native_handle());
-      if (session != nullptr && SSL_SESSION_is_resumable(session)) {
-        pool.tls_session.reset(session);
-      } else if (session != nullptr) {
-        SSL_SESSION_free(session);
-      }
+      // connection of this worker resume instead of a full handshake. A copy: OpenSSL marks a
+      // connection's own session unresumable when the connection is dropped without a TLS
+      // shutdown, as pooled connections are.
+      SSL_SESSION* session = SSL_get_session(conn->tls->native_handle());
+      if (session != nullptr && SSL_SESSION_is_resumable(session)) pool.tls_session.reset(SSL_SESSION_dup(session));
     }
     if (attempt.reusable && pool.idle.size() < config_.max_idle_connections) pool.idle.push_back(std::move(conn));
     co_return std::move(attempt.result);

@@ -71,6 +71,7 @@ class UpstreamBackend final : public Backend {
   struct Attempt {
     bool retry = false;     // a pooled connection had gone stale: try again on a fresh one
     bool reusable = false;  // the connection may go back to the pool
+    bool complete = false;  // the whole response was read
     BackendResult result;
   };
 

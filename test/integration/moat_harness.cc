@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,7 +15,9 @@
 #include <boost/json.hpp>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -375,6 +378,68 @@ Status SetProcessSoftLimit(pid_t pid, int resource, std::uint64_t soft) {
     return InternalError("prlimit failed: " + std::string(strerror(errno)));
   }
   return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// TestPki
+
+namespace {
+
+constexpr char kOpenssl[] = "/usr/bin/openssl";
+constexpr char kValidDays[] = "2";
+
+Status RunOpenssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{kOpenssl};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CommandResult r = RunCommand(argv);
+  if (r.exit_code != 0) return InternalError("openssl " + args.front() + " failed: " + r.err);
+  return Status::Ok();
+}
+
+// A random serial number, so that certificates of one test run never collide.
+std::string RandomSerial() {
+  std::random_device rd;
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "0x%08x%08x", rd(), rd());
+  return buf;
+}
+
+}  // namespace
+
+Status TestPki::MakeCa() {
+  MOAT_RETURN_IF_ERROR(RunOpenssl({"req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                   "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", File("ca.key"),
+                                   "-out", File("ca.pem"), "-days", kValidDays, "-subj", "/CN=moat test CA",
+                                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                                   "keyUsage=critical,keyCertSign,cRLSign"}));
+  ::chmod(File("ca.key").c_str(), 0600);
+  return Status::Ok();
+}
+
+Status TestPki::Sign(const std::string& name, const std::string& common_name,
+                     const std::string& extensions) {
+  const std::string ext_file = File(name + ".ext");
+  {
+    std::ofstream ext(ext_file);
+    ext << extensions;
+  }
+  MOAT_RETURN_IF_ERROR(RunOpenssl({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                                   "-nodes", "-keyout", File(name + ".key"), "-out", File(name + ".csr"),
+                                   "-subj", "/CN=" + common_name}));
+  ::chmod(File(name + ".key").c_str(), 0600);
+  return RunOpenssl({"x509", "-req", "-in", File(name + ".csr"), "-CA", File("ca.pem"), "-CAkey",
+                     File("ca.key"), "-set_serial", RandomSerial(), "-out", File(name + ".pem"), "-days",
+                     kValidDays, "-extfile", ext_file});
+}
+
+Status TestPki::MakeServerCert(const std::string& name, const std::string& common_name) {
+  return Sign(name, common_name,
+              "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+              "extendedKeyUsage=serverAuth\n");
+}
+
+Status TestPki::MakeClientCert(const std::string& name, const std::string& common_name) {
+  return Sign(name, common_name, "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
 }
 
 void ReplaceAll(std::string& text, std::string_view from, std::string_view to) {

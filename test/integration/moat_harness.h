@@ -128,6 +128,25 @@ int ProcessOpenFiles(pid_t pid);             // open file descriptors
 // keeping its hard limit.
 Status SetProcessSoftLimit(pid_t pid, int resource, std::uint64_t soft);
 
+// A throw-away PKI made with the openssl CLI for TLS tests: a CA, and certificates it signs.
+// File names are under `dir`; keys are written with mode 0600.
+class TestPki {
+ public:
+  explicit TestPki(std::string dir) : dir_(std::move(dir)) {}
+  // Creates the CA ("ca.pem", "ca.key").
+  Status MakeCa();
+  // A server certificate "<name>.pem" / "<name>.key" for `common_name`, with the subject
+  // alternative names DNS:localhost and IP:127.0.0.1.
+  Status MakeServerCert(const std::string& name, const std::string& common_name);
+  // A client certificate "<name>.pem" / "<name>.key".
+  Status MakeClientCert(const std::string& name, const std::string& common_name);
+  std::string File(const std::string& name) const { return dir_ + "/" + name; }
+
+ private:
+  Status Sign(const std::string& name, const std::string& common_name, const std::string& extensions);
+  std::string dir_;
+};
+
 // Replaces every occurrence of `from` in `text` with `to`.
 void ReplaceAll(std::string& text, std::string_view from, std::string_view to);
 

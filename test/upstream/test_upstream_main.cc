@@ -18,10 +18,13 @@
 //   --model-id test-model   the model id listed by /v1/models and used when a request names none
 //   --tokenize / --no-tokenize   enable (default) or disable POST /tokenize (disabled -> 404)
 //   --hang-ms 60000         how long the `hang` fault keeps a connection before closing it
+//   --tls-cert PEM --tls-key PEM   serve HTTPS instead of HTTP
+//   --tls-client-ca PEM     with HTTPS: require a client certificate signed by this CA
 //
 // Endpoints
 //   GET  /health                 200 {"status":"ok"}
-//   GET  /stats                  {"requests":n,"connections_accepted":n,"active_connections":n}
+//   GET  /stats                  {"requests":n,"connections_accepted":n,"active_connections":n,
+//                                 "tls_handshakes":n,"tls_resumed":n}
 //                                ("requests" counts every request except GET /stats itself)
 //   GET  /v1/models {"object":"list","data":[{"id":"test-model","object":"model",...}]} POST
 //   /v1/chat/completions    OpenAI chat completion (stream or not) POST /v1/completions OpenAI
@@ -46,6 +49,7 @@
 //   x-test-delay-ms: D        wait D ms before the response headers (time to first byte)
 //   x-test-chunk-delay-ms: D  wait D ms between consecutive stream events
 //   x-test-tokens: N          completion tokens (capped by max_tokens, see above)
+//   x-test-close: 1           close the connection after the (complete) completion answer
 //   x-test-echo: 1            the completion content is the exact request body received, split
 //                             into tokens at whitespace boundaries (concatenating the stream's
 //                             deltas gives the body back byte for byte; max_tokens is ignored)
@@ -67,6 +71,7 @@
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <charconv>
@@ -90,6 +95,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace json = boost::json;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 // Completion token for awaiting without exceptions: results come back as a tuple (ec, ...).
@@ -109,6 +115,9 @@ struct Options {
   std::string model_id = "test-model";
   bool tokenize = true;
   int hang_ms = 60000;
+  std::string tls_cert;       // serve HTTPS with this PEM certificate chain ...
+  std::string tls_key;        // ... and key
+  std::string tls_client_ca;  // require client certificates signed by this CA
 };
 
 // Process-wide counters exposed by GET /stats.
@@ -117,11 +126,14 @@ struct Counters {
   std::atomic<std::uint64_t> connections_accepted{0};
   std::atomic<std::int64_t> active_connections{0};
   std::atomic<std::uint64_t> next_completion_id{1};
+  std::atomic<std::uint64_t> tls_handshakes{0};
+  std::atomic<std::uint64_t> tls_resumed{0};
 };
 
 struct ServerState {
   Options options;
   Counters counters;
+  std::unique_ptr<ssl::context> tls;  // set when serving HTTPS
 };
 
 using Request = http::request<http::string_body>;
@@ -443,7 +455,9 @@ std::optional<std::string> BuildCompletion(const Request& req, bool chat, Server
 // ---------------------------------------------------------------------------------------------
 // Socket helpers.
 
-void AbortConnection(tcp::socket& socket) {
+template <class Stream>
+void AbortConnection(Stream& stream) {
+  tcp::socket& socket = beast::get_lowest_layer(stream);
   boost::system::error_code ignored;
   socket.set_option(asio::socket_base::linger(true, 0), ignored);  // close() then sends RST
   socket.close(ignored);
@@ -456,7 +470,8 @@ asio::awaitable<void> SleepMs(std::int64_t ms) {
   co_await timer.async_wait(kNoThrow);
 }
 
-asio::awaitable<Outcome> WriteResponse(tcp::socket& socket, Response res) {
+template <class Stream>
+asio::awaitable<Outcome> WriteResponse(Stream& socket, Response res) {
   bool keep_alive = res.keep_alive();
   auto [ec, n] = co_await http::async_write(socket, res, kNoThrow);
   if (ec) co_return Outcome::kClose;
@@ -464,7 +479,8 @@ asio::awaitable<Outcome> WriteResponse(tcp::socket& socket, Response res) {
 }
 
 // Sends a complete response head and the first half of its body, then resets the connection.
-asio::awaitable<Outcome> WriteHalfThenReset(tcp::socket& socket, Response res) {
+template <class Stream>
+asio::awaitable<Outcome> WriteHalfThenReset(Stream& socket, Response res) {
   http::response_serializer<http::string_body> sr{res};
   auto [ec, n] = co_await http::async_write_header(socket, sr, kNoThrow);
   if (!ec) {
@@ -477,7 +493,8 @@ asio::awaitable<Outcome> WriteHalfThenReset(tcp::socket& socket, Response res) {
 
 // Writes `events` as a chunked text/event-stream, one chunk per event, `chunk_delay_ms` apart.
 // With `reset_after` set, resets the connection after that many events.
-asio::awaitable<Outcome> WriteEventStream(tcp::socket& socket, const Request& req,
+template <class Stream>
+asio::awaitable<Outcome> WriteEventStream(Stream& socket, const Request& req,
                                           const std::vector<std::string>& events,
                                           std::int64_t chunk_delay_ms,
                                           std::optional<std::size_t> reset_after) {
@@ -526,6 +543,8 @@ std::string StatsBody(const ServerState& state) {
   root["requests"] = state.counters.requests.load();
   root["connections_accepted"] = state.counters.connections_accepted.load();
   root["active_connections"] = state.counters.active_connections.load();
+  root["tls_handshakes"] = state.counters.tls_handshakes.load();
+  root["tls_resumed"] = state.counters.tls_resumed.load();
   return json::serialize(root);
 }
 
@@ -572,7 +591,8 @@ std::string_view HeaderOr(const Request& req, std::string_view name, std::string
   return std::string_view(it->value().data(), it->value().size());
 }
 
-asio::awaitable<Outcome> HandleCompletion(tcp::socket& socket, const Request& req, bool chat,
+template <class Stream>
+asio::awaitable<Outcome> HandleCompletion(Stream& socket, const Request& req, bool chat,
                                           std::string_view fault, std::int64_t chunk_delay_ms,
                                           ServerState& state) {
   Completion c;
@@ -611,7 +631,8 @@ bool IsKnownFault(std::string_view f) {
   return false;
 }
 
-asio::awaitable<Outcome> Handle(tcp::socket& socket, const Request& req, ServerState& state) {
+template <class Stream>
+asio::awaitable<Outcome> Handle(Stream& socket, const Request& req, ServerState& state) {
   std::string_view target(req.target().data(), req.target().size());
   std::string_view path = target.substr(0, target.find('?'));
   bool is_get = req.method() == http::verb::get;
@@ -684,8 +705,11 @@ asio::awaitable<Outcome> Handle(tcp::socket& socket, const Request& req, ServerS
   }
 
   if (is_post && (path == "/v1/chat/completions" || path == "/v1/completions")) {
-    co_return co_await HandleCompletion(socket, req, path == "/v1/chat/completions", fault,
-                                        chunk_delay_ms, state);
+    Outcome done = co_await HandleCompletion(socket, req, path == "/v1/chat/completions", fault,
+                                             chunk_delay_ms, state);
+    // x-test-close: 1 ends the connection after a complete answer (a fresh one next time).
+    if (done == Outcome::kKeepAlive && HeaderOr(req, "x-test-close", "") == "1") co_return Outcome::kClose;
+    co_return done;
   }
 
   Response res;
@@ -710,10 +734,9 @@ asio::awaitable<Outcome> Handle(tcp::socket& socket, const Request& req, ServerS
 // ---------------------------------------------------------------------------------------------
 // Connections.
 
-asio::awaitable<void> Session(tcp::socket socket, ServerState& state) {
-  state.counters.active_connections.fetch_add(1, std::memory_order_relaxed);
-  boost::system::error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
+// Serves requests on one connection (plain or TLS) until it closes.
+template <class Stream>
+asio::awaitable<Outcome> Serve(Stream& socket, ServerState& state) {
   beast::flat_buffer buffer;
   Outcome outcome = Outcome::kKeepAlive;
   while (outcome == Outcome::kKeepAlive) {
@@ -740,9 +763,30 @@ asio::awaitable<void> Session(tcp::socket socket, ServerState& state) {
     }
     outcome = co_await Handle(socket, parser.get(), state);
   }
-  if (outcome != Outcome::kAbandoned && socket.is_open()) {
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    socket.close(ignored);
+  co_return outcome;
+}
+
+asio::awaitable<void> Session(tcp::socket socket, ServerState& state) {
+  state.counters.active_connections.fetch_add(1, std::memory_order_relaxed);
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  Outcome outcome = Outcome::kClose;
+  if (state.tls) {
+    ssl::stream<tcp::socket> tls(std::move(socket), *state.tls);
+    auto [hec] = co_await tls.async_handshake(ssl::stream_base::server, kNoThrow);
+    if (!hec) {
+      state.counters.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+      if (SSL_session_reused(tls.native_handle())) state.counters.tls_resumed.fetch_add(1, std::memory_order_relaxed);
+      outcome = co_await Serve(tls, state);
+      if (outcome != Outcome::kAbandoned) co_await tls.async_shutdown(kNoThrow);
+    }
+    if (outcome != Outcome::kAbandoned && tls.next_layer().is_open()) tls.next_layer().close(ignored);
+  } else {
+    outcome = co_await Serve(socket, state);
+    if (outcome != Outcome::kAbandoned && socket.is_open()) {
+      socket.shutdown(tcp::socket::shutdown_send, ignored);
+      socket.close(ignored);
+    }
   }
   state.counters.active_connections.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -780,6 +824,20 @@ bool WritePortFile(const std::string& path, std::uint16_t port) {
 int Run(const Options& options) {
   ServerState state;
   state.options = options;
+  if (!options.tls_cert.empty()) {
+    state.tls = std::make_unique<ssl::context>(ssl::context::tls_server);
+    boost::system::error_code ec;
+    state.tls->use_certificate_chain_file(options.tls_cert, ec);
+    if (!ec) state.tls->use_private_key_file(options.tls_key, ssl::context::pem, ec);
+    if (!ec && !options.tls_client_ca.empty()) {
+      state.tls->load_verify_file(options.tls_client_ca, ec);
+      state.tls->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    }
+    if (ec) {
+      std::cerr << "moat-test-upstream: cannot load the TLS files: " << ec.message() << "\n";
+      return 2;
+    }
+  }
   int threads = std::max(1, options.threads);
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   for (int i = 0; i < threads; ++i) contexts.push_back(std::make_unique<asio::io_context>(1));
@@ -843,6 +901,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--hang-ms", options.hang_ms, "how long the hang fault holds a connection")
       ->capture_default_str();
+  app.add_option("--tls-cert", options.tls_cert, "serve HTTPS with this PEM certificate chain");
+  app.add_option("--tls-key", options.tls_key, "the PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", options.tls_client_ca,
+                 "require client certificates signed by this PEM CA");
   CLI11_PARSE(app, argc, argv);
   return moat::test_upstream::Run(options);
 }
