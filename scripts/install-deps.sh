@@ -10,7 +10,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libtomlplusplus-dev libfmt-dev libxxhash-dev zlib1g-dev
   fortunes-min fortunes
-  curl
+  curl openssl
+  # The sanitizer build and the libFuzzer targets (scripts/test.sh, scripts/fuzz.sh).
+  clang-14 clang libclang-rt-14-dev llvm-14
 )
 # Node.js runs the end-to-end test with the official openai client. Use the machine's own
 # node/npm when present (some images ship a newer one that conflicts with Debian's npm).
