@@ -33,9 +33,9 @@ for seeds in fuzz/corpus/*/; do
     status=1
     tail -n 60 "$log" >&2
   fi
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-  secs=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-  summary+=("$(printf '%-16s %12s executions %8s/s  %s' "$target" "$execs" "$secs" "$result")")
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+$' || echo 0)
+  rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | tail -n1 | grep -oE '[0-9]+$' || echo 0)
+  summary+=("$(printf '%-16s %12s executions %8s/s  %s' "$target" "$execs" "$rate" "$result")")
 done
 echo "fuzz summary (${seconds}s per target):"
 printf '  %s\n' "${summary[@]}"

@@ -19,6 +19,10 @@ namespace json = boost::json;
 namespace {
 
 constexpr int64_t kNsPerSec = 1'000'000'000LL;
+// Seconds from the epoch whose nanoseconds (plus a fraction) still fit int64 (~1677..2262).
+constexpr int64_t kMaxEpochSeconds = INT64_MAX / kNsPerSec - 1;
+// Nanoseconds as a double that still convert to int64 (just below 2^63).
+constexpr double kMaxNsAsDouble = 9.2e18;
 
 bool ParseDigits(std::string_view s, size_t pos, size_t n, int* out) {
   if (pos + n > s.size()) return false;
@@ -306,6 +310,10 @@ StatusOr<int64_t> ParseRfc3339(std::string_view s) {
   }
   if (pos != s.size()) return bad();
   const int64_t secs = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset_s;
+  // Nanoseconds since the epoch fit int64 only from 1677 to 2262.
+  if (secs < -kMaxEpochSeconds || secs > kMaxEpochSeconds) {
+    return InvalidArgumentError("timestamp out of range (1677..2262): " + std::string(s));
+  }
   return secs * kNsPerSec + frac_ns;
 }
 
@@ -314,18 +322,24 @@ StatusOr<int64_t> ParseTimeValue(const json::value& v) {
   if (v.is_int64() || v.is_uint64()) {
     const int64_t i = v.is_int64() ? v.get_int64() : static_cast<int64_t>(v.get_uint64());
     if (i < 0) return InvalidArgumentError("negative \"time\"");
-    if (i >= 100'000'000'000'000'000LL) return i;      // ns
-    if (i >= 100'000'000'000'000LL) return i * 1000;   // us
-    if (i >= 100'000'000'000LL) return i * 1'000'000;  // ms
-    return i * kNsPerSec;                              // s
+    int64_t scale = kNsPerSec;                                   // s
+    if (i >= 100'000'000'000'000'000LL) scale = 1;               // ns
+    else if (i >= 100'000'000'000'000LL) scale = 1000;           // us
+    else if (i >= 100'000'000'000LL) scale = 1'000'000;          // ms
+    int64_t ns = 0;
+    if (__builtin_mul_overflow(i, scale, &ns)) return InvalidArgumentError("\"time\" out of range");
+    return ns;
   }
   if (v.is_double()) {
     x = v.get_double();
     if (!std::isfinite(x) || x < 0) return InvalidArgumentError("bad numeric \"time\"");
-    if (x >= 1e17) return static_cast<int64_t>(x);
-    if (x >= 1e14) return static_cast<int64_t>(x * 1e3);
-    if (x >= 1e11) return static_cast<int64_t>(x * 1e6);
-    return static_cast<int64_t>(std::llround(x * 1e9));
+    double ns = x * 1e9;
+    if (x >= 1e17) ns = x;
+    else if (x >= 1e14) ns = x * 1e3;
+    else if (x >= 1e11) ns = x * 1e6;
+    // The largest double below 2^63: converting anything larger to int64 is undefined.
+    if (!(ns < kMaxNsAsDouble)) return InvalidArgumentError("\"time\" out of range");
+    return static_cast<int64_t>(std::llround(ns));
   }
   if (v.is_string()) {
     std::string_view s = v.get_string();

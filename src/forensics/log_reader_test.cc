@@ -38,6 +38,18 @@ TEST(ParseTimeTest, Rfc3339) {
   }
 }
 
+TEST(ParseTimeTest, TimesBeyondInt64NanosecondsAreRefusedNotWrapped) {
+  // Found by the log reader fuzzer: each of these overflowed int64 (undefined behaviour).
+  EXPECT_FALSE(ParseTimeValue(json::value(int64_t{20'217'416'000'223})).ok());     // ms
+  EXPECT_FALSE(ParseTimeValue(json::value(int64_t{99'999'999'999'999'999})).ok());  // us
+  EXPECT_FALSE(ParseTimeValue(json::value(int64_t{99'999'999'999})).ok());          // s
+  EXPECT_FALSE(ParseTimeValue(json::value(1e30)).ok());
+  EXPECT_FALSE(ParseRfc3339("9999-12-31T23:59:59Z").ok());
+  EXPECT_FALSE(ParseRfc3339("0001-01-01T00:00:00Z").ok());
+  EXPECT_TRUE(ParseRfc3339("2262-01-01T00:00:00Z").ok());
+  EXPECT_TRUE(ParseTimeValue(json::value(int64_t{9'000'000'000'000'000'000})).ok());
+}
+
 TEST(ParseTimeTest, NumbersInAnyUnit) {
   const int64_t ns = 1'717'372'800LL * kSec;
   EXPECT_EQ(*ParseTimeValue(json::value(1'717'372'800)), ns);

@@ -6,7 +6,8 @@
 //
 // What the server bounds, whatever clients do:
 //  - connections: at most max_connections in all (lowered to what the descriptor limit allows)
-//    and max_connections_per_ip per client address (IPv6: per /64); beyond that a connection is
+//    and max_connections_per_ip per client address (IPv6: per /64; trusted proxies are exempt,
+//    they carry many clients); beyond that a connection is
 //    answered 503 and closed at once. When accept() fails (out of descriptors or memory) the
 //    acceptor backs off instead of retrying in a busy loop.
 //  - memory: request heads up to max_header_bytes; bodies are read only once the gateway's
