@@ -183,7 +183,7 @@ class HardeningTest : public ::testing::Test {
 // Finding 1: unauthenticated traffic costs no body read, no stored text, and is throttled.
 
 TEST_F(HardeningTest, BadKeyIsRefusedFromTheHeadersWithoutWaitingForTheBody) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   RawConnection raw;
   ASSERT_TRUE(raw.Connect(moat_.port()).ok());
   // Announce 1 MB but send only the headers and 1 KB: the answer must not wait for the rest.
@@ -210,7 +210,7 @@ TEST_F(HardeningTest, BadKeyIsRefusedFromTheHeadersWithoutWaitingForTheBody) {
 }
 
 TEST_F(HardeningTest, FailedAuthenticationsAreThrottledPerAddressAndNotAuditedBeyondTheLimit) {
-  StartMoat(Config(upstream_.port(), "", "[auth]\nfailures_per_ip_per_minute = 5\nfailures_per_prefix_per_minute = 1000\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "[auth]\nfailures_per_ip_per_minute = 5\nfailures_per_prefix_per_minute = 1000\n")));
   const std::string big_body = ChatBody("", std::string(100'000, 'a'));
   int unauthorized = 0, throttled = 0;
   std::string retry_after;
@@ -245,7 +245,7 @@ TEST_F(HardeningTest, FailedAuthenticationsAreThrottledPerAddressAndNotAuditedBe
 }
 
 TEST_F(HardeningTest, UnauthenticatedBodiesAreNeverBuffered) {
-  StartMoat(Config(upstream_.port(), "", "[auth]\nfailures_per_ip_per_minute = 100000\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "[auth]\nfailures_per_ip_per_minute = 100000\n")));
   const pid_t pid = moat_.pid();
   const std::int64_t rss_before = ProcessRssKib(pid);
   constexpr int kConnections = 100;
@@ -270,8 +270,8 @@ TEST_F(HardeningTest, UnauthenticatedBodiesAreNeverBuffered) {
 // Finding 2: the WAL is checkpointed into the database file and stays bounded.
 
 TEST_F(HardeningTest, WalStaysBoundedWhileTheDatabaseFileGrows) {
-  StartMoat(Config(upstream_.port(), "",
-                   "[audit]\nwal_max_bytes = 262144\nwal_checkpoint_interval_ms = 50\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "",
+                                           "[audit]\nwal_max_bytes = 262144\nwal_checkpoint_interval_ms = 50\n")));
   const std::string db = moat_.data_dir() + "/audit.db";
   const std::string prompt(4000, 'p');
   std::uint64_t max_wal = 0;
@@ -312,7 +312,7 @@ TEST_F(HardeningTest, WalStaysBoundedWhileTheDatabaseFileGrows) {
 
 TEST_F(HardeningTest, LowDiskSpaceRefusesRequestsBeforeAnyContent) {
   // More free space required than any disk has: the audit log reports itself unhealthy.
-  StartMoat(Config(upstream_.port(), "", "[audit]\nmin_free_bytes = 1000000000000000000\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "[audit]\nmin_free_bytes = 1000000000000000000\n")));
   HttpResponse res = Post(ChatBody(R"("stream":true,"max_tokens":5)"), Auth({{"x-test-tokens", "5"}}));
   EXPECT_EQ(res.status, 503) << res.body;
   EXPECT_EQ(ErrorCode(res.body), "audit_unavailable") << res.body;
@@ -322,7 +322,7 @@ TEST_F(HardeningTest, LowDiskSpaceRefusesRequestsBeforeAnyContent) {
 }
 
 TEST_F(HardeningTest, FailingAuditWritesRefuseStreamsBeforeContentAndRecover) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   ASSERT_EQ(Post(ChatBody(R"("max_tokens":2)"), Auth({{"x-test-tokens", "1"}})).status, 200);
   // From now on every write of the gateway beyond byte 1 of a file fails (EFBIG), like a full disk.
   ASSERT_TRUE(SetProcessSoftLimit(moat_.pid(), RLIMIT_FSIZE, 1).ok());
@@ -344,7 +344,7 @@ TEST_F(HardeningTest, FailingAuditWritesRefuseStreamsBeforeContentAndRecover) {
 }
 
 TEST_F(HardeningTest, StreamIsCutWhenTheAuditStoreFailsMidWay) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   constexpr int kTokens = 40;
   std::atomic<int> content_events{0};
   std::string body;
@@ -377,7 +377,7 @@ TEST_F(HardeningTest, StreamIsCutWhenTheAuditStoreFailsMidWay) {
 // Finding 4: a prompt sent upstream is charged, even when the client leaves early.
 
 TEST_F(HardeningTest, DisconnectingEarlyDoesNotRefundThePrompt) {
-  StartMoat(Config(upstream_.port(), "", "[limits.verified]\nkey_tpm = 3000\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "[limits.verified]\nkey_tpm = 3000\n")));
   StatusOr<std::string> key = moat_.CreateAccountAndKeyWithCli("tpm", "verified");
   ASSERT_TRUE(key.ok());
   // The gateway picks a key made by the CLI up within a second or so.
@@ -410,7 +410,7 @@ TEST_F(HardeningTest, DisconnectingEarlyDoesNotRefundThePrompt) {
 // Finding 5: connection caps, and no busy loop when descriptors run out.
 
 TEST_F(HardeningTest, ConnectionCapsPerAddressAndPerProcess) {
-  StartMoat(Config(upstream_.port(), "max_connections = 6\nmax_connections_per_ip = 4\n"));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "max_connections = 6\nmax_connections_per_ip = 4\n")));
   std::vector<std::unique_ptr<RawConnection>> held;
   for (int i = 0; i < 4; ++i) {
     held.push_back(std::make_unique<RawConnection>());
@@ -449,7 +449,7 @@ TEST_F(HardeningTest, ConnectionCapsPerAddressAndPerProcess) {
 }
 
 TEST_F(HardeningTest, RunningOutOfDescriptorsDoesNotSpinAndRecovers) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   const pid_t pid = moat_.pid();
   // Leave the gateway a handful of free descriptors, then hold more idle connections than that.
   ASSERT_TRUE(SetProcessSoftLimit(pid, RLIMIT_NOFILE, ProcessOpenFiles(pid) + 8).ok());
@@ -483,7 +483,7 @@ class AuditVerifyCliTest : public HardeningTest {
  protected:
   // 35 requests with a checkpoint every 10, then a clean stop (which signs 35).
   void WriteLog() {
-    StartMoat(Config(upstream_.port(), "", "[audit]\ncheckpoint_every = 10\n"));
+    ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "[audit]\ncheckpoint_every = 10\n")));
     for (int i = 0; i < 34; ++i) ASSERT_EQ(Post(ChatBody(R"("max_tokens":2)"), Auth({{"x-test-tokens", "1"}})).status, 200);
     StatusOr<int> stopped = moat_.Stop(SIGTERM);
     ASSERT_TRUE(stopped.ok() && *stopped == 0);
@@ -497,7 +497,7 @@ class AuditVerifyCliTest : public HardeningTest {
 };
 
 TEST_F(AuditVerifyCliTest, DeletedCheckpointsFail) {
-  WriteLog();
+  ASSERT_NO_FATAL_FAILURE(WriteLog());
   Sql("DELETE FROM checkpoints");
   CommandResult r = moat_.Cli({"audit", "verify"});
   EXPECT_EQ(r.exit_code, 4) << r.out << r.err;
@@ -505,7 +505,7 @@ TEST_F(AuditVerifyCliTest, DeletedCheckpointsFail) {
 }
 
 TEST_F(AuditVerifyCliTest, TruncationWithLaterCheckpointsDeletedIsCaughtByTheAnchor) {
-  WriteLog();
+  ASSERT_NO_FATAL_FAILURE(WriteLog());
   // Cut the log after record 25 and delete every checkpoint that would show it: what remains is
   // a consistent chain with a signed checkpoint at 20 and a short unsigned tail.
   Sql("DELETE FROM records WHERE seq > 25; DELETE FROM checkpoints WHERE seq > 20");
@@ -524,7 +524,7 @@ class FramingTest : public HardeningTest {
  protected:
   void SetUp() override {
     HardeningTest::SetUp();
-    StartMoat(Config(upstream_.port()));
+    ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   }
   // Sends `request` on a fresh connection and returns everything until the gateway closes.
   RawConnection::ReadResult Exchange(const std::string& request) {
@@ -595,7 +595,7 @@ TEST_F(FramingTest, ExpectContinueGetsA100OnlyOnceAuthenticated) {
 // Finding 8: the admin risk route with no account id.
 
 TEST_F(HardeningTest, AdminRiskRouteWithoutAnIdIs404AndLeaksNothing) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   HttpClient admin("127.0.0.1", moat_.port(), milliseconds(5000));
   HttpHeaders token{{"authorization", std::string("Bearer ") + kAdminToken}};
   for (const char* path : {"/admin/accounts/risk", "/admin/accounts//risk", "/admin/accounts/a/b/risk"}) {
@@ -621,7 +621,7 @@ TEST_F(HardeningTest, AdminRiskRouteWithoutAnIdIs404AndLeaksNothing) {
 // Finding 10: data at rest is owner-only; secrets others can read are refused.
 
 TEST_F(HardeningTest, DataFilesAreOwnerOnlyAndReadableSecretsAreRefused) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   ASSERT_EQ(Post(ChatBody(R"("max_tokens":2)"), Auth({{"x-test-tokens", "1"}})).status, 200);
   const std::string dir = moat_.data_dir();
   EXPECT_EQ(ModeOf(dir), 0700u);
@@ -644,7 +644,7 @@ TEST_F(HardeningTest, DataFilesAreOwnerOnlyAndReadableSecretsAreRefused) {
 // Finding 11: admin actions are in the audit chain.
 
 TEST_F(HardeningTest, AdminActionsAreAuditedWithWhoWhatWhenAndWhere) {
-  StartMoat(Config(upstream_.port()));
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   HttpClient admin("127.0.0.1", moat_.port(), milliseconds(5000));
   HttpHeaders token{{"authorization", std::string("Bearer ") + kAdminToken}, {"user-agent", "ops-console/1"}};
   auto call = [&](const std::string& method, const std::string& path, const std::string& body) {

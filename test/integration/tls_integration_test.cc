@@ -178,9 +178,9 @@ class TlsTest : public ::testing::Test {
 std::string CaLine(const TestPki& pki) { return "tls_ca_file = \"" + pki.File("ca.pem") + "\""; }
 
 TEST_F(TlsTest, HttpsUpstreamIsVerifiedAgainstTheConfiguredCa) {
-  StartTlsUpstream();
-  StartMoat({{"by-ip", CaLine(*pki_)},  // verified against the certificate's IP address
-             {"by-name", CaLine(*pki_) + "\ntls_server_name = \"localhost\""}});
+  ASSERT_NO_FATAL_FAILURE(StartTlsUpstream());
+  ASSERT_NO_FATAL_FAILURE(StartMoat({{"by-ip", CaLine(*pki_)},  // verified against the certificate's IP
+                                     {"by-name", CaLine(*pki_) + "\ntls_server_name = \"localhost\""}}));
   for (const char* model : {"by-ip", "by-name"}) {
     HttpResponse res = Chat(model);
     ASSERT_EQ(res.status, 200) << model << ": " << res.body;
@@ -194,10 +194,10 @@ TEST_F(TlsTest, HttpsUpstreamIsVerifiedAgainstTheConfiguredCa) {
 }
 
 TEST_F(TlsTest, VerificationIsOnByDefaultAndChecksTheName) {
-  StartTlsUpstream();
-  StartMoat({{"system-store", ""},  // the test CA is not in the system's trust store
-             {"wrong-name", CaLine(*pki_) + "\ntls_server_name = \"api.example.org\""},
-             {"unverified", "tls_verify = false"}});
+  ASSERT_NO_FATAL_FAILURE(StartTlsUpstream());
+  ASSERT_NO_FATAL_FAILURE(StartMoat({{"system-store", ""},  // the test CA is not in the system's trust store
+                                     {"wrong-name", CaLine(*pki_) + "\ntls_server_name = \"api.example.org\""},
+                                     {"unverified", "tls_verify = false"}}));
   HttpResponse untrusted = Chat("system-store");
   EXPECT_EQ(untrusted.status, 502) << untrusted.body;
   EXPECT_EQ(ErrorCode(untrusted.body), "upstream_tls_error") << untrusted.body;
@@ -211,10 +211,10 @@ TEST_F(TlsTest, VerificationIsOnByDefaultAndChecksTheName) {
 }
 
 TEST_F(TlsTest, ClientCertificateIsPresentedWhenConfigured) {
-  StartTlsUpstream({"--tls-client-ca", pki_->File("ca.pem")});
-  StartMoat({{"anonymous", CaLine(*pki_)},
-             {"with-cert", CaLine(*pki_) + "\ntls_client_cert_file = \"" + pki_->File("client.pem") +
-                               "\"\ntls_client_key_file = \"" + pki_->File("client.key") + "\""}});
+  ASSERT_NO_FATAL_FAILURE(StartTlsUpstream({"--tls-client-ca", pki_->File("ca.pem")}));
+  ASSERT_NO_FATAL_FAILURE(StartMoat({{"anonymous", CaLine(*pki_)},
+                                     {"with-cert", CaLine(*pki_) + "\ntls_client_cert_file = \"" + pki_->File("client.pem") +
+                                                       "\"\ntls_client_key_file = \"" + pki_->File("client.key") + "\""}}));
   HttpResponse anonymous = Chat("anonymous");
   EXPECT_EQ(anonymous.status, 502) << anonymous.body;
   HttpResponse with_cert = Chat("with-cert");
@@ -222,8 +222,8 @@ TEST_F(TlsTest, ClientCertificateIsPresentedWhenConfigured) {
 }
 
 TEST_F(TlsTest, ConnectionsArePooledAndNewOnesResumeTheSession) {
-  StartTlsUpstream();
-  StartMoat({{"pooled", CaLine(*pki_)}});
+  ASSERT_NO_FATAL_FAILURE(StartTlsUpstream());
+  ASSERT_NO_FATAL_FAILURE(StartMoat({{"pooled", CaLine(*pki_)}}));
   for (int i = 0; i < 3; ++i) ASSERT_EQ(Chat("pooled").status, 200);
   json::object stats = UpstreamStats();
   EXPECT_EQ(Int(stats, "tls_handshakes"), 2) << json::serialize(stats);  // the gateway's + /stats
@@ -274,7 +274,7 @@ class TlsListenerTest : public TlsTest {
 };
 
 TEST_F(TlsListenerTest, ServesHttpsAndReloadsItsCertificateOnSighup) {
-  StartListener();
+  ASSERT_NO_FATAL_FAILURE(StartListener());
   TlsExchange health = HttpsRequest(moat_.tls_port(), pki_->File("ca.pem"), "GET", "/healthz");
   ASSERT_EQ(health.error, "");
   EXPECT_EQ(health.status, 200);
