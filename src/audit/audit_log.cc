@@ -22,7 +22,7 @@ namespace {
 
 // How long the writer's own WAL truncation waits for readers before it gives up until the next
 // batch, and the writer's ordinary busy timeout (SqliteDb::Open's).
-constexpr int kWalTruncateBusyTimeoutMs = 20;
+constexpr int kWalTruncateBusyTimeoutMs = 100;
 constexpr int kWriterBusyTimeoutMs = 5000;
 
 }  // namespace

@@ -409,14 +409,20 @@ TEST_F(HardeningTest, DisconnectingEarlyDoesNotRefundThePrompt) {
 // ---------------------------------------------------------------------------------------------
 // Finding 5: connection caps, and no busy loop when descriptors run out.
 
+// Opens a keep-alive connection (from `source_ip`) and proves it admitted with one /healthz.
+std::unique_ptr<RawConnection> AdmittedConnection(std::uint16_t port, const std::string& source_ip) {
+  auto c = std::make_unique<RawConnection>();
+  EXPECT_TRUE(c->ConnectFrom(source_ip, port).ok());
+  EXPECT_TRUE(c->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").ok());
+  std::string res = c->ReadUntil("\"ok\"}", milliseconds(5000));
+  EXPECT_EQ(RawStatus(res), 200) << source_ip << ": " << res;
+  return c;
+}
+
 TEST_F(HardeningTest, ConnectionCapsPerAddressAndPerProcess) {
   ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "max_connections = 6\nmax_connections_per_ip = 4\n")));
   std::vector<std::unique_ptr<RawConnection>> held;
-  for (int i = 0; i < 4; ++i) {
-    held.push_back(std::make_unique<RawConnection>());
-    ASSERT_TRUE(held.back()->Connect(moat_.port()).ok());
-  }
-  std::this_thread::sleep_for(milliseconds(200));
+  for (int i = 0; i < 4; ++i) held.push_back(AdmittedConnection(moat_.port(), "127.0.0.1"));
   RawConnection fifth;
   ASSERT_TRUE(fifth.Connect(moat_.port()).ok());
   RawConnection::ReadResult r = fifth.ReadUntilClose(milliseconds(3000));
@@ -425,22 +431,22 @@ TEST_F(HardeningTest, ConnectionCapsPerAddressAndPerProcess) {
   EXPECT_TRUE(r.closed);
 
   // Other addresses get the rest of the process cap, then nothing.
-  for (const char* ip : {"127.0.0.2", "127.0.0.3"}) {
-    held.push_back(std::make_unique<RawConnection>());
-    ASSERT_TRUE(held.back()->ConnectFrom(ip, moat_.port()).ok());
-  }
-  std::this_thread::sleep_for(milliseconds(200));
+  for (const char* ip : {"127.0.0.2", "127.0.0.3"}) held.push_back(AdmittedConnection(moat_.port(), ip));
   RawConnection over;
   ASSERT_TRUE(over.ConnectFrom("127.0.0.4", moat_.port()).ok());
   EXPECT_EQ(RawStatus(over.ReadUntilClose(milliseconds(3000)).data), 503);
 
-  // A slot that frees up is usable again.
+  // A slot that frees up is usable again (once the gateway has seen the close).
   held.front()->Close();
-  std::this_thread::sleep_for(milliseconds(200));
-  RawConnection again;
-  ASSERT_TRUE(again.Connect(moat_.port()).ok());
-  ASSERT_TRUE(again.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok());
-  EXPECT_EQ(RawStatus(again.ReadUntilClose(milliseconds(3000)).data), 200);
+  int status = 0;
+  for (int i = 0; i < 50 && status != 200; ++i) {
+    std::this_thread::sleep_for(milliseconds(50));
+    RawConnection again;
+    ASSERT_TRUE(again.Connect(moat_.port()).ok());
+    ASSERT_TRUE(again.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok());
+    status = RawStatus(again.ReadUntilClose(milliseconds(3000)).data);
+  }
+  EXPECT_EQ(status, 200);
   held.clear();
   std::this_thread::sleep_for(milliseconds(200));
   std::string metrics = Metrics();
