@@ -85,6 +85,10 @@ int Serve(const ServeOpts& opts) {
 
   auto audit_log = audit::AuditLog::Open(AuditLogOptionsFrom(cfg));
   if (!audit_log.ok()) return Fail(audit_log.status());
+  if (moat::Status health = (*audit_log)->health(); !health.ok()) {
+    std::cerr << "moat: warning: " << health.message()
+              << "; requests are refused (503 audit_unavailable) until audit records can be written\n";
+  }
 
   MetricsRegistry metrics;
   const int workers = server::HttpServer::WorkerCount(cfg.server);
@@ -161,12 +165,22 @@ int Serve(const ServeOpts& opts) {
   // Accounts and keys changed by `moat account|key ...` in another process show up here.
   std::atomic<bool> done{false};
   // So do the allow/deny lists; detection state of accounts idle for an hour is evicted.
+  // The audit log's health changes are logged here too (they also show in moat_audit_healthy).
   std::thread refresher([&] {
     int ticks = 0;
+    bool audit_healthy = (*audit_log)->health().ok();
     while (!done.load()) {
       for (int i = 0; i < 10 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       auto s = (*accounts)->RefreshIfChanged();
       if (!s.ok()) std::cerr << "moat: account refresh failed: " << s.message() << "\n";
+      if (moat::Status health = (*audit_log)->health(); health.ok() != audit_healthy) {
+        audit_healthy = health.ok();
+        if (audit_healthy) {
+          std::cerr << "moat: audit records can be written again; serving\n";
+        } else {
+          std::cerr << "moat: " << health.message() << "; refusing requests until it recovers\n";
+        }
+      }
       if (engine) {
         if (auto all = risk_lists->All(); all.ok() && *all != applied_lists)
           server::ApplyRiskLists(*all, engine.get(), &applied_lists);

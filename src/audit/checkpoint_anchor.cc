@@ -73,7 +73,8 @@ Status AdvanceAnchorFile(const std::string& path, const CheckpointAnchor& anchor
   if (auto existing = ReadAnchorFile(path); existing.ok() && existing->seq >= anchor.seq) {
     return Status::Ok();
   }
-  const std::string tmp = path + ".tmp";
+  // One temporary file per process: gateways and the CLI may advance the same anchor.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const std::string text = FormatAnchor(anchor);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return UnavailableError("cannot write " + tmp + ": " + std::strerror(errno));
