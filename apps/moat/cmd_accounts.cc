@@ -96,15 +96,17 @@ void AddAccountCommands(CLI::App& app) {
   auto* org_create = org->add_subcommand("create", "Create an organisation");
   org_create->add_option("name", opts->name, "Organisation name")->required();
   org_create->add_option("--config,-c", opts->config, "Config file (default ./moat.toml or built-in defaults)");
-  org_create->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
-    audit::AdminAction change{.operation = "org.create", .details_json = Details({{"name", opts->name}})};
-    auto o = s.CreateOrganization(opts->name);
-    if (o.ok()) {
-      change.org_id = o->id;
-      std::cout << o->id << "\n";
-    }
-    return recorded(audit, std::move(change), o.status());
-  }));
+  org_create->callback(
+      with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
+        audit::AdminAction change =
+            audit::AdminAction::Of("org.create", Details({{"name", opts->name}}));
+        auto o = s.CreateOrganization(opts->name);
+        if (o.ok()) {
+          change.org_id = o->id;
+          std::cout << o->id << "\n";
+        }
+        return recorded(audit, std::move(change), o.status());
+      }));
 
   auto* account = app.add_subcommand("account", "Manage accounts");
   account->require_subcommand(1);
@@ -116,10 +118,10 @@ void AddAccountCommands(CLI::App& app) {
   create->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto tier = store::ParseTier(opts->tier);
     if (!tier.ok()) return Fail(tier.status());
-    audit::AdminAction change{
-        .operation = "account.create",
-        .org_id = opts->org,
-        .details_json = Details({{"name", opts->name}, {"tier", opts->tier}, {"org_id", opts->org}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "account.create",
+        Details({{"name", opts->name}, {"tier", opts->tier}, {"org_id", opts->org}}));
+    change.org_id = opts->org;
     auto a = s.CreateAccount(opts->name, opts->org, *tier);
     if (a.ok()) {
       change.account_id = a->id;
@@ -176,10 +178,9 @@ void AddAccountCommands(CLI::App& app) {
       auto audit = CliAdminAudit::Open(*cfg);
       if (!audit.ok()) std::exit(Fail(audit.status()));
       const std::string entry = e == "unlist" ? "none" : e;
-      audit::AdminAction change{
-          .operation = "list.set",
-          .account_id = a->id,
-          .details_json = Details({{"account", a->id}, {"entry", entry}, {"note", opts->note}})};
+      audit::AdminAction change = audit::AdminAction::Of(
+          "list.set", Details({{"account", a->id}, {"entry", entry}, {"note", opts->note}}));
+      change.account_id = a->id;
       auto s = (*lists)->Set(a->id, entry, opts->note);
       if (s.ok()) {
         std::cout << a->id << ": " << (e == "unlist" ? "removed from the lists" : "on the " + e + " list")
@@ -226,11 +227,11 @@ void AddAccountCommands(CLI::App& app) {
     if (!a.ok()) return Fail(a.status());
     auto tier = store::ParseTier(opts->tier);
     if (!tier.ok()) return Fail(tier.status());
-    audit::AdminAction change{
-        .operation = "account.update",
-        .account_id = a->id,
-        .org_id = a->org_id,
-        .details_json = Details({{"tier_before", std::string(store::TierName(a->tier))}, {"tier", opts->tier}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "account.update",
+        Details({{"tier_before", std::string(store::TierName(a->tier))}, {"tier", opts->tier}}));
+    change.account_id = a->id;
+    change.org_id = a->org_id;
     return recorded(audit, std::move(change), s.SetTier(a->id, *tier));
   }));
   auto* disable = account->add_subcommand("disable", "Disable (or --enable) an account");
@@ -240,12 +241,11 @@ void AddAccountCommands(CLI::App& app) {
   disable->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
-    audit::AdminAction change{
-        .operation = "account.update",
-        .account_id = a->id,
-        .org_id = a->org_id,
-        .details_json = Details({{"disabled_before", a->disabled ? "true" : "false"},
-                                 {"disabled", opts->disabled ? "true" : "false"}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "account.update", Details({{"disabled_before", a->disabled ? "true" : "false"},
+                                   {"disabled", opts->disabled ? "true" : "false"}}));
+    change.account_id = a->id;
+    change.org_id = a->org_id;
     return recorded(audit, std::move(change), s.SetDisabled(a->id, opts->disabled));
   }));
 
@@ -258,10 +258,10 @@ void AddAccountCommands(CLI::App& app) {
   kcreate->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
-    audit::AdminAction change{.operation = "key.create",
-                              .account_id = a->id,
-                              .org_id = a->org_id,
-                              .details_json = Details({{"label", opts->label}})};
+    audit::AdminAction change =
+        audit::AdminAction::Of("key.create", Details({{"label", opts->label}}));
+    change.account_id = a->id;
+    change.org_id = a->org_id;
     auto k = s.CreateKey(a->id, opts->label);
     if (k.ok()) {
       change.key_id = k->info.key_id;  // the id only: the secret is printed once, never stored
@@ -273,10 +273,12 @@ void AddAccountCommands(CLI::App& app) {
   auto* revoke = key->add_subcommand("revoke", "Revoke an API key");
   revoke->add_option("key_id", opts->key_id, "Key id (key_...)")->required();
   revoke->add_option("--config,-c", opts->config, "Config file");
-  revoke->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
-    audit::AdminAction change{.operation = "key.revoke", .key_id = opts->key_id};
-    return recorded(audit, std::move(change), s.RevokeKey(opts->key_id));
-  }));
+  revoke->callback(
+      with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
+        audit::AdminAction change = audit::AdminAction::Of("key.revoke");
+        change.key_id = opts->key_id;
+        return recorded(audit, std::move(change), s.RevokeKey(opts->key_id));
+      }));
   auto* klist = key->add_subcommand("list", "List an account's keys");
   klist->add_option("--account,-a", opts->account, "Account id or name")->required();
   klist->add_option("--config,-c", opts->config, "Config file");

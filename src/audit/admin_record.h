@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "moat/audit_record.h"
 
@@ -26,6 +27,14 @@ namespace moat::audit {
 inline constexpr char kAdminVerdict[] = "admin";
 
 struct AdminAction {
+  // An action of `operation` changing what `details_json` says; the other fields are set after.
+  static AdminAction Of(std::string operation, std::string details_json = "{}") {
+    AdminAction a;
+    a.operation = std::move(operation);
+    a.details_json = std::move(details_json);
+    return a;
+  }
+
   std::string operation;
   std::string actor;
   std::string source;

@@ -48,14 +48,17 @@ struct AuditLog::Writer {
     return SQLITE_OK;
   }
 
-  // Between batches: when the maintenance thread's passive checkpoints cannot catch up (a
-  // writer that never pauses keeps the WAL from ever being completely copied, so it never
-  // restarts), copy the rest and truncate the WAL here, holding up this one batch. Most frames
-  // are already copied, so this is short; a reader in the way (export, verify) makes it give up
-  // quickly and try again after the next batch.
-  // Returns true when it truncated the WAL.
-  bool BoundWal() {
-    if (wal_max_bytes <= 0 || static_cast<int64_t>(wal_frames) * page_size <= wal_max_bytes) return false;
+  // True when the WAL holds more than wal_max_bytes: the maintenance thread's passive
+  // checkpoints did not catch up (a writer that never pauses keeps the WAL from ever being
+  // completely copied, so it never restarts).
+  bool WalOverBound() const {
+    return wal_max_bytes > 0 && static_cast<int64_t>(wal_frames) * page_size > wal_max_bytes;
+  }
+
+  // Between batches, with the WAL over its bound: copies the rest and truncates the WAL here,
+  // holding up the next batch. A reader in the way (export, verify) makes it give up quickly
+  // and try again after the next batch. Returns true when it truncated the WAL.
+  bool TruncateWal() {
     sqlite3_busy_timeout(db->handle(), kWalTruncateBusyTimeoutMs);
     int rc = sqlite3_wal_checkpoint_v2(db->handle(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     sqlite3_busy_timeout(db->handle(), kWriterBusyTimeoutMs);
@@ -339,8 +342,10 @@ void AuditLog::MaintenanceLoop() {
     lock.unlock();
     // PASSIVE: copies what it can (and syncs the database file) without blocking the writer or
     // readers. The writer restarts and truncates the WAL on its next commit once everything
-    // has been copied, or truncates it itself when it outgrows wal_max_bytes (Writer::BoundWal).
-    checkpoint(SQLITE_CHECKPOINT_PASSIVE);
+    // has been copied, or truncates it itself when it outgrows wal_max_bytes (Writer::TruncateWal).
+    // While the WAL is over its bound the writer truncates it; a passive checkpoint holding the
+    // checkpoint lock (through a slow fsync) would only make the writer's attempt fail.
+    if (!wal_over_bound_.load(std::memory_order_acquire)) checkpoint(SQLITE_CHECKPOINT_PASSIVE);
     CheckFreeSpace();
     lock.lock();
   }
@@ -437,7 +442,13 @@ void AuditLog::WriterLoop() {
     done_cv_.notify_all();
     batch.clear();
     // After the acknowledgements: only the next batch may wait for it.
-    if (writer_->BoundWal()) wal_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    if (writer_->WalOverBound()) {
+      wal_over_bound_.store(true, std::memory_order_release);
+      if (writer_->TruncateWal()) {
+        wal_checkpoints_.fetch_add(1, std::memory_order_relaxed);
+        wal_over_bound_.store(false, std::memory_order_release);
+      }
+    }
   }
   (void)writer_->FinalCheckpoint();
   writer_.reset();  // closes the database on the thread that used it

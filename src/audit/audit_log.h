@@ -128,6 +128,7 @@ class AuditLog {
   std::atomic<bool> commit_failed_{false};
   std::atomic<bool> low_space_{false};
   std::atomic<uint64_t> wal_checkpoints_{0};
+  std::atomic<bool> wal_over_bound_{false};  // the writer is truncating the WAL
   mutable std::mutex health_mu_;
   std::string commit_error_;  // guarded by health_mu_
   std::string space_error_;   // guarded by health_mu_

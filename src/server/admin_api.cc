@@ -154,16 +154,18 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
     json::object in;
     if (!ParseBody(body, &in)) return Error(400, "the body must be a JSON object", "invalid_json");
     std::string account = Str(in, "account"), entry = Str(in, "entry");
-    audit::AdminAction change{.operation = "list.set",
-                              .details_json = json::serialize(json::object{
-                                  {"account", account}, {"entry", entry}, {"note", Str(in, "note")}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "list.set", json::serialize(json::object{
+                        {"account", account}, {"entry", entry}, {"note", Str(in, "note")}}));
     auto acct = accounts_->GetAccount(account);
     if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
     change.account_id = acct->id;
     if (lists_) {
-      if (auto s = lists_->Set(acct->id, entry, Str(in, "note")); !s.ok()) return WithChange(Error(s), std::move(change));
+      if (auto s = lists_->Set(acct->id, entry, Str(in, "note")); !s.ok())
+        return WithChange(Error(s), std::move(change));
     } else if (entry != "allow" && entry != "deny" && entry != "none") {
-      return WithChange(Error(400, "entry must be allow, deny or none", "invalid_value"), std::move(change));
+      return WithChange(Error(400, "entry must be allow, deny or none", "invalid_value"),
+                        std::move(change));
     }
     engine_->SetListEntry(acct->id, entry == "allow" ? detect::ListEntry::kAllow
                                     : entry == "deny" ? detect::ListEntry::kDeny
@@ -206,8 +208,8 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
 
   if (path == "/admin/orgs" && method == "POST") {
     std::string name = Str(in, "name");
-    audit::AdminAction change{.operation = "org.create",
-                              .details_json = json::serialize(json::object{{"name", name}})};
+    audit::AdminAction change =
+        audit::AdminAction::Of("org.create", json::serialize(json::object{{"name", name}}));
     if (name.empty()) return WithChange(Error(400, "'name' is required", "invalid_value"), std::move(change));
     auto org = accounts_->CreateOrganization(name);
     if (!org.ok()) return WithChange(Error(org.status()), std::move(change));
@@ -221,11 +223,12 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
   if (path == "/admin/accounts" && method == "POST") {
     std::string name = Str(in, "name");
     std::string tier_name = Str(in, "tier");
-    audit::AdminAction change{
-        .operation = "account.create",
-        .org_id = Str(in, "org_id"),
-        .details_json = json::serialize(json::object{
-            {"name", name}, {"tier", tier_name.empty() ? "unverified" : tier_name}, {"org_id", Str(in, "org_id")}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "account.create",
+        json::serialize(json::object{{"name", name},
+                                     {"tier", tier_name.empty() ? "unverified" : tier_name},
+                                     {"org_id", Str(in, "org_id")}}));
+    change.org_id = Str(in, "org_id");
     if (name.empty()) return WithChange(Error(400, "'name' is required", "invalid_value"), std::move(change));
     auto tier = store::ParseTier(tier_name.empty() ? "unverified" : tier_name);
     if (!tier.ok()) return WithChange(Error(tier.status()), std::move(change));
@@ -262,10 +265,10 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
       }
       if (const auto* t = in.if_contains("tier")) details["tier"] = *t;
       if (const auto* d = in.if_contains("disabled")) details["disabled"] = *d;
-      audit::AdminAction change{.operation = "account.update",
-                                .account_id = acct.ok() ? acct->id : std::string(),
-                                .org_id = acct.ok() ? acct->org_id : std::string(),
-                                .details_json = json::serialize(details)};
+      audit::AdminAction change =
+          audit::AdminAction::Of("account.update", json::serialize(details));
+      change.account_id = acct.ok() ? acct->id : std::string();
+      change.org_id = acct.ok() ? acct->org_id : std::string();
       if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
       if (std::string t = Str(in, "tier"); !t.empty()) {
         auto tier = store::ParseTier(t);
@@ -285,9 +288,9 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
   }
   if (path == "/admin/keys" && method == "POST") {
     std::string account = Str(in, "account");
-    audit::AdminAction change{
-        .operation = "key.create",
-        .details_json = json::serialize(json::object{{"account", account}, {"label", Str(in, "label")}})};
+    audit::AdminAction change = audit::AdminAction::Of(
+        "key.create",
+        json::serialize(json::object{{"account", account}, {"label", Str(in, "label")}}));
     if (account.empty()) return WithChange(Error(400, "'account' (id or name) is required", "invalid_value"), std::move(change));
     auto acct = accounts_->GetAccount(account);
     if (!acct.ok()) return WithChange(Error(acct.status()), std::move(change));
@@ -310,7 +313,8 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
       revoke = method == "POST" && rest.substr(slash) == "/revoke";
     }
     if (!revoke) return Error(405, "use POST /admin/keys/{key_id}/revoke or DELETE /admin/keys/{key_id}", "method_not_allowed");
-    audit::AdminAction change{.operation = "key.revoke", .key_id = key_id};
+    audit::AdminAction change = audit::AdminAction::Of("key.revoke");
+    change.key_id = key_id;
     if (auto s = accounts_->RevokeKey(key_id); !s.ok()) return WithChange(Error(s), std::move(change));
     json::object o;
     o["key_id"] = key_id;

@@ -378,7 +378,7 @@ asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
       if (parts_.failed_auth) parts_.failed_auth->RecordFailure(client_ip);
       r = {401, ErrorBody("A valid admin token is required (Authorization: Bearer <admin token>).",
                           "authentication_error", "invalid_admin_token"),
-           audit::AdminAction{.operation = "admin.auth_failed"}};
+           audit::AdminAction::Of("admin.auth_failed")};
     }
   } else if (auto refused = co_await body.Read()) {
     r = {refused->http_status, ErrorBody(*refused), std::nullopt};
