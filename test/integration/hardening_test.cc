@@ -276,7 +276,7 @@ TEST_F(HardeningTest, WalStaysBoundedWhileTheDatabaseFileGrows) {
   const std::string prompt(4000, 'p');
   std::uint64_t max_wal = 0;
   constexpr int kThreads = 4;
-  constexpr int kPerThread = 150;
+  constexpr int kPerThread = 250;
   std::atomic<int> failures{0};
   std::atomic<bool> done{false};
   std::thread sampler([&] {
@@ -301,10 +301,13 @@ TEST_F(HardeningTest, WalStaysBoundedWhileTheDatabaseFileGrows) {
   done.store(true);
   sampler.join();
   EXPECT_EQ(failures.load(), 0);
-  // 600 records of ~4 KB: before the fix audit.db stayed at 4 KB and the WAL held everything.
-  EXPECT_GT(SizeOf(db), 2'000'000u);
-  EXPECT_LT(max_wal, 1'500'000u) << "the WAL reached " << max_wal << " bytes";
-  EXPECT_GE(SizeOf(db + "-wal"), 0u);
+  // 1000 records of ~4 KB: before the fix audit.db stayed at 4 KB and the WAL held everything
+  // (more than 5 MB). Now the WAL may pass its bound only by what arrives while a checkpoint
+  // is being synced (a few hundred KB on a loaded machine), far from the data written.
+  const std::uint64_t db_size = SizeOf(db);
+  EXPECT_GT(db_size, 4'000'000u);
+  EXPECT_LT(max_wal, db_size / 2) << "the WAL reached " << max_wal << " bytes";
+  EXPECT_LT(max_wal, 2'500'000u) << "the WAL reached " << max_wal << " bytes";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -472,14 +475,18 @@ TEST_F(HardeningTest, RunningOutOfDescriptorsDoesNotSpinAndRecovers) {
   EXPECT_LT(cpu_ms, 400) << "the gateway used " << cpu_ms << " ms of CPU while idle";
   idle.clear();
   ASSERT_TRUE(SetProcessSoftLimit(pid, RLIMIT_NOFILE, 4096).ok());
-  auto deadline = steady_clock::now() + milliseconds(5000);
+  // Generous: the gateway first works through the closed connections left in its backlog
+  // (slowly under a sanitizer on a loaded machine).
+  auto deadline = steady_clock::now() + milliseconds(20000);
   int status = 0;
+  std::string last_error;
   while (status != 200 && steady_clock::now() < deadline) {
-    HttpClient c("127.0.0.1", moat_.port(), milliseconds(1000));
+    HttpClient c("127.0.0.1", moat_.port(), milliseconds(3000));
     auto res = c.Request("GET", "/healthz");
     status = res.ok() ? res->status : 0;
+    if (!res.ok()) last_error = res.status().ToString();
   }
-  EXPECT_EQ(status, 200);
+  EXPECT_EQ(status, 200) << last_error << "\nmoat log:\n" << moat_.Log();
 }
 
 // ---------------------------------------------------------------------------------------------
