@@ -13,7 +13,7 @@
 #include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "traffic/http_replay.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/replay.h"
 #include "traffic/report.h"
 #include "traffic/scenario.h"
@@ -21,7 +21,7 @@
 namespace moat::bench {
 namespace {
 
-using traffic::PromptCorpus;
+using datasets::PromptCorpus;
 using traffic::Report;
 using traffic::Scenario;
 
@@ -30,6 +30,7 @@ struct CommonOptions {
   std::string scenario = "smoke";
   std::string scenarios_dir = MOAT_SCENARIOS_DIR;
   uint64_t seed = 1;
+  std::string split = "eval";
   std::string out;
 };
 
@@ -40,6 +41,10 @@ void AddCommon(CLI::App* cmd, CommonOptions& o) {
   cmd->add_option("--scenarios-dir", o.scenarios_dir, "where scenario names resolve")
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "random seed; the same seed gives the same traffic")
+      ->capture_default_str();
+  cmd->add_option("--prompt-split", o.split,
+                  "which rows prompts come from: eval (never seen by the shipped detection "
+                  "model), train or all")
       ->capture_default_str();
 }
 
@@ -61,7 +66,9 @@ StatusOr<Loaded> Load(const CommonOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   Loaded l;
   MOAT_ASSIGN_OR_RETURN(l.scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
-  MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data));
+  datasets::CorpusOptions copts;
+  MOAT_ASSIGN_OR_RETURN(copts.split, datasets::ParseSplit(o.split));
+  MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data, copts));
   std::fprintf(stderr, "loaded %zu prompt sets (%zu organic, %zu conversations) from %s in %.2f s\n",
                l.corpus.sets().size(), l.corpus.PromptCount("organic"),
                l.corpus.conversation_count(), o.data.c_str(), Since(t0));

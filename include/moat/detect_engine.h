@@ -16,6 +16,7 @@ struct RequestEvent {
   std::string account_id;  // the authenticated account
   std::string key_id;      // the API key used (an account may hold several)
   std::string end_user;    // the OpenAI `user` field, "" when absent
+  std::string tier;        // the account's tier (unverified, verified, enterprise); "" unknown
   std::string client_ip;
   std::string user_agent;
   std::vector<std::pair<std::string, std::string>> headers;  // other request headers, lower-case names

@@ -9,7 +9,7 @@
 #include "moat/detect_engine.h"
 #include "moat/status.h"
 #include "traffic/generator.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
 #include "traffic/scorer.h"
 

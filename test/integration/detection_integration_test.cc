@@ -30,7 +30,7 @@
 #include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "traffic/http_replay.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
 
 namespace moat::integration {
@@ -569,7 +569,7 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   StartGateway(true);
   auto scenario = traffic::LoadScenario("smoke", src / "scenarios");
   ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
-  auto corpus = traffic::PromptCorpus::Load(data);
+  auto corpus = datasets::PromptCorpus::Load(data);
   ASSERT_TRUE(corpus.ok()) << corpus.status().ToString();
   const std::string out = dir_.File("smoke");
   {
