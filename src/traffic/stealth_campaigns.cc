@@ -230,6 +230,7 @@ class StealthAccount final : public Actor {
     ctx.EmitAs(next_ns, id_, user, ip, NextBody(ctx.pools, user));
     ++sent_;
     if (sent_ >= budget_) return false;
+    const int64_t now = next_ns;
     if (pending_followup_.empty() && (--burst_left_ > 0)) {
       next_ns += Seconds(rng_.LogNormal(75, 0.8));  // reading the answer, typing the next one
     } else if (!pending_followup_.empty()) {
@@ -237,6 +238,11 @@ class StealthAccount final : public Actor {
     } else {
       burst_left_ = 1 + static_cast<int>(rng_.Below(4));
       next_ns = NextDiurnal(rng_, next_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.8);
+    }
+    // The operator gets each account's share of the queue done within the account's life.
+    if (next_ns >= end_ns_ && end_ns_ > now) {
+      next_ns = now + static_cast<int64_t>(rng_.Uniform() * static_cast<double>(end_ns_ - now) /
+                                           (budget_ - sent_ + 1));
     }
     return next_ns < end_ns_;
   }
