@@ -269,8 +269,10 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   provision->add_option("--out,--keys-out", prov->out, "keys file to write (mode 0600)")
       ->required();
   provision->add_option("--tier", prov->options.tier,
-                        "tier of the created accounts (its [limits.TIER] apply)")
+                        "tier of the created accounts whose label names none (its [limits.TIER] apply)")
       ->capture_default_str();
+  provision->add_flag("!--ignore-label-tiers", prov->options.label_tiers,
+                      "give every account --tier, whatever its label says");
   provision->callback([prov, &exit_code] { exit_code = RunProvision(*prov); });
 }
 

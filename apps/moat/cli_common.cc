@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "detect/detection_settings.h"
 #include "moat/clock.h"
 
 namespace moat::cli {
@@ -38,6 +39,7 @@ moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::Detect
   if (ds.restrict_posterior > 0) dc.policy.restrict_posterior = ds.restrict_posterior;
   if (ds.release_posterior > 0) dc.policy.release_posterior = ds.release_posterior;
   if (ds.typical_answer_tokens > 0) dc.typical_answer_tokens = static_cast<int>(ds.typical_answer_tokens);
+  for (const auto& [name, value] : ds.settings) MOAT_RETURN_IF_ERROR(detect::ApplySetting(dc, name, value));
   for (const auto& [name, ts] : ds.tiers) {
     detect::TierPolicy& tp = dc.policy.tiers[static_cast<size_t>(detect::ParseTier(name))];
     if (ts.prior_log_odds) tp.prior_log_odds = *ts.prior_log_odds;

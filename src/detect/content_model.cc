@@ -21,7 +21,7 @@ constexpr uint64_t kLast = 0x6c61730000000006ULL;
 constexpr uint64_t kShape = 0x7368700000000007ULL;
 
 // Character 4-grams only for the first words of a text (they are the costliest features).
-constexpr int kCharGramWords = 160;
+constexpr int kCharGramWords = 64;
 
 enum ByteClass : uint8_t { kSpace = 0, kWord, kDigit, kPunct };
 
@@ -103,8 +103,9 @@ std::string_view ContentHeadName(int head) {
   return head >= 0 && head < kNumHeads ? kNames[head] : "unknown";
 }
 
-void ExtractContentFeatures(std::string_view text, ContentFeatures* out) {
+void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHashes* words_out) {
   Emitter emit(out);
+  if (words_out != nullptr) words_out->count = 0;
   char buf[kContentScanChars];
   int upper = 0;
   const std::string_view s = Window(text, buf, &upper);
@@ -146,8 +147,10 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out) {
         ++digits;
         const char cls_name[2] = {'#', static_cast<char>('0' + std::min<size_t>(word.size(), 4))};
         tok = TokenHash(std::string_view(cls_name, 2));
+        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = TokenHash(word);
       } else {
         tok = TokenHash(word);
+        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = tok;
         ++words;
         if (words <= kCharGramWords && word.size() >= 4) {
           // 4-grams of "<word>" with boundary bytes: morphology (reason, reasoning, reasoned).

@@ -45,9 +45,18 @@ struct ContentFeatures {
   int count = 0;
 };
 
-// Extracts the features of `text`. Deterministic and identical in training and scoring: the
-// feature set is part of the model file's version (kContentFeatureVersion).
-void ExtractContentFeatures(std::string_view text, ContentFeatures* out);
+// The hashes of a text's lower-cased word and number tokens (XXH3 of the token's bytes), in
+// order, from the same pass: the known-corpus and work-queue sketches are made from them.
+struct WordHashes {
+  static constexpr int kMax = 512;
+  std::array<uint64_t, kMax> hash;
+  int count = 0;
+};
+
+// Extracts the features of `text` (and, when `words` is not null, its word hashes).
+// Deterministic and identical in training and scoring: the feature set is part of the model
+// file's version (kContentFeatureVersion).
+void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHashes* words = nullptr);
 inline constexpr uint32_t kContentFeatureVersion = 1;
 
 // Bins of the combined log-likelihood ratio over [-kLlrRange, kLlrRange] (the ends catch the

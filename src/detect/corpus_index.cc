@@ -5,15 +5,15 @@
 #include <algorithm>
 #include <cstring>
 
+#include "detect/content_model.h"
 #include "detect/sketches.h"
 
 namespace moat::detect {
 namespace {
 
 constexpr int kPerms = kCorpusBands * kCorpusRows;
+constexpr uint64_t kPresentBits = uint64_t{1} << 22;  // 512 KiB
 constexpr uint32_t kNone = UINT32_MAX;
-// Prompts are sketched from their first kSketchChars bytes (an item's identity is in its start).
-constexpr size_t kSketchChars = 2048;
 
 // Function words carry no item identity; dropping them makes a reworded wrapper cheap to see
 // through. Sorted, for binary search.
@@ -28,14 +28,19 @@ constexpr std::string_view kFunctionWords[] = {
     "those", "to",    "up",    "us",    "very",  "was",   "we",    "were",  "what",  "when",
     "where", "which", "who",   "why",   "will",  "with",  "would", "you",   "your"};
 
-bool IsFunctionWord(std::string_view w) {
-  return std::binary_search(std::begin(kFunctionWords), std::end(kFunctionWords), w);
+// The function words' hashes, sorted: a word is tested by its hash (which the sketch needs
+// anyway), not by string comparisons.
+const std::vector<uint64_t>& FunctionWordHashes() {
+  static const std::vector<uint64_t> hashes = [] {
+    std::vector<uint64_t> h;
+    for (std::string_view w : kFunctionWords) h.push_back(XXH3_64bits(w.data(), w.size()));
+    std::sort(h.begin(), h.end());
+    return h;
+  }();
+  return hashes;
 }
 
-bool IsWordByte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'' ||
-         c >= 0x80;
-}
+
 
 // Odd multipliers of the multiply-shift permutations.
 constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
@@ -56,35 +61,27 @@ uint64_t Key(int band, uint32_t hash) { return (static_cast<uint64_t>(band) << 3
 }  // namespace
 
 ItemSketch SketchItem(std::string_view text) {
+  ContentFeatures features;
+  WordHashes words;
+  ExtractContentFeatures(text, &features, &words);
+  return SketchWords(words);
+}
+
+ItemSketch SketchWords(const WordHashes& words) {
   ItemSketch s;
   std::array<uint32_t, kPerms> mins;
   mins.fill(UINT32_MAX);
-  int words = 0;
-  char lower[64];
-  const size_t n = std::min(text.size(), kSketchChars);
-  size_t i = 0;
-  while (i < n) {
-    if (!IsWordByte(static_cast<unsigned char>(text[i]))) {
-      ++i;
-      continue;
-    }
-    size_t j = i;
-    while (j < n && IsWordByte(static_cast<unsigned char>(text[j]))) ++j;
-    const size_t len = std::min<size_t>(j - i, sizeof(lower));
-    for (size_t k = 0; k < len; ++k) {
-      const char c = text[i + k];
-      lower[k] = c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-    }
-    const std::string_view w(lower, len);
-    i = j;
-    if (IsFunctionWord(w)) continue;
-    ++words;
-    const uint64_t h = XXH3_64bits(w.data(), w.size());
+  const std::vector<uint64_t>& function_words = FunctionWordHashes();
+  int content_words = 0;
+  for (int i = 0; i < words.count; ++i) {
+    const uint64_t h = words.hash[i];
+    if (std::binary_search(function_words.begin(), function_words.end(), h)) continue;
+    ++content_words;
     for (int k = 0; k < kPerms; ++k) {
       mins[k] = std::min(mins[k], static_cast<uint32_t>((h * kMultipliers[k]) >> 32));
     }
   }
-  if (words < kCorpusMinContentWords) return s;
+  if (content_words < kCorpusMinContentWords) return s;
   for (int b = 0; b < kCorpusBands; ++b) {
     s.band[b] = static_cast<uint32_t>(
         XXH3_64bits_withSeed(&mins[b * kCorpusRows], sizeof(uint32_t) * kCorpusRows, b + 1));
@@ -121,7 +118,10 @@ uint16_t CorpusIndex::AddCorpus(std::string name, std::string role,
 void CorpusIndex::IndexItem(uint32_t item) {
   next_.emplace_back();
   next_.back().fill(kNone);
+  if (present_.empty()) present_.assign(kPresentBits / 64, 0);
   for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t bit = Mix64(Key(b, bands_[item][b])) & (kPresentBits - 1);
+    present_[bit >> 6] |= 1ULL << (bit & 63);
     // Prepend: the chain of a band runs from the newest item to the oldest.
     auto [it, inserted] = lookup_.try_emplace(Key(b, bands_[item][b]), item);
     if (inserted) continue;
@@ -139,11 +139,13 @@ CorpusMatch CorpusIndex::Lookup(const ItemSketch& s) const {
   CorpusMatch m;
   if (!s.valid || empty()) return m;
   // Candidates from each band's chain (bounded: a band shared by many items is a weak one).
-  constexpr int kMaxCandidates = 64;
+  constexpr int kMaxCandidates = 24;
   std::array<uint32_t, kMaxCandidates> cand;
   std::array<uint8_t, kMaxCandidates> votes{};
   int ncand = 0;
   for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t bit = Mix64(Key(b, s.band[b])) & (kPresentBits - 1);
+    if (!((present_[bit >> 6] >> (bit & 63)) & 1)) continue;
     auto it = lookup_.find(Key(b, s.band[b]));
     if (it == lookup_.end()) continue;
     int chain = 0;

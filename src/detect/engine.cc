@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -13,16 +14,13 @@ namespace {
 
 constexpr double kHourNs = 3600.0 * 1e9;
 
-std::string Signed2(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%+.2f", x);
-  return buf;
-}
+// Two decimals, without printf (reasons are formatted for every restricted request).
 std::string Fixed2(double x) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", x);
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof(buf), x, std::chars_format::fixed, 2);
+  return std::string(buf, r.ptr);
 }
+std::string Signed2(double x) { return x >= 0 ? "+" + Fixed2(x) : Fixed2(x); }
 
 double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
@@ -87,7 +85,7 @@ std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultT
   // degrades rather than asks for a verification the client cannot do.
   t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 150000, 20000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 150000, 20000, Action::kStepUp, false};
-  t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 100000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 1000000, Action::kDegrade, true};
   return t;
 }

@@ -269,7 +269,8 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
 
   // Content: the learned model, the item sketch and the known-corpus match.
   ContentFeatures cf;
-  ExtractContentFeatures(prompt, &cf);
+  WordHashes words;
+  ExtractContentFeatures(prompt, &cf, &words);
   f.cohort_feature_count = std::min(cf.count, kCohortFeatures);
   for (int i = 0; i < f.cohort_feature_count; ++i) {
     f.cohort_features[i] = static_cast<uint16_t>(Mix64(cf.hash[i] ^ 0x636f686f7274ULL) >> (64 - kCohortFeatureBits));
@@ -288,7 +289,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
       f.signal[kContentInstruction + h] = f.content.llr[h] >= kStrongContentLlr ? 1.0f : 0.0f;
     }
   }
-  f.item = SketchItem(prompt);
+  f.item = SketchWords(words);
   if (model != nullptr && !model->corpus.empty()) f.corpus = model->corpus.Lookup(f.item);
   {
     const int cap = f.max_tokens > 0 ? std::min(f.max_tokens, typical_answer_tokens) : typical_answer_tokens;

@@ -149,7 +149,7 @@ moat::Status ParseLimits(const toml::table& t, const std::string& tier, TierLimi
 
 moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(CheckKeys(d, "detection", {"enabled", "model", "stages", "restrict_posterior",
-      "release_posterior", "typical_answer_tokens", "tiers", "silent_degrade", "degrade_max_tokens",
+      "release_posterior", "typical_answer_tokens", "tiers", "settings", "silent_degrade", "degrade_max_tokens",
       "throttle_retry_after_s", "step_up_url", "max_subjects", "max_evicted_subjects"}));
   MOAT_RETURN_IF_ERROR(Get(d, "enabled", "detection", &ds->enabled));
   MOAT_RETURN_IF_ERROR(Get(d, "model", "detection", &ds->model));
@@ -168,6 +168,13 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   for (double p : {ds->restrict_posterior, ds->release_posterior}) {
     if (p == 0 || p >= 1) {
       return moat::InvalidArgumentError("detection.restrict_posterior and release_posterior must be in (0, 1)");
+    }
+  }
+  if (const auto* settings = d["settings"].as_table()) {
+    for (const auto& [name, node] : *settings) {
+      const auto v = node.value<double>();
+      if (!v) return moat::InvalidArgumentError("detection.settings." + std::string(name.str()) + " must be a number");
+      ds->settings[std::string(name.str())] = *v;
     }
   }
   if (const auto* tiers = d["tiers"].as_table()) {

@@ -103,6 +103,9 @@ struct DetectionSettings {
   double release_posterior = -1;
   int64_t typical_answer_tokens = 0;  // 0: the engine's default
   std::map<std::string, DetectionTierSettings> tiers;  // by tier name (unknown, unverified, ...)
+  // [detection.settings]: any named weight or threshold of the engine ("cohort.z_threshold",
+  // see docs/detection.md), checked against the engine's list when the engine is built.
+  std::map<std::string, double> settings;
   bool silent_degrade = false;  // opt-in: degrade without the x-moat-* headers
   int64_t degrade_max_tokens = 256;
   int64_t throttle_retry_after_s = 30;
