@@ -27,6 +27,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"policy.release_posterior", &c.policy.release_posterior, "a restricted subject stays restricted above this posterior"},
       {"policy.value_half_life_hours", &c.policy.value_half_life_hours, "half-life of the suspected distillation value (the budget window)"},
       {"policy.min_requests_for_pool", &c.policy.min_requests_for_pool, "pooled evidence restricts a subject from its n-th request on"},
+      {"policy.pool_min_evidence", &c.policy.pool_min_evidence, "own evidence a subject needs before pooled evidence restricts it"},
       {"policy.multi_user_accounts", &c.policy.multi_user_accounts, "end users from which an account is judged per end user (unless they churn)"},
       // Content (families 1-3).
       {"content.weight", &c.content.weight, "multiplies the content model's clipped log-likelihood ratio"},

@@ -81,10 +81,13 @@ std::string_view TierName(Tier tier) {
 
 std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultTiers() {
   std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> t{};
-  // unknown: a request that names no tier is judged like an unverified one, but a restriction
-  // degrades rather than asks for a verification the client cannot do.
-  t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 150000, 20000, Action::kDegrade, false};
-  t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 150000, 20000, Action::kStepUp, false};
+  // Budgets are suspected distillation value (answer tokens x posterior) per rolling day.
+  // unverified: about a hundred suspicious answers alone, then verify (step-up).
+  // unknown (a request that names no tier, e.g. an offline log): judged like an unverified
+  // subject, but its own budget fits one public benchmark run (a researcher we know nothing
+  // about), and a restriction degrades rather than asks for a verification it cannot do.
+  t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, Action::kStepUp, false};
   t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 1000000, Action::kDegrade, true};
   return t;
@@ -265,9 +268,10 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     } else if (j.posterior >= p.restrict_posterior && s.value >= tier.subject_budget) {
       rule = RestrictionRule::kSubjectBudget;
     } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
-               s.requests >= p.min_requests_for_pool) {
+               s.requests >= p.min_requests_for_pool && j.evidence >= p.pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;
-    } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget) {
+    } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget &&
+               j.evidence >= p.pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
     } else if (s.restricted && j.posterior >= p.release_posterior) {
       rule = RestrictionRule::kHeld;

@@ -60,6 +60,9 @@ struct PolicyConfig {
   // Pooled evidence alone never restricts a subject before its n-th request: one request says
   // too little about whom a newcomer is (a researcher, a student, a drip account).
   double min_requests_for_pool = 2;
+  // ... and only once its own evidence reaches this (log-odds): a pool's prior alone, with a
+  // request or two that look only a little campaign-like, is not enough.
+  double pool_min_evidence = 3;
   // Accounts naming at least this many end users are restricted as a whole only when their end
   // users churn (a fresh `user` on most requests: EndUserStageConfig); otherwise per end
   // user, so that a reseller's real customers are not cut off for its campaign end users.

@@ -11,7 +11,7 @@
 //   popular  other subjects asked it minutes ago: a class's homework, a trending question (a
 //            work queue hands an item out once per pass, hours apart).
 // Diffuse repeats of campaign-like content are evidence of a campaign; dense and popular ones
-// are evidence of organic use (a work queue hands an item out rarely, not to a crowd at once).
+// are evidence of organic use (except jailbreak templates, which probing campaigns share).
 // A subject remembers its last few co-askers to tell dense from diffuse.
 
 #include <array>
@@ -39,7 +39,7 @@ struct WorkQueueStageConfig {
   // class or a team asks the same things at the same time, a work queue hands an item out once
   // per pass. (Three: distinct items of a templated set can look alike, and campaigns drawing
   // on the same public sets may ask one item twice the same hour.)
-  double fresh_minutes = 90;
+  double fresh_minutes = 240;
   double fresh_askers = 3;
   int64_t memory_hours = 72;    // how long the table remembers an asker
   size_t max_entries = 1 << 21; // band entries kept (all shards)

@@ -497,7 +497,9 @@ TEST_F(DetectionIntegrationTest, CatchesCotHarvestingSybilsAndSparesOrganicUsers
                  v.variant.c_str(), v.recall, v.leakage, v.requests_to_detection);
   }
   EXPECT_EQ(static_cast<int>(outcomes.size()), kOrganicAccounts + kCampaignAccounts);
-  EXPECT_GE(campaign_flagged, kCampaignAccounts * 8 / 10);
+  // Most sybils: pooled evidence restricts one only once its own requests carry
+  // policy.pool_min_evidence (a newcomer's first request or two say too little alone).
+  EXPECT_GE(campaign_flagged, kCampaignAccounts * 7 / 10);
   // Pooled evidence restricts a sybil from its second request on (policy.min_requests_for_pool)
   // once the campaign's keys carry the pool budget: most of their later requests are refused.
   EXPECT_GT(campaign_after_first_restricted * 10, campaign_after_first * 5);
