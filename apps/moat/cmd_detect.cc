@@ -1,4 +1,5 @@
-// moat detect train | info: the detection model (src/detect/detection_model.h).
+// moat detect train | eval | info | settings: the detection model (src/detect/detection_model.h)
+// and the engine's named settings (src/detect/detection_settings.h).
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +8,8 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "detect/detection_model.h"
+#include "detect/detection_settings.h"
+#include "detect/engine.h"
 #include "detect/training/model_builder.h"
 
 namespace moat::cli {
@@ -65,6 +68,15 @@ int RunEval(const EvalOptions& o) {
   return 0;
 }
 
+// Every named setting with its default and what it does, as `[detection.settings]` accepts them.
+int RunSettings() {
+  detect::DetectionConfig defaults;
+  for (const detect::SettingInfo& s : detect::ListSettings(defaults)) {
+    std::printf("%-44s %-10g %.*s\n", s.name.c_str(), *s.value, static_cast<int>(s.help.size()), s.help.data());
+  }
+  return 0;
+}
+
 }  // namespace
 
 void AddDetectCommands(CLI::App& app) {
@@ -99,6 +111,10 @@ void AddDetectCommands(CLI::App& app) {
   auto* info = detect->add_subcommand("info", "print a detection model's metadata");
   info->add_option("model", *info_path, "model file")->capture_default_str();
   info->callback([info_path] { std::exit(RunInfo(*info_path)); });
+
+  auto* settings = detect->add_subcommand(
+      "settings", "list the engine's named settings ([detection.settings] keys) with their defaults");
+  settings->callback([] { std::exit(RunSettings()); });
 }
 
 }  // namespace moat::cli

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "detect/cohort_evidence.h"
 #include "detect/content_evidence.h"
 #include "detect/detection_settings.h"
@@ -269,6 +272,18 @@ TEST(DetectionSettingsTest, EveryWeightHasOneName) {
   EXPECT_EQ(c.policy.tiers[static_cast<size_t>(Tier::kVerified)].subject_budget, 1234);
   EXPECT_EQ(ApplySetting(c, "cohort.nope=1").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ApplySetting(c, "cohort.z_threshold=abc").code(), StatusCode::kInvalidArgument);
+}
+
+// docs/detection.md lists every setting by name (its Settings table is `moat detect settings`).
+TEST(DetectionSettingsTest, EverySettingIsDocumented) {
+  std::ifstream f(std::string(MOAT_SOURCE_DIR) + "/docs/detection.md");
+  ASSERT_TRUE(f) << "docs/detection.md not found";
+  std::stringstream doc;
+  doc << f.rdbuf();
+  DetectionConfig c;
+  for (const SettingInfo& s : ListSettings(c)) {
+    EXPECT_NE(doc.str().find("`" + s.name + "`"), std::string::npos) << s.name << " is not in docs/detection.md";
+  }
 }
 
 TEST(StageSwitchesTest, ParsesKeepAndDropLists) {

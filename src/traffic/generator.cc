@@ -390,7 +390,7 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
     if (v == "jailbreak-probe" && pools.jb_requests.empty() && pools.jb_other.empty()) {
       return FailedPreconditionError("campaign " + c.id + " needs `jailbreak` prompts");
     }
-    if (IsStealthVariant(v)) {
+    if (IsStealthVariant(v) || v == "adaptive") {
       if (c.content == "distill" || c.content == "mixed") MOAT_RETURN_IF_ERROR(need(pools.distill, "distill"));
       if (c.content == "cot" || c.content == "mixed") MOAT_RETURN_IF_ERROR(need(pools.cot, "cot"));
       if (c.content == "benchmark" || c.content == "mixed") {
@@ -450,6 +450,10 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
     const CampaignParams& params = scenario_.campaigns[i];
     if (IsStealthVariant(params.variant)) {
       push(MakeStealthSpawner(params, scenario_, pools, seed_, static_cast<int>(i)));
+      continue;
+    }
+    if (params.variant == "adaptive") {
+      push(MakeAdaptiveSpawner(params, scenario_, pools, seed_, static_cast<int>(i)));
       continue;
     }
     auto c = std::make_unique<Campaign>(params, seed_, scenario_);

@@ -38,6 +38,9 @@ class TrafficSink {
   virtual ~TrafficSink() = default;
   virtual void OnLabel(const SubjectLabel& label) = 0;
   virtual void OnEvent(const detect::RequestEvent& event) = 0;
+  // What was done with the last event (a judging sink: the verdict's action; others: allow).
+  // Closed-loop campaigns (the `adaptive` variant) read it as a client reads its answer.
+  virtual detect::Action LastAction() const { return detect::Action::kAllow; }
 };
 
 struct GeneratorStats {

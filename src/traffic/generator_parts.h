@@ -299,6 +299,9 @@ struct Context {
   std::vector<std::unique_ptr<Actor>> spawned;
   RequestEvent event;  // reused to spare allocations
   GeneratorStats& stats;
+  // What the sink did with the last emitted request (TrafficSink::LastAction): what a client
+  // would read in its answer.
+  detect::Action last_action = detect::Action::kAllow;
 
   void Emit(int64_t t, std::string_view account, std::string_view key, std::string_view user,
             std::string_view ip, std::string_view agent, std::string body,
@@ -320,6 +323,7 @@ struct Context {
     event.endpoint.assign(kEndpoint);
     event.body_json = std::move(body);
     sink.OnEvent(event);
+    last_action = sink.LastAction();
     ++stats.events;
   }
   // Emits a request from `id` (its user agent, SDK headers and tier) as end user `user`.
@@ -481,6 +485,33 @@ class OrganicUser final : public Actor {
 
 // ---- Parts defined in other files -----------------------------------------------------------
 
+// A stealth operator's queue: every item of the campaign's content pool once, in an order the
+// operator shuffled; recycled (in a new order) only when the pool runs out.
+class WorkQueue {
+ public:
+  WorkQueue(const Pools& p, std::string_view content, uint64_t seed) : rng_(seed, 0x71756575) {
+    auto add = [&](const std::vector<const std::string*>& v) { items_.insert(items_.end(), v.begin(), v.end()); };
+    if (content == "distill" || content == "mixed") add(p.distill);
+    if (content == "cot" || content == "mixed") add(p.cot);
+    if (content == "benchmark" || content == "mixed") add(p.benchmark);
+    Shuffle();
+  }
+  const std::string& Next() {
+    if (next_ >= items_.size()) Shuffle();
+    return *items_[next_++];
+  }
+  bool empty() const { return items_.empty(); }
+
+ private:
+  void Shuffle() {
+    for (size_t i = items_.size(); i > 1; --i) std::swap(items_[i - 1], items_[rng_.Below(i)]);
+    next_ = 0;
+  }
+  Rng rng_;
+  std::vector<const std::string*> items_;
+  size_t next_ = 0;
+};
+
 // How one account writes (stealth_campaigns.cc): an opener, a closer, a context sentence, a
 // way of asking, casing habits; chosen once per account and applied to every item it sends.
 struct Voice {
@@ -493,6 +524,13 @@ Voice MakeVoice(Rng& r);
 std::string Speak(const Voice& v, std::string_view item, Rng& r);
 // A follow-up asking how an answer was reached ("how did you get that?").
 std::string_view FollowUpAsk(Rng& r);
+// `question` inside one of forty requests for the reasoning, not just the answer.
+std::string AskForReasoning(std::string_view question, Rng& r);
+// A short stand-in for the model's answer to `question` (for a follow-up's history).
+std::string ShortAnswerTo(std::string_view question, Rng& r);
+// The spawner of the adaptive (closed-loop) campaign (adaptive_campaign.cc).
+std::unique_ptr<Actor> MakeAdaptiveSpawner(const CampaignParams& p, const Scenario& s, const Pools& pools,
+                                           uint64_t seed, int index);
 
 // The spawner of a stealth campaign (stealth_campaigns.cc).
 std::unique_ptr<Actor> MakeStealthSpawner(const CampaignParams& p, const Scenario& s, const Pools& pools,

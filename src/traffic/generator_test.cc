@@ -412,6 +412,76 @@ TEST_F(FakeDataset, StealthCampaignsLookOrganicInEverythingButContent) {
   EXPECT_EQ(five_samples, 0);  // only researchers sample n = 5
 }
 
+constexpr const char* kAdaptiveScenario = R"(
+name = "tiny-adaptive"
+duration_hours = 24.0
+[organic]
+accounts = 10
+median_sessions_per_day = 4.0
+batch_jobs = 0
+coding_tools = 0
+[[campaign]]
+variant = "adaptive"
+accounts = 3
+max_accounts = 12
+start_hour = 1.0
+duration_hours = 22.0
+max_requests_per_account = 500
+content = "mixed"
+)";
+
+// Answers every campaign account's first `allowed` requests in full and restricts the rest, as
+// an engine that catches each account after a few requests would.
+class RestrictingSink : public CheckingSink {
+ public:
+  explicit RestrictingSink(int allowed) : allowed_(allowed) {}
+  void OnLabel(const SubjectLabel& l) override {
+    CheckingSink::OnLabel(l);
+    if (l.campaign) campaign_accounts.insert(l.account);
+  }
+  void OnEvent(const detect::RequestEvent& e) override {
+    CheckingSink::OnEvent(e);
+    const int n = ++sent[e.account_id];
+    last_ = campaign_accounts.count(e.account_id) && n > allowed_ ? detect::Action::kBlock : detect::Action::kAllow;
+  }
+  detect::Action LastAction() const override { return last_; }
+
+  std::set<std::string> campaign_accounts;
+  std::map<std::string, int> sent;
+
+ private:
+  int allowed_;
+  detect::Action last_ = detect::Action::kAllow;
+};
+
+TEST_F(FakeDataset, AdaptiveOperatorReplacesEveryAccountItLoses) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kAdaptiveScenario);
+  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
+
+  // Never refused: the operator keeps its first three accounts and needs no others.
+  RestrictingSink open(1 << 30);
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(open).ok());
+  EXPECT_EQ(open.campaign_accounts.size(), 3u);
+  int open_requests = 0;
+  for (const auto& account : open.campaign_accounts) open_requests += open.sent[account];
+  EXPECT_GT(open_requests, 3 * 3);
+
+  // Restricted after two requests: every account is burned on its third and replaced (after a
+  // pause) until the operator's twelve are spent; none sends a fourth.
+  RestrictingSink closed(2);
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(closed).ok());
+  EXPECT_EQ(closed.campaign_accounts.size(), 12u);
+  for (const auto& account : closed.campaign_accounts) EXPECT_LE(closed.sent[account], 3) << account;
+  for (const auto& l : closed.labels) {
+    if (l.campaign) {
+      EXPECT_EQ(l.variant, "adaptive");
+      EXPECT_NE(l.tier, "enterprise");  // bought accounts, not contracts
+    }
+  }
+}
+
 TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
   auto corpus = PromptCorpus::Load(*dir_);
   ASSERT_TRUE(corpus.ok());

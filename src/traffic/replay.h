@@ -31,12 +31,15 @@ class EngineReplaySink final : public TrafficSink {
     detect::Verdict v = engine_.Observe(event);
     scorer_.Record(event.account_id, event.end_user, event.time_ns, v.action);
     if (explainer_ != nullptr) explainer_->Record(event, v);
+    last_action_ = v.action;
   }
+  detect::Action LastAction() const override { return last_action_; }
 
  private:
   detect::Engine& engine_;
   Scorer& scorer_;
   Explainer* explainer_;
+  detect::Action last_action_ = detect::Action::kAllow;
 };
 
 // Generates the scenario and replays it into `engine` in one pass (nothing is buffered), then

@@ -88,6 +88,8 @@ Status ReadCampaign(const toml::table& t, size_t index, CampaignParams& c) {
   Read(t, "min_requests_per_account", c.min_requests_per_account);
   Read(t, "content", c.content);
   ReadDouble(t, "followup_prob", c.followup_prob);
+  Read(t, "max_accounts", c.max_accounts);
+  if (c.max_accounts < 0) return InvalidArgumentError("campaign " + c.id + ": max_accounts must be >= 0");
   if (c.content != "mixed" && c.content != "distill" && c.content != "cot" && c.content != "benchmark") {
     return InvalidArgumentError("campaign " + c.id + ": content must be mixed, distill, cot or benchmark");
   }

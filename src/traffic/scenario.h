@@ -14,11 +14,12 @@ namespace moat::traffic {
 
 // The campaign variants of the brief's threat model.
 // The first seven carry artefacts of automation (bot clients, proxies, fixed templates or
-// phrasings, big max_tokens); the stealth ones copy organic users in every field but content.
+// phrasings, big max_tokens); the stealth ones copy organic users in every field but content;
+// `adaptive` is a closed-loop stealth operator that reads every answer (adaptive_campaign.cc).
 inline constexpr std::string_view kVariants[] = {
     "bulk",          "sybil-spread", "cot-harvest", "benchmark-sweep", "jailbreak-probe",
     "hydra",         "mimic",        "stealth-sybil", "slow-drip",     "stealth-cot",
-    "topic-sweep",   "stealth-hydra", "rotating-user"};
+    "topic-sweep",   "stealth-hydra", "rotating-user", "adaptive"};
 bool IsStealthVariant(std::string_view variant);
 bool IsKnownVariant(std::string_view variant);
 
@@ -73,6 +74,8 @@ struct CampaignParams {
   // stealth-cot: share of items harvested as a plain question followed by "how did you get
   // that?" instead of one request that asks for the reasoning.
   double followup_prob = 0.3;
+  // adaptive: accounts it may create in all (burned ones are replaced; 0: 50 x accounts).
+  int max_accounts = 0;
 };
 
 struct Scenario {

@@ -13,35 +13,6 @@
 namespace moat::traffic::gen {
 namespace {
 
-// ---- Work queues --------------------------------------------------------------------------
-
-// The operator's queue: every item of the campaign's content pool once, in an order the
-// operator shuffled; recycled (in a new order) only when the pool runs out.
-class WorkQueue {
- public:
-  WorkQueue(const Pools& p, std::string_view content, uint64_t seed) : rng_(seed, 0x71756575) {
-    auto add = [&](const std::vector<const std::string*>& v) { items_.insert(items_.end(), v.begin(), v.end()); };
-    if (content == "distill" || content == "mixed") add(p.distill);
-    if (content == "cot" || content == "mixed") add(p.cot);
-    if (content == "benchmark" || content == "mixed") add(p.benchmark);
-    Shuffle();
-  }
-  const std::string& Next() {
-    if (next_ >= items_.size()) Shuffle();
-    return *items_[next_++];
-  }
-  bool empty() const { return items_.empty(); }
-
- private:
-  void Shuffle() {
-    for (size_t i = items_.size(); i > 1; --i) std::swap(items_[i - 1], items_[rng_.Below(i)]);
-    next_ = 0;
-  }
-  Rng rng_;
-  std::vector<const std::string*> items_;
-  size_t next_ = 0;
-};
-
 // ---- Voices ---------------------------------------------------------------------------------
 
 constexpr std::array<std::string_view, 14> kOpeners = {
@@ -403,6 +374,12 @@ class StealthSpawner final : public Actor {
 }  // namespace
 
 std::string_view FollowUpAsk(Rng& r) { return kFollowUps[r.Below(kFollowUps.size())]; }
+
+std::string AskForReasoning(std::string_view question, Rng& r) {
+  return Substitute(kReasoningAsks[r.Below(kReasoningAsks.size())], question);
+}
+
+std::string ShortAnswerTo(std::string_view question, Rng& r) { return ShortAnswer(question, r); }
 
 std::unique_ptr<Actor> MakeStealthSpawner(const CampaignParams& p, const Scenario& s, const Pools& pools,
                                           uint64_t seed, int index) {
