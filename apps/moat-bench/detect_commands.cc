@@ -13,7 +13,7 @@
 #include "detect/engine.h"
 #include "detect/sketches.h"
 #include "traffic/generator.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
 
 namespace moat::bench {
@@ -24,6 +24,7 @@ struct DetectBenchOptions {
   std::string scenario = "default";
   std::string scenarios_dir = MOAT_SCENARIOS_DIR;
   uint64_t seed = 1;
+  std::string split = "eval";
   int64_t max_events = 0;  // 0: every event of the scenario
 };
 
@@ -76,7 +77,9 @@ int RunDetectBench(const DetectBenchOptions& o) {
     std::fprintf(stderr, "moat-bench: %s\n", scenario.status().ToString().c_str());
     return 1;
   }
-  auto corpus = traffic::PromptCorpus::Load(o.data);
+  datasets::CorpusOptions copts;
+  if (auto split = datasets::ParseSplit(o.split); split.ok()) copts.split = *split;
+  auto corpus = datasets::PromptCorpus::Load(o.data, copts);
   if (!corpus.ok()) {
     std::fprintf(stderr, "moat-bench: %s\n", corpus.status().ToString().c_str());
     return 1;
@@ -154,6 +157,7 @@ void AddDetectCommands(CLI::App& app, int& exit_code) {
   bench->add_option("--scenarios-dir", o->scenarios_dir, "where scenario names resolve")
       ->capture_default_str();
   bench->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  bench->add_option("--prompt-split", o->split, "eval, train or all (see traffic run)")->capture_default_str();
   bench->add_option("--max-events", o->max_events, "replay only the first N events (0: all)")
       ->capture_default_str();
   bench->callback([o, &exit_code] { exit_code = RunDetectBench(*o); });

@@ -10,10 +10,11 @@
 #include <utility>
 #include <vector>
 
+#include "detect/engine.h"
 #include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "traffic/http_replay.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/replay.h"
 #include "traffic/report.h"
 #include "traffic/scenario.h"
@@ -21,7 +22,7 @@
 namespace moat::bench {
 namespace {
 
-using traffic::PromptCorpus;
+using datasets::PromptCorpus;
 using traffic::Report;
 using traffic::Scenario;
 
@@ -30,6 +31,7 @@ struct CommonOptions {
   std::string scenario = "smoke";
   std::string scenarios_dir = MOAT_SCENARIOS_DIR;
   uint64_t seed = 1;
+  std::string split = "eval";
   std::string out;
 };
 
@@ -41,6 +43,21 @@ void AddCommon(CLI::App* cmd, CommonOptions& o) {
       ->capture_default_str();
   cmd->add_option("--seed", o.seed, "random seed; the same seed gives the same traffic")
       ->capture_default_str();
+  cmd->add_option("--prompt-split", o.split,
+                  "which rows prompts come from: eval (never seen by the shipped detection "
+                  "model), train or all")
+      ->capture_default_str();
+}
+
+void AddEngineOptions(CLI::App* cmd, traffic::EngineOptions& o) {
+  cmd->add_option("--rate-limit", o.rate_per_hour, "baseline: requests per account per sliding hour")
+      ->capture_default_str();
+  cmd->add_option("--detection-model", o.detection_model,
+                  "moat: detection model file (default: the shipped model; 'none': no model)");
+  cmd->add_option("--stages", o.stages,
+                  "moat: evidence stages to run, e.g. '-cohort,-baseline' to drop two (ablation)");
+  cmd->add_flag("--explain", o.explain, "print why subjects were restricted, per variant and persona");
+  cmd->add_option("--set", o.settings, "moat: detection setting NAME=VALUE (repeatable; see docs/detection.md)");
 }
 
 int Fail(const Status& s) {
@@ -61,7 +78,9 @@ StatusOr<Loaded> Load(const CommonOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   Loaded l;
   MOAT_ASSIGN_OR_RETURN(l.scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
-  MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data));
+  datasets::CorpusOptions copts;
+  MOAT_ASSIGN_OR_RETURN(copts.split, datasets::ParseSplit(o.split));
+  MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data, copts));
   std::fprintf(stderr, "loaded %zu prompt sets (%zu organic, %zu conversations) from %s in %.2f s\n",
                l.corpus.sets().size(), l.corpus.PromptCount("organic"),
                l.corpus.conversation_count(), o.data.c_str(), Since(t0));
@@ -99,14 +118,26 @@ int RunGenerate(const CommonOptions& o) {
   return 0;
 }
 
-int RunRun(const CommonOptions& o, const std::string& engine_name, int rate) {
+int RunRun(const CommonOptions& o, const std::string& engine_name, const traffic::EngineOptions& eo) {
   auto loaded = Load(o);
   if (!loaded.ok()) return Fail(loaded.status());
-  auto engine = traffic::MakeEngine(engine_name, rate);
+  auto engine = traffic::MakeEngine(engine_name, eo);
   if (!engine.ok()) return Fail(engine.status());
+  traffic::Explainer explainer(std::getenv("MOAT_EXPLAIN_TRACE") != nullptr);
   auto report = traffic::RunInProcess(loaded->corpus, loaded->scenario, o.seed, **engine,
-                                      engine_name);
+                                      engine_name, eo.explain ? &explainer : nullptr);
   if (!report.ok()) return Fail(report.status());
+  if (eo.explain) {
+    std::fputs(explainer.Summary().c_str(), stdout);
+    if (const auto* moat = dynamic_cast<const detect::DetectionEngine*>(engine->get())) {
+      std::printf("cohorts at the end (tier, window start, members, requests, high share vs baseline, z, campaign share):\n");
+      for (const auto& c : moat->Cohorts()) {
+        std::printf("  %-11s %lld %8.0f %9.0f  %.3f vs %.3f  z %7.1f  pi %.2f%s\n", c.tier.c_str(),
+                    static_cast<long long>(c.window_start_s), c.members, c.requests, c.high_share,
+                    c.baseline_share, c.z, c.campaign_share, c.shifted ? "  shifted" : "");
+      }
+    }
+  }
   return PrintAndWrite(*report, o.out);
 }
 
@@ -122,8 +153,8 @@ StatusOr<std::pair<std::string, std::string>> ParseHeader(const std::string& h) 
 }
 
 struct ReplayOptions {
-  std::string events, labels, engine = "baseline", out;
-  int rate_limit = 100;
+  std::string events, labels, engine = "moat", out;
+  traffic::EngineOptions engine_options;
   std::string gateway, keys_file;
   std::vector<std::string> headers;
   traffic::HttpReplayOptions http;
@@ -144,7 +175,7 @@ int RunReplay(ReplayOptions& o) {
     if (!report.ok()) return Fail(report.status());
     return PrintAndWrite(*report, o.out);
   }
-  auto engine = traffic::MakeEngine(o.engine, o.rate_limit);
+  auto engine = traffic::MakeEngine(o.engine, o.engine_options);
   if (!engine.ok()) return Fail(engine.status());
   auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine);
   if (!report.ok()) return Fail(report.status());
@@ -189,18 +220,17 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   gen->callback([gen_opts, &exit_code] { exit_code = RunGenerate(*gen_opts); });
 
   auto run_opts = std::make_shared<CommonOptions>();
-  auto engine = std::make_shared<std::string>("baseline");
-  auto rate = std::make_shared<int>(100);
+  auto engine = std::make_shared<std::string>("moat");
+  auto engine_opts = std::make_shared<traffic::EngineOptions>();
   CLI::App* run = traffic->add_subcommand(
       "run", "generate, replay into the engine in-process (simulated clock) and score");
   AddCommon(run, *run_opts);
   run->add_option("--engine", *engine, "detector: moat (the behavioural engine, src/detect) or baseline (per-account hourly rate)")
       ->capture_default_str();
-  run->add_option("--rate-limit", *rate, "baseline: requests per account per sliding hour")
-      ->capture_default_str();
+  AddEngineOptions(run, *engine_opts);
   run->add_option("--out", run_opts->out, "write report.json and report.html here");
-  run->callback([run_opts, engine, rate, &exit_code] {
-    exit_code = RunRun(*run_opts, *engine, *rate);
+  run->callback([run_opts, engine, engine_opts, &exit_code] {
+    exit_code = RunRun(*run_opts, *engine, *engine_opts);
   });
 
   auto rep = std::make_shared<ReplayOptions>();
@@ -212,8 +242,7 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   replay->add_option("--events", rep->events, "events.jsonl (or .gz)")->required();
   replay->add_option("--labels", rep->labels, "labels.jsonl (or .gz)")->required();
   replay->add_option("--engine", rep->engine, "detector")->capture_default_str();
-  replay->add_option("--rate-limit", rep->rate_limit, "baseline: requests per hour")
-      ->capture_default_str();
+  AddEngineOptions(replay, rep->engine_options);
   replay->add_option("--out", rep->out, "write report.json and report.html here");
   replay->add_option("--gateway", rep->gateway,
                      "replay over HTTP into a running gateway at this URL instead (http://host:port)");
@@ -240,8 +269,10 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   provision->add_option("--out,--keys-out", prov->out, "keys file to write (mode 0600)")
       ->required();
   provision->add_option("--tier", prov->options.tier,
-                        "tier of the created accounts (its [limits.TIER] apply)")
+                        "tier of the created accounts whose label names none (its [limits.TIER] apply)")
       ->capture_default_str();
+  provision->add_flag("!--ignore-label-tiers", prov->options.label_tiers,
+                      "give every account --tier, whatever its label says");
   provision->callback([prov, &exit_code] { exit_code = RunProvision(*prov); });
 }
 

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "common/private_files.h"
+#include "detect/detection_settings.h"
 #include "moat/clock.h"
 
 namespace moat::cli {
@@ -78,15 +79,32 @@ moat::Status CliAdminAudit::Record(audit::AdminAction action) {
   return moat::Status::Ok();
 }
 
-detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& ds) {
+moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::DetectionSettings& ds) {
   detect::DetectionConfig dc;
   dc.max_subjects = ds.max_subjects;
-  dc.store = std::make_shared<detect::InMemorySubjectStore>(ds.max_evicted_subjects);
-  if (ds.degrade_score >= 0) dc.policy.degrade_score = ds.degrade_score;
-  if (ds.step_up_score >= 0) dc.policy.step_up_score = ds.step_up_score;
-  if (ds.throttle_score >= 0) dc.policy.throttle_score = ds.throttle_score;
-  if (ds.block_score >= 0) dc.policy.block_score = ds.block_score;
-  dc.policy.silent_degrade = ds.silent_degrade;
+  dc.max_evicted_subjects = ds.max_evicted_subjects;
+  MOAT_ASSIGN_OR_RETURN(dc.stages, detect::StageSwitches::Parse(ds.stages));
+  if (ds.model == "none") {
+    dc.use_default_model = false;
+  } else if (!ds.model.empty()) {
+    MOAT_ASSIGN_OR_RETURN(detect::DetectionModel m, detect::DetectionModel::Load(ds.model));
+    dc.model = std::make_shared<const detect::DetectionModel>(std::move(m));
+  }
+  if (ds.restrict_posterior > 0) dc.policy.restrict_posterior = ds.restrict_posterior;
+  if (ds.release_posterior > 0) dc.policy.release_posterior = ds.release_posterior;
+  if (ds.typical_answer_tokens > 0) dc.typical_answer_tokens = static_cast<int>(ds.typical_answer_tokens);
+  for (const auto& [name, value] : ds.settings) MOAT_RETURN_IF_ERROR(detect::ApplySetting(dc, name, value));
+  for (const auto& [name, ts] : ds.tiers) {
+    detect::TierPolicy& tp = dc.policy.tiers[static_cast<size_t>(detect::ParseTier(name))];
+    if (ts.prior_log_odds) tp.prior_log_odds = *ts.prior_log_odds;
+    if (ts.subject_budget) tp.subject_budget = *ts.subject_budget;
+    if (ts.pool_budget) tp.pool_budget = *ts.pool_budget;
+    if (ts.show_evidence) tp.show_evidence = *ts.show_evidence;
+    if (ts.action == "degrade") tp.action = detect::Action::kDegrade;
+    if (ts.action == "step_up") tp.action = detect::Action::kStepUp;
+    if (ts.action == "throttle") tp.action = detect::Action::kThrottle;
+    if (ts.action == "block") tp.action = detect::Action::kBlock;
+  }
   return dc;
 }
 

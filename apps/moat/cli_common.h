@@ -35,8 +35,9 @@ class CliAdminAudit {
   std::shared_ptr<audit::AuditLog> log_;
 };
 // The detection engine's config from the [detection] section (the same for `moat serve` and
-// `moat audit scan`, so an offline scan judges with the gateway's policy).
-detect::DetectionConfig DetectionConfigFrom(const server::DetectionSettings& settings);
+// `moat audit scan`, so an offline scan judges with the gateway's policy). Loads the model the
+// section names (NotFound / DataLoss when it cannot), InvalidArgument for a bad stage list.
+moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::DetectionSettings& settings);
 // Prints "error: <message>" to stderr and returns the exit code for the status.
 int Fail(const moat::Status& status);
 

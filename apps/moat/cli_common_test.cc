@@ -11,17 +11,19 @@ TEST(DetectionConfigFromTest, BothSubjectBoundsComeFromTheConfig) {
   server::DetectionSettings ds;
   ds.max_subjects = 5000;
   ds.max_evicted_subjects = 2;
-  detect::DetectionConfig dc = DetectionConfigFrom(ds);
-  EXPECT_EQ(dc.max_subjects, 5000u);
-  auto* store = dynamic_cast<detect::InMemorySubjectStore*>(dc.store.get());
-  ASSERT_NE(store, nullptr) << "the evicted-subject store must be the configured, capped one";
-  for (uint64_t i = 1; i <= 5; ++i) {
-    detect::SubjectState s;
-    s.id_hash = i;
-    s.SetId("acct_" + std::to_string(i));
-    store->Put(s);
-  }
-  EXPECT_EQ(store->size(), 2u);
+  auto dc = DetectionConfigFrom(ds);
+  ASSERT_TRUE(dc.ok()) << dc.status().ToString();
+  EXPECT_EQ(dc->max_subjects, 5000u);
+  EXPECT_EQ(dc->max_evicted_subjects, 2u);
+}
+
+TEST(DetectionConfigFromTest, NamedSettingsApplyAndUnknownNamesAreRefused) {
+  server::DetectionSettings ds;
+  ds.settings["policy.pool_min_evidence"] = 5.0;
+  auto dc = DetectionConfigFrom(ds);
+  ASSERT_TRUE(dc.ok()) << dc.status().ToString();
+  ds.settings["policy.no_such_setting"] = 1.0;
+  EXPECT_FALSE(DetectionConfigFrom(ds).ok());
 }
 
 }  // namespace

@@ -30,12 +30,21 @@ void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const s
     return;
   }
   auto v = boost::json::parse(*body).as_object();
-  std::cout << "risk score: " << v["score"].to_number<double>() << " (peak "
+  std::cout << "risk score (posterior): " << v["score"].to_number<double>() << " (peak "
             << v["peak_score"].to_number<double>() << ")\nrestricted: "
-            << (v["restricted"].as_bool() ? "yes" : "no") << "\nlist: " << v["list"].as_string().c_str()
+            << (v["restricted"].as_bool() ? "yes (" + std::string(v["restricted_by"].as_string().c_str()) + ")" : "no")
+            << "\nlist: " << v["list"].as_string().c_str()
             << "\nrequests seen: " << v["requests"].to_number<double>()
+            << "\nown evidence (log-odds): " << v["evidence"].to_number<double>()
+            << "\nextraction value: " << v["value"].to_number<double>() << " of a "
+            << v["budget"].to_number<double>() << " token budget (" << v["tier"].as_string().c_str() << ")"
+            << "\nitems also asked by unrelated accounts: " << v["items_spread"].to_number<double>()
+            << ", by its own group: " << v["items_shared"].to_number<double>()
             << "\ncampaign: " << v["campaign_id"].as_string().c_str() << "\n";
-  for (const auto& r : v["reasons"].as_array()) std::cout << "reason: " << r.as_string().c_str() << "\n";
+  if (v["distinct_end_users"].to_number<double>() > 0) {
+    std::cout << "end users: " << v["distinct_end_users"].to_number<double>() << "\n";
+  }
+  for (const auto& r : v["reasons"].as_array()) std::cout << "evidence stage: " << r.as_string().c_str() << "\n";
   for (const auto& l : v["linked_accounts"].as_array()) std::cout << "linked: " << l.as_string().c_str() << "\n";
   std::cout << "score history:";
   for (const auto& h : v["history"].as_array())
@@ -215,7 +224,23 @@ void AddAccountCommands(CLI::App& app) {
       }
       std::cout << "\n";
     }
-    if (data.empty()) std::cout << "(no campaigns detected)\n";
+    if (data.empty()) std::cout << "(no linked campaigns)\n";
+    // Cohorts whose content shifted: campaigns seen as a whole before anyone is linked.
+    auto root = boost::json::parse(*body).as_object();
+    if (const auto* cohorts = root.if_contains("cohorts"); cohorts && cohorts->is_array()) {
+      std::cout << "\ncohort\tmembers\trequests\tcampaign-like share (baseline)\tz\testimated campaign share\n";
+      int shown = 0;
+      for (const auto& c : cohorts->as_array()) {
+        const auto& o = c.as_object();
+        if (!o.at("shifted").as_bool()) continue;
+        ++shown;
+        std::cout << o.at("id").as_string().c_str() << "\t" << o.at("members").to_number<double>() << "\t"
+                  << o.at("requests").to_number<double>() << "\t" << o.at("high_share").to_number<double>() << " ("
+                  << o.at("baseline_share").to_number<double>() << ")\t" << o.at("z").to_number<double>() << "\t"
+                  << o.at("campaign_share").to_number<double>() << "\n";
+      }
+      if (shown == 0) std::cout << "(no shifted cohorts)\n";
+    }
     std::exit(0);
   });
   auto* set_tier = account->add_subcommand("set-tier", "Change an account's verification tier");

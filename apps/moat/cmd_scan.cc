@@ -50,7 +50,9 @@ int RunScan(const ScanOpts& o, bool use_store) {
   }
 
   forensics::ScanOptions so;
-  so.detection = DetectionConfigFrom(cfg->detection);
+  auto dc = DetectionConfigFrom(cfg->detection);
+  if (!dc.ok()) return Fail(dc.status());
+  so.detection = std::move(*dc);
   so.reorder_window = o.reorder_window;
   forensics::OfflineScanner scanner(so);
   forensics::ScanProgress progress(stderr, !o.no_progress && ::isatty(STDERR_FILENO) == 1);

@@ -127,7 +127,12 @@ int Serve(const ServeOpts& opts) {
   std::map<std::string, std::string> applied_lists;
   if (cfg.detection.enabled) {
     const auto& ds = cfg.detection;
-    engine = std::make_unique<detect::DetectionEngine>(DetectionConfigFrom(ds));
+    auto dc = DetectionConfigFrom(ds);
+    if (!dc.ok()) return Fail(dc.status());
+    engine = std::make_unique<detect::DetectionEngine>(std::move(*dc));
+    if (engine->model() == nullptr) {
+      std::cerr << "warning: no detection model loaded; content evidence is off ([detection] model)\n";
+    }
     auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
     if (!lists.ok()) return Fail(lists.status());
     risk_lists = std::move(*lists);

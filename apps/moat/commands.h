@@ -12,5 +12,7 @@ void AddServeCommand(CLI::App& app);
 void AddAccountCommands(CLI::App& app);
 // audit verify | export
 void AddAuditCommands(CLI::App& app);
+// detect train | info
+void AddDetectCommands(CLI::App& app);
 
 }  // namespace moat::cli

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   moat::cli::AddServeCommand(app);
   moat::cli::AddAccountCommands(app);
   moat::cli::AddAuditCommands(app);
+  moat::cli::AddDetectCommands(app);
   moat::cli::AddModelCommands(app);
   moat::cli::AddWatermarkCommands(app);
   CLI11_PARSE(app, argc, argv);

@@ -16,6 +16,7 @@ struct RequestEvent {
   std::string account_id;  // the authenticated account
   std::string key_id;      // the API key used (an account may hold several)
   std::string end_user;    // the OpenAI `user` field, "" when absent
+  std::string tier;        // the account's tier (unverified, verified, enterprise); "" unknown
   std::string client_ip;
   std::string user_agent;
   std::vector<std::pair<std::string, std::string>> headers;  // other request headers, lower-case names
@@ -40,10 +41,17 @@ inline std::string_view ActionName(Action action) {
 
 struct Verdict {
   Action action = Action::kAllow;
-  double account_score = 0;   // risk of this account, in [0, 1]
-  double campaign_score = 0;  // risk of the campaign the account is linked to, in [0, 1]
+  double account_score = 0;   // posterior that the deciding subject is a campaign's, in [0, 1]
+  double campaign_score = 0;  // risk of the campaign the subject is linked to, in [0, 1]
   std::string campaign_id;    // the linked campaign, "" when none
-  std::vector<std::string> reasons;  // human-readable explanations of the verdict
+  // The evidence behind the verdict, for the audit record and operators (not for clients).
+  std::vector<std::string> reasons;
+  // What a client may see of a restriction: a coarse category ("automated_extraction",
+  // "coordinated_activity", "account_policy") and a reference id it can quote to support.
+  // Empty when the request is allowed.
+  std::string category;
+  std::string reference;
+  bool show_evidence = false;  // the account's tier may see `reasons` too
 };
 
 // The behavioural detection engine: observes every request in time order and returns the

@@ -53,6 +53,21 @@ struct SubjectState {
   uint8_t history_pos = 0;
   uint8_t reserved = 0;
   uint64_t campaign_root = 0;              // the campaign this subject was linked to, 0 none
+  // --- Detection v2 (see engine.h): the subject's sequential evidence and extraction value.
+  float seq_full = 0;    // decayed sum of per-request log-likelihood ratios (all campaign-like)
+  float seq_mixed = 0;   // the same under "a share of its requests is campaign-like" (cover traffic)
+  float value = 0;       // suspected distillation value taken: answer tokens x posterior, decayed
+  float llr_n = 0;       // decayed requests with content evidence (cohort of end users)
+  float llr_hi = 0;      // ... of which campaign-like (content llr above the cohort threshold)
+  float items_diffuse = 0;  // items this subject asked that unrelated subjects asked too
+  float items_dense = 0;    // items shared with the same few subjects (a class, a team)
+  std::array<uint32_t, 4> co_askers{};  // subjects recently seen asking the same items
+  uint8_t co_asker_pos = 0;
+  uint8_t tier = 0;          // Tier
+  uint8_t restricted_by = 0; // the rule that restricted it (RestrictionRule), 0 none
+  uint8_t pool_pending = 0;  // over the pool budget before min_requests_for_pool: next time
+  uint16_t returning_end_users = 0;  // accounts: end users seen again after their first request
+  HyperLogLog<32> end_users;  // accounts: distinct end users named
   std::array<ScorePoint, kScoreHistory> history{};
   // Intrusive LRU links inside a table shard (slot indices).
   uint32_t lru_prev = 0, lru_next = 0;

@@ -48,6 +48,8 @@ std::string_view LinkKindName(int kind) {
 LinkKeys MakeLinkKeys(const RequestEvent& event, const RequestFeatures& f) {
   LinkKeys keys;
   keys.text_hash = f.text_hash;
+  keys.content_llr = std::clamp(f.content.combined, -2.0f, 2.0f);
+  keys.tokens = static_cast<float>(f.expected_answer_tokens);
   keys.Add(kLinkNetwork, Hash64(NetworkPrefix(event.client_ip), 0x6e6574));
   // Client fingerprint: the tooling an operator reuses across its accounts.
   uint64_t fp = Hash64(event.user_agent, 0x66707231);
@@ -72,10 +74,9 @@ LinkKeys MakeLinkKeys(const RequestEvent& event, const RequestFeatures& f) {
 
 int FeatureBin(const RequestFeatures& f) {
   int bin = 0;
-  if (f.signal[kCot] >= 0.5f) bin |= 1;
-  if (f.signal[kJailbreak] >= 0.5f) bin |= 2;
-  if (f.signal[kBenchmark] >= 0.5f) bin |= 4;
-  if (f.signal[kDistillStyle] >= 0.5f) bin |= 8;
+  for (int h = 0; h < kNumHeads; ++h) {
+    if (f.signal[kContentInstruction + h] >= 0.5f) bin |= 1 << h;
+  }
   if (f.logprobs || f.max_tokens >= 2048 || f.reasoning || f.n > 1) bin |= 16;
   return bin;
 }
@@ -117,7 +118,21 @@ std::string CampaignLinker::CampaignId(uint64_t root) {
 }
 
 float CampaignLinker::KeyRisk(const KeyStats& k, int64_t now_ns) const {
-  return KeyShare(k, now_ns, config_.min_flagged_subjects);
+  const float seeded = KeyShare(k, now_ns, config_.min_flagged_subjects);
+  // Seedless: many subjects, campaign-like content on this key.
+  if (k.w <= 0 || now_ns / config_.epoch_ns > k.epoch + 1) return seeded;
+  if (k.kind >= kLinkPrefix) {
+    const int set = PopCount(k.texts);
+    const double texts = set >= 63 ? 300.0 : 64.0 * std::log(64.0 / (64.0 - set));
+    if (texts < config_.min_template_texts) return seeded;
+  }
+  const bool shifted = now_ns / config_.epoch_ns == k.epoch + 1;
+  const uint64_t lo = shifted ? k.subjects[0] : k.subjects[0] | k.subjects[2];
+  const uint64_t hi = shifted ? k.subjects[1] : k.subjects[1] | k.subjects[3];
+  const double subjects = LinearCount(lo, hi);
+  const double content = Ramp(k.llr_sum / k.w, config_.content_risk_lo, config_.content_risk_hi) *
+                         Ramp(subjects, config_.content_min_subjects, config_.content_full_subjects);
+  return std::max(seeded, static_cast<float>(content));
 }
 
 float CampaignLinker::KeyShare(const KeyStats& k, int64_t now_ns, double min_flagged) const {
@@ -156,6 +171,10 @@ CampaignLinker::Assessment CampaignLinker::Assess(const LinkKeys& keys, int64_t 
     const float r = KeyRisk(it->second, now_ns);
     float& slot = a.risk[keys.kind[i]];
     slot = std::max(slot, r);
+    if (r >= config_.merge_risk) {
+      const float value = it->second.value * DecayFactor(now_ns - it->second.last_ns, config_.key_half_life_ns);
+      a.key_value = std::max<double>(a.key_value, value);
+    }
     if (r > best && it->second.campaign_root != 0) {
       best = r;
       a.campaign_root = it->second.campaign_root;
@@ -173,6 +192,7 @@ CampaignLinker::Assessment CampaignLinker::Assess(const LinkKeys& keys, int64_t 
       a.campaign_root = root;
       a.campaign_score = ScoreOf(it->second);
       a.campaign_members = it->second.members;
+      a.campaign_value = it->second.value;
     } else {
       a.campaign_root = 0;
     }
@@ -221,6 +241,7 @@ uint64_t CampaignLinker::Union(uint64_t a, uint64_t b) {
   big.members += small.members;
   big.mass += small.mass;
   big.requests += small.requests;
+  big.value += small.value;
   big.first_seen_ns = std::min(big.first_seen_ns, small.first_seen_ns);
   big.last_seen_ns = std::max(big.last_seen_ns, small.last_seen_ns);
   for (int k = 0; k < kNumLinkKinds; ++k) big.links[k] += small.links[k];
@@ -243,7 +264,7 @@ double CampaignLinker::ScoreOf(const CampaignStats& c) const {
 
 uint64_t CampaignLinker::Record(const LinkKeys& keys, uint64_t subject_hash,
                                 std::string_view subject_id, bool restricted, float score,
-                                int feature_bin, int64_t now_ns) {
+                                float value, int feature_bin, int64_t now_ns) {
   const int64_t epoch = now_ns / config_.epoch_ns;
   // Update the keys and collect the campaigns behind the risky ones.
   std::array<uint64_t, LinkKeys::kMax> roots{};
@@ -271,6 +292,8 @@ uint64_t CampaignLinker::Record(const LinkKeys& keys, uint64_t subject_hash,
     RollEpoch(k, epoch);
     k.w = k.w * d + 1.0f;
     k.wf = k.wf * d + (restricted ? 1.0f : 0.0f);
+    k.llr_sum = k.llr_sum * d + keys.content_llr;
+    k.value = k.value * d + keys.tokens / (1.0f + std::exp(-keys.content_llr));
     k.last_ns = std::max(k.last_ns, now_ns);
     SetBit(k.subjects, subject_hash);
     if (k.kind >= kLinkPrefix) k.texts |= 1ULL << (Mix64(keys.text_hash) & 63);
@@ -306,6 +329,7 @@ uint64_t CampaignLinker::Record(const LinkKeys& keys, uint64_t subject_hash,
     }
     CampaignStats& c = campaigns_[root];
     c.requests += 1;
+    c.value += value;
     c.last_seen_ns = std::max(c.last_seen_ns, now_ns);
     float total = 0;
     for (float h : c.hist) total += h;
@@ -350,6 +374,7 @@ CampaignInfo CampaignLinker::InfoOf(uint64_t root, const CampaignStats& c) const
   for (int i = 0; i < kFeatureBins; ++i) base[i] = static_cast<double>(baseline_[i].load(std::memory_order_relaxed));
   info.shift = ShiftScore(c.hist, base);
   info.requests = c.requests;
+  info.value = c.value;
   info.first_seen_ns = c.first_seen_ns;
   info.last_seen_ns = c.last_seen_ns;
   info.links = c.links;

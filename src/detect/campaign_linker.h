@@ -35,6 +35,8 @@ struct LinkKeys {
   std::array<uint8_t, kMax> kind{};
   int count = 0;
   uint64_t text_hash = 0;  // the prompt's exact text, to tell templates from repeated prompts
+  float content_llr = 0;   // the request's content log-likelihood ratio (clipped)
+  float tokens = 0;        // its expected answer tokens
   void Add(LinkKind k, uint64_t h) {
     if (h == 0 || count >= kMax) return;
     key[count] = HashCombine(h, static_cast<uint64_t>(k) + 1);
@@ -64,6 +66,7 @@ struct CampaignInfo {
   double member_mass = 0;         // sum of member scores when they joined
   double shift = 0;               // window-level distribution-shift score in [0, 1]
   uint64_t requests = 0;          // restricted requests of its members
+  double value = 0;               // suspected distillation value of those requests
   int64_t first_seen_ns = 0, last_seen_ns = 0;
   std::array<uint64_t, kNumLinkKinds> links{};  // merges by link kind
   std::vector<std::string> sample_members;      // up to 16 subject ids
@@ -79,6 +82,10 @@ struct LinkerConfig {
   double min_template_texts = 3;      // distinct prompts before a content key is a template
   double merge_risk = 0.3;            // key risk needed to merge through it
   double member_scale = 3.0;          // campaign aggregate: 1 - exp(-mass / member_scale)
+  // Seedless risk: a key that many subjects use with campaign-like content is risky without any
+  // of them restricted: Ramp(mean content llr, lo, hi) * Ramp(distinct subjects, min, full).
+  double content_risk_lo = 0.5, content_risk_hi = 1.5;
+  double content_min_subjects = 5, content_full_subjects = 20;
 };
 
 // Thread-safe. Memory is bounded by max_keys and max_nodes.
@@ -94,14 +101,17 @@ class CampaignLinker {
     uint64_t campaign_root = 0;               // campaign behind the riskiest key, 0 none
     double campaign_score = 0;
     size_t campaign_members = 0;
+    double campaign_value = 0;                // suspected distillation value it has taken
+    double key_value = 0;                     // the largest suspected value on a risky key
   };
   // How risky this request's keys are, given the traffic seen so far.
   Assessment Assess(const LinkKeys& keys, int64_t now_ns) const;
 
   // Records the request on its keys. When `restricted`, the subject joins (or merges) the
-  // campaigns behind its risky keys; returns the subject's campaign root (0 if none).
+  // campaigns behind its risky keys, adding `value` (the request's suspected distillation
+  // value) to the campaign; returns the subject's campaign root (0 if none).
   uint64_t Record(const LinkKeys& keys, uint64_t subject_hash, std::string_view subject_id,
-                  bool restricted, float score, int feature_bin, int64_t now_ns);
+                  bool restricted, float score, float value, int feature_bin, int64_t now_ns);
 
   std::vector<CampaignInfo> Campaigns() const;
   std::optional<CampaignInfo> Campaign(uint64_t root) const;
@@ -126,6 +136,8 @@ class CampaignLinker {
     std::array<uint64_t, 4> flagged{};
     uint64_t campaign_root = 0;
     uint64_t texts = 0;  // 64-bit bitmap of distinct prompt texts seen on the key
+    float llr_sum = 0;   // decayed sum of the requests' content llr
+    float value = 0;     // decayed suspected value: tokens x sigmoid(content llr)
     uint8_t kind = 0;
   };
   struct KeyShard {
@@ -136,6 +148,7 @@ class CampaignLinker {
     size_t members = 0;
     double mass = 0;
     uint64_t requests = 0;
+    double value = 0;
     int64_t first_seen_ns = 0, last_seen_ns = 0;
     std::array<uint64_t, kNumLinkKinds> links{};
     std::array<float, kFeatureBins> hist{};

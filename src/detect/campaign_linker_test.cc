@@ -34,14 +34,14 @@ TEST(CampaignLinkerTest, RestrictedSubjectsSharingKeysMergeIntoOneCampaign) {
   const LinkKeys keys = Keys("5.6.7.8", "bot/1");
   // Unrestricted traffic never makes a key risky.
   for (int i = 0; i < 50; ++i) {
-    linker.Record(keys, Hash64("org" + std::to_string(i)), "org", false, 0.1f, 0, kT0 + i * kSec);
+    linker.Record(keys, Hash64("org" + std::to_string(i)), "org", false, 0.1f, 0.0f, 0, kT0 + i * kSec);
   }
   EXPECT_EQ(linker.Assess(keys, kT0 + 60 * kSec).risky_kinds, 0);
   // Sybils: each restricted on the shared keys.
   CampaignLinker sybil;
   for (int i = 0; i < 20; ++i) {
     const std::string id = "sybil" + std::to_string(i);
-    sybil.Record(keys, Hash64(id), id, true, 0.9f, 3, kT0 + i * kSec);
+    sybil.Record(keys, Hash64(id), id, true, 0.9f, 300.0f, 3, kT0 + i * kSec);
   }
   const auto a = sybil.Assess(keys, kT0 + 30 * kSec);
   EXPECT_GE(a.risky_kinds, 2);
@@ -82,7 +82,7 @@ TEST(CampaignLinkerTest, UnrelatedRestrictedSubjectsStaySeparate) {
   for (int i = 0; i < 10; ++i) {
     const std::string id = "s" + std::to_string(i);
     linker.Record(Keys("20.0." + std::to_string(i) + ".1", "agent" + std::to_string(i)), Hash64(id),
-                  id, true, 0.9f, 1, kT0 + i * kSec);
+                  id, true, 0.9f, 300.0f, 1, kT0 + i * kSec);
   }
   EXPECT_TRUE(linker.Campaigns().empty());  // only singletons
 }
@@ -93,9 +93,35 @@ TEST(CampaignLinkerTest, MixedKeyIsNotRisky) {
   const LinkKeys keys = Keys("7.7.7.7", "reseller");
   for (int i = 0; i < 400; ++i) {
     const std::string id = "u" + std::to_string(i);
-    linker.Record(keys, Hash64(id), id, i % 10 == 0, 0.9f, 0, kT0 + i * kSec);
+    linker.Record(keys, Hash64(id), id, i % 10 == 0, 0.9f, 300.0f, 0, kT0 + i * kSec);
   }
   EXPECT_LT(linker.Assess(keys, kT0 + 500 * kSec).risk[kLinkNetwork], 0.3f);
+}
+
+TEST(CampaignLinkerTest, ManySubjectsWithCampaignContentMakeAKeyRiskyWithoutASeed) {
+  // Nobody is restricted, but 30 subjects share a template key with campaign-like content.
+  CampaignLinker linker;
+  LinkKeys keys;
+  keys.Add(kLinkPrefix, 0xabcdef);
+  keys.content_llr = 2.0f;
+  keys.tokens = 300;
+  for (int i = 0; i < 30; ++i) {
+    keys.text_hash = Hash64("text" + std::to_string(i));  // a template: many distinct prompts
+    const std::string id = "t" + std::to_string(i);
+    linker.Record(keys, Hash64(id), id, false, 0.1f, 0.0f, 0, kT0 + i * kSec);
+  }
+  const auto a = linker.Assess(keys, kT0 + 40 * kSec);
+  EXPECT_GT(a.risk[kLinkPrefix], 0.9f);
+  EXPECT_GT(a.key_value, 1000);
+  // The same template with organic-looking content is not risky.
+  CampaignLinker organic;
+  keys.content_llr = -1.0f;
+  for (int i = 0; i < 30; ++i) {
+    keys.text_hash = Hash64("text" + std::to_string(i));
+    const std::string id = "t" + std::to_string(i);
+    organic.Record(keys, Hash64(id), id, false, 0.1f, 0.0f, 0, kT0 + i * kSec);
+  }
+  EXPECT_EQ(organic.Assess(keys, kT0 + 40 * kSec).risk[kLinkPrefix], 0.0f);
 }
 
 TEST(CampaignLinkerTest, KeysAreBounded) {
@@ -105,7 +131,7 @@ TEST(CampaignLinkerTest, KeysAreBounded) {
   for (int i = 0; i < 20000; ++i) {
     linker.Record(Keys("30." + std::to_string(i / 256 % 256) + "." + std::to_string(i % 256) + ".1",
                        "a" + std::to_string(i)),
-                  Hash64("x" + std::to_string(i)), "x", false, 0, 0, kT0 + i * kSec);
+                  Hash64("x" + std::to_string(i)), "x", false, 0, 0.0f, 0, kT0 + i * kSec);
   }
   EXPECT_LE(linker.key_count(), c.max_keys);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <mutex>
@@ -11,195 +12,423 @@
 namespace moat::detect {
 namespace {
 
+constexpr double kHourNs = 3600.0 * 1e9;
+
+// Two decimals, without printf (reasons are formatted for every restricted request).
 std::string Fixed2(double x) {
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", x);
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof(buf), x, std::chars_format::fixed, 2);
+  return std::string(buf, r.ptr);
 }
+std::string Signed2(double x) { return x >= 0 ? "+" + Fixed2(x) : Fixed2(x); }
 
 double Sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
+// log((e^a + e^b) / 2) without overflow.
+double LogMeanExp(double a, double b) {
+  const double m = std::max(a, b);
+  return m + std::log(0.5 * (std::exp(a - m) + std::exp(b - m)));
+}
+
+// Share of a model's held-out campaign requests whose combined ratio reaches `high`.
+double CampaignHighShare(const DetectionModel* model, float high) {
+  if (model == nullptr) return 0.6;
+  double share = 0, total = 0;
+  const auto& dist = model->content.campaign_distribution();
+  for (int b = 0; b < kLlrBins; ++b) {
+    total += dist[b];
+    if (LlrBinFloor(b) >= high - 1e-6) share += dist[b];
+  }
+  return total > 0 ? share / total : 0.6;
+}
+
+const char* CategoryOf(RestrictionRule rule) {
+  switch (rule) {
+    case RestrictionRule::kDenyList: return "account_policy";
+    case RestrictionRule::kPoolBudget: return "coordinated_activity";
+    default: return "automated_extraction";
+  }
+}
+
 }  // namespace
 
-// Manual allow/deny entries, by account id. Read on every request, written rarely.
+std::string_view RestrictionRuleName(RestrictionRule rule) {
+  switch (rule) {
+    case RestrictionRule::kNone: return "";
+    case RestrictionRule::kSubjectBudget: return "subject_budget";
+    case RestrictionRule::kPoolBudget: return "pool_budget";
+    case RestrictionRule::kDenyList: return "deny_list";
+    case RestrictionRule::kHeld: return "held";
+  }
+  return "unknown";
+}
+
+Tier ParseTier(std::string_view name) {
+  if (name == "unverified") return Tier::kUnverified;
+  if (name == "verified") return Tier::kVerified;
+  if (name == "enterprise") return Tier::kEnterprise;
+  return Tier::kUnknown;
+}
+
+std::string_view TierName(Tier tier) {
+  switch (tier) {
+    case Tier::kUnverified: return "unverified";
+    case Tier::kVerified: return "verified";
+    case Tier::kEnterprise: return "enterprise";
+    default: return "unknown";
+  }
+}
+
+std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultTiers() {
+  std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> t{};
+  // Budgets are suspected distillation value (answer tokens x posterior) per rolling day.
+  // unverified: about a hundred suspicious answers alone, then verify (step-up).
+  // unknown (a request that names no tier, e.g. an offline log): judged like an unverified
+  // subject, but its own budget fits one public benchmark run (a researcher we know nothing
+  // about), and a restriction degrades rather than asks for a verification it cannot do.
+  t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, Action::kStepUp, false};
+  t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 1000000, Action::kDegrade, true};
+  return t;
+}
+
+StatusOr<StageSwitches> StageSwitches::Parse(std::string_view spec) {
+  StageSwitches s;
+  bool* flags[] = {&s.content, &s.corpus, &s.baseline, &s.cohort, &s.workqueue,
+                   &s.end_users, &s.behaviour, &s.linkage};
+  constexpr std::string_view kNames[] = {"content", "corpus", "baseline", "cohort", "workqueue",
+                                         "end_users", "behaviour", "linkage"};
+  const bool subtractive = !spec.empty() && spec.front() == '-';
+  if (!subtractive) {
+    for (bool* f : flags) *f = spec.empty();
+  }
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    if (comma == std::string_view::npos) comma = spec.size();
+    std::string_view item = spec.substr(pos, comma - pos);
+    pos = comma + 1;
+    const bool drop = !item.empty() && item.front() == '-';
+    if (drop) item.remove_prefix(1);
+    if (item.empty()) continue;
+    size_t i = 0;
+    while (i < std::size(kNames) && kNames[i] != item) ++i;
+    if (i == std::size(kNames)) {
+      return InvalidArgumentError("unknown detection stage '" + std::string(item) +
+                                  "' (content, corpus, baseline, cohort, workqueue, end_users, behaviour, linkage)");
+    }
+    *flags[i] = !drop;
+  }
+  return s;
+}
+
+// Manual list entries, by account id. Read on every request, written rarely.
 struct DetectionEngine::ListTable {
   mutable std::shared_mutex mu;
   std::unordered_map<std::string, ListEntry> entries;  // GUARDED_BY(mu)
   std::atomic<size_t> size{0};
 };
 
-std::array<SignalWeight, kNumSignals> DetectionConfig::DefaultSignalWeights() {
-  std::array<SignalWeight, kNumSignals> w{};
-  w[kCot] = {4.5, 0.15, 0.4, 3};
-  w[kJailbreak] = {5.0, 0.15, 0.4, 2.5};
-  w[kHarmful] = {0.8, 0.2, 0.5, 3};
-  w[kBenchmark] = {3.5, 0.2, 0.5, 4};
-  w[kDistillStyle] = {1.2, 0.3, 0.7, 5};
-  w[kLogprobs] = {2.0, 0.05, 0.2, 2};
-  w[kMultiSample] = {1.0, 0.2, 0.5, 3};
-  w[kLongOutput] = {0.8, 0.3, 0.7, 3};
-  w[kReasoningParam] = {1.2, 0.2, 0.5, 2};
-  w[kGreedy] = {0.3, 0.5, 0.9, 5};
-  w[kSingleTurn] = {0, 0.5, 0.9, 5};
-  return w;
-}
-
-std::string_view DetectionEngine::EvidenceName(int e) {
-  if (e >= kEvSignalBase && e < kNumSignals) return SignalName(e);
-  switch (e) {
-    case kEvIpRotation: return "ip_rotation";
-    case kEvVolume: return "volume";
-    case kEvDiversity: return "single_turn_diversity";
-    case kEvCampaign: return "campaign";
-    case kEvDenyList: return "deny_list";
-    default: break;
-  }
-  if (e >= kEvLinkBase && e < kEvLinkBase + kNumLinkKinds) return LinkKindName(e - kEvLinkBase);
-  return "unknown";
-}
+// What Judge found about one subject.
+struct DetectionEngine::Judgement {
+  double posterior = 0;
+  double prior = 0;          // tier prior + standing evidence
+  double evidence = 0;       // own sequential evidence
+  double value = 0;
+  double pool_value = 0;
+  bool restricted = false;
+  RestrictionRule rule = RestrictionRule::kNone;
+  int64_t first_seen_ns = 0;
+  float daily_requests = 0;
+  float hourly_requests = 0;
+  float distinct_end_users = 0;
+  bool end_users_churn = false;  // a fresh end user on most requests: its end users mean nothing
+  bool returning = false;        // an end user on its second request
+  AccountSummary summary;
+  // Per stage: (log-odds it added for this subject, reason index).
+  std::array<float, kMaxStages> contribution{};
+  std::array<float, kMaxStages> prior_part{};  // the standing part of each contribution
+  std::array<int, kMaxStages> reason{};
+};
 
 DetectionEngine::DetectionEngine(DetectionConfig config)
     : config_(std::move(config)),
-      subjects_(config_.max_subjects,
-                config_.store ? config_.store : std::make_shared<InMemorySubjectStore>()),
-      linker_(config_.linker),
-      lists_(std::make_unique<ListTable>()) {}
+      model_(config_.model ? config_.model : config_.use_default_model ? DefaultDetectionModel() : nullptr),
+      subjects_(config_.max_subjects, config_.store ? config_.store
+                                                    : std::make_shared<InMemorySubjectStore>(config_.max_evicted_subjects)),
+      lists_(std::make_unique<ListTable>()) {
+  std::array<float, kLlrBins> organic{};
+  if (model_) organic = model_->content.organic_distribution();
+  baseline_ = std::make_shared<OrganicBaseline>(config_.baseline_data, organic,
+                                                CampaignHighShare(model_.get(), config_.baseline_data.high_llr));
+  const StageSwitches& on = config_.stages;
+  if (on.content) stages_.push_back(std::make_unique<ContentStage>(config_.content));
+  if (on.corpus) stages_.push_back(std::make_unique<CorpusStage>(config_.corpus));
+  if (on.baseline) stages_.push_back(std::make_unique<BaselineStage>(config_.baseline, baseline_));
+  if (on.workqueue) stages_.push_back(std::make_unique<WorkQueueStage>(config_.workqueue));
+  if (on.cohort) {
+    auto c = std::make_unique<CohortStage>(config_.cohort, baseline_);
+    cohort_ = c.get();
+    stages_.push_back(std::move(c));
+  }
+  if (on.end_users) {
+    auto e = std::make_unique<EndUserStage>(config_.end_users, baseline_);
+    end_users_ = e.get();
+    stages_.push_back(std::move(e));
+  }
+  if (on.behaviour) stages_.push_back(std::make_unique<BehaviourStage>(config_.behaviour));
+  if (on.linkage) {
+    auto l = std::make_unique<LinkageStage>(config_.linkage);
+    linkage_ = l.get();
+    stages_.push_back(std::move(l));
+  }
+}
 
 DetectionEngine::~DetectionEngine() = default;
 
-std::string DetectionEngine::SubjectId(const RequestEvent& event) {
-  if (event.end_user.empty()) return event.account_id;
-  std::string id;
-  id.reserve(event.account_id.size() + 1 + event.end_user.size());
-  id.append(event.account_id).append("/").append(event.end_user);
-  return id;
+std::vector<std::string_view> DetectionEngine::stage_names() const {
+  std::vector<std::string_view> out;
+  for (const auto& s : stages_) out.push_back(s->name());
+  return out;
 }
 
-std::array<double, DetectionEngine::kNumEvidence> DetectionEngine::OwnEvidence(
-    const SubjectState& s) const {
-  std::array<double, kNumEvidence> ev{};
-  const double n = s.n;
-  for (int k = 0; k < kNumSignals; ++k) {
-    const SignalWeight& w = config_.signals[k];
-    if (w.weight == 0) continue;
-    const double hits = s.signal[k];
-    const double rate = hits / (n + 1.5);
-    ev[kEvSignalBase + k] = w.weight * Ramp(rate, w.rate_lo, w.rate_hi) * Ramp(hits, 0.5, w.hits_full);
-  }
-  ev[kEvIpRotation] = config_.ip_rotation_weight * Ramp(s.DistinctIps(), 3, 6);
-  ev[kEvVolume] = config_.volume_weight * Ramp(s.RatePerHour(), config_.volume_lo, config_.volume_hi);
-  const double single_turn = s.signal[kSingleTurn] / std::max(1.0, n);
-  const double novelty = s.DistinctSkeletons() / std::max<double>(1.0, std::min<double>(s.requests, 128));
-  ev[kEvDiversity] = config_.diversity_weight * Ramp(single_turn, 0.85, 0.98) *
-                     Ramp(novelty, 0.6, 0.9) * Ramp(s.requests, 10, 30);
-  return ev;
+ListEntry DetectionEngine::ListOf(const std::string& account) const {
+  ListTable& lists = *lists_;
+  if (lists.size.load(std::memory_order_relaxed) == 0) return ListEntry::kNone;
+  std::shared_lock<std::shared_mutex> lock(lists.mu);
+  auto it = lists.entries.find(account);
+  return it == lists.entries.end() ? ListEntry::kNone : it->second;
 }
 
-Action DetectionEngine::PolicyAction(double score, bool restricted, size_t campaign_members) const {
-  const PolicyConfig& p = config_.policy;
-  if (score >= p.block_score) return Action::kBlock;
-  if (score >= p.step_up_score && campaign_members >= p.step_up_campaign_members) {
-    return Action::kStepUp;
-  }
-  if (score >= p.degrade_score || (restricted && score >= p.release_score)) return Action::kDegrade;
-  if (score >= p.throttle_score) return Action::kThrottle;
-  return Action::kAllow;
+std::string DetectionEngine::Reference(const RequestEvent& event, uint64_t subject_hash) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "ref_%016llx",
+                static_cast<unsigned long long>(HashCombine(subject_hash, static_cast<uint64_t>(event.time_ns))));
+  return buf;
+}
+
+DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole role, const std::string& id,
+                                                  uint64_t hash,
+                                                  const std::array<StageEvidence, kMaxStages>& request_evidence,
+                                                  float request_llr, ListEntry list,
+                                                  const AccountSummary* account) {
+  Judgement j;
+  const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
+  const RequestFeatures& f = r.features;
+  subjects_.With(hash, id, [&](SubjectState& s, bool) {
+    const int64_t dt = s.requests == 0 ? 0 : r.now_ns - s.last_seen_ns;
+    ObserveRequest(s, f, r.event.client_ip, r.now_ns, config_.decay);
+    s.tier = static_cast<uint8_t>(r.tier);
+    // Content counters: what share of the subject's traffic is campaign-like.
+    const float keep = 1.0f - 1.0f / static_cast<float>(config_.content_half_life_requests);
+    s.llr_n = s.llr_n * keep + 1.0f;
+    s.llr_hi = s.llr_hi * keep + (f.content.combined >= config_.baseline_data.high_llr ? 1.0f : 0.0f);
+
+    std::array<StageEvidence, kMaxStages> sub{};
+    double llr = request_llr, prior = 0, pool = 0;
+    for (size_t i = 0; i < stages_.size(); ++i) {
+      stages_[i]->OnSubject(r, role, s, account, &sub[i]);
+      llr += sub[i].request_llr;
+      prior += sub[i].prior;
+      // A pool counts when the stage that names it moved the subject's prior.
+      if (sub[i].prior >= config_.pool_min_prior) pool = std::max<double>(pool, sub[i].pool_value);
+      j.contribution[i] = request_evidence[i].request_llr + sub[i].request_llr + sub[i].prior;
+      j.prior_part[i] = sub[i].prior;
+      j.reason[i] = sub[i].reason >= 0 ? sub[i].reason : request_evidence[i].reason;
+    }
+    if (f.assistant_turns > 0) llr *= config_.continuation_weight;
+    llr = std::clamp(llr, -config_.request_llr_clip, config_.request_llr_clip);
+    prior = std::clamp(prior, -config_.prior_cap, config_.prior_cap);
+
+    // The subject's own evidence: two decayed sequential statistics, averaged as likelihoods.
+    const float d = DecayFactor(dt, static_cast<int64_t>(config_.evidence_half_life_hours * kHourNs));
+    const double cap = config_.evidence_cap;
+    s.seq_full = static_cast<float>(std::clamp(s.seq_full * d + llr, -cap, cap));
+    s.seq_mixed = static_cast<float>(
+        std::clamp(s.seq_mixed * d + std::log1p(config_.mixed_share * std::expm1(llr)), -cap, cap));
+    j.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
+    j.prior = tier.prior_log_odds + prior;
+    j.posterior = Sigmoid(j.prior + j.evidence);
+
+    const float dv = DecayFactor(dt, static_cast<int64_t>(config_.policy.value_half_life_hours * kHourNs));
+    const bool probe = f.signal[kContentJailbreak] > 0 && f.content.top_head == kHeadJailbreak;
+    const double weight = probe ? config_.policy.jailbreak_value_weight : 1.0;
+    s.value = static_cast<float>(s.value * dv + f.expected_answer_tokens * j.posterior * weight);
+    j.value = s.value;
+    j.pool_value = pool;
+
+    // The policy.
+    const PolicyConfig& p = config_.policy;
+    RestrictionRule rule = RestrictionRule::kNone;
+    if (list == ListEntry::kDeny) {
+      rule = RestrictionRule::kDenyList;
+    } else if (list == ListEntry::kAllow) {
+      rule = RestrictionRule::kNone;
+    } else if (j.posterior >= p.restrict_posterior && s.value >= tier.subject_budget) {
+      rule = RestrictionRule::kSubjectBudget;
+    } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
+               s.requests >= p.min_requests_for_pool && j.evidence >= p.pool_min_evidence) {
+      rule = RestrictionRule::kPoolBudget;
+    } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget &&
+               j.evidence >= p.pool_min_evidence) {
+      rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
+    } else if (s.restricted && j.posterior >= p.release_posterior) {
+      rule = RestrictionRule::kHeld;
+    }
+    s.pool_pending = rule == RestrictionRule::kNone && j.posterior >= p.restrict_posterior &&
+                     pool >= tier.pool_budget && s.requests < p.min_requests_for_pool ? 1 : 0;
+    const bool restricted = rule != RestrictionRule::kNone;
+    if (rule != RestrictionRule::kHeld) s.restricted_by = static_cast<uint8_t>(rule);
+    j.restricted = restricted;
+    j.rule = rule == RestrictionRule::kHeld ? static_cast<RestrictionRule>(s.restricted_by) : rule;
+
+    const float score = static_cast<float>(j.posterior);
+    const bool changed = restricted != (s.restricted != 0) || std::abs(score - s.score) >= 0.1;
+    s.score = score;
+    s.peak_score = std::max(s.peak_score, score);
+    uint32_t bits = 0;
+    for (size_t i = 0; i < stages_.size(); ++i) bits |= (std::abs(j.contribution[i]) >= 0.5 ? 1u : 0u) << i;
+    s.reason_bits = bits;
+    s.restricted = restricted ? 1 : 0;
+    if (changed) s.PushHistory(r.now_ns, score, static_cast<uint8_t>(restricted ? tier.action : Action::kAllow));
+    j.first_seen_ns = s.first_seen_ns;
+    j.daily_requests = s.n;
+    j.hourly_requests = s.n_hour;
+    j.distinct_end_users = static_cast<float>(s.end_users.Estimate());
+    j.end_users_churn = end_users_ != nullptr && end_users_->Churns(s);
+    j.returning = role == SubjectRole::kEndUser && s.requests == 2;
+    j.summary = {restricted, s.llr_n, s.llr_hi, s.value, s.n};
+  });
+  return j;
 }
 
 Verdict DetectionEngine::Observe(const RequestEvent& event) {
-  const int64_t now = event.time_ns;
-  const RequestFeatures f = Extract(event);
-  const std::string sid = SubjectId(event);
-  const uint64_t h = Hash64(sid);
-  const LinkKeys keys = MakeLinkKeys(event, f);
-  const CampaignLinker::Assessment link = linker_.Assess(keys, now);
-
-  ListEntry list = ListEntry::kNone;
-  {
-    ListTable& lists = *lists_;
-    if (lists.size.load(std::memory_order_relaxed) > 0) {
-      std::shared_lock<std::shared_mutex> lock(lists.mu);
-      auto it = lists.entries.find(event.account_id);
-      if (it != lists.entries.end()) list = it->second;
-    }
+  const RequestFeatures f = Extract(event, model_.get(), static_cast<int>(config_.typical_answer_tokens));
+  RequestView r{event, f};
+  r.now_ns = event.time_ns;
+  r.tier = ParseTier(event.tier);
+  r.account_hash = Hash64(event.account_id);
+  std::string end_user_id;
+  if (!event.end_user.empty()) {
+    end_user_id.reserve(event.account_id.size() + 1 + event.end_user.size());
+    end_user_id.append(event.account_id).append("/").append(event.end_user);
+    r.end_user_hash = Hash64(end_user_id);
   }
 
-  std::array<double, kNumEvidence> ev{};
+  std::array<StageEvidence, kMaxStages> req{};
+  float request_llr = 0;
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    stages_[i]->OnRequest(r, &req[i]);
+    request_llr += req[i].request_llr;
+  }
+
+  const ListEntry list = ListOf(event.account_id);
+  const Judgement acc = Judge(r, SubjectRole::kAccount, event.account_id, r.account_hash, req, request_llr, list, nullptr);
+  std::optional<Judgement> eu;
+  if (r.end_user_hash != 0) {
+    eu = Judge(r, SubjectRole::kEndUser, end_user_id, r.end_user_hash, req, request_llr, list, &acc.summary);
+  }
+  // An end user came back: the account's end users are people, not a fresh `user` per request.
+  if (eu && eu->returning) {
+    subjects_.With(r.account_hash, event.account_id, [](SubjectState& s, bool) {
+      if (s.returning_end_users < UINT16_MAX) ++s.returning_end_users;
+    });
+  }
+  // The account's verdict applies to the request unless it serves many end users (who are not
+  // a fresh `user` per request).
+  bool account_applies = true;
+  if (eu && acc.distinct_end_users >= config_.policy.multi_user_accounts) {
+    account_applies = acc.end_users_churn || acc.rule == RestrictionRule::kDenyList;
+  }
+  const Judgement& decider = (eu && (eu->restricted || !(account_applies && acc.restricted))) ? *eu : acc;
+  const bool restricted = (account_applies && acc.restricted) || (eu && eu->restricted);
+  const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
+
   Verdict v;
-  subjects_.With(h, sid, [&](SubjectState& s, bool) {
-    ObserveRequest(s, f, event.client_ip, now, config_.decay);
-    ev = OwnEvidence(s);
-    double link_sum = 0;
-    for (int k = 0; k < kNumLinkKinds; ++k) {
-      ev[kEvLinkBase + k] = config_.link_weights[k] * link.risk[k];
-      link_sum += ev[kEvLinkBase + k];
-    }
-    if (link_sum > config_.link_cap) {
-      for (int k = 0; k < kNumLinkKinds; ++k) ev[kEvLinkBase + k] *= config_.link_cap / link_sum;
-    }
-    if (link.risky_kinds >= 2) ev[kEvCampaign] = config_.campaign_weight * link.campaign_score;
-    double log_odds = config_.prior_log_odds + (s.restricted ? config_.restricted_bonus : 0.0);
-    for (double e : ev) log_odds += e;
-    double score = Sigmoid(log_odds);
-    Action action = PolicyAction(score, s.restricted != 0, link.campaign_members);
-    if (list == ListEntry::kAllow) {
-      action = Action::kAllow;
-    } else if (list == ListEntry::kDeny) {
-      action = Action::kBlock;
-      ev[kEvDenyList] = 1;
-      score = 1;
-    }
-    uint32_t bits = 0;
-    for (int e = 0; e < kNumEvidence; ++e) bits |= (ev[e] >= 0.25 ? 1u : 0u) << e;
-    const bool changed = (action != Action::kAllow) != (s.restricted != 0) ||
-                         std::abs(score - s.score) >= 0.1;
-    s.score = static_cast<float>(score);
-    s.peak_score = std::max(s.peak_score, s.score);
-    s.reason_bits = bits;
-    s.restricted = action != Action::kAllow;
-    if (changed) s.PushHistory(now, s.score, static_cast<uint8_t>(action));
-    v.action = action;
-    v.account_score = score;
-  });
+  v.action = restricted ? (decider.rule == RestrictionRule::kDenyList ? Action::kBlock : tier.action) : Action::kAllow;
+  v.account_score = decider.posterior;
+  v.show_evidence = tier.show_evidence;
 
-  const bool restricted = v.action != Action::kAllow;
-  const uint64_t root = linker_.Record(keys, h, sid, restricted, static_cast<float>(v.account_score),
-                                       FeatureBin(f), now);
-  const uint64_t campaign = root != 0 ? root : link.campaign_root;
-  if (campaign != 0) {
-    v.campaign_id = CampaignLinker::CampaignId(campaign);
-    v.campaign_score = link.campaign_score;
+  VerdictFacts facts;
+  facts.action = v.action;
+  facts.account_restricted = account_applies && acc.restricted;
+  facts.end_user_restricted = eu && eu->restricted;
+  facts.account_posterior = static_cast<float>(acc.posterior);
+  facts.end_user_posterior = eu ? static_cast<float>(eu->posterior) : 0.0f;
+  facts.account_first_seen_ns = acc.first_seen_ns;
+  facts.account_daily_requests = acc.daily_requests;
+  facts.value = static_cast<float>(f.expected_answer_tokens * decider.posterior);
+  // The baseline learns from the finest subject (an end user is a person too: a coding tool's
+  // users define normal for code) that is old enough, unrestricted and unsuspicious.
+  const Judgement& finest = eu ? *eu : acc;
+  facts.account_established = !restricted && finest.posterior <= config_.established_max_posterior &&
+                              r.now_ns - finest.first_seen_ns >= config_.established_hours * kHourNs &&
+                              !(finest.summary.llr_n >= 4 &&
+                                finest.summary.llr_hi >= config_.established_max_high_share * finest.summary.llr_n);
+  // Each established subject speaks for about established_hourly_requests requests an hour, so
+  // that a few heavy users (a batch job) do not define normal alone, while a person's
+  // conversation counts as it comes (cohorts count their members' requests as they come too).
+  if (facts.account_established) {
+    const double keep = config_.established_hourly_requests / std::max<double>(1.0, finest.hourly_requests);
+    if (keep >= 1.0 || (Mix64(r.account_hash ^ static_cast<uint64_t>(r.now_ns)) % 1024) < keep * 1024) {
+      baseline_->Record(f);
+    }
   }
-  if (restricted || v.account_score >= 0.3) {
-    v.reasons.push_back("score:" + Fixed2(v.account_score));
-    // Evidence items, largest first.
-    std::array<int, kNumEvidence> order{};
-    for (int e = 0; e < kNumEvidence; ++e) order[e] = e;
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return ev[a] > ev[b]; });
-    std::string via;
-    for (int e : order) {
-      if (ev[e] < 0.25) break;
-      if (e >= kEvLinkBase && e < kEvLinkBase + kNumLinkKinds) {
-        if (!via.empty()) via += ",";
-        via += LinkKindName(e - kEvLinkBase);
-        continue;
+  if (restricted && decider.rule != RestrictionRule::kDenyList) baseline_->RecordCampaign(f.content.combined);
+  for (auto& stage : stages_) stage->OnVerdict(r, facts);
+
+  if (r.campaign_root != 0 && linkage_ != nullptr) {
+    v.campaign_id = CampaignLinker::CampaignId(r.campaign_root);
+    v.campaign_score = r.link.campaign_score;
+  }
+  if (restricted || decider.posterior >= config_.explain_posterior) {
+    v.reasons.push_back("posterior:" + Fixed2(decider.posterior));
+    if (restricted) {
+      v.category = CategoryOf(decider.rule);
+      v.reference = Reference(event, eu ? r.end_user_hash : r.account_hash);
+      v.reasons.push_back("rule:" + std::string(RestrictionRuleName(decider.rule)));
+      v.reasons.push_back("value:" + std::to_string(static_cast<int64_t>(decider.value)) + "/" +
+                          std::to_string(static_cast<int64_t>(tier.subject_budget)));
+      if (decider.rule == RestrictionRule::kPoolBudget) {
+        v.reasons.push_back("pool_value:" + std::to_string(static_cast<int64_t>(decider.pool_value)) + "/" +
+                            std::to_string(static_cast<int64_t>(tier.pool_budget)));
       }
-      v.reasons.push_back(std::string(EvidenceName(e)) + ":" + Fixed2(ev[e]));
+      v.reasons.push_back("ref:" + v.reference);
     }
-    if (!via.empty() && campaign != 0) {
-      std::string linked = "linked:";
-      linker_.AppendSampleMembers(campaign, sid, 3, &linked, &v.campaign_score);
-      linked.append(" via ").append(via);
-      v.reasons.push_back(std::move(linked));
-    } else if (!via.empty()) {
-      v.reasons.push_back("shared_keys via " + via);
+    v.reasons.push_back("evidence:" + Signed2(decider.evidence));
+    // The stages' contributions, largest first.
+    std::array<int, kMaxStages> order{};
+    for (size_t i = 0; i < stages_.size(); ++i) order[i] = static_cast<int>(i);
+    std::sort(order.begin(), order.begin() + stages_.size(), [&](int a, int b) {
+      return std::abs(decider.contribution[a]) > std::abs(decider.contribution[b]);
+    });
+    for (size_t k = 0; k < stages_.size(); ++k) {
+      const int i = order[k];
+      if (std::abs(decider.contribution[i]) < 0.5) break;
+      std::string item(stages_[i]->name());
+      const auto& names = stages_[i]->reason_names();
+      if (decider.reason[i] >= 0 && static_cast<size_t>(decider.reason[i]) < names.size()) {
+        item.append(".").append(names[decider.reason[i]]);
+      }
+      item.append(":").append(Signed2(decider.contribution[i]));
+      if (decider.prior_part[i] != 0 && decider.prior_part[i] != decider.contribution[i]) {
+        item.append("(prior").append(Signed2(decider.prior_part[i])).append(")");
+      }
+      v.reasons.push_back(std::move(item));
     }
-    if (campaign != 0) v.reasons.push_back("campaign:" + v.campaign_id);
+    if (!v.campaign_id.empty()) v.reasons.push_back("campaign:" + v.campaign_id);
   }
   return v;
 }
 
-std::vector<CampaignInfo> DetectionEngine::Campaigns() const { return linker_.Campaigns(); }
+std::vector<CampaignInfo> DetectionEngine::Campaigns() const {
+  return linkage_ != nullptr ? linkage_->linker().Campaigns() : std::vector<CampaignInfo>{};
+}
+
+std::vector<CohortInfo> DetectionEngine::Cohorts() const {
+  return cohort_ != nullptr ? cohort_->Cohorts() : std::vector<CohortInfo>{};
+}
 
 std::optional<AccountReport> DetectionEngine::Account(const std::string& id) const {
   SubjectState s;
@@ -207,37 +436,42 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   if (!subjects_.Read(h, &s)) return std::nullopt;
   AccountReport r;
   r.id = id;
+  r.tier = std::string(TierName(static_cast<Tier>(s.tier)));
   r.requests = s.requests;
   r.score = s.score;
   r.peak_score = s.peak_score;
   r.restricted = s.restricted != 0;
+  r.restricted_by = r.restricted ? std::string(RestrictionRuleName(static_cast<RestrictionRule>(s.restricted_by))) : "";
   r.rate_per_hour = s.RatePerHour();
   r.distinct_ips = s.DistinctIps();
   r.distinct_prefixes = s.DistinctPrefixes();
   r.distinct_skeletons = s.DistinctSkeletons();
+  r.distinct_end_users = s.end_users.Estimate();
+  r.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
+  r.value = s.value;
+  r.budget = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)].subject_budget;
+  r.items_spread = s.items_diffuse;
+  r.items_shared = s.items_dense;
   for (int k = 0; k < kNumSignals; ++k) r.signal_rates[k] = s.n > 0 ? s.signal[k] / s.n : 0;
   for (int i = 0; i < kScoreHistory; ++i) {
     const ScorePoint& p = s.history[(s.history_pos + i) % kScoreHistory];
     if (p.minute == 0) continue;
     r.history.emplace_back(static_cast<int64_t>(p.minute) * 60, p.score / 255.0);
   }
-  for (int e = 0; e < kNumEvidence; ++e) {
-    if (s.reason_bits & (1u << e)) r.reasons.emplace_back(EvidenceName(e));
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    if (s.reason_bits & (1u << i)) r.reasons.emplace_back(stages_[i]->name());
   }
-  if (const uint64_t root = linker_.CampaignOf(h); root != 0) {
-    r.campaign_id = CampaignLinker::CampaignId(root);
-    if (auto info = linker_.Campaign(root)) {
-      for (const auto& m : info->sample_members) {
-        if (m != id) r.linked_accounts.push_back(m);
+  if (linkage_ != nullptr) {
+    if (const uint64_t root = linkage_->linker().CampaignOf(h); root != 0) {
+      r.campaign_id = CampaignLinker::CampaignId(root);
+      if (auto info = linkage_->linker().Campaign(root)) {
+        for (const auto& m : info->sample_members) {
+          if (m != id) r.linked_accounts.push_back(m);
+        }
       }
     }
   }
-  {
-    ListTable& lists = *lists_;
-    std::shared_lock<std::shared_mutex> lock(lists.mu);
-    auto it = lists.entries.find(id);
-    if (it != lists.entries.end()) r.list = it->second;
-  }
+  r.list = ListOf(id);
   r.first_seen_ns = s.first_seen_ns;
   r.last_seen_ns = s.last_seen_ns;
   return r;

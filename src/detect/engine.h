@@ -1,8 +1,26 @@
 #pragma once
-// DetectionEngine: moat's online behavioural detection engine. Per request it extracts cheap
-// features, folds them into the subject's fixed-size state, asks the campaign linker how risky
-// the request's link keys are, adds the evidence up as log-odds, and maps the resulting score
-// through the policy to an action whose reasons name the features and linked accounts.
+// DetectionEngine: moat's online detection engine. Per request it extracts the request's
+// features once (features.h: the learned content scores among them), runs the evidence stages
+// (evidence.h) for the account and, when the request names one, its end user, and for each of
+// these subjects:
+//   1. sums the stages' per-request log-likelihood ratios into two decayed sequential
+//      statistics (every request campaign-like; a share `mixed_share` of them, the rest cover
+//      traffic) and averages their likelihoods: the subject's own evidence E;
+//   2. adds the tier's prior log-odds and the stages' standing evidence (cohort shift,
+//      linkage, account share, behaviour), capped: the prior P;
+//   3. posterior p = sigmoid(P + E); the subject's suspected distillation value grows by the
+//      request's expected answer tokens x p (decayed: a rolling budget);
+//   4. the policy restricts a subject whose posterior reached `restrict_posterior` once its own
+//      value exceeds its tier's subject budget, or the value of a pool it belongs to (shifted
+//      cohort, linked campaign, a reseller's end users) exceeds the tier's pool budget. A
+//      restricted subject stays restricted while p >= `release_posterior`.
+// The request gets the end user's verdict; the account's verdict applies too unless the
+// account serves many end users and most of its traffic is not a campaign's (a reseller's
+// real customers are not cut off for its campaign end users).
+//
+// What a client sees of a restriction is its action, a coarse category and a reference id
+// (Verdict::category, ::reference); the evidence stays in Verdict::reasons for the audit
+// record and admin views, shown to clients only for tiers with show_evidence.
 
 #include <array>
 #include <cstdint>
@@ -13,73 +31,123 @@
 #include <vector>
 
 #include "detect/account_state.h"
-#include "detect/campaign_linker.h"
-#include "detect/features.h"
+#include "detect/cohort_evidence.h"
+#include "detect/content_evidence.h"
+#include "detect/detection_model.h"
+#include "detect/evidence.h"
+#include "detect/subject_evidence.h"
+#include "detect/workqueue_evidence.h"
 #include "moat/detect_engine.h"
 
 namespace moat::detect {
 
-// How one per-subject signal rate turns into evidence: weight * Ramp(rate, rate_lo, rate_hi)
-// * Ramp(hits, 0.5, hits_full), where rate is the subject's decayed share of requests with the
-// signal and hits its decayed count. The rate gate keeps occasional hits (a benign prompt that
-// looks risky) from adding up; the hit gate keeps one request from deciding alone.
-struct SignalWeight {
-  double weight = 0;
-  double rate_lo = 0.2, rate_hi = 0.5;
-  double hits_full = 3;
+// Policy of one account tier.
+struct TierPolicy {
+  double prior_log_odds = -5.0;     // log-odds that a subject of this tier is a campaign's
+  double subject_budget = 20000;    // suspected distillation value (answer tokens, rolling)
+                                    // a subject may take before it is restricted
+  double pool_budget = 20000;       // ... a pool may take before its suspicious members are
+  Action action = Action::kStepUp;  // what a restriction is for this tier
+  bool show_evidence = false;       // clients of this tier see the evidence of a restriction
 };
 
-// The policy: scores to actions. The score is the subject's risk in [0, 1].
 struct PolicyConfig {
-  double throttle_score = 2.0;   // > 1: throttle not used by score alone
-  double degrade_score = 0.5;    // strip reasoning, refuse logprobs, cap max_tokens
-  double step_up_score = 0.97;   // with a linked campaign of >= step_up_campaign_members
-  size_t step_up_campaign_members = 5;
-  double block_score = 2.0;      // > 1: never block on score alone (deny lists still block)
-  double release_score = 0.3;    // a restricted subject stays restricted above this
-  bool silent_degrade = false;   // opt-in: no client-visible header for degrade
+  // Indexed by Tier: unknown (no tier given), unverified, verified, enterprise.
+  std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> tiers = DefaultTiers();
+  double restrict_posterior = 0.95;  // a subject over budget is restricted at this posterior
+  double release_posterior = 0.5;    // a restricted subject stays restricted above this
+  double value_half_life_hours = 24; // the rolling window of the budgets
+  // Pooled evidence alone never restricts a subject before its n-th request: one request says
+  // too little about whom a newcomer is (a researcher, a student, a drip account).
+  double min_requests_for_pool = 2;
+  // ... and only once its own evidence reaches this (log-odds): a pool's prior alone, with a
+  // request or two that look only a little campaign-like, is not enough.
+  double pool_min_evidence = 3;
+  // Accounts naming at least this many end users are restricted as a whole only when their end
+  // users churn (a fresh `user` on most requests: EndUserStageConfig); otherwise per end
+  // user, so that a reseller's real customers are not cut off for its campaign end users.
+  double multi_user_accounts = 10;
+  // A jailbreak probe is worth more to its sender than its tokens (it maps the safety
+  // boundary; a refusal is information too): its value counts this many times.
+  double jailbreak_value_weight = 20;
+  static std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> DefaultTiers();
+};
+
+// Which evidence stages run (all by default; switched off for ablations).
+struct StageSwitches {
+  bool content = true, corpus = true, baseline = true, cohort = true, workqueue = true,
+       end_users = true, behaviour = true, linkage = true;
+  // Parses "content,cohort,..." (the names of the stages to keep) or "-cohort,-baseline" (to
+  // drop); InvalidArgument on an unknown name.
+  static StatusOr<StageSwitches> Parse(std::string_view spec);
 };
 
 struct DetectionConfig {
-  size_t max_subjects = 1 << 20;            // live subjects in memory
-  std::shared_ptr<SubjectStore> store;       // evicted subjects; null: an InMemorySubjectStore
+  size_t max_subjects = 1 << 20;        // live subjects in memory
+  std::shared_ptr<SubjectStore> store;  // evicted subjects; null: an InMemorySubjectStore
+  size_t max_evicted_subjects = 4'000'000;  // cap of the default InMemorySubjectStore
   DecayConfig decay;
-  LinkerConfig linker;
-  double prior_log_odds = -4.0;
-  std::array<SignalWeight, kNumSignals> signals = DefaultSignalWeights();
-  double ip_rotation_weight = 2.5;   // * Ramp(distinct client addresses, 3, 6)
-  double volume_weight = 0.7;        // * Ramp(requests per hour, volume_lo, volume_hi)
-  double volume_lo = 150, volume_hi = 500;
-  double diversity_weight = 0.6;     // single-turn, every prompt a new skeleton, sustained
-  std::array<double, kNumLinkKinds> link_weights = {1.2, 1.8, 1.5, 1.5, 1.0};
-  double link_cap = 4.0;             // most evidence linkage alone can add
-  double campaign_weight = 1.5;      // * campaign score, when >= 2 kinds of keys are risky
-  double restricted_bonus = 1.0;     // hysteresis for subjects already restricted
+  // The detection model; null: DefaultDetectionModel() (or none if use_default_model = false).
+  std::shared_ptr<const DetectionModel> model;
+  bool use_default_model = true;
+  StageSwitches stages;
+  ContentStageConfig content;
+  CorpusStageConfig corpus;
+  OrganicBaseline::Config baseline_data;
+  BaselineStageConfig baseline;
+  CohortStageConfig cohort;
+  WorkQueueStageConfig workqueue;
+  EndUserStageConfig end_users;
+  BehaviourStageConfig behaviour;
+  LinkageStageConfig linkage;
+  double request_llr_clip = 4.0;         // one request's summed evidence is clipped to +-this
+  double mixed_share = 0.3;              // campaign share of the mixed sequential alternative
+  double evidence_half_life_hours = 24;  // the sequential statistics decay
+  double evidence_cap = 20.0;            // ... and are capped to +-this (they can recover)
+  double pool_min_prior = 1.0;           // a stage's pool counts when its prior is at least this
+  double prior_cap = 8.0;                // standing evidence is capped to +-this
+  double typical_answer_tokens = 300;    // expected answer length (capped by max_tokens)
+  double content_half_life_requests = 500;  // a subject's content counters forget at this pace
+  double established_max_high_share = 0.6;  // subjects mostly campaign-like never feed the baseline
+  double established_hours = 12;         // a subject this old, unrestricted and unsuspicious,
+  double established_max_posterior = 0.2;  // feeds the organic baseline, each subject with at
+  double established_hourly_requests = 10;  // most about this many requests an hour
+  // Evidence of a request that continues a conversation (it has assistant turns) is weighed by
+  // this: the turns of one conversation are not independent evidence.
+  double continuation_weight = 0.5;
   PolicyConfig policy;
-
-  static std::array<SignalWeight, kNumSignals> DefaultSignalWeights();
+  double explain_posterior = 0.5;  // allowed verdicts carry reasons from this posterior on
 };
 
 // Manual list entries (admin API): allow overrides every detection, deny blocks.
 enum class ListEntry { kNone, kAllow, kDeny };
 
+// Why a subject was restricted (SubjectState::restricted_by).
+enum class RestrictionRule : uint8_t { kNone = 0, kSubjectBudget, kPoolBudget, kDenyList, kHeld };
+std::string_view RestrictionRuleName(RestrictionRule rule);
+
 struct AccountReport {
   std::string id;
+  std::string tier;
   uint64_t requests = 0;
-  double score = 0, peak_score = 0;
+  double score = 0, peak_score = 0;  // posterior, last and highest
   bool restricted = false;
+  std::string restricted_by;         // the rule ("subject_budget", "pool_budget", ...), "" none
   ListEntry list = ListEntry::kNone;
   double rate_per_hour = 0;
-  double distinct_ips = 0, distinct_prefixes = 0, distinct_skeletons = 0;
+  double distinct_ips = 0, distinct_prefixes = 0, distinct_skeletons = 0, distinct_end_users = 0;
+  double evidence = 0;               // its own sequential evidence E (log-odds)
+  double value = 0, budget = 0;      // suspected distillation value taken, its subject budget
+  double items_spread = 0, items_shared = 0;  // work-queue repeats: diffuse, dense
   std::array<double, kNumSignals> signal_rates{};  // share of requests with each signal
   std::vector<std::pair<int64_t, double>> history;  // (unix seconds, score), oldest first
-  std::vector<std::string> reasons;                  // evidence at the last verdict
+  std::vector<std::string> reasons;                  // evidence stages active at the last verdict
   std::string campaign_id;
   std::vector<std::string> linked_accounts;         // sample members of its campaign
   int64_t first_seen_ns = 0, last_seen_ns = 0;
 };
 
-// Thread-safe: subjects are sharded under their own locks and the linker locks per key shard.
+// Thread-safe: subjects are sharded under their own locks; stages lock their own state.
 class DetectionEngine final : public Engine {
  public:
   explicit DetectionEngine(DetectionConfig config = {});
@@ -88,7 +156,8 @@ class DetectionEngine final : public Engine {
 
   // Snapshots for the admin API.
   std::vector<CampaignInfo> Campaigns() const;
-  // `id` is an account id, or "account/end_user" for a per-end-user subject.
+  std::vector<CohortInfo> Cohorts() const;
+  // `id` is an account id, or "account/end_user" for an end user.
   std::optional<AccountReport> Account(const std::string& id) const;
   void SetListEntry(const std::string& account, ListEntry entry);
 
@@ -96,29 +165,27 @@ class DetectionEngine final : public Engine {
   size_t EvictIdle(int64_t cutoff_ns) { return subjects_.EvictIdle(cutoff_ns); }
   size_t live_subjects() const { return subjects_.size(); }
   const DetectionConfig& config() const { return config_; }
-
-  // Evidence items named in reasons (bits of SubjectState::reason_bits).
-  enum Evidence : int {
-    kEvSignalBase = 0,  // + Signal
-    kEvIpRotation = kNumSignals,
-    kEvVolume,
-    kEvDiversity,
-    kEvLinkBase,        // + LinkKind
-    kEvCampaign = kEvLinkBase + kNumLinkKinds,
-    kEvDenyList,
-    kNumEvidence
-  };
-  static std::string_view EvidenceName(int evidence);
+  const DetectionModel* model() const { return model_.get(); }
+  // Names of the stages that run, in chain order.
+  std::vector<std::string_view> stage_names() const;
 
  private:
-  // Evidence of one subject's own behaviour, as log-odds per item.
-  std::array<double, kNumEvidence> OwnEvidence(const SubjectState& s) const;
-  Action PolicyAction(double score, bool restricted, size_t campaign_members) const;
-  static std::string SubjectId(const RequestEvent& event);
+  struct Judgement;
+  // Judges one subject under its lock (see the file comment).
+  Judgement Judge(RequestView& r, SubjectRole role, const std::string& id, uint64_t hash,
+                  const std::array<StageEvidence, kMaxStages>& request_evidence, float request_llr,
+                  ListEntry list, const AccountSummary* account);
+  ListEntry ListOf(const std::string& account) const;
+  static std::string Reference(const RequestEvent& event, uint64_t subject_hash);
 
   DetectionConfig config_;
+  std::shared_ptr<const DetectionModel> model_;
+  std::shared_ptr<OrganicBaseline> baseline_;
   SubjectTable subjects_;
-  CampaignLinker linker_;
+  std::vector<std::unique_ptr<EvidenceStage>> stages_;
+  CohortStage* cohort_ = nullptr;     // owned by stages_, when enabled
+  LinkageStage* linkage_ = nullptr;   // owned by stages_, when enabled
+  EndUserStage* end_users_ = nullptr; // owned by stages_, when enabled
   struct ListTable;
   std::unique_ptr<ListTable> lists_;
 };

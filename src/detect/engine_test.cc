@@ -1,172 +1,235 @@
+// End-to-end tests of the detection engine on synthetic traffic and the synthetic model
+// (test_corpus.h): who is restricted, by which rule, what a client may see, and who is not.
+
 #include "detect/engine.h"
 
 #include <gtest/gtest.h>
 
 #include <thread>
 
+#include "detect/detection_settings.h"
+#include "detect/test_corpus.h"
+
 namespace moat::detect {
 namespace {
 
 constexpr int64_t kSec = 1'000'000'000LL;
+constexpr int64_t kHour = 3600 * kSec;
 constexpr int64_t kT0 = 1'717'372'800LL * kSec;
 
 std::string Body(const std::string& prompt, const std::string& extra = "") {
   std::string escaped;
   for (char c : prompt) {
     if (c == '"' || c == '\\') escaped.push_back('\\');
+    if (c == '\n') {
+      escaped += "\\n";
+      continue;
+    }
     escaped.push_back(c);
   }
   return R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + escaped + "\"}]" + extra + "}";
 }
 
-RequestEvent Event(const std::string& account, int64_t t, const std::string& ip,
-                   const std::string& body, const std::string& agent = "ui/1") {
+RequestEvent Event(const std::string& account, int64_t t, const std::string& prompt,
+                   const std::string& tier = "unverified", const std::string& user = "") {
   RequestEvent e;
   e.time_ns = t;
   e.account_id = account;
-  e.client_ip = ip;
-  e.user_agent = agent;
+  e.end_user = user;
+  e.tier = tier;
+  e.client_ip = "70.1." + std::to_string(std::hash<std::string>{}(account) % 250) + ".7";
+  e.user_agent = "OpenAI/Python 1.35.3";
   e.endpoint = "/v1/chat/completions";
-  e.body_json = body;
+  e.body_json = Body(prompt);
   return e;
 }
 
-const char* kOrganic[] = {
-    "hey can you help me plan a birthday party for my daughter, she likes dinosaurs",
-    "what's a good recipe for dinner tonight with chicken and rice?",
-    "I'm trying to fix my bike chain, it keeps slipping. any ideas?",
-    "how do I kill a python process that hangs on linux",
-    "rewrite my cover letter so it sounds more confident, here it is: Dear hiring manager",
-    "what should I see in Lisbon over a long weekend?"};
-
-TEST(DetectionEngineTest, OrganicUsersStayAllowed) {
-  DetectionEngine engine;
-  int restricted = 0;
-  for (int a = 0; a < 50; ++a) {
-    for (int i = 0; i < 30; ++i) {
-      Verdict v = engine.Observe(Event("org" + std::to_string(a), kT0 + (i * 600 + a) * kSec,
-                                       "70.1." + std::to_string(a) + ".5",
-                                       Body(kOrganic[(a + i) % 6])));
-      restricted += v.action != Action::kAllow;
-    }
-  }
-  EXPECT_EQ(restricted, 0);
+DetectionConfig Config() {
+  DetectionConfig c;
+  c.model = testing::SyntheticModel();
+  return c;
 }
 
-TEST(DetectionEngineTest, CotHarvestIsDegradedQuicklyWithReasons) {
-  DetectionEngine engine;
-  int first_restricted = -1;
-  Verdict last;
-  for (int i = 0; i < 40; ++i) {
-    last = engine.Observe(Event(
-        "harvester", kT0 + i * 60 * kSec, "34.1.2.3",
-        Body("Solve this step by step and show all of your reasoning before giving the final "
-             "answer. A train leaves at " + std::to_string(i) + " pm and travels 60 miles.",
-             R"(,"max_tokens":4096,"reasoning_effort":"high")"),
-        "python-requests/2.31.0"));
-    if (first_restricted < 0 && last.action != Action::kAllow) first_restricted = i;
+// Organic accounts active for `hours`, each a request every ~20 minutes.
+void RunOrganic(DetectionEngine& engine, int accounts, int64_t from, int64_t hours, int* restricted) {
+  const auto texts = testing::SyntheticTexts(LabeledText::kOrganic, 500, 3);
+  int k = 0;
+  for (int64_t m = 0; m < hours * 60; m += 20) {
+    for (int a = 0; a < accounts; ++a) {
+      Verdict v = engine.Observe(Event("org" + std::to_string(a), from + (m * 60 + a) * kSec, texts[k++ % 500]));
+      *restricted += v.action != Action::kAllow;
+    }
   }
-  ASSERT_GE(first_restricted, 0);
-  EXPECT_LE(first_restricted, 4);
-  EXPECT_EQ(last.action, Action::kDegrade);
-  EXPECT_GT(last.account_score, 0.9);
-  bool has_cot = false;
-  for (const auto& r : last.reasons) has_cot |= r.rfind("cot_elicitation:", 0) == 0;
-  EXPECT_TRUE(has_cot);
+}
+
+TEST(DetectionEngineTest, OrganicUsersStayAllowed) {
+  DetectionEngine engine(Config());
+  int restricted = 0;
+  RunOrganic(engine, 60, kT0, 30, &restricted);
+  EXPECT_EQ(restricted, 0);
+  auto r = engine.Account("org3");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_LT(r->score, 0.2);
+  EXPECT_EQ(r->tier, "unverified");
+}
+
+TEST(DetectionEngineTest, ALoneHarvesterIsRestrictedOnceOverItsBudgetAndTheClientSeesOnlyACategory) {
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "tier.unverified.subject_budget", 3000).ok());
+  DetectionEngine engine(c);
+  const auto texts = testing::SyntheticTexts(kHeadReasoning, 100, 4);
+  int first = -1;
+  Verdict v;
+  for (int i = 0; i < 60 && first < 0; ++i) {
+    v = engine.Observe(Event("harvester", kT0 + i * 90 * kSec, texts[i]));
+    if (v.action != Action::kAllow) first = i;
+  }
+  ASSERT_GE(first, 8);   // not before its budget (3,000 tokens, 300 per answer)
+  ASSERT_LE(first, 20);
+  EXPECT_EQ(v.action, Action::kStepUp);  // unverified: verify first
+  EXPECT_EQ(v.category, "automated_extraction");
+  EXPECT_EQ(v.reference.rfind("ref_", 0), 0u);
+  EXPECT_FALSE(v.show_evidence);
+  // The evidence is in the reasons (for the audit record), with the rule and the budget.
+  std::string all;
+  for (const auto& r : v.reasons) all += r + " ";
+  EXPECT_NE(all.find("rule:subject_budget"), std::string::npos) << all;
+  EXPECT_NE(all.find("content.reasoning_content"), std::string::npos) << all;
   auto report = engine.Account("harvester");
   ASSERT_TRUE(report.has_value());
   EXPECT_TRUE(report->restricted);
-  EXPECT_EQ(report->requests, 40u);
-  EXPECT_FALSE(report->history.empty());
-  EXPECT_GT(report->signal_rates[kCot], 0.9);
+  EXPECT_EQ(report->restricted_by, "subject_budget");
+  EXPECT_GE(report->value, 3000);
 }
 
-TEST(DetectionEngineTest, SybilsAreLinkedAndNewOnesCaughtOnFirstRequests) {
-  DetectionEngine engine;
-  const char* tasks[] = {"Generate a list of five ways to reduce stress.",
-                         "Describe the water cycle in simple terms.",
-                         "Rewrite the sentence in passive voice: the cat chased the mouse.",
-                         "Classify the following animals as mammals or birds: bat, owl.",
-                         "Explain the difference between weather and climate."};
-  int64_t t = kT0;
-  int late_leaks = 0, late_requests = 0;
-  for (int a = 0; a < 60; ++a) {
-    const std::string account = "sybil" + std::to_string(a);
-    for (int i = 0; i < 12; ++i) {
-      t += 7 * kSec;
-      // Rotating proxies: a few datacenter /24 blocks.
-      const std::string ip = "52.9." + std::to_string((a + i) % 4) + "." + std::to_string(10 + i);
-      Verdict v = engine.Observe(Event(account, t, ip,
-                                       Body(tasks[(a + i) % 5], R"(,"temperature":0.7,"max_tokens":2048)"),
-                                       "python-requests/2.31.0"));
-      if (a >= 30) {
-        ++late_requests;
-        late_leaks += v.action == Action::kAllow;
-      }
+TEST(DetectionEngineTest, AVerifiedResearcherRunningOneBenchmarkStaysWithinBudget) {
+  DetectionEngine engine(Config());
+  const auto items = testing::SyntheticTexts(kHeadBenchmark, 400, 5);
+  int restricted = 0;
+  for (int i = 0; i < 400; ++i) {
+    restricted += engine.Observe(Event("researcher", kT0 + i * 2 * kSec, items[i], "verified")).action != Action::kAllow;
+  }
+  EXPECT_EQ(restricted, 0);
+  auto r = engine.Account("researcher");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_GT(r->score, 0.99);              // clearly benchmark traffic ...
+  EXPECT_LT(r->value, r->budget);         // ... but one run fits the verified budget
+}
+
+TEST(DetectionEngineTest, ASybilCohortIsCaughtAsOneWhileItsOrganicNewcomersAreNot) {
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "cohort.min_members", 10).ok());
+  ASSERT_TRUE(ApplySetting(c, "baseline.min_feature_requests", 300).ok());
+  ASSERT_TRUE(ApplySetting(c, "cohort.min_cohort_features", 3000).ok());
+  DetectionEngine engine(c);
+  int restricted = 0;
+  RunOrganic(engine, 60, kT0, 14, &restricted);  // established users: the baseline
+  ASSERT_EQ(restricted, 0);
+  // Hour 14: 150 newcomers, 120 of them a campaign sending three or four items each; 30 organic.
+  const auto campaign = testing::SyntheticTexts(kHeadInstruction, 1000, 6);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 1000, 7);
+  std::map<std::string, bool> flagged;
+  int k = 0;
+  for (int round = 0; round < 4; ++round) {
+    for (int a = 0; a < 150; ++a) {
+      const bool bad = a < 120;
+      const std::string id = (bad ? "sybil" : "newbie") + std::to_string(a);
+      Verdict v = engine.Observe(Event(id, kT0 + 14 * kHour + (round * 150 + a) * 40 * kSec,
+                                       bad ? campaign[k % 1000] : organic[k % 1000]));
+      ++k;
+      if (v.action != Action::kAllow) flagged[id] = true;
     }
   }
-  // Once the campaign is known, new sybils leak little.
-  EXPECT_LT(late_leaks, late_requests / 10);
-  auto campaigns = engine.Campaigns();
-  ASSERT_FALSE(campaigns.empty());
-  EXPECT_GE(campaigns[0].members, 40u);
-  auto report = engine.Account("sybil45");
-  ASSERT_TRUE(report.has_value());
-  EXPECT_FALSE(report->campaign_id.empty());
-  EXPECT_FALSE(report->linked_accounts.empty());
+  int sybils = 0, newbies = 0;
+  for (const auto& [id, f] : flagged) (id.rfind("sybil", 0) == 0 ? sybils : newbies) += f;
+  EXPECT_GE(sybils, 108);  // >= 90 %
+  EXPECT_EQ(newbies, 0);
+  bool shifted = false;
+  for (const auto& co : engine.Cohorts()) shifted = shifted || co.shifted;
+  EXPECT_TRUE(shifted);
 }
 
-TEST(DetectionEngineTest, ResellerEndUsersAreJudgedSeparately) {
-  DetectionEngine engine;
-  int customer_restricted = 0, campaign_restricted = 0;
-  for (int i = 0; i < 600; ++i) {
-    const bool campaign = i % 3 == 0;
-    RequestEvent e = Event("reseller", kT0 + i * 20 * kSec, "44.4.4.4",
-                           campaign ? Body("Explain your thinking in detail as you work through this, "
-                                           "step by step: what is 17 * 23?",
-                                           R"(,"max_tokens":4096)")
-                                    : Body(kOrganic[i % 6]),
-                           "node/4");
-    e.end_user = campaign ? "bad" + std::to_string(i % 5) : "cust" + std::to_string(i % 40);
-    Verdict v = engine.Observe(e);
-    (campaign ? campaign_restricted : customer_restricted) += v.action != Action::kAllow;
+TEST(DetectionEngineTest, AResellerIsJudgedPerEndUserAndAChurningClientAsAWhole) {
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "tier.verified.pool_budget", 5000).ok());
+  DetectionEngine engine(c);
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 8);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 9);
+  std::map<std::string, bool> flagged;
+  for (int i = 0; i < 800; ++i) {
+    const bool bad = i % 4 == 0;  // 10 campaign end users among 40
+    const std::string user = (bad ? "bad" : "good") + std::to_string(i % 40);
+    Verdict v = engine.Observe(Event("reseller", kT0 + i * 30 * kSec, bad ? campaign[i % 400] : organic[i % 400],
+                                     "verified", user));
+    if (v.action != Action::kAllow) flagged[user] = true;
   }
-  EXPECT_EQ(customer_restricted, 0);
-  EXPECT_GT(campaign_restricted, 150);
-  EXPECT_TRUE(engine.Account("reseller/bad1").has_value());
+  int bad = 0, good = 0;
+  for (const auto& [user, f] : flagged) (user.rfind("bad", 0) == 0 ? bad : good) += f;
+  EXPECT_GE(bad, 8);
+  EXPECT_EQ(good, 0);
+  // A client that names a fresh end user on every request cannot hide behind them.
+  DetectionConfig rc = Config();
+  ASSERT_TRUE(ApplySetting(rc, "tier.unverified.pool_budget", 5000).ok());
+  DetectionEngine rotating(rc);
+  int restricted = 0;
+  for (int i = 0; i < 60; ++i) {
+    restricted += rotating.Observe(Event("rotator", kT0 + i * 300 * kSec, campaign[i], "unverified",
+                                         "u" + std::to_string(i)))
+                      .action != Action::kAllow;
+  }
+  EXPECT_GT(restricted, 30);
+  auto r = rotating.Account("rotator");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_GT(r->distinct_end_users, 40);
 }
 
-TEST(DetectionEngineTest, AllowAndDenyLists) {
-  DetectionEngine engine;
-  engine.SetListEntry("vip", ListEntry::kAllow);
-  engine.SetListEntry("banned", ListEntry::kDeny);
-  for (int i = 0; i < 20; ++i) {
-    Verdict v = engine.Observe(Event("vip", kT0 + i * kSec, "1.1.1.1",
-                                     Body("Show your full chain of thought, step by step: 2+2")));
-    EXPECT_EQ(v.action, Action::kAllow);
-  }
-  Verdict v = engine.Observe(Event("banned", kT0, "2.2.2.2", Body(kOrganic[0])));
+TEST(DetectionEngineTest, ListsOverrideDetection) {
+  DetectionEngine engine(Config());
+  engine.SetListEntry("bad", ListEntry::kDeny);
+  Verdict v = engine.Observe(Event("bad", kT0, "hello"));
   EXPECT_EQ(v.action, Action::kBlock);
-  engine.SetListEntry("banned", ListEntry::kNone);
-  v = engine.Observe(Event("banned", kT0 + kSec, "2.2.2.2", Body(kOrganic[1])));
-  EXPECT_EQ(v.action, Action::kAllow);  // the deny entry, not the behaviour, was the reason
+  EXPECT_EQ(v.category, "account_policy");
+  engine.SetListEntry("bad", ListEntry::kNone);
+  EXPECT_EQ(engine.Observe(Event("bad", kT0 + kSec, "hello")).action, Action::kAllow);
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "tier.unverified.subject_budget", 100).ok());
+  DetectionEngine strict(c);
+  strict.SetListEntry("trusted", ListEntry::kAllow);
+  const auto texts = testing::SyntheticTexts(kHeadReasoning, 50, 10);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(strict.Observe(Event("trusted", kT0 + i * kSec, texts[i])).action, Action::kAllow);
+  }
 }
 
-TEST(DetectionEngineTest, ThreadSafe) {
-  DetectionEngine engine;
-  auto work = [&](int id) {
-    for (int i = 0; i < 2000; ++i) {
-      engine.Observe(Event("t" + std::to_string(id) + "_" + std::to_string(i % 50),
-                           kT0 + i * kSec, "9.9." + std::to_string(i % 7) + ".1",
-                           Body(kOrganic[i % 6])));
-    }
-  };
-  std::thread a(work, 0), b(work, 1), c(work, 0);
-  a.join();
-  b.join();
-  c.join();
-  EXPECT_EQ(engine.live_subjects(), 100u);
-  EXPECT_EQ(engine.Account("t0_1")->requests, 80u);
+TEST(DetectionEngineTest, StagesCanBeSwitchedOff) {
+  DetectionConfig c = Config();
+  auto stages = StageSwitches::Parse("-cohort,-linkage");
+  ASSERT_TRUE(stages.ok());
+  c.stages = *stages;
+  DetectionEngine engine(c);
+  const auto names = engine.stage_names();
+  EXPECT_EQ(std::count(names.begin(), names.end(), "cohort"), 0);
+  EXPECT_EQ(std::count(names.begin(), names.end(), "content"), 1);
+  EXPECT_TRUE(engine.Cohorts().empty());
+  EXPECT_TRUE(engine.Campaigns().empty());
+}
+
+TEST(DetectionEngineTest, ConcurrentObserversAgreeWithTheStateTheyBuild) {
+  DetectionEngine engine(Config());
+  const auto texts = testing::SyntheticTexts(LabeledText::kOrganic, 100, 11);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        engine.Observe(Event("acct" + std::to_string(i % 50), kT0 + (t * 2000 + i) * kSec, texts[i % 100]));
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  uint64_t total = 0;
+  for (int a = 0; a < 50; ++a) total += engine.Account("acct" + std::to_string(a))->requests;
+  EXPECT_EQ(total, 8000u);
+  EXPECT_EQ(engine.live_subjects(), 50u);
 }
 
 }  // namespace

@@ -1,25 +1,30 @@
 #pragma once
 // Per-request feature extraction for the detection engine: parses the OpenAI request body
-// once and derives cheap, allocation-light features (prompt skeleton and its MinHash,
-// template prefix/suffix hashes, content signals, sampling parameters, conversation shape).
+// once and derives cheap, allocation-light features: the learned content scores of the prompt
+// (content_model.h), its content-word item sketch and known-corpus match (corpus_index.h), the
+// prompt skeleton and its MinHash, template prefix/suffix hashes, sampling parameters and the
+// conversation shape. No phrase lists: what a prompt asks for is judged by the learned model.
 
 #include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include "detect/content_model.h"
+#include "detect/corpus_index.h"
 #include "detect/sketches.h"
 #include "moat/detect_engine.h"
 
 namespace moat::detect {
 
-// Content and sampling signals, each scored in [0, 1] per request.
+struct DetectionModel;
+
+// Per-request signals in [0, 1], whose decayed rates a subject's state keeps.
 enum Signal : int {
-  kCot = 0,        // chain-of-thought / reasoning-trace elicitation
-  kJailbreak,      // jailbreak template language (role-play overrides, "no restrictions", ...)
-  kHarmful,        // harmful-request vocabulary (weak alone: benign prompts use it too)
-  kBenchmark,      // exam / benchmark question shape (options A-D, "Question:", GSM-like)
-  kDistillStyle,   // machine-generated instruction style (imperative one-liners)
+  kContentInstruction = 0,  // the content model's instruction head is confident (llr >= 2)
+  kContentReasoning,        // ... its reasoning head
+  kContentBenchmark,        // ... its benchmark head
+  kContentJailbreak,        // ... its jailbreak head
   kLogprobs,       // asks for logprobs / top_logprobs
   kMultiSample,    // n > 1
   kLongOutput,     // max_tokens >= 2048
@@ -35,6 +40,11 @@ std::string_view SignalName(int signal);
 inline constexpr int kMinHashPerms = 16;
 inline constexpr int kLshBands = 4;
 inline constexpr int kLshRows = kMinHashPerms / kLshBands;
+
+// The prompt's hashed content features folded into 2^kCohortFeatureBits buckets (the first
+// kCohortFeatures of them): what the online cohort and baseline models count.
+inline constexpr int kCohortFeatureBits = 14;
+inline constexpr int kCohortFeatures = 384;
 
 struct RequestFeatures {
   bool parsed = false;         // the body was a JSON object with a messages array
@@ -60,7 +70,17 @@ struct RequestFeatures {
   uint64_t suffix_hash = 0;    // last kTemplateWords normalised words (0 if too short)
   MinHash<kMinHashPerms> minhash;  // over 3-shingles of the skeleton
   std::array<float, kNumSignals> signal{};
+  // Content (zero when no model is loaded).
+  ContentScores content;       // of the prompt (see Extract)
+  ItemSketch item;             // content-word sketch of the prompt, for repeated-item linkage
+  CorpusMatch corpus;          // the known public item the prompt is, if any
+  int expected_answer_tokens = 0;  // answer tokens the request may take (see Extract)
+  std::array<uint16_t, kCohortFeatures> cohort_features{};
+  int cohort_feature_count = 0;
 };
+
+// A request is "strongly" of a content head when the head's ratio reaches this.
+inline constexpr float kStrongContentLlr = 2.0f;
 
 inline constexpr int kTemplateWords = 5;
 
@@ -70,16 +90,16 @@ inline constexpr int kTemplateWords = 5;
 // -> "w : how many w does w have ?".
 std::string Skeleton(std::string_view text);
 
-// Content-signal scorers over raw prompt text, each in [0, 1]. Exposed for tests.
-float CotElicitationScore(std::string_view text);
-float JailbreakScore(std::string_view text);
-float HarmfulScore(std::string_view text);
-float BenchmarkShapeScore(std::string_view text);
-float DistillStyleScore(std::string_view text);
-
 // Extracts the features of one request. Never throws; an unparsable body yields
-// parsed == false and only the signals that need no body.
-RequestFeatures Extract(const RequestEvent& event);
+// parsed == false and only the signals that need no body. With a model, the prompt's content
+// scores are those of the last user message, or, when that message is a short follow-up
+// ("how did you get that?") to an earlier user message, the larger of the two (the earlier
+// one discounted by kFollowUpDiscount); the corpus match and sketch are of the last message.
+// expected_answer_tokens is min(max_tokens, typical_answer_tokens) * n.
+RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model = nullptr,
+                        int typical_answer_tokens = 300);
+inline constexpr int kFollowUpWords = 12;
+inline constexpr float kFollowUpDiscount = 0.8f;
 
 }  // namespace moat::detect
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "detect/test_corpus.h"
+
 namespace moat::forensics::testing {
 namespace {
 constexpr int64_t kSec = 1'000'000'000LL;
@@ -15,11 +17,6 @@ const char* kOrganic[] = {
     "rewrite my cover letter so it sounds more confident, here it is: Dear hiring manager",
     "what should I see in Lisbon over a long weekend?"};
 
-const char* kTasks[] = {"Generate a list of five ways to reduce stress.",
-                        "Describe the water cycle in simple terms.",
-                        "Rewrite the sentence in passive voice: the cat chased the mouse.",
-                        "Classify the following animals as mammals or birds: bat, owl.",
-                        "Explain the difference between weather and climate."};
 }  // namespace
 
 std::vector<TestRequest> MakeTestLog(int organic, int sybils) {
@@ -31,6 +28,9 @@ std::vector<TestRequest> MakeTestLog(int organic, int sybils) {
                                 "", false});
     }
   }
+  // The campaign's work queue: reasoning items the synthetic detection model knows
+  // (detect/test_corpus.h), each asked once.
+  const auto tasks = detect::testing::SyntheticTexts(detect::kHeadReasoning, sybils * 12, 77);
   int64_t t = kT0;
   for (int a = 0; a < sybils; ++a) {
     for (int i = 0; i < 12; ++i) {
@@ -38,7 +38,7 @@ std::vector<TestRequest> MakeTestLog(int organic, int sybils) {
       log.push_back(
           TestRequest{t, "sybil" + std::to_string(a),
                       "52.9." + std::to_string((a + i) % 4) + "." + std::to_string(10 + i),
-                      "python-requests/2.31.0", kTasks[(a + i) % 5],
+                      "python-requests/2.31.0", tasks[a * 12 + i],
                       R"({"temperature":0.7,"max_tokens":2048})", true});
     }
   }

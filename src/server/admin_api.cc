@@ -129,8 +129,8 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
     json::array data;
     for (const auto& c : engine_->Campaigns()) {
       json::object o{{"id", c.id}, {"members", c.members}, {"score", c.score}, {"member_mass", c.member_mass},
-                     {"shift", c.shift}, {"requests", c.requests}, {"first_seen_ns", c.first_seen_ns},
-                     {"last_seen_ns", c.last_seen_ns}};
+                     {"shift", c.shift}, {"requests", c.requests}, {"value", c.value},
+                     {"first_seen_ns", c.first_seen_ns}, {"last_seen_ns", c.last_seen_ns}};
       json::array links;
       for (auto l : c.links) links.push_back(l);
       o["links_by_kind"] = std::move(links);
@@ -139,7 +139,16 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
       o["sample_members"] = std::move(members);
       data.push_back(std::move(o));
     }
-    return ok(json::object{{"object", "list"}, {"data", std::move(data)}});
+    // Cohorts of young subjects and their shift test (the campaigns nobody is linked to yet).
+    json::array cohorts;
+    for (const auto& c : engine_->Cohorts()) {
+      cohorts.push_back(json::object{{"id", c.id}, {"tier", c.tier}, {"window_start_s", c.window_start_s},
+                                     {"members", c.members}, {"requests", c.requests},
+                                     {"high_share", c.high_share}, {"baseline_share", c.baseline_share},
+                                     {"z", c.z}, {"campaign_share", c.campaign_share}, {"value", c.value},
+                                     {"shifted", c.shifted}});
+    }
+    return ok(json::object{{"object", "list"}, {"data", std::move(data)}, {"cohorts", std::move(cohorts)}});
   }
   if (path == "/admin/lists" && method == "GET") {
     json::object o;
@@ -185,7 +194,10 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
                  {"restricted", r->restricted}, {"rate_per_hour", r->rate_per_hour},
                  {"distinct_ips", r->distinct_ips}, {"distinct_prefixes", r->distinct_prefixes},
                  {"distinct_skeletons", r->distinct_skeletons}, {"campaign_id", r->campaign_id},
-                 {"first_seen_ns", r->first_seen_ns}, {"last_seen_ns", r->last_seen_ns}};
+                 {"first_seen_ns", r->first_seen_ns}, {"last_seen_ns", r->last_seen_ns},
+                 {"tier", r->tier}, {"restricted_by", r->restricted_by}, {"evidence", r->evidence},
+                 {"value", r->value}, {"budget", r->budget}, {"distinct_end_users", r->distinct_end_users},
+                 {"items_spread", r->items_spread}, {"items_shared", r->items_shared}};
   o["list"] = r->list == detect::ListEntry::kAllow ? "allow" : r->list == detect::ListEntry::kDeny ? "deny" : "none";
   json::array history, reasons, linked;
   for (const auto& [t, sc] : r->history) history.push_back(json::array{t, sc});

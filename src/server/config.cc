@@ -185,6 +185,79 @@ moat::Status ParseLimits(const toml::table& t, const std::string& tier, TierLimi
   return moat::Status::Ok();
 }
 
+moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
+  MOAT_RETURN_IF_ERROR(CheckKeys(d, "detection", {"enabled", "model", "stages", "restrict_posterior",
+      "release_posterior", "typical_answer_tokens", "tiers", "settings", "silent_degrade", "degrade_max_tokens",
+      "throttle_retry_after_s", "step_up_url", "max_subjects", "max_evicted_subjects"}));
+  MOAT_RETURN_IF_ERROR(Get(d, "enabled", "detection", &ds->enabled));
+  MOAT_RETURN_IF_ERROR(Get(d, "model", "detection", &ds->model));
+  MOAT_RETURN_IF_ERROR(Get(d, "stages", "detection", &ds->stages));
+  MOAT_RETURN_IF_ERROR(Get(d, "restrict_posterior", "detection", &ds->restrict_posterior));
+  MOAT_RETURN_IF_ERROR(Get(d, "release_posterior", "detection", &ds->release_posterior));
+  MOAT_RETURN_IF_ERROR(Get(d, "typical_answer_tokens", "detection", &ds->typical_answer_tokens));
+  MOAT_RETURN_IF_ERROR(Get(d, "silent_degrade", "detection", &ds->silent_degrade));
+  MOAT_RETURN_IF_ERROR(Get(d, "degrade_max_tokens", "detection", &ds->degrade_max_tokens));
+  MOAT_RETURN_IF_ERROR(Get(d, "throttle_retry_after_s", "detection", &ds->throttle_retry_after_s));
+  MOAT_RETURN_IF_ERROR(Get(d, "step_up_url", "detection", &ds->step_up_url));
+  MOAT_RETURN_IF_ERROR(Get(d, "max_subjects", "detection", &ds->max_subjects));
+  MOAT_RETURN_IF_ERROR(Get(d, "max_evicted_subjects", "detection", &ds->max_evicted_subjects));
+  if (ds->degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");
+  if (ds->max_subjects < 1024) return moat::InvalidArgumentError("detection.max_subjects must be >= 1024");
+  for (double p : {ds->restrict_posterior, ds->release_posterior}) {
+    if (p == 0 || p >= 1) {
+      return moat::InvalidArgumentError("detection.restrict_posterior and release_posterior must be in (0, 1)");
+    }
+  }
+  if (const auto* settings = d["settings"].as_table()) {
+    for (const auto& [name, node] : *settings) {
+      const auto v = node.value<double>();
+      if (!v) return moat::InvalidArgumentError("detection.settings." + std::string(name.str()) + " must be a number");
+      ds->settings[std::string(name.str())] = *v;
+    }
+  }
+  if (const auto* tiers = d["tiers"].as_table()) {
+    for (const auto& [name, node] : *tiers) {
+      const std::string tier(name.str());
+      const std::string where = "detection.tiers." + tier;
+      if (tier != "unknown" && tier != "unverified" && tier != "verified" && tier != "enterprise") {
+        return moat::InvalidArgumentError("unknown tier " + where + " (unknown, unverified, verified, enterprise)");
+      }
+      const toml::table* t = node.as_table();
+      if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
+      MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "action",
+                                                 "show_evidence"}));
+      DetectionTierSettings ts;
+      double x = 0;
+      bool b = false;
+      if (t->get("prior_log_odds")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "prior_log_odds", where, &x));
+        ts.prior_log_odds = x;
+      }
+      if (t->get("subject_budget")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "subject_budget", where, &x));
+        if (x < 0) return moat::InvalidArgumentError(where + ".subject_budget must be >= 0");
+        ts.subject_budget = x;
+      }
+      if (t->get("pool_budget")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "pool_budget", where, &x));
+        if (x < 0) return moat::InvalidArgumentError(where + ".pool_budget must be >= 0");
+        ts.pool_budget = x;
+      }
+      MOAT_RETURN_IF_ERROR(Get(*t, "action", where, &ts.action));
+      if (!ts.action.empty() && ts.action != "degrade" && ts.action != "step_up" && ts.action != "throttle" &&
+          ts.action != "block") {
+        return moat::InvalidArgumentError(where + ".action must be degrade, step_up, throttle or block");
+      }
+      if (t->get("show_evidence")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "show_evidence", where, &b));
+        ts.show_evidence = b;
+      }
+      ds->tiers[tier] = ts;
+    }
+  }
+  return moat::Status::Ok();
+}
+
 // Limits used when the config has no [limits] section.
 std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
   TierLimitsConfig unverified{60, 100'000, 120, 200'000, 600, 1'000'000, 3'000, 5'000'000};
@@ -208,25 +281,7 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
       return moat::InvalidArgumentError("auth.failures_per_*_per_minute must not be negative");
     if (as.max_tracked_addresses < 1) return moat::InvalidArgumentError("auth.max_tracked_addresses must be >= 1");
   }
-  if (const auto* d = root["detection"].as_table()) {
-    auto& ds = cfg.detection;
-    MOAT_RETURN_IF_ERROR(CheckKeys(*d, "detection", {"enabled", "degrade_score", "step_up_score",
-        "throttle_score", "block_score", "silent_degrade", "degrade_max_tokens", "throttle_retry_after_s",
-        "step_up_url", "max_subjects", "max_evicted_subjects"}));
-    MOAT_RETURN_IF_ERROR(Get(*d, "enabled", "detection", &ds.enabled));
-    MOAT_RETURN_IF_ERROR(Get(*d, "degrade_score", "detection", &ds.degrade_score));
-    MOAT_RETURN_IF_ERROR(Get(*d, "step_up_score", "detection", &ds.step_up_score));
-    MOAT_RETURN_IF_ERROR(Get(*d, "throttle_score", "detection", &ds.throttle_score));
-    MOAT_RETURN_IF_ERROR(Get(*d, "block_score", "detection", &ds.block_score));
-    MOAT_RETURN_IF_ERROR(Get(*d, "silent_degrade", "detection", &ds.silent_degrade));
-    MOAT_RETURN_IF_ERROR(Get(*d, "degrade_max_tokens", "detection", &ds.degrade_max_tokens));
-    MOAT_RETURN_IF_ERROR(Get(*d, "throttle_retry_after_s", "detection", &ds.throttle_retry_after_s));
-    MOAT_RETURN_IF_ERROR(Get(*d, "step_up_url", "detection", &ds.step_up_url));
-    MOAT_RETURN_IF_ERROR(Get(*d, "max_subjects", "detection", &ds.max_subjects));
-    MOAT_RETURN_IF_ERROR(Get(*d, "max_evicted_subjects", "detection", &ds.max_evicted_subjects));
-    if (ds.degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");
-    if (ds.max_subjects < 1024) return moat::InvalidArgumentError("detection.max_subjects must be >= 1024");
-  }
+  if (const auto* d = root["detection"].as_table()) MOAT_RETURN_IF_ERROR(ParseDetection(*d, &cfg.detection));
   if (const auto* w = root["watermark"].as_table()) {
     auto& ws = cfg.watermark;
     MOAT_RETURN_IF_ERROR(CheckKeys(*w, "watermark", {"enabled", "scheme", "gamma", "delta", "context_width", "epoch"}));

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -114,18 +115,32 @@ struct WatermarkSettings {
 };
 
 // The behavioural detection engine and the policy applied to its verdicts.
+// One tier's detection policy; unset fields keep the engine's defaults (src/detect/engine.h).
+struct DetectionTierSettings {
+  std::optional<double> prior_log_odds;
+  std::optional<double> subject_budget;  // suspected distillation value (answer tokens, rolling day)
+  std::optional<double> pool_budget;
+  std::string action;                    // degrade | step_up | throttle | block; "" default
+  std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
+};
+
 struct DetectionSettings {
   bool enabled = true;
-  double degrade_score = -1;   // < 0: the engine's tuned default
-  double step_up_score = -1;
-  double throttle_score = -1;
-  double block_score = -1;
+  std::string model;       // detection model file; "" the shipped default; "none": no model
+  std::string stages;      // evidence stages to run ("" all; "-cohort" drops one)
+  double restrict_posterior = -1;  // < 0: the engine's default
+  double release_posterior = -1;
+  int64_t typical_answer_tokens = 0;  // 0: the engine's default
+  std::map<std::string, DetectionTierSettings> tiers;  // by tier name (unknown, unverified, ...)
+  // [detection.settings]: any named weight or threshold of the engine ("cohort.z_threshold",
+  // see docs/detection.md), checked against the engine's list when the engine is built.
+  std::map<std::string, double> settings;
   bool silent_degrade = false;  // opt-in: degrade without the x-moat-* headers
   int64_t degrade_max_tokens = 256;
   int64_t throttle_retry_after_s = 30;
   std::string step_up_url;
-  size_t max_subjects = 1 << 20;  // accounts (and end users) kept in memory
-  size_t max_evicted_subjects = 4'000'000;  // evicted subjects kept (in memory) for their return
+  size_t max_subjects = 1 << 20;            // accounts (and end users) kept in memory
+  size_t max_evicted_subjects = 4'000'000;  // idle subjects kept (in memory) for their return
 };
 
 struct GatewayConfig {

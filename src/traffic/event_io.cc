@@ -30,6 +30,10 @@ std::string EventToJson(const detect::RequestEvent& e) {
   AppendQuoted(out, e.client_ip);
   out += ",\"user\":";
   AppendQuoted(out, e.end_user);
+  if (!e.tier.empty()) {
+    out += ",\"tier\":";
+    AppendQuoted(out, e.tier);
+  }
   out += ",\"headers\":{";
   bool first = true;
   bool has_agent = false;
@@ -67,6 +71,7 @@ StatusOr<detect::RequestEvent> EventFromJson(std::string_view line) {
   e.key_id = Str(o, "key");
   e.client_ip = Str(o, "ip");
   e.end_user = Str(o, "user");
+  e.tier = Str(o, "tier");
   e.endpoint = Str(o, "endpoint");
   if (const json::value* h = o.if_contains("headers"); h && h->is_object()) {
     for (const auto& [k, hv] : h->get_object()) {
@@ -89,6 +94,7 @@ std::string LabelToJson(const SubjectLabel& l) {
   o["campaign_id"] = l.campaign_id;
   o["persona"] = l.persona;
   o["created_t"] = l.created_ns;
+  if (!l.tier.empty()) o["tier"] = l.tier;
   return json::serialize(o);
 }
 
@@ -109,6 +115,7 @@ StatusOr<SubjectLabel> LabelFromJson(std::string_view line) {
   l.campaign_id = Str(o, "campaign_id");
   l.persona = Str(o, "persona");
   if (const json::value* c = o.if_contains("created_t"); c && c->is_int64()) l.created_ns = c->get_int64();
+  l.tier = Str(o, "tier");
   return l;
 }
 

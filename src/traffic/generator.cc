@@ -7,361 +7,13 @@
 #include <memory>
 #include <vector>
 
+#include "traffic/generator_parts.h"
 #include "traffic/rng.h"
 
 namespace moat::traffic {
 namespace {
 
-namespace json = boost::json;
-using detect::RequestEvent;
-
-constexpr int64_t kSecond = 1'000'000'000LL;
-constexpr int64_t kHour = 3600 * kSecond;
-constexpr int64_t kDay = 24 * kHour;
-constexpr std::string_view kEndpoint = "/v1/chat/completions";
-constexpr std::string_view kJailbreakSlot = "[INSERT PROMPT HERE]";
-
-int64_t Seconds(double s) { return static_cast<int64_t>(s * 1e9); }
-
-// Opaque identifiers: nothing in an id reveals what generated it.
-std::string OpaqueId(std::string_view prefix, uint64_t seed, uint64_t a, uint64_t b) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.*s%012llx", static_cast<int>(prefix.size()), prefix.data(),
-                static_cast<unsigned long long>(Mix64(seed ^ Mix64(a ^ Mix64(b))) >> 16));
-  return buf;
-}
-
-// ---- Network and client fingerprints -------------------------------------------------------
-
-constexpr std::array<int, 16> kResidentialOctets = {24, 47, 67, 68, 71, 73, 75, 76,
-                                                    86, 90, 98, 99, 108, 174, 181, 189};
-constexpr std::array<int, 14> kDatacenterOctets = {3,   13,  18,  34,  35,  44,  52,
-                                                   54,  104, 138, 159, 165, 167, 185};
-
-std::string Ip(int a, int b, int c, int d) {
-  char buf[48];
-  std::snprintf(buf, sizeof(buf), "%d.%d.%d.%d", a, b, c, d);
-  return buf;
-}
-std::string ResidentialIp(Rng& r) {
-  return Ip(kResidentialOctets[r.Below(kResidentialOctets.size())], int(r.Below(256)),
-            int(r.Below(256)), 1 + int(r.Below(254)));
-}
-std::string MobileIp(Rng& r) {
-  return Ip(172, 56 + int(r.Below(4)), int(r.Below(256)), 1 + int(r.Below(254)));
-}
-std::string DatacenterIp(Rng& r) {
-  return Ip(kDatacenterOctets[r.Below(kDatacenterOctets.size())], int(r.Below(256)),
-            int(r.Below(256)), 1 + int(r.Below(254)));
-}
-
-// A proxy pool: datacenter proxies come in rented /24 blocks, residential ones are scattered.
-std::vector<std::string> ProxyPool(Rng& r, int size, std::string_view kind) {
-  std::vector<std::string> pool;
-  std::vector<std::array<int, 3>> blocks;
-  for (int i = 0; i < std::max(1, size / 40); ++i) {
-    blocks.push_back({kDatacenterOctets[r.Below(kDatacenterOctets.size())], int(r.Below(256)),
-                      int(r.Below(256))});
-  }
-  for (int i = 0; i < size; ++i) {
-    bool dc = kind == "datacenter" || (kind == "mixed" && r.Bernoulli(0.5));
-    if (dc) {
-      const auto& b = blocks[r.Below(blocks.size())];
-      pool.push_back(Ip(b[0], b[1], b[2], 1 + int(r.Below(254))));
-    } else {
-      pool.push_back(ResidentialIp(r));
-    }
-  }
-  return pool;
-}
-
-constexpr std::array<std::string_view, 10> kOrganicAgents = {
-    "OpenAI/Python 1.30.1", "OpenAI/Python 1.35.3", "OpenAI/NodeJS/4.47.1",
-    "OpenAI/NodeJS/4.52.0", "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
-                            "(KHTML, like Gecko) Chrome/125.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/124.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:126.0) Gecko/20100101 Firefox/126.0",
-    "LangChain/0.2.1 OpenAI/Python 1.30.1", "curl/8.5.0", "Raycast/1.74.1"};
-constexpr std::array<std::string_view, 4> kBotAgents = {
-    "python-requests/2.31.0", "OpenAI/Python 1.30.1", "aiohttp/3.9.5", "python-httpx/0.27.0"};
-
-// ---- Diurnal pacing -----------------------------------------------------------------------
-
-// Relative activity of a human by local hour (peak 1.0 in the afternoon).
-constexpr std::array<double, 24> kHumanDiurnal = {0.10, 0.06, 0.04, 0.03, 0.03, 0.05,
-                                                  0.12, 0.30, 0.55, 0.80, 0.90, 0.95,
-                                                  0.85, 0.90, 1.00, 0.95, 0.90, 0.80,
-                                                  0.65, 0.60, 0.55, 0.45, 0.30, 0.18};
-// Relative activity of a company's developer tool (weekday office hours).
-constexpr std::array<double, 24> kOfficeDiurnal = {0.05, 0.04, 0.03, 0.03, 0.03, 0.05,
-                                                   0.10, 0.35, 0.80, 1.00, 1.00, 0.95,
-                                                   0.70, 0.95, 1.00, 1.00, 0.90, 0.60,
-                                                   0.30, 0.15, 0.10, 0.08, 0.06, 0.05};
-
-int LocalHour(int64_t t_ns, int tz_hours) {
-  int64_t h = (t_ns / kHour + tz_hours) % 24;
-  return static_cast<int>(h < 0 ? h + 24 : h);
-}
-bool IsWeekend(int64_t t_ns, int tz_hours) {
-  int64_t day = (t_ns + tz_hours * kHour) / kDay;  // 1970-01-01 was a Thursday
-  int wd = static_cast<int>((day + 3) % 7);        // 0 = Monday
-  return wd >= 5;
-}
-
-// Next event of a non-homogeneous Poisson process by thinning.
-int64_t NextDiurnal(Rng& r, int64_t t, double events_per_day, const std::array<double, 24>& curve,
-                    int tz, double weekend_factor = 1.0) {
-  double mean_gap_s = 86400.0 / std::max(1e-6, events_per_day) * 0.45;  // 0.45: mean of curve
-  for (int i = 0; i < 100000; ++i) {
-    t += Seconds(r.Exponential(mean_gap_s));
-    double p = curve[LocalHour(t, tz)] * (IsWeekend(t, tz) ? weekend_factor : 1.0);
-    if (r.Uniform() < p) return t;
-  }
-  return t;
-}
-
-// ---- Prompt pools ---------------------------------------------------------------------------
-
-struct Pools {
-  std::vector<const std::string*> organic, contrast, code, documents;
-  std::vector<std::vector<const std::string*>> organic_by_set;
-  std::vector<const Conversation*> conversations;
-  std::vector<const std::string*> distill, cot, benchmark;
-  std::vector<const std::string*> jb_templates, jb_requests, jb_other;
-
-  void Build(const PromptCorpus& c) {
-    auto add = [](std::vector<const std::string*>& v, std::string_view role,
-                  const PromptCorpus& c) {
-      for (const auto* s : c.SetsOf(role)) {
-        for (const auto& p : s->prompts) v.push_back(&p);
-      }
-    };
-    add(organic, "organic", c);
-    add(contrast, "contrast", c);
-    add(distill, "distill", c);
-    add(cot, "cot", c);
-    add(benchmark, "benchmark", c);
-    for (const auto* s : c.SetsOf("organic")) {
-      organic_by_set.emplace_back();
-      for (const auto& p : s->prompts) organic_by_set.back().push_back(&p);
-      for (const auto& conv : s->conversations) {
-        conversations.push_back(&conv);
-        for (const auto& t : conv) {
-          if (!t.from_user && t.text.size() > 600) documents.push_back(&t.text);
-        }
-      }
-    }
-    for (const auto* p : organic) {
-      const std::string& s = *p;
-      if (s.find("```") != std::string::npos || s.find("code") != std::string::npos ||
-          s.find("function") != std::string::npos || s.find("Python") != std::string::npos ||
-          s.find("SQL") != std::string::npos || s.find("JavaScript") != std::string::npos) {
-        code.push_back(p);
-      }
-      if (s.size() > 600) documents.push_back(p);
-    }
-    if (code.empty()) code = organic;
-    if (documents.empty()) documents = organic;
-    for (const auto* s : c.SetsOf("jailbreak")) {
-      for (const auto& p : s->prompts) {
-        if (p.find(kJailbreakSlot) != std::string::npos) {
-          jb_templates.push_back(&p);
-        } else if (p.size() < 300) {
-          jb_requests.push_back(&p);
-        } else {
-          jb_other.push_back(&p);
-        }
-      }
-    }
-  }
-};
-
-const std::string& Pick(Rng& r, const std::vector<const std::string*>& v) {
-  return *v[r.Below(v.size())];
-}
-
-// ---- Request bodies -------------------------------------------------------------------------
-
-struct Message {
-  std::string_view role;
-  std::string_view content;
-};
-
-struct SamplingParams {
-  std::string_view model = "gpt-4o-mini";
-  double temperature = -1;  // < 0: omitted
-  int max_tokens = 0;       // 0: omitted
-  bool stream = false;
-  bool logprobs = false;
-  std::string_view reasoning_effort;  // "" omitted
-};
-
-std::string ChatBody(const std::vector<Message>& messages, const SamplingParams& p,
-                     std::string_view user) {
-  json::object body;
-  body["model"] = p.model;
-  json::array msgs;
-  msgs.reserve(messages.size());
-  for (const auto& m : messages) msgs.push_back(json::object{{"role", m.role}, {"content", m.content}});
-  body["messages"] = std::move(msgs);
-  if (p.temperature >= 0) body["temperature"] = p.temperature;
-  if (p.max_tokens > 0) body["max_tokens"] = p.max_tokens;
-  if (p.stream) body["stream"] = true;
-  if (p.logprobs) {
-    body["logprobs"] = true;
-    body["top_logprobs"] = 5;
-  }
-  if (!p.reasoning_effort.empty()) body["reasoning_effort"] = p.reasoning_effort;
-  if (!user.empty()) body["user"] = user;
-  return json::serialize(body);
-}
-
-SamplingParams OrganicSampling(Rng& r) {
-  static constexpr std::array<std::string_view, 3> kModels = {"gpt-4o-mini", "gpt-4o",
-                                                              "llama-3.1-70b-instruct"};
-  static constexpr std::array<double, 5> kTemps = {-1, -1, 0.2, 0.7, 1.0};
-  static constexpr std::array<int, 4> kMax = {0, 0, 512, 1024};
-  SamplingParams p;
-  p.model = kModels[r.Below(kModels.size())];
-  p.temperature = kTemps[r.Below(kTemps.size())];
-  p.max_tokens = kMax[r.Below(kMax.size())];
-  p.stream = r.Bernoulli(0.5);
-  return p;
-}
-
-// ---- The actors -----------------------------------------------------------------------------
-
-struct Context;
-
-// Something that emits requests over time: an account, an end user, or a spawner of accounts.
-class Actor {
- public:
-  virtual ~Actor() = default;
-  // Acts at next_ns (emits one event, or spawns), then advances next_ns. Returns false once
-  // the actor is finished.
-  virtual bool Step(Context& ctx) = 0;
-  int64_t next_ns = 0;
-  uint64_t order = 0;  // tie-break, assigned by the scheduler
-};
-
-struct Context {
-  TrafficSink& sink;
-  const Scenario& scenario;
-  const Pools& pools;
-  uint64_t seed;
-  std::vector<std::unique_ptr<Actor>> spawned;
-  RequestEvent event;  // reused to spare allocations
-  GeneratorStats& stats;
-
-  void Emit(int64_t t, std::string_view account, std::string_view key, std::string_view user,
-            std::string_view ip, std::string_view agent, std::string body) {
-    event.time_ns = t;
-    event.account_id.assign(account);
-    event.key_id.assign(key);
-    event.end_user.assign(user);
-    event.client_ip.assign(ip);
-    event.user_agent.assign(agent);
-    if (event.headers.size() != 2) {
-      event.headers = {{"user-agent", ""}, {"content-type", "application/json"}};
-    }
-    event.headers[0].second.assign(agent);
-    event.endpoint.assign(kEndpoint);
-    event.body_json = std::move(body);
-    sink.OnEvent(event);
-    ++stats.events;
-  }
-  void Label(SubjectLabel label) {
-    sink.OnLabel(label);
-    ++stats.labels;
-  }
-};
-
-// Identity of a client as the gateway sees it.
-struct ClientIdentity {
-  std::string account, key, end_user;
-  std::vector<std::string> ips;
-  std::string_view agent;
-};
-
-// A human user (or an end user of a reseller): topics, sessions, real conversations.
-class OrganicUser final : public Actor {
- public:
-  OrganicUser(ClientIdentity id, Rng rng, const Scenario& s, const Pools& pools, int64_t from_ns)
-      : id_(std::move(id)), rng_(rng) {
-    const OrganicParams& o = s.organic;
-    tz_ = static_cast<int>(rng_.Below(24)) - 11;
-    sessions_per_day_ = std::min(o.max_sessions_per_day,
-                                 rng_.LogNormal(o.median_sessions_per_day, o.activity_sigma));
-    topic_set_ = rng_.Below(pools.organic_by_set.size());
-    const auto& set = pools.organic_by_set[topic_set_];
-    topic_start_ = rng_.Below(set.size());
-    sampling_ = OrganicSampling(rng_);
-    multi_turn_prob_ = o.multi_turn_prob;
-    contrast_prob_ = o.contrast_prob;
-    next_ns = NextDiurnal(rng_, from_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.7);
-  }
-
-  bool Step(Context& ctx) override {
-    const Pools& p = ctx.pools;
-    if (conv_ == nullptr && singles_left_ == 0) StartSession(p);
-    const std::string& ip = id_.ips.size() > 1 && rng_.Bernoulli(0.3) ? id_.ips[1] : id_.ips[0];
-    std::vector<Message> msgs;
-    if (conv_ != nullptr) {
-      for (size_t i = 0; i <= turn_; ++i) {
-        msgs.push_back({(*conv_)[i].from_user ? "user" : "assistant", (*conv_)[i].text});
-      }
-      ctx.Emit(next_ns, id_.account, id_.key, id_.end_user, ip, id_.agent,
-               ChatBody(msgs, sampling_, id_.end_user));
-      turn_ += 2;
-      if (turn_ >= conv_->size() || rng_.Bernoulli(0.1)) {
-        conv_ = nullptr;
-      } else {
-        next_ns += Seconds(rng_.LogNormal(40 + 0.05 * (*conv_)[turn_ - 1].text.size(), 0.8));
-        return true;
-      }
-    } else {
-      msgs.push_back({"user", NextPrompt(p)});
-      ctx.Emit(next_ns, id_.account, id_.key, id_.end_user, ip, id_.agent,
-               ChatBody(msgs, sampling_, id_.end_user));
-      if (--singles_left_ > 0) {
-        next_ns += Seconds(rng_.LogNormal(90, 1.0));
-        return true;
-      }
-    }
-    next_ns = NextDiurnal(rng_, next_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.7);
-    return true;
-  }
-
- private:
-  void StartSession(const Pools& p) {
-    if (!p.conversations.empty() && rng_.Bernoulli(multi_turn_prob_)) {
-      conv_ = p.conversations[rng_.Below(p.conversations.size())];
-      turn_ = 0;
-      return;
-    }
-    singles_left_ = 1;
-    while (singles_left_ < 5 && rng_.Bernoulli(0.45)) ++singles_left_;  // bursts
-  }
-  const std::string& NextPrompt(const Pools& p) {
-    if (!p.contrast.empty() && rng_.Bernoulli(contrast_prob_)) return Pick(rng_, p.contrast);
-    if (rng_.Bernoulli(0.2)) return Pick(rng_, p.organic);
-    const auto& set = p.organic_by_set[topic_set_];
-    size_t window = std::min<size_t>(set.size(), 250);
-    return *set[(topic_start_ + rng_.Below(window)) % set.size()];
-  }
-
-  ClientIdentity id_;
-  Rng rng_;
-  int tz_ = 0;
-  double sessions_per_day_ = 1;
-  size_t topic_set_ = 0, topic_start_ = 0;
-  SamplingParams sampling_;
-  double multi_turn_prob_ = 0, contrast_prob_ = 0;
-  const Conversation* conv_ = nullptr;
-  size_t turn_ = 0;
-  int singles_left_ = 0;
-};
+using namespace gen;  // the generator's building blocks (generator_parts.h)
 
 // A nightly batch summarisation job: steady machine pacing from one server, legitimately heavy.
 class BatchJob final : public Actor {
@@ -380,7 +32,7 @@ class BatchJob final : public Actor {
     SamplingParams sp;
     sp.temperature = 0;
     sp.max_tokens = 300;
-    ctx.Emit(next_ns, id_.account, id_.key, "", id_.ips[0], id_.agent,
+    ctx.EmitAs(next_ns, id_, "", id_.ips[0],
              ChatBody({{"user", prompt}}, sp, ""));
     next_ns += Seconds(3600.0 / per_hour_ * (0.9 + 0.2 * rng_.Uniform()));
     if (next_ns >= window_end_) next_ns = NextWindow(next_ns);
@@ -430,7 +82,7 @@ class CodingTool final : public Actor {
                                             "Answer with concise code."},
                                  {"user", Pick(rng_, ctx.pools.code)}},
                                 sp, user);
-    ctx.Emit(next_ns, id_.account, id_.key, user, id_.ips[rng_.Below(id_.ips.size())], id_.agent,
+    ctx.EmitAs(next_ns, id_, user, id_.ips[rng_.Below(id_.ips.size())],
              std::move(body));
     next_ns = NextDiurnal(rng_, next_ns, per_day_, kOfficeDiurnal, tz_, 0.15);
     return true;
@@ -587,7 +239,7 @@ class CampaignAccount final : public Actor {
     } else {
       ip = id_.ips[rng_.Below(id_.ips.size())];
     }
-    ctx.Emit(next_ns, id_.account, id_.key, id_.end_user, ip, id_.agent,
+    ctx.EmitAs(next_ns, id_, id_.end_user, ip,
              campaign_.NextBody(rng_, ctx.pools, id_.end_user));
     ++sent_;
     if (p.max_requests_per_account > 0 && sent_ >= p.max_requests_per_account) return false;
@@ -652,8 +304,9 @@ class CampaignSpawner final : public Actor {
       id.ips = {campaign_->proxies[base], campaign_->proxies[(base + 1) % campaign_->proxies.size()]};
       id.agent = kBotAgents[arng.Below(kBotAgents.size())];
     }
+    id.tier = "unverified";
     ctx.Label({id.account, "", true, p.variant, p.id,
-               p.variant == "bulk" ? "bulk-account" : "sybil", created});
+               p.variant == "bulk" ? "bulk-account" : "sybil", created, "unverified"});
     ctx.spawned.push_back(std::make_unique<CampaignAccount>(*campaign_, std::move(id), arng,
                                                             created, std::min(life_end, campaign_->end_ns)));
     ++created_;
@@ -662,6 +315,7 @@ class CampaignSpawner final : public Actor {
     return true;
   }
   std::unique_ptr<Campaign>& campaign() { return campaign_; }
+  bool owns_shared_state() const override { return true; }
 
  private:
   // A reseller: one account whose end users are partly real customers and partly a campaign.
@@ -672,20 +326,22 @@ class CampaignSpawner final : public Actor {
       std::string account = OpaqueId("acct_", seed_, 1000 + index_, a);
       std::string key = OpaqueId("sk_", seed_, 2000 + index_, a);
       int64_t created = s.start_ns() - 90 * kDay;
-      ctx.Label({account, "", true, p.variant, p.id, "reseller", created});
+      ctx.Label({account, "", true, p.variant, p.id, "reseller", created, "verified"});
       std::vector<std::string> ips = {campaign_->proxies[0],
                                       campaign_->proxies[1 % campaign_->proxies.size()]};
       for (int u = 0; u < p.organic_end_users; ++u) {
-        ClientIdentity id{account, key, OpaqueId("usr_", seed_, 3000 + index_, a * 100000 + u), ips,
-                          "OpenAI/NodeJS/4.47.1"};
-        ctx.Label({account, id.end_user, false, "", "", "reseller-customer", created});
+        ClientIdentity id = Identity(account, key, OpaqueId("usr_", seed_, 3000 + index_, a * 100000 + u), ips,
+                          "OpenAI/NodeJS/4.47.1");
+        id.tier = "verified";
+        ctx.Label({account, id.end_user, false, "", "", "reseller-customer", created, "verified"});
         Rng urng(seed_, HashName(id.end_user));
         ctx.spawned.push_back(std::make_unique<OrganicUser>(std::move(id), urng, s, ctx.pools, s.start_ns()));
       }
       for (int u = 0; u < p.campaign_end_users; ++u) {
-        ClientIdentity id{account, key, OpaqueId("usr_", seed_, 4000 + index_, a * 100000 + u), ips,
-                          "OpenAI/NodeJS/4.47.1"};
-        ctx.Label({account, id.end_user, true, p.variant, p.id, "hydra-end-user", created});
+        ClientIdentity id = Identity(account, key, OpaqueId("usr_", seed_, 4000 + index_, a * 100000 + u), ips,
+                          "OpenAI/NodeJS/4.47.1");
+        id.tier = "verified";
+        ctx.Label({account, id.end_user, true, p.variant, p.id, "hydra-end-user", created, "verified"});
         Rng urng(seed_, HashName(id.end_user));
         int64_t start = campaign_->start_ns + Seconds(urng.Uniform() * 600);
         ctx.spawned.push_back(std::make_unique<CampaignAccount>(*campaign_, std::move(id), urng,
@@ -734,6 +390,18 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
     if (v == "jailbreak-probe" && pools.jb_requests.empty() && pools.jb_other.empty()) {
       return FailedPreconditionError("campaign " + c.id + " needs `jailbreak` prompts");
     }
+    if (IsStealthVariant(v) || v == "adaptive") {
+      if (c.content == "distill" || c.content == "mixed") MOAT_RETURN_IF_ERROR(need(pools.distill, "distill"));
+      if (c.content == "cot" || c.content == "mixed") MOAT_RETURN_IF_ERROR(need(pools.cot, "cot"));
+      if (c.content == "benchmark" || c.content == "mixed") {
+        MOAT_RETURN_IF_ERROR(need(pools.benchmark, "benchmark"));
+      }
+    }
+  }
+  const OrganicParams& traps = scenario_.organic;
+  if ((traps.researchers > 0 || traps.shared_benchmark_researchers > 0 || traps.classrooms > 0) &&
+      pools.benchmark.empty() && pools.cot.empty()) {
+    return FailedPreconditionError("researcher and classroom traps need `benchmark` or `cot` prompts");
   }
 
   Context ctx{sink, scenario_, pools, seed_, {}, {}, stats_};
@@ -749,32 +417,46 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
   const int64_t start = scenario_.start_ns();
   for (int i = 0; i < o.accounts; ++i) {
     Rng r(seed_, 0x0A000000ULL + i);
-    ClientIdentity id;
+    ClientIdentity id = OrganicIdentity(r, o);
     id.account = OpaqueId("acct_", seed_, 1, i);
     id.key = OpaqueId("sk_", seed_, 2, i);
-    id.ips.push_back(ResidentialIp(r));
-    if (r.Bernoulli(o.second_ip_prob)) id.ips.push_back(MobileIp(r));
-    id.agent = kOrganicAgents[r.Below(kOrganicAgents.size())];
     int64_t created = start - Seconds(86400.0 * (1 + r.Below(700)));
-    ctx.Label({id.account, "", false, "", "", "user", created});
+    ctx.Label({id.account, "", false, "", "", "user", created, std::string(id.tier)});
     push(std::make_unique<OrganicUser>(std::move(id), r, scenario_, pools, start));
   }
   for (int i = 0; i < o.batch_jobs; ++i) {
     Rng r(seed_, 0x0B000000ULL + i);
-    ClientIdentity id{OpaqueId("acct_", seed_, 3, i), OpaqueId("sk_", seed_, 4, i), "",
-                      {DatacenterIp(r)}, "python-httpx/0.27.0"};
-    ctx.Label({id.account, "", false, "", "", "batch-job", start - 200 * kDay});
+    ClientIdentity id = Identity(OpaqueId("acct_", seed_, 3, i), OpaqueId("sk_", seed_, 4, i), "",
+                      {DatacenterIp(r)}, "python-httpx/0.27.0");
+    id.tier = "enterprise";
+    ctx.Label({id.account, "", false, "", "", "batch-job", start - 200 * kDay, "enterprise"});
     push(std::make_unique<BatchJob>(std::move(id), r, o, start));
   }
   for (int i = 0; i < o.coding_tools; ++i) {
     Rng r(seed_, 0x0C000000ULL + i);
-    ClientIdentity id{OpaqueId("acct_", seed_, 5, i), OpaqueId("sk_", seed_, 6, i), "",
-                      {DatacenterIp(r), DatacenterIp(r), DatacenterIp(r)}, "OpenAI/Python 1.30.1"};
-    ctx.Label({id.account, "", false, "", "", "coding-tool", start - 300 * kDay});
+    ClientIdentity id = Identity(OpaqueId("acct_", seed_, 5, i), OpaqueId("sk_", seed_, 6, i), "",
+                      {DatacenterIp(r), DatacenterIp(r), DatacenterIp(r)}, "OpenAI/Python 1.30.1");
+    id.sdk_headers = SdkHeaders(r, id.agent);
+    id.tier = "enterprise";
+    ctx.Label({id.account, "", false, "", "", "coding-tool", start - 300 * kDay, "enterprise"});
     push(std::make_unique<CodingTool>(std::move(id), r, o, seed_, i, start));
   }
+  {
+    std::vector<std::unique_ptr<Actor>> trap_actors;
+    AddOrganicTraps(ctx, seed_, trap_actors);
+    for (auto& a : trap_actors) push(std::move(a));
+  }
   for (size_t i = 0; i < scenario_.campaigns.size(); ++i) {
-    auto c = std::make_unique<Campaign>(scenario_.campaigns[i], seed_, scenario_);
+    const CampaignParams& params = scenario_.campaigns[i];
+    if (IsStealthVariant(params.variant)) {
+      push(MakeStealthSpawner(params, scenario_, pools, seed_, static_cast<int>(i)));
+      continue;
+    }
+    if (params.variant == "adaptive") {
+      push(MakeAdaptiveSpawner(params, scenario_, pools, seed_, static_cast<int>(i)));
+      continue;
+    }
+    auto c = std::make_unique<Campaign>(params, seed_, scenario_);
     if (c->end_ns <= c->start_ns) continue;
     push(std::make_unique<CampaignSpawner>(std::move(c), scenario_, seed_, static_cast<int>(i)));
   }
@@ -787,7 +469,7 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
     std::unique_ptr<Actor> actor = std::move(heap.back());
     heap.pop_back();
     if (actor->next_ns >= end) {
-      if (dynamic_cast<CampaignSpawner*>(actor.get())) finished_spawners.push_back(std::move(actor));
+      if (actor->owns_shared_state()) finished_spawners.push_back(std::move(actor));
       continue;
     }
     bool more = actor->Step(ctx);
@@ -797,7 +479,7 @@ Status TrafficGenerator::Run(TrafficSink& sink) {
     ctx.spawned.clear();
     if (more && actor->next_ns < end) {
       push(std::move(actor));
-    } else if (dynamic_cast<CampaignSpawner*>(actor.get())) {
+    } else if (actor->owns_shared_state()) {
       finished_spawners.push_back(std::move(actor));
     }
     stats_.peak_active_actors =

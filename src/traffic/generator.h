@@ -8,10 +8,15 @@
 
 #include "moat/detect_engine.h"
 #include "moat/status.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
 
 namespace moat::traffic {
+
+using datasets::Conversation;
+using datasets::PromptCorpus;
+using datasets::PromptSet;
+using datasets::Turn;
 
 // Ground truth for one scored subject: an account, or one end user behind a reseller account
 // (hydra), whose traffic is mixed and so is labelled per end user.
@@ -23,6 +28,7 @@ struct SubjectLabel {
   std::string campaign_id;  // "" for organic
   std::string persona;      // what generated it: user, batch-job, coding-tool, reseller, sybil...
   int64_t created_ns = 0;   // account creation time
+  std::string tier;         // account tier (unverified, verified, enterprise); "" unknown
 };
 
 // Receives the generator's output. Every subject's label arrives before its first event;
@@ -32,6 +38,9 @@ class TrafficSink {
   virtual ~TrafficSink() = default;
   virtual void OnLabel(const SubjectLabel& label) = 0;
   virtual void OnEvent(const detect::RequestEvent& event) = 0;
+  // What was done with the last event (a judging sink: the verdict's action; others: allow).
+  // Closed-loop campaigns (the `adaptive` variant) read it as a client reads its answer.
+  virtual detect::Action LastAction() const { return detect::Action::kAllow; }
 };
 
 struct GeneratorStats {

@@ -9,11 +9,12 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "traffic/event_io.h"
 #include "traffic/per_account_rate_engine.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/replay.h"
 #include "traffic/rng.h"
 #include "traffic/scenario.h"
@@ -296,12 +297,247 @@ TEST_F(FakeDataset, FilesRoundTripAndReplayScoresLikeInProcess) {
   }
 }
 
+constexpr const char* kStealthScenario = R"(
+name = "tiny-stealth"
+duration_hours = 12.0
+[organic]
+accounts = 30
+median_sessions_per_day = 6.0
+batch_jobs = 0
+coding_tools = 0
+researchers = 4
+researcher_items = 25
+shared_benchmark_researchers = 2
+classrooms = 1
+classroom_students = 5
+classroom_problems = 6
+[[campaign]]
+variant = "stealth-sybil"
+accounts = 6
+start_hour = 1.0
+duration_hours = 10.0
+min_requests_per_account = 4
+max_requests_per_account = 6
+[[campaign]]
+variant = "slow-drip"
+accounts = 20
+start_hour = 1.0
+duration_hours = 10.0
+account_lifetime_hours = 2.0
+min_requests_per_account = 3
+max_requests_per_account = 3
+[[campaign]]
+variant = "stealth-cot"
+accounts = 3
+start_hour = 1.0
+duration_hours = 10.0
+min_requests_per_account = 6
+max_requests_per_account = 8
+content = "cot"
+followup_prob = 0.5
+[[campaign]]
+variant = "topic-sweep"
+accounts = 2
+start_hour = 1.0
+duration_hours = 10.0
+min_requests_per_account = 10
+max_requests_per_account = 10
+content = "benchmark"
+[[campaign]]
+variant = "stealth-hydra"
+accounts = 1
+start_hour = 1.0
+duration_hours = 10.0
+organic_end_users = 4
+campaign_end_users = 3
+min_requests_per_account = 3
+max_requests_per_account = 5
+[[campaign]]
+variant = "rotating-user"
+accounts = 1
+start_hour = 1.0
+duration_hours = 10.0
+min_requests_per_account = 12
+max_requests_per_account = 12
+content = "cot"
+)";
+
+TEST_F(FakeDataset, StealthCampaignsLookOrganicInEverythingButContent) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kStealthScenario);
+  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
+  CheckingSink sink;
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 11).Run(sink).ok());
+
+  std::map<std::string, SubjectLabel> account_label;
+  std::set<std::string> variants, personas;
+  for (const auto& l : sink.labels) {
+    if (l.end_user.empty()) account_label[l.account] = l;
+    if (l.campaign) variants.insert(l.variant);
+    if (!l.campaign) personas.insert(l.persona);
+  }
+  EXPECT_EQ(variants, (std::set<std::string>{"stealth-sybil", "slow-drip", "stealth-cot", "topic-sweep",
+                                             "stealth-hydra", "rotating-user"}));
+  for (const char* trap : {"researcher", "shared-benchmark", "classroom"}) EXPECT_TRUE(personas.count(trap)) << trap;
+
+  std::map<std::string, int> per_account;
+  std::map<std::string, std::set<std::string>> rotating_users;
+  int followups = 0, five_samples = 0;
+  for (const auto& e : sink.events) {
+    const SubjectLabel& l = account_label[e.account_id];
+    ++per_account[e.account_id];
+    EXPECT_FALSE(e.tier.empty()) << l.variant;
+    if (!l.campaign || l.variant == "stealth-hydra") continue;
+    // Copied from the organic distributions: organic user agents, never a bot library.
+    EXPECT_EQ(e.user_agent.find("python-requests"), std::string::npos);
+    EXPECT_EQ(e.user_agent.find("aiohttp"), std::string::npos);
+    if (e.user_agent.find("OpenAI/") != std::string::npos) {
+      bool sdk = false;
+      for (const auto& [k, v] : e.headers) sdk = sdk || k == "x-stainless-lang";
+      EXPECT_TRUE(sdk) << e.user_agent;
+    }
+    if (l.variant == "rotating-user") rotating_users[e.account_id].insert(e.end_user);
+    followups += e.body_json.find("\"assistant\"") != std::string::npos;
+    five_samples += e.body_json.find("\"n\":5") != std::string::npos;
+  }
+  for (const auto& [account, n] : per_account) {
+    const SubjectLabel& l = account_label[account];
+    if (l.variant == "slow-drip") EXPECT_LE(n, 3) << account;
+  }
+  ASSERT_EQ(rotating_users.size(), 1u);
+  EXPECT_EQ(rotating_users.begin()->second.size(),
+            static_cast<size_t>(per_account[rotating_users.begin()->first]));  // a new user each time
+  EXPECT_GT(followups, 0);
+  EXPECT_EQ(five_samples, 0);  // only researchers sample n = 5
+}
+
+constexpr const char* kAdaptiveScenario = R"(
+name = "tiny-adaptive"
+duration_hours = 24.0
+[organic]
+accounts = 10
+median_sessions_per_day = 4.0
+batch_jobs = 0
+coding_tools = 0
+[[campaign]]
+variant = "adaptive"
+accounts = 3
+max_accounts = 12
+start_hour = 1.0
+duration_hours = 22.0
+max_requests_per_account = 500
+content = "mixed"
+)";
+
+// Answers every campaign account's first `allowed` requests in full and restricts the rest, as
+// an engine that catches each account after a few requests would.
+class RestrictingSink : public CheckingSink {
+ public:
+  explicit RestrictingSink(int allowed) : allowed_(allowed) {}
+  void OnLabel(const SubjectLabel& l) override {
+    CheckingSink::OnLabel(l);
+    if (l.campaign) campaign_accounts.insert(l.account);
+  }
+  void OnEvent(const detect::RequestEvent& e) override {
+    CheckingSink::OnEvent(e);
+    const int n = ++sent[e.account_id];
+    last_ = campaign_accounts.count(e.account_id) && n > allowed_ ? detect::Action::kBlock : detect::Action::kAllow;
+  }
+  detect::Action LastAction() const override { return last_; }
+
+  std::set<std::string> campaign_accounts;
+  std::map<std::string, int> sent;
+
+ private:
+  int allowed_;
+  detect::Action last_ = detect::Action::kAllow;
+};
+
+TEST_F(FakeDataset, AdaptiveOperatorReplacesEveryAccountItLoses) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kAdaptiveScenario);
+  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
+
+  // Never refused: the operator keeps its first three accounts and needs no others.
+  RestrictingSink open(1 << 30);
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(open).ok());
+  EXPECT_EQ(open.campaign_accounts.size(), 3u);
+  int open_requests = 0;
+  for (const auto& account : open.campaign_accounts) open_requests += open.sent[account];
+  EXPECT_GT(open_requests, 3 * 3);
+
+  // Restricted after two requests: every account is burned on its third and replaced (after a
+  // pause) until the operator's twelve are spent; none sends a fourth.
+  RestrictingSink closed(2);
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(closed).ok());
+  EXPECT_EQ(closed.campaign_accounts.size(), 12u);
+  for (const auto& account : closed.campaign_accounts) EXPECT_LE(closed.sent[account], 3) << account;
+  for (const auto& l : closed.labels) {
+    if (l.campaign) {
+      EXPECT_EQ(l.variant, "adaptive");
+      EXPECT_NE(l.tier, "enterprise");  // bought accounts, not contracts
+    }
+  }
+}
+
+TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kStealthScenario);
+  ASSERT_TRUE(scenario.ok());
+  CheckingSink sink;
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 12).Run(sink).ok());
+  std::map<std::string, std::string> persona;
+  for (const auto& l : sink.labels) {
+    if (!l.campaign) persona[l.account] = l.persona;
+    if (l.persona == "researcher" || l.persona == "shared-benchmark") EXPECT_EQ(l.tier, "verified");
+  }
+  std::map<std::string, int> requests;
+  for (const auto& e : sink.events) {
+    const std::string& p = persona[e.account_id];
+    if (p == "researcher" || p == "shared-benchmark" || p == "classroom") ++requests[e.account_id];
+  }
+  int researchers = 0, students = 0;
+  for (const auto& [account, n] : requests) {
+    if (persona[account] == "classroom") {
+      ++students;
+      EXPECT_GE(n, 3);
+    } else {
+      ++researchers;
+      EXPECT_EQ(n, 25) << "one run of researcher_items items";
+    }
+  }
+  EXPECT_EQ(researchers, 6);
+  EXPECT_EQ(students, 5);
+}
+
+TEST_F(FakeDataset, SplitsPartitionRowsByTheirText) {
+  datasets::CorpusOptions train, eval;
+  train.split = datasets::Split::kTrain;
+  eval.split = datasets::Split::kEval;
+  auto all = PromptCorpus::Load(*dir_);
+  auto a = PromptCorpus::Load(*dir_, train);
+  auto b = PromptCorpus::Load(*dir_, eval);
+  ASSERT_TRUE(all.ok() && a.ok() && b.ok());
+  for (std::string_view role : {"organic", "distill", "cot", "benchmark"}) {
+    EXPECT_EQ(a->PromptCount(role) + b->PromptCount(role), all->PromptCount(role)) << role;
+    EXPECT_GT(a->PromptCount(role), b->PromptCount(role)) << role;
+  }
+  for (const auto* set : b->SetsOf("distill")) {
+    for (const auto& p : set->prompts) EXPECT_TRUE(datasets::IsEvalText(p));
+  }
+  EXPECT_FALSE(datasets::ParseSplit("holdout").ok());
+}
+
 TEST(EventIoTest, EventJsonRoundTrip) {
   detect::RequestEvent e;
   e.time_ns = 1717372800123456789LL;
   e.account_id = "acct_1";
   e.key_id = "sk_1";
   e.end_user = "u\"1";
+  e.tier = "verified";
   e.client_ip = "73.1.2.3";
   e.user_agent = "curl/8.5.0";
   e.headers = {{"user-agent", "curl/8.5.0"}};
@@ -311,6 +547,7 @@ TEST(EventIoTest, EventJsonRoundTrip) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->time_ns, e.time_ns);
   EXPECT_EQ(back->end_user, e.end_user);
+  EXPECT_EQ(back->tier, "verified");
   EXPECT_EQ(back->user_agent, "curl/8.5.0");
   EXPECT_EQ(back->body_json, e.body_json);
   EXPECT_FALSE(EventFromJson("{\"account\":\"a\"}").ok());

@@ -173,7 +173,8 @@ StatusOr<std::unordered_map<std::string, std::string>> ProvisionAccounts(
     const std::string name = GatewayAccountName(l.account);
     MOAT_ASSIGN_OR_RETURN(Response acct,
                           AdminPost(conn, options.admin_token, "/admin/accounts",
-                                    json::object{{"name", name}, {"tier", options.tier}}));
+                                    json::object{{"name", name},
+                                                 {"tier", l.tier.empty() || !options.label_tiers ? options.tier : l.tier}}));
     if (acct.result_int() == 409) {
       ++reused;  // provisioned by an earlier run: add a fresh key to it
     } else if (acct.result_int() == 201) {
@@ -260,6 +261,8 @@ StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::strin
     answer.status = static_cast<int>(res->result_int());
     answer.moat_action = Header(*res, "x-moat-action");
     answer.moat_reason = Header(*res, "x-moat-reason");
+    answer.moat_category = Header(*res, "x-moat-category");
+    answer.moat_reference = Header(*res, "x-moat-reference");
     answer.action = ActionFromResponse(answer.status, answer.moat_action);
     ++statuses[answer.status];
     scorer.Record(e.account_id, e.end_user, e.time_ns, answer.action);

@@ -28,7 +28,9 @@ namespace moat::traffic {
 struct GatewayAnswer {
   int status = 0;               // HTTP status
   std::string moat_action;      // the x-moat-action header, "" when absent
-  std::string moat_reason;      // the x-moat-reason header, "" when absent
+  std::string moat_reason;      // the x-moat-reason header (trusted tiers only), "" when absent
+  std::string moat_category;    // the x-moat-category header, "" when absent
+  std::string moat_reference;   // the x-moat-reference header, "" when absent
   detect::Action action = detect::Action::kAllow;  // ActionFromResponse(status, moat_action)
 };
 
@@ -48,7 +50,8 @@ struct HttpReplayOptions {
 struct ProvisionOptions {
   std::string gateway_url = "http://127.0.0.1:8080";
   std::string admin_token;       // the gateway's [server] admin_token
-  std::string tier = "verified";  // tier of every created account
+  std::string tier = "verified";  // tier of the created accounts whose label names none
+  bool label_tiers = true;        // use the tier a label names (labels.jsonl "tier")
   double timeout_s = 30;
 };
 

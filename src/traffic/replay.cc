@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "detect/detection_settings.h"
 #include "detect/engine.h"
 #include "traffic/event_io.h"
 #include "traffic/per_account_rate_engine.h"
@@ -16,10 +17,10 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 
 StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
                               uint64_t seed, detect::Engine& engine,
-                              std::string_view engine_name) {
+                              std::string_view engine_name, Explainer* explainer) {
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
-  EngineReplaySink sink(engine, scorer);
+  EngineReplaySink sink(engine, scorer, explainer);
   TrafficGenerator generator(corpus, scenario, seed);
   MOAT_RETURN_IF_ERROR(generator.Run(sink));
   Report r = scorer.Finish();
@@ -59,14 +60,23 @@ StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
   return r;
 }
 
-StatusOr<std::unique_ptr<detect::Engine>> MakeEngine(std::string_view name, int rate_per_hour) {
+StatusOr<std::unique_ptr<detect::Engine>> MakeEngine(std::string_view name, const EngineOptions& options) {
   if (name == "baseline") {
     PerAccountRateOptions o;
-    o.max_requests_per_hour = rate_per_hour;
+    o.max_requests_per_hour = options.rate_per_hour;
     return std::unique_ptr<detect::Engine>(std::make_unique<PerAccountRateEngine>(o));
   }
   if (name == "moat") {
-    return std::unique_ptr<detect::Engine>(std::make_unique<detect::DetectionEngine>());
+    detect::DetectionConfig config;
+    MOAT_ASSIGN_OR_RETURN(config.stages, detect::StageSwitches::Parse(options.stages));
+    for (const std::string& s : options.settings) MOAT_RETURN_IF_ERROR(detect::ApplySetting(config, s));
+    if (options.detection_model == "none") {
+      config.use_default_model = false;
+    } else if (!options.detection_model.empty()) {
+      MOAT_ASSIGN_OR_RETURN(detect::DetectionModel m, detect::DetectionModel::Load(options.detection_model));
+      config.model = std::make_shared<const detect::DetectionModel>(std::move(m));
+    }
+    return std::unique_ptr<detect::Engine>(std::make_unique<detect::DetectionEngine>(std::move(config)));
   }
   return InvalidArgumentError("unknown engine '" + std::string(name) +
                               "' (known: baseline, moat)");

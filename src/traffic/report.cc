@@ -104,15 +104,16 @@ std::string LeakageSvg(const Report& r) {
 std::string FormatTable(const Report& r) {
   std::string s = fmt::format("scenario {}  seed {}  engine {}  events {}  simulated {:.1f} h\n",
                               r.scenario, r.seed, r.engine, r.events, r.simulated_hours);
-  s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>10}\n", "variant", "camp",
-                   "subjects", "requests", "recall", "leakage", "req-to-det", "time-to-det");
+  s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9}\n", "variant", "camp",
+                   "subjects", "requests", "recall", "leakage", "req-to-det", "time-to-det", "ans/burn");
   for (const auto& v : r.variants) {
     std::string rtd = v.campaigns_detected == v.campaigns
                           ? fmt::format("{:.0f}", v.requests_to_detection)
                           : fmt::format(">{:.0f}", v.requests_to_detection);
-    s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>10}\n", v.variant,
+    const std::string per_burn = v.answers_per_flagged < 0 ? "-" : fmt::format("{:.1f}", v.answers_per_flagged);
+    s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9}\n", v.variant,
                      v.campaigns, v.subjects, v.requests, Pct(v.recall), Pct(v.leakage), rtd,
-                     Duration(v.seconds_to_detection));
+                     Duration(v.seconds_to_detection), per_burn);
   }
   const OrganicScore& o = r.organic;
   s += fmt::format("organic: {} subjects, {} requests, false-positive rate {} ({} restricted), "
@@ -156,6 +157,7 @@ std::string ReportToJson(const Report& r) {
                                     {"leaked", v.leaked},
                                     {"recall", v.recall},
                                     {"leakage", v.leakage},
+                                    {"answers_per_flagged", v.answers_per_flagged},
                                     {"requests_to_detection", v.requests_to_detection},
                                     {"seconds_to_detection", v.seconds_to_detection},
                                     {"detection_curve", std::move(curve)}});
@@ -188,13 +190,14 @@ std::string ReportToHtml(const Report& r) {
                    r.wall_seconds, r.events_per_second);
   s += "<h2>Campaigns</h2><table><tr><th>variant</th><th>campaigns</th><th>subjects</th>"
        "<th>requests</th><th>recall</th><th>leakage</th><th>requests to detection</th>"
-       "<th>time to detection</th></tr>";
+       "<th>time to detection</th><th>full answers per restricted subject</th></tr>";
   for (const auto& v : r.variants) {
     s += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                     "<td>{}{:.0f}</td><td>{}</td></tr>",
+                     "<td>{}{:.0f}</td><td>{}</td><td>{}</td></tr>",
                      Escape(v.variant), v.campaigns, v.subjects, v.requests, Pct(v.recall),
                      Pct(v.leakage), v.campaigns_detected == v.campaigns ? "" : "&gt;",
-                     v.requests_to_detection, Duration(v.seconds_to_detection));
+                     v.requests_to_detection, Duration(v.seconds_to_detection),
+                     v.answers_per_flagged < 0 ? std::string("-") : fmt::format("{:.1f}", v.answers_per_flagged));
   }
   s += "</table>";
   const OrganicScore& o = r.organic;

@@ -13,6 +13,11 @@ bool IsKnownVariant(std::string_view variant) {
   return false;
 }
 
+bool IsStealthVariant(std::string_view variant) {
+  return variant == "stealth-sybil" || variant == "slow-drip" || variant == "stealth-cot" ||
+         variant == "topic-sweep" || variant == "stealth-hydra" || variant == "rotating-user";
+}
+
 namespace {
 
 template <typename T>
@@ -39,6 +44,21 @@ Status ReadOrganic(const toml::table& t, OrganicParams& o) {
   Read(t, "coding_tools", o.coding_tools);
   ReadDouble(t, "coding_requests_per_hour", o.coding_requests_per_hour);
   Read(t, "coding_end_users", o.coding_end_users);
+  ReadDouble(t, "verified_share", o.verified_share);
+  ReadDouble(t, "enterprise_share", o.enterprise_share);
+  Read(t, "sdk_headers", o.sdk_headers);
+  ReadDouble(t, "system_prompt_prob", o.system_prompt_prob);
+  Read(t, "researchers", o.researchers);
+  Read(t, "researcher_items", o.researcher_items);
+  Read(t, "shared_benchmark_researchers", o.shared_benchmark_researchers);
+  Read(t, "classrooms", o.classrooms);
+  Read(t, "classroom_students", o.classroom_students);
+  Read(t, "classroom_problems", o.classroom_problems);
+  if (o.verified_share < 0 || o.enterprise_share < 0 || o.verified_share + o.enterprise_share > 1 ||
+      o.researchers < 0 || o.researcher_items < 1 || o.shared_benchmark_researchers < 0 ||
+      o.classrooms < 0 || o.classroom_students < 1 || o.classroom_problems < 1) {
+    return InvalidArgumentError("organic: tier shares must be in [0, 1] and trap sizes >= 0");
+  }
   if (o.accounts < 0 || o.median_sessions_per_day <= 0 || o.batch_jobs < 0 ||
       o.coding_tools < 0 || o.coding_end_users < 1) {
     return InvalidArgumentError("organic: counts must be >= 0 and rates > 0");
@@ -65,6 +85,18 @@ Status ReadCampaign(const toml::table& t, size_t index, CampaignParams& c) {
   Read(t, "organic_end_users", c.organic_end_users);
   Read(t, "campaign_end_users", c.campaign_end_users);
   ReadDouble(t, "cover_fraction", c.cover_fraction);
+  Read(t, "min_requests_per_account", c.min_requests_per_account);
+  Read(t, "content", c.content);
+  ReadDouble(t, "followup_prob", c.followup_prob);
+  Read(t, "max_accounts", c.max_accounts);
+  if (c.max_accounts < 0) return InvalidArgumentError("campaign " + c.id + ": max_accounts must be >= 0");
+  if (c.content != "mixed" && c.content != "distill" && c.content != "cot" && c.content != "benchmark") {
+    return InvalidArgumentError("campaign " + c.id + ": content must be mixed, distill, cot or benchmark");
+  }
+  if (c.min_requests_per_account < 0 || c.followup_prob < 0 || c.followup_prob > 1 ||
+      (c.max_requests_per_account > 0 && c.min_requests_per_account > c.max_requests_per_account)) {
+    return InvalidArgumentError("campaign " + c.id + ": requests per account or followup_prob out of range");
+  }
   if (c.accounts < 1 || c.duration_hours <= 0 || c.requests_per_account_hour <= 0 ||
       c.start_hour < 0 || c.proxy_pool < 0 || c.cover_fraction < 0 || c.cover_fraction >= 1) {
     return InvalidArgumentError("campaign " + c.id + ": out-of-range parameter");

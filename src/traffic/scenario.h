@@ -13,9 +13,14 @@
 namespace moat::traffic {
 
 // The campaign variants of the brief's threat model.
-inline constexpr std::string_view kVariants[] = {"bulk",           "sybil-spread",
-                                                 "cot-harvest",    "benchmark-sweep",
-                                                 "jailbreak-probe", "hydra", "mimic"};
+// The first seven carry artefacts of automation (bot clients, proxies, fixed templates or
+// phrasings, big max_tokens); the stealth ones copy organic users in every field but content;
+// `adaptive` is a closed-loop stealth operator that reads every answer (adaptive_campaign.cc).
+inline constexpr std::string_view kVariants[] = {
+    "bulk",          "sybil-spread", "cot-harvest", "benchmark-sweep", "jailbreak-probe",
+    "hydra",         "mimic",        "stealth-sybil", "slow-drip",     "stealth-cot",
+    "topic-sweep",   "stealth-hydra", "rotating-user", "adaptive"};
+bool IsStealthVariant(std::string_view variant);
 bool IsKnownVariant(std::string_view variant);
 
 struct OrganicParams {
@@ -32,6 +37,18 @@ struct OrganicParams {
   int coding_tools = 1;                  // heavy legitimate users: an IDE assistant company
   double coding_requests_per_hour = 700;
   int coding_end_users = 300;
+  // Who the organic accounts are and what their clients send.
+  double verified_share = 0.35;    // of accounts verified (identity checked)
+  double enterprise_share = 0.05;  // of accounts on an enterprise contract
+  bool sdk_headers = true;         // SDK clients send their x-stainless-* headers
+  double system_prompt_prob = 0.15;  // accounts whose application sets its own system prompt
+  // False-positive traps: legitimate traffic that looks like a campaign's.
+  int researchers = 0;             // each runs one public benchmark once (a fixed format)
+  int researcher_items = 300;      // benchmark items per run
+  int shared_benchmark_researchers = 0;  // unrelated researchers running the same benchmark
+  int classrooms = 0;              // each: students asking the same homework set
+  int classroom_students = 30;
+  int classroom_problems = 12;
 };
 
 struct CampaignParams {
@@ -50,6 +67,15 @@ struct CampaignParams {
   int campaign_end_users = 20;
   // mimic: fraction of cover (organic-looking) prompts interleaved with the campaign's own.
   double cover_fraction = 0.4;
+  // Stealth variants: requests per account, uniform in [min, max] (0: by rate and lifetime).
+  int min_requests_per_account = 0;
+  // What a stealth campaign's work queue holds: mixed | distill | cot | benchmark.
+  std::string content = "mixed";
+  // stealth-cot: share of items harvested as a plain question followed by "how did you get
+  // that?" instead of one request that asks for the reasoning.
+  double followup_prob = 0.3;
+  // adaptive: accounts it may create in all (burned ones are replaced; 0: 50 x accounts).
+  int max_accounts = 0;
 };
 
 struct Scenario {

@@ -141,6 +141,7 @@ Report Scorer::Finish(int curve_points) const {
   auto finish = [&](VariantScore v) {
     v.recall = v.subjects ? double(v.flagged) / v.subjects : 0;
     v.leakage = v.requests ? double(v.leaked) / v.requests : 0;
+    v.answers_per_flagged = v.flagged ? double(v.leaked) / v.flagged : -1;
     if (v.campaigns > 0) v.requests_to_detection /= v.campaigns;
     if (v.campaigns_detected > 0) v.seconds_to_detection /= v.campaigns_detected;
     std::vector<double>& times = flag_hours[v.variant];

@@ -29,6 +29,9 @@ struct VariantScore {
   int64_t leaked = 0;
   double recall = 0;                 // flagged / subjects
   double leakage = 0;                // leaked / requests
+  // Full-fidelity answers per restricted subject: what a campaign gets for each account it
+  // loses (leaked / flagged; -1 when none was flagged).
+  double answers_per_flagged = -1;
   // Campaign requests before the campaign's first flag, averaged over its campaigns; an
   // undetected campaign contributes all of its requests.
   double requests_to_detection = 0;

@@ -10,7 +10,7 @@
 #include <sstream>
 
 #include "traffic/per_account_rate_engine.h"
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 #include "traffic/replay.h"
 #include "traffic/report.h"
 #include "traffic/scenario.h"

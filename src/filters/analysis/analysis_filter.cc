@@ -3,13 +3,21 @@
 namespace moat::filters {
 namespace {
 
-// Reason codes for the header: the part of each reason before ':' or '(' (no account ids).
-std::string ReasonHeader(const std::vector<std::string>& reasons, size_t max) {
+// Evidence codes for the header of show_evidence tiers: the evidence items ("stage.reason")
+// before their ':' (no scores, no account ids).
+std::string EvidenceHeader(const std::vector<std::string>& reasons, size_t max) {
   std::string out;
-  for (size_t i = 0; i < reasons.size() && i < max; ++i) {
-    std::string code = reasons[i].substr(0, reasons[i].find_first_of(":( "));
+  size_t n = 0;
+  for (const std::string& r : reasons) {
+    if (n >= max) break;
+    const std::string code = r.substr(0, r.find_first_of(":( "));
+    if (code == "posterior" || code == "rule" || code == "value" || code == "pool_value" || code == "ref" ||
+        code == "evidence" || code == "campaign") {
+      continue;
+    }
     if (!out.empty()) out += ",";
     out += code;
+    ++n;
   }
   return out;
 }
@@ -24,6 +32,7 @@ class AnalysisFilter final : public Filter {
     ev.account_id = ctx.account_id;
     ev.key_id = ctx.key_id;
     ev.end_user = ctx.end_user;
+    ev.tier = ctx.tier;
     ev.client_ip = ctx.client_ip;
     ev.user_agent = ctx.user_agent;
     ev.headers = ctx.headers;
@@ -37,9 +46,13 @@ class AnalysisFilter final : public Filter {
     ctx.action = action;
     ctx.campaign_id = v.campaign_id;
     ctx.reasons.insert(ctx.reasons.end(), v.reasons.begin(), v.reasons.end());
-    if (!v.campaign_id.empty()) ctx.reasons.push_back("campaign:" + v.campaign_id);
     const auto& s = f_.settings();
-    const std::string reason = ReasonHeader(v.reasons, s.max_reason_header);
+    // What the client may see: the action, a coarse category and a reference it can quote.
+    HeaderList visible;
+    if (!v.category.empty()) visible.emplace_back("x-moat-category", v.category);
+    if (!v.reference.empty()) visible.emplace_back("x-moat-reference", v.reference);
+    if (v.show_evidence) visible.emplace_back("x-moat-reason", EvidenceHeader(v.reasons, s.max_reason_header));
+    const std::string quote = v.reference.empty() ? "" : " Quote reference " + v.reference + " to support.";
 
     switch (v.action) {
       case detect::Action::kAllow:
@@ -49,28 +62,29 @@ class AnalysisFilter final : public Filter {
         if (s.silent_degrade) {
           ctx.action = "allow";  // what the client sees; the audit keeps the verdict
         } else {
-          ctx.response_headers.emplace_back("x-moat-reason", reason);
+          ctx.response_headers.insert(ctx.response_headers.end(), visible.begin(), visible.end());
         }
         return FilterStatus::kContinue;
       case detect::Action::kThrottle:
         ctx.error_code = "throttled_by_policy";
+        visible.emplace_back("retry-after", std::to_string(s.throttle_retry_after_s));
         return StopWith(ctx, 429, "rate_limit_error", "throttled_by_policy",
-                        "Requests from this account are being throttled because of unusual "
-                        "automated traffic (" + reason + "). Retry later, or contact support to "
-                        "review the account.",
-                        {{"retry-after", std::to_string(s.throttle_retry_after_s)}, {"x-moat-reason", reason}});
+                        "Requests from this account are being throttled (" + v.category +
+                            "). Retry later, or contact support to review the account." + quote,
+                        std::move(visible));
       case detect::Action::kStepUp:
         ctx.error_code = "step_up_required";
         return StopWith(ctx, 403, "permission_error", "step_up_required",
                         "This account must complete identity verification before it can continue (" +
-                            reason + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url),
-                        {{"x-moat-reason", reason}});
+                            v.category + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url + ".") +
+                            quote,
+                        std::move(visible));
       case detect::Action::kBlock:
         ctx.error_code = "account_blocked";
         return StopWith(ctx, 403, "permission_error", "account_blocked",
-                        "This account is blocked for violating the usage policy (" + reason +
-                            "). Contact support if you believe this is a mistake.",
-                        {{"x-moat-reason", reason}});
+                        "This account is blocked (" + v.category +
+                            "). Contact support if you believe this is a mistake." + quote,
+                        std::move(visible));
     }
     return FilterStatus::kContinue;
   }

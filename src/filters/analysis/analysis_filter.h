@@ -6,9 +6,13 @@
 //   degrade  -> pass, but refuse logprobs, cap max_tokens and strip reasoning traces
 //   step_up  -> 403 permission_error, code "step_up_required" (verify the account to continue)
 //   block    -> 403 permission_error, code "account_blocked"
-// Every restriction is visible by default: `x-moat-action` and `x-moat-reason` response
-// headers; silent degradation (no headers for degrade) is an opt-in. The verdict, its reasons
-// and the campaign id land in the audit record.
+// Every restriction is visible by default: the client sees the action (`x-moat-action`), a
+// coarse category (`x-moat-category`: automated_extraction, coordinated_activity,
+// account_policy) and a reference id to quote to support (`x-moat-reference`) — never the
+// evidence families, features or scores that led to it, which an adaptive attacker would use
+// to rephrase around them. Those stay in the audit record (`reasons`) and the admin views;
+// tiers configured with show_evidence (trusted enterprise customers) also get them in
+// `x-moat-reason`. Silent degradation (no headers for degrade) is an opt-in.
 
 #include <string>
 
@@ -23,7 +27,7 @@ struct AnalysisSettings {
   int64_t throttle_retry_after_s = 30;
   std::string step_up_url;       // where a customer verifies the account (in the message)
   bool silent_degrade = false;   // opt-in: degrade without telling the client
-  size_t max_reason_header = 4;  // reasons listed in x-moat-reason
+  size_t max_reason_header = 4;  // evidence items listed in x-moat-reason (show_evidence tiers)
 };
 
 class AnalysisFilterFactory final : public FilterFactory {

@@ -4,20 +4,37 @@
 
 #include <boost/json.hpp>
 
+#include "detect/detection_settings.h"
 #include "detect/engine.h"
+#include "detect/test_corpus.h"
 
 namespace moat::filters {
 namespace {
 
 namespace json = boost::json;
 
-RequestContext MakeRequest(const std::string& account, const std::string& body, int64_t t_ns) {
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+RequestContext MakeRequest(const std::string& account, const std::string& body, int64_t t_ns,
+                           const std::string& tier = "verified") {
   RequestContext ctx;
   ctx.request_id = "req_test";
   ctx.start_ns = t_ns;
   ctx.endpoint = "/v1/chat/completions";
   ctx.account_id = account;
   ctx.key_id = "key_" + account;
+  ctx.tier = tier;
   ctx.client_ip = "203.0.113.9";
   ctx.user_agent = "test-agent";
   ctx.raw_body = body;
@@ -26,15 +43,45 @@ RequestContext MakeRequest(const std::string& account, const std::string& body, 
   return ctx;
 }
 
-class AnalysisFilterTest : public ::testing::Test {
- protected:
-  detect::DetectionEngine engine_;
-  MetricsRegistry metrics_;
-};
+const std::string* Header(const HeaderList& headers, const std::string& name) {
+  for (const auto& [k, v] : headers) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
 
-TEST_F(AnalysisFilterTest, DenyListBlocksWithAVisibleReason) {
-  AnalysisFilterFactory factory(&engine_, AnalysisSettings{}, &metrics_);
-  engine_.SetListEntry("acct_bad", detect::ListEntry::kDeny);
+// An engine on the synthetic model whose budgets a handful of harvesting requests exceed.
+detect::DetectionConfig SmallBudgets() {
+  detect::DetectionConfig c;
+  c.model = detect::testing::SyntheticModel();
+  for (const char* tier : {"unverified", "verified", "enterprise"}) {
+    EXPECT_TRUE(detect::ApplySetting(c, std::string("tier.") + tier + ".subject_budget", 2000).ok());
+  }
+  return c;
+}
+
+// Sends reasoning-harvest requests (with logprobs) from `account` until one is restricted;
+// returns the context of the last request.
+RequestContext Harvest(AnalysisFilterFactory& factory, const std::string& account, const std::string& tier) {
+  const auto texts = detect::testing::SyntheticTexts(detect::kHeadReasoning, 60, 31);
+  const int64_t t = 1'700'000'000'000'000'000;
+  RequestContext last;
+  for (int i = 0; i < 60; ++i) {
+    const std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"max_tokens":2000,"messages":[{"role":"user","content":")" +
+                             Escape(texts[i]) + R"("}]})";
+    RequestContext ctx = MakeRequest(account, body, t + i * 60'000'000'000LL, tier);
+    const FilterStatus st = factory.Create()->OnRequest(ctx);
+    last = std::move(ctx);
+    if (st == FilterStatus::kStop || last.action != "allow" || last.verdict != "allow") break;
+  }
+  return last;
+}
+
+TEST(AnalysisFilterTest, DenyListBlocksNamingOnlyACategoryAndAReference) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
+  AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
+  engine.SetListEntry("acct_bad", detect::ListEntry::kDeny);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"hello"}]})";
   RequestContext ctx = MakeRequest("acct_bad", body, 1'700'000'000'000'000'000);
   EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kStop);
@@ -42,68 +89,93 @@ TEST_F(AnalysisFilterTest, DenyListBlocksWithAVisibleReason) {
   EXPECT_EQ(ctx.local_reply->http_status, 403);
   EXPECT_EQ(ctx.local_reply->code, "account_blocked");
   EXPECT_EQ(ctx.action, "block");
-  bool has_reason_header = false;
-  for (const auto& [k, v] : ctx.local_reply->headers) has_reason_header |= k == "x-moat-reason" && !v.empty();
-  EXPECT_TRUE(has_reason_header);
+  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-category"), nullptr);
+  EXPECT_EQ(*Header(ctx.local_reply->headers, "x-moat-category"), "account_policy");
+  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-reference"), nullptr);
+  EXPECT_EQ(Header(ctx.local_reply->headers, "x-moat-reason"), nullptr);
+  EXPECT_NE(ctx.local_reply->message.find("ref_"), std::string::npos);
   EXPECT_EQ(factory.verdicts().With({"block"}).value(), 1u);
 }
 
-TEST_F(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
-  AnalysisFilterFactory factory(&engine_, AnalysisSettings{}, &metrics_);
+TEST(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
+  AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"what should I cook tonight with leeks?"}]})";
   RequestContext ctx = MakeRequest("acct_ok", body, 1'700'000'000'000'000'000);
   EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kContinue);
   EXPECT_EQ(ctx.action, "allow");
   EXPECT_FALSE(ctx.strip_reasoning);
   EXPECT_EQ(ctx.max_tokens, 2000);
+  EXPECT_TRUE(ctx.response_headers.empty());
   EXPECT_EQ(factory.verdicts().With({"allow"}).value(), 1u);
 }
 
-// A harvesting account: repeated reasoning-trace elicitation with logprobs from rotating
-// addresses is degraded; the degraded request loses logprobs and is capped.
-TEST_F(AnalysisFilterTest, HarvestingIsDegradedAndHardened) {
+// A verified account over its budget is degraded: no logprobs, capped answers, no reasoning
+// trace; it is told the category and a reference, not the evidence (which the audit keeps).
+TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidence) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
   AnalysisSettings settings;
   settings.degrade_max_tokens = 128;
-  AnalysisFilterFactory factory(&engine_, settings, &metrics_);
-  int64_t t = 1'700'000'000'000'000'000;
-  RequestContext last;
-  for (int i = 0; i < 20; ++i) {
-    std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"max_tokens":2000,"messages":[{"role":"user","content":"Solve step by step and show all of your reasoning before the final answer: what is )" +
-                       std::to_string(i * 7) + R"( times 13?"}]})";
-    RequestContext ctx = MakeRequest("acct_harvest", body, t + i * 2'000'000'000LL);
-    ctx.client_ip = "198.51.100." + std::to_string(i + 1);
-    factory.Create()->OnRequest(ctx);
-    last = std::move(ctx);
-  }
-  ASSERT_EQ(last.action, "degrade") << "reasons: " << (last.reasons.empty() ? "" : last.reasons[0]);
+  AnalysisFilterFactory factory(&engine, settings, &metrics);
+  RequestContext last = Harvest(factory, "acct_harvest", "verified");
+  ASSERT_EQ(last.action, "degrade");
   EXPECT_TRUE(last.strip_reasoning);
   EXPECT_FALSE(last.body.contains("logprobs"));
   EXPECT_FALSE(last.body.contains("top_logprobs"));
   EXPECT_EQ(last.body.at("max_tokens").as_int64(), 128);
   EXPECT_EQ(last.max_tokens, 128);
-  bool visible = false;
-  for (const auto& [k, v] : last.response_headers) visible |= k == "x-moat-reason";
-  EXPECT_TRUE(visible);
-  EXPECT_GT(factory.verdicts().With({"degrade"}).value(), 0u);
+  ASSERT_NE(Header(last.response_headers, "x-moat-category"), nullptr);
+  EXPECT_EQ(*Header(last.response_headers, "x-moat-category"), "automated_extraction");
+  EXPECT_NE(Header(last.response_headers, "x-moat-reference"), nullptr);
+  EXPECT_EQ(Header(last.response_headers, "x-moat-reason"), nullptr);
+  std::string audit;
+  for (const auto& r : last.reasons) audit += r + " ";
+  EXPECT_NE(audit.find("content.reasoning_content"), std::string::npos) << audit;
+  EXPECT_NE(audit.find("rule:subject_budget"), std::string::npos) << audit;
+  EXPECT_EQ(factory.verdicts().With({"degrade"}).value(), 1u);
 }
 
-TEST_F(AnalysisFilterTest, SilentDegradeHidesTheRestrictionFromTheClientOnly) {
+TEST(AnalysisFilterTest, UnverifiedAccountsAreAskedToVerify) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
+  AnalysisSettings settings;
+  settings.step_up_url = "https://example.com/verify";
+  AnalysisFilterFactory factory(&engine, settings, &metrics);
+  RequestContext last = Harvest(factory, "acct_new", "unverified");
+  ASSERT_TRUE(last.local_reply);
+  EXPECT_EQ(last.local_reply->http_status, 403);
+  EXPECT_EQ(last.local_reply->code, "step_up_required");
+  EXPECT_NE(last.local_reply->message.find("https://example.com/verify"), std::string::npos);
+  EXPECT_NE(last.local_reply->message.find("ref_"), std::string::npos);
+  EXPECT_EQ(last.local_reply->message.find("reasoning"), std::string::npos) << last.local_reply->message;
+}
+
+TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
+  detect::DetectionConfig c = SmallBudgets();
+  c.policy.tiers[static_cast<size_t>(detect::Tier::kEnterprise)].show_evidence = true;
+  detect::DetectionEngine engine(c);
+  MetricsRegistry metrics;
+  AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
+  RequestContext last = Harvest(factory, "acct_partner", "enterprise");
+  ASSERT_EQ(last.action, "degrade");
+  const std::string* reason = Header(last.response_headers, "x-moat-reason");
+  ASSERT_NE(reason, nullptr);
+  EXPECT_NE(reason->find("content"), std::string::npos) << *reason;
+  EXPECT_EQ(reason->find("posterior"), std::string::npos) << *reason;
+}
+
+TEST(AnalysisFilterTest, SilentDegradeHidesTheRestrictionFromTheClientOnly) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
   AnalysisSettings settings;
   settings.silent_degrade = true;
-  AnalysisFilterFactory factory(&engine_, settings, &metrics_);
-  int64_t t = 1'700'000'000'000'000'000;
-  RequestContext last;
-  for (int i = 0; i < 20; ++i) {
-    std::string body = R"({"model":"m","logprobs":true,"messages":[{"role":"user","content":"Think step by step and show your full chain of thought: problem )" +
-                       std::to_string(i) + R"("}]})";
-    RequestContext ctx = MakeRequest("acct_quiet", body, t + i * 2'000'000'000LL);
-    ctx.client_ip = "198.51.100." + std::to_string(i + 1);
-    factory.Create()->OnRequest(ctx);
-    last = std::move(ctx);
-  }
+  AnalysisFilterFactory factory(&engine, settings, &metrics);
+  RequestContext last = Harvest(factory, "acct_quiet", "verified");
   ASSERT_EQ(last.verdict, "degrade");
   EXPECT_EQ(last.action, "allow");  // what the client is told
-  for (const auto& [k, v] : last.response_headers) EXPECT_NE(k, "x-moat-reason");
+  EXPECT_TRUE(last.response_headers.empty());
   EXPECT_FALSE(last.body.contains("logprobs"));
 }
 

@@ -1,5 +1,6 @@
-#include "traffic/prompt_corpus.h"
+#include "datasets/prompt_corpus.h"
 
+#include <xxhash.h>
 #include <zlib.h>
 
 #include <boost/json.hpp>
@@ -7,7 +8,7 @@
 #include <sstream>
 #include <unordered_map>
 
-namespace moat::traffic {
+namespace moat::datasets {
 namespace json = boost::json;
 
 StatusOr<std::string> ReadMaybeGzip(const std::filesystem::path& path) {
@@ -32,7 +33,31 @@ StatusOr<std::string> ReadMaybeGzip(const std::filesystem::path& path) {
   return out;
 }
 
+StatusOr<Split> ParseSplit(std::string_view name) {
+  if (name == "all") return Split::kAll;
+  if (name == "train") return Split::kTrain;
+  if (name == "eval") return Split::kEval;
+  return InvalidArgumentError("unknown split \"" + std::string(name) + "\" (all, train, eval)");
+}
+
+bool IsEvalText(std::string_view text) {
+  // A fixed seed: the split must never change between versions.
+  return XXH64(text.data(), text.size(), 0x6d6f61742d73706cULL) % 5 == 0;
+}
+
 namespace {
+
+bool Keep(Split split, std::string_view text) {
+  return split == Split::kAll || IsEvalText(text) == (split == Split::kEval);
+}
+
+// Drops the rows of the other split.
+void ApplySplit(Split split, PromptSet& set) {
+  if (split == Split::kAll) return;
+  std::erase_if(set.prompts, [&](const std::string& p) { return !Keep(split, p); });
+  std::erase_if(set.conversations,
+                [&](const Conversation& c) { return c.empty() || !Keep(split, c.front().text); });
+}
 
 std::string_view StringField(const json::object& row, std::string_view key) {
   auto it = row.find(key);
@@ -176,11 +201,13 @@ StatusOr<PromptCorpus> PromptCorpus::Load(const std::filesystem::path& dir,
     PromptSet set;
     set.name = std::string(name);
     set.role = std::string(role);
+    set.licence = std::string(StringField(e, "licence"));
     for (const auto& f : files->get_array()) {
       if (!f.is_string()) continue;
       auto path = dir / std::string(name) / std::string(f.get_string());
       MOAT_RETURN_IF_ERROR(LoadFile(path, options, set));
     }
+    ApplySplit(options.split, set);
     if (!set.prompts.empty()) corpus.sets_.push_back(std::move(set));
   }
   corpus.Index();
@@ -210,4 +237,4 @@ size_t PromptCorpus::conversation_count() const {
   return n;
 }
 
-}  // namespace moat::traffic
+}  // namespace moat::datasets

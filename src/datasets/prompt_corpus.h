@@ -2,6 +2,11 @@
 // PromptCorpus: the prompts and conversations of a dataset folder, grouped by the roles its
 // MANIFEST.json assigns (organic, distill, cot, benchmark, jailbreak, contrast). The folder
 // layout is the contract; nothing here knows a dataset by name.
+//
+// Every row also belongs to one of two fixed *splits* decided by a hash of its text alone:
+// `train` (about 80 %) and `eval` (about 20 %). The detection models are trained on `train`
+// rows only and the traffic benchmark draws its prompts from `eval` rows by default, so the
+// benchmark measures detection on prompts the shipped models have never seen.
 
 #include <cstddef>
 #include <filesystem>
@@ -12,7 +17,7 @@
 
 #include "moat/status.h"
 
-namespace moat::traffic {
+namespace moat::datasets {
 
 // One message of a multi-turn conversation taken from the data.
 struct Turn {
@@ -26,13 +31,25 @@ using Conversation = std::vector<Turn>;
 struct PromptSet {
   std::string name;
   std::string role;
+  std::string licence;                       // the MANIFEST `licence` string, "" when absent
   std::vector<std::string> prompts;          // standalone user-facing prompts (`text` fields)
   std::vector<Conversation> conversations;   // real multi-turn conversations, when present
 };
 
+// Which rows to keep (see the file comment).
+enum class Split { kAll, kTrain, kEval };
+
+// "all", "train", "eval" -> Split; InvalidArgument otherwise.
+StatusOr<Split> ParseSplit(std::string_view name);
+
+// True when a row with this text belongs to the `eval` split. Stable across versions: changing
+// it would silently mix training rows into every benchmark.
+bool IsEvalText(std::string_view text);
+
 struct CorpusOptions {
   size_t max_rows_per_file = 0;     // 0: read every row
   size_t max_prompt_chars = 12000;  // longer prompts are cut (keeps request bodies realistic)
+  Split split = Split::kAll;        // prompts by their own text, conversations by their first turn
 };
 
 // Move-only: the role index points into the owned sets.
@@ -68,4 +85,4 @@ class PromptCorpus {
 // Reads a whole file, transparently gunzipping it. Exposed for tests.
 StatusOr<std::string> ReadMaybeGzip(const std::filesystem::path& path);
 
-}  // namespace moat::traffic
+}  // namespace moat::datasets

@@ -1,0 +1,159 @@
+#include "detect/cohort_evidence.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "detect/sketches.h"
+
+namespace moat::detect {
+namespace {
+
+constexpr int64_t kHourNs = 3600LL * 1'000'000'000LL;
+
+double Logit(double p) { return std::log(p / (1 - p)); }
+
+}  // namespace
+
+CohortStage::CohortStage(CohortStageConfig config, std::shared_ptr<const OrganicBaseline> baseline)
+    : config_(config),
+      baseline_(std::move(baseline)),
+      window_ns_(static_cast<int64_t>(config.window_hours * kHourNs)),
+      young_ns_(static_cast<int64_t>(config.young_hours * kHourNs)),
+      half_life_ns_(static_cast<int64_t>(config.half_life_hours * kHourNs)) {}
+
+const std::vector<std::string_view>& CohortStage::reason_names() const {
+  static const std::vector<std::string_view> kNames = {"shifted_cohort"};
+  return kNames;
+}
+
+uint64_t CohortStage::KeyOf(int64_t first_seen_ns, Tier tier, int64_t now_ns) const {
+  if (first_seen_ns <= 0 || now_ns - first_seen_ns > young_ns_ || window_ns_ <= 0) return 0;
+  const uint64_t window = static_cast<uint64_t>(first_seen_ns / window_ns_);
+  return (window << 3 | static_cast<uint64_t>(tier)) + 1;
+}
+
+void CohortStage::Decay(Stats& c, int64_t now_ns) const {
+  if (c.last_ns != 0 && now_ns > c.last_ns) {
+    const float d = DecayFactor(now_ns - c.last_ns, half_life_ns_);
+    c.n *= d;
+    c.hi *= d;
+    c.value *= d;
+  }
+  c.last_ns = std::max(c.last_ns, now_ns);
+}
+
+std::pair<double, double> CohortStage::Test(const Stats& c) const {
+  if (c.members < config_.min_members || c.n < 1) return {0, 0};
+  const double base = std::clamp(static_cast<double>(baseline_->HighShare()), 0.005, 0.9);
+  const double share = c.hi / c.n;
+  // Requests of one subject are not independent: count at most four per member.
+  const double n_eff = std::min(c.n, 4 * c.members);
+  const double z = (share - base) / std::sqrt(base * (1 - base) / n_eff);
+  if (z < config_.z_threshold || baseline_->CampaignHighShare() <= base) return {0, z};
+  const double pi = std::clamp((share - base) / (baseline_->CampaignHighShare() - base), 0.0, config_.max_share);
+  return {pi, z};
+}
+
+void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState& s,
+                            const AccountSummary*, StageEvidence* out) {
+  if (role != SubjectRole::kAccount) return;
+  const uint64_t key = KeyOf(s.first_seen_ns, r.tier, r.now_ns);
+  if (key == 0) return;
+  const RequestFeatures& f = r.features;
+  const bool high = f.content.combined >= baseline_->high_llr();
+  double pi = 0, value = 0;
+  std::optional<double> cohort_loglik;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [it, inserted] = cohorts_.try_emplace(key);
+    Stats& c = it->second;
+    if (inserted) {
+      c.tier = r.tier;
+      c.window = s.first_seen_ns / window_ns_;
+      c.features = std::make_unique<FeatureCounts>();
+      // Cohorts whose window is past the young age have no members any more; drop them, and
+      // the idlest ones beyond max_cohorts.
+      const int64_t oldest_window = (r.now_ns - young_ns_) / window_ns_ - 1;
+      for (auto i = cohorts_.begin(); i != cohorts_.end();) {
+        i = i != it && i->second.window < oldest_window ? cohorts_.erase(i) : std::next(i);
+      }
+      while (cohorts_.size() > config_.max_cohorts) {
+        auto oldest = cohorts_.end();
+        for (auto i = cohorts_.begin(); i != cohorts_.end(); ++i) {
+          if (i != it && (oldest == cohorts_.end() || i->second.last_ns < oldest->second.last_ns)) oldest = i;
+        }
+        if (oldest == cohorts_.end()) break;
+        cohorts_.erase(oldest);
+      }
+    }
+    Decay(c, r.now_ns);
+    c.n += 1;
+    c.hi += high ? 1 : 0;
+    if (s.requests == 1) c.members += 1;
+    pi = Test(c).first;
+    value = c.value;
+    // The request is judged against the cohort as it was before it.
+    if (pi > config_.base_share && c.features->total() >= config_.min_cohort_features) {
+      cohort_loglik = c.features->LogLikelihood(f, static_cast<float>(config_.nb_alpha));
+    }
+    c.features->Add(f, 4e6);
+  }
+  if (pi <= config_.base_share || !cohort_loglik || f.cohort_feature_count == 0) return;
+  // Machine-paced subjects are judged on their own budget (see the header).
+  if (s.requests >= 2 && s.log_gap.mean() < std::log10(config_.machine_gap_s)) return;
+  // Without a model of established traffic, members cannot be told apart: no evidence yet.
+  const std::optional<double> base_loglik = baseline_->FeatureLogLikelihood(f);
+  if (!base_loglik) return;
+  const double prior_share = std::min(pi, config_.prior_max_share);
+  out->prior = static_cast<float>(config_.weight * (Logit(prior_share) - Logit(config_.base_share)));
+  out->pool_value = static_cast<float>(value);
+  out->reason = 0;
+  const double ratio = std::exp((*cohort_loglik - *base_loglik) / config_.nb_temper);
+  const double campaign = (ratio - (1 - pi)) / pi;  // p_campaign / p_organic
+  const double clip = config_.attribution_clip;
+  const double llr = campaign > std::exp(-clip) ? std::min(clip, std::log(campaign)) : -clip;
+  out->request_llr = static_cast<float>(config_.attribution_weight * llr);
+}
+
+void CohortStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {
+  const uint64_t key = KeyOf(facts.account_first_seen_ns, r.tier, r.now_ns);
+  if (key == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cohorts_.find(key);
+  if (it == cohorts_.end()) return;
+  Decay(it->second, r.now_ns);
+  it->second.value += r.features.expected_answer_tokens * facts.account_posterior;
+}
+
+CohortInfo CohortStage::InfoOf(const Stats& c) const {
+  CohortInfo info;
+  info.window_start_s = c.window * window_ns_ / 1'000'000'000LL;
+  info.tier = std::string(TierName(c.tier));
+  char id[64];
+  std::snprintf(id, sizeof(id), "cohort-%s-%lld", info.tier.c_str(), static_cast<long long>(info.window_start_s));
+  info.id = id;
+  info.members = c.members;
+  info.requests = c.n;
+  info.high_share = c.n > 0 ? c.hi / c.n : 0;
+  info.baseline_share = baseline_->HighShare();
+  auto [pi, z] = Test(c);
+  info.z = z;
+  info.campaign_share = pi;
+  info.shifted = pi > config_.base_share;
+  info.value = c.value;
+  return info;
+}
+
+std::vector<CohortInfo> CohortStage::Cohorts() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<CohortInfo> out;
+  out.reserve(cohorts_.size());
+  for (const auto& [key, c] : cohorts_) out.push_back(InfoOf(c));
+  std::sort(out.begin(), out.end(), [](const CohortInfo& a, const CohortInfo& b) {
+    return a.window_start_s != b.window_start_s ? a.window_start_s < b.window_start_s : a.tier < b.tier;
+  });
+  return out;
+}
+
+}  // namespace moat::detect

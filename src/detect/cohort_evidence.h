@@ -1,0 +1,106 @@
+#pragma once
+// Cohort evidence (family 5 of docs/detection.md): young subjects are grouped into cohorts by
+// when they were first seen (a window of `window_hours`) and their tier, and each cohort's
+// recent content is tested against the organic baseline. The test is a one-sided binomial
+// test of the share of the cohort's requests whose content ratio is "campaign-like" (at or
+// above the baseline's high_llr) against the share among established subjects; its effect is a
+// mixture estimate of the cohort's campaign share
+//     pi = (share_cohort - share_baseline) / (share_campaign - share_baseline),
+// with share_campaign learned from restricted subjects' requests (the model's held-out
+// campaign distribution as its prior). A significantly shifted
+// cohort raises every member's prior to logit(pi) (relative to the tier prior), so that 20,000
+// accounts of five requests each are judged as one campaign although none is alone. The
+// cohort is also a pool: it accrues the suspected distillation value its members take.
+//
+// Within a shifted cohort, each member's requests are attributed: an online naive-Bayes model of
+// the cohort's prompts against one of established traffic (OrganicBaseline) says how much more
+// likely the prompt is under the cohort than under organic traffic, R (tempered by
+// `nb_temper`, since features are not independent); with the cohort a mixture
+//     p_cohort = pi p_campaign + (1 - pi) p_organic,
+// the request's evidence is log((e^R - (1 - pi)) / pi), clipped. A newcomer whose prompts look
+// like the deployment's own users gets negative evidence although its cohort is shifted; one
+// whose prompts look like what the cohort has in excess gets positive evidence, whatever the
+// static content model thinks of them.
+//
+// Subjects whose own pacing is a machine's (an evaluation harness, a batch job) are judged on
+// their own budget, not through a cohort of people.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "detect/content_evidence.h"
+#include "detect/evidence.h"
+
+namespace moat::detect {
+
+struct CohortStageConfig {
+  double window_hours = 6;        // first-seen window of a cohort
+  double young_hours = 72;        // subjects older than this belong to no cohort
+  double half_life_hours = 12;    // a cohort's counts decay
+  double min_members = 20;        // distinct subjects before a cohort is tested
+  double z_threshold = 5.0;       // one-sided z of the binomial test (see docs: null runs)
+  double max_share = 0.99;        // the mixture estimate is capped here
+  double base_share = 0.005;      // the campaign share the tier priors assume (logit -5.3)
+  double weight = 1.0;            // multiplies the prior it raises
+  double machine_gap_s = 15;      // mean gap below which a subject is machine-paced
+  double prior_max_share = 0.8;   // the prior uses at most this campaign share
+  double nb_temper = 10.0;        // divides the naive-Bayes log ratio
+  double attribution_weight = 1.0;
+  double attribution_clip = 2.0;
+  double min_cohort_features = 20000;  // feature counts before a cohort's prompts are modelled
+  double nb_alpha = 0.5;
+  size_t max_cohorts = 256;
+};
+
+// A snapshot of one cohort, for the admin API and reports.
+struct CohortInfo {
+  std::string id;                 // "cohort-<tier>-<window start, unix s>"
+  std::string tier;
+  int64_t window_start_s = 0;
+  double members = 0, requests = 0;
+  double high_share = 0, baseline_share = 0;
+  double z = 0, campaign_share = 0;
+  double value = 0;               // suspected distillation value its members took
+  bool shifted = false;
+};
+
+class CohortStage final : public EvidenceStage {
+ public:
+  CohortStage(CohortStageConfig config, std::shared_ptr<const OrganicBaseline> baseline);
+  std::string_view name() const override { return "cohort"; }
+  const std::vector<std::string_view>& reason_names() const override;
+  void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
+                 StageEvidence* out) override;
+  void OnVerdict(RequestView& r, const VerdictFacts& facts) override;
+
+  std::vector<CohortInfo> Cohorts() const;
+
+ private:
+  struct Stats {
+    double n = 0, hi = 0, members = 0, value = 0;
+    int64_t last_ns = 0;
+    Tier tier = Tier::kUnknown;
+    int64_t window = 0;
+    std::unique_ptr<FeatureCounts> features;  // the members' prompts
+  };
+  // The cohort of a subject first seen at `first_seen_ns`, 0 when it is too old for one.
+  uint64_t KeyOf(int64_t first_seen_ns, Tier tier, int64_t now_ns) const;
+  void Decay(Stats& c, int64_t now_ns) const;
+  // Mixture estimate and z of a cohort (pi 0 when not significant).
+  std::pair<double, double> Test(const Stats& c) const;
+  CohortInfo InfoOf(const Stats& c) const;
+
+  CohortStageConfig config_;
+  std::shared_ptr<const OrganicBaseline> baseline_;
+  int64_t window_ns_, young_ns_, half_life_ns_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Stats> cohorts_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace moat::detect

@@ -1,0 +1,171 @@
+#include "detect/content_evidence.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace moat::detect {
+
+// ---- ContentStage ---------------------------------------------------------------------------
+
+const std::vector<std::string_view>& ContentStage::reason_names() const {
+  static const std::vector<std::string_view> kNames = {"instruction_content", "reasoning_content",
+                                                       "benchmark_content", "jailbreak_content"};
+  return kNames;
+}
+
+void ContentStage::OnRequest(RequestView& r, StageEvidence* out) {
+  const RequestFeatures& f = r.features;
+  const float llr = std::clamp(f.content.combined, static_cast<float>(-config_.clip_low),
+                               static_cast<float>(config_.clip));
+  r.content_llr = llr;
+  out->request_llr = static_cast<float>(config_.weight) * llr;
+  if (llr >= 1.0f) out->reason = f.content.top_head;
+}
+
+// ---- CorpusStage ----------------------------------------------------------------------------
+
+const std::vector<std::string_view>& CorpusStage::reason_names() const {
+  static const std::vector<std::string_view> kNames = {"known_public_item"};
+  return kNames;
+}
+
+void CorpusStage::OnRequest(RequestView& r, StageEvidence* out) {
+  if (!r.features.corpus.found) return;
+  out->request_llr = static_cast<float>(config_.member_llr);
+  out->reason = 0;
+}
+
+// ---- FeatureCounts --------------------------------------------------------------------------
+
+namespace {
+
+// log(x) to within 1e-3 (absolute, in log2 units): the naive-Bayes sums need hundreds per
+// request and do not need more.
+float FastLog(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  const float e = static_cast<float>(static_cast<int>((bits >> 23) & 255) - 127);
+  bits = (bits & 0x007FFFFF) | 0x3F800000;
+  float m;
+  std::memcpy(&m, &bits, 4);
+  // log2(m) for m in [1, 2): the least-squares cubic (max error 1.3e-3).
+  const float log2m = ((0.15392465f * m - 1.02955839f) * m + 3.01085099f) * m - 2.13388663f;
+  return (e + log2m) * 0.69314718f;
+}
+
+}  // namespace
+
+void FeatureCounts::Add(const RequestFeatures& f, double max_total) {
+  for (int i = 0; i < f.cohort_feature_count; ++i) counts_[f.cohort_features[i]] += 1.0f;
+  total_ += f.cohort_feature_count;
+  if (total_ > max_total) {
+    for (float& c : counts_) c *= 0.5f;
+    total_ *= 0.5;
+  }
+}
+
+double FeatureCounts::LogLikelihood(const RequestFeatures& f, float alpha) const {
+  const float denom = FastLog(static_cast<float>(total_) + alpha * kBuckets);
+  double sum = 0;
+  for (int i = 0; i < f.cohort_feature_count; ++i) sum += FastLog(counts_[f.cohort_features[i]] + alpha) - denom;
+  return sum;
+}
+
+// ---- OrganicBaseline ------------------------------------------------------------------------
+
+OrganicBaseline::OrganicBaseline(Config config, const std::array<float, kLlrBins>& model_organic,
+                                 double model_campaign_high_share)
+    : config_(config), model_campaign_high_(model_campaign_high_share) {
+  campaign_high_share_.store(static_cast<float>(model_campaign_high_share), std::memory_order_relaxed);
+  double sum = 0;
+  for (float v : model_organic) sum += v;
+  for (int b = 0; b < kLlrBins; ++b) {
+    // A model without a stored distribution: a flat prior (the correction then only follows
+    // what the deployment itself shows).
+    model_[b] = sum > 0 ? model_organic[b] / sum : 1.0 / kLlrBins;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Refresh();
+}
+
+void OrganicBaseline::Record(const RequestFeatures& f) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (f.cohort_feature_count > 0) {
+    features_.Add(f, config_.feature_max_total);
+    feature_requests_ = std::min(feature_requests_ + 1, 1e12);
+  }
+  if (f.content.combined == 0) return;  // no model, or an empty prompt
+  counts_[LlrBin(f.content.combined)] += 1;
+  total_ += 1;
+  if (total_ > config_.half_life_requests) {
+    for (double& c : counts_) c *= 0.5;
+    total_ *= 0.5;
+  }
+  // Re-derive the published numbers every so often (they move slowly).
+  if (++since_refresh_ >= 64) Refresh();
+}
+
+void OrganicBaseline::Refresh() {
+  since_refresh_ = 0;
+  const double a = config_.prior_requests;
+  double high = 0;
+  for (int b = 0; b < kLlrBins; ++b) {
+    const double local = (counts_[b] + a * model_[b]) / (total_ + a);
+    const double model = std::max(model_[b], 1e-4);
+    log_excess_[b].store(static_cast<float>(std::log(std::max(local, 1e-4) / model)),
+                         std::memory_order_relaxed);
+    if (LlrBinFloor(b) >= config_.high_llr - 1e-6) high += local;
+  }
+  high_share_.store(static_cast<float>(high), std::memory_order_relaxed);
+}
+
+std::optional<double> OrganicBaseline::FeatureLogLikelihood(const RequestFeatures& f) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (feature_requests_ < config_.min_feature_requests) return std::nullopt;
+  return features_.LogLikelihood(f, static_cast<float>(config_.feature_alpha));
+}
+
+void OrganicBaseline::RecordCampaign(float content_llr) {
+  std::lock_guard<std::mutex> lock(mu_);
+  campaign_n_ += 1;
+  campaign_hi_ += content_llr >= config_.high_llr ? 1 : 0;
+  if (campaign_n_ > config_.half_life_requests) {
+    campaign_n_ *= 0.5;
+    campaign_hi_ *= 0.5;
+  }
+  const double a = config_.prior_requests;
+  campaign_high_share_.store(static_cast<float>((campaign_hi_ + a * model_campaign_high_) / (campaign_n_ + a)),
+                             std::memory_order_relaxed);
+}
+
+float OrganicBaseline::CampaignHighShare() const {
+  return campaign_high_share_.load(std::memory_order_relaxed);
+}
+
+float OrganicBaseline::LogExcess(int bin) const { return log_excess_[bin].load(std::memory_order_relaxed); }
+float OrganicBaseline::HighShare() const { return high_share_.load(std::memory_order_relaxed); }
+double OrganicBaseline::requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return total_;
+}
+
+// ---- BaselineStage --------------------------------------------------------------------------
+
+const std::vector<std::string_view>& BaselineStage::reason_names() const {
+  static const std::vector<std::string_view> kNames = {"unusual_for_this_deployment"};
+  return kNames;
+}
+
+void BaselineStage::OnRequest(RequestView& r, StageEvidence* out) {
+  // A ratio the local organic traffic produces more often than the model's organic data did is
+  // weaker evidence here (and stronger where it is rarer).
+  const float excess = baseline_->LogExcess(LlrBin(r.features.content.combined));
+  const float m = static_cast<float>(config_.max_correction);
+  const float correction = std::clamp(-excess, -m, m);
+  out->request_llr = correction;
+  r.content_llr += correction;
+  if (correction >= 0.5f && r.content_llr >= 1.0f) out->reason = 0;
+}
+
+}  // namespace moat::detect

@@ -1,0 +1,338 @@
+#include "detect/content_model.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "detect/sketches.h"
+
+namespace moat::detect {
+namespace {
+
+// Feature namespaces: a token as a unigram, a bigram, a character 4-gram, ... never collide.
+constexpr uint64_t kUnigram = 0x756e690000000001ULL;
+constexpr uint64_t kBigram = 0x6269670000000002ULL;
+constexpr uint64_t kCharGram = 0x6368720000000003ULL;
+constexpr uint64_t kFirst = 0x6669720000000004ULL;
+constexpr uint64_t kFirstPair = 0x6670720000000005ULL;
+constexpr uint64_t kLast = 0x6c61730000000006ULL;
+constexpr uint64_t kShape = 0x7368700000000007ULL;
+
+// Character 4-grams only for the first words of a text (they are the costliest features).
+constexpr int kCharGramWords = 64;
+
+enum ByteClass : uint8_t { kSpace = 0, kWord, kDigit, kPunct };
+
+struct ByteTable {
+  std::array<uint8_t, 256> cls{};
+  std::array<char, 256> lower{};
+  constexpr ByteTable() {
+    for (int c = 0; c < 256; ++c) {
+      lower[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+      if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '\'' || c >= 0x80) {
+        cls[c] = kWord;
+      } else if (c >= '0' && c <= '9') {
+        cls[c] = kDigit;
+      } else if (c == ' ' || c == '\t' || c == '\r' || c < 0x20) {
+        cls[c] = c == '\n' ? kPunct : kSpace;
+      } else {
+        cls[c] = kPunct;
+      }
+    }
+  }
+};
+constexpr ByteTable kTable;
+
+uint64_t TokenHash(std::string_view tok) { return XXH3_64bits(tok.data(), tok.size()); }
+
+int Log2Bucket(int x) {
+  int b = 0;
+  while (x > 0 && b < 15) {
+    x >>= 1;
+    ++b;
+  }
+  return b;
+}
+
+class Emitter {
+ public:
+  explicit Emitter(ContentFeatures* out) : out_(out) { out_->count = 0; }
+  void Add(uint64_t h) {
+    if (out_->count < kMaxContentFeatures) out_->hash[out_->count++] = h;
+  }
+  void Shape(uint64_t kind, int value) { Add(Mix64(kShape ^ (kind << 16) ^ static_cast<uint64_t>(value))); }
+
+ private:
+  ContentFeatures* out_;
+};
+
+// Copies the scanned window of `text` (head and tail of long texts) into buf, lower-cased.
+std::string_view Window(std::string_view text, char* buf, int* upper) {
+  *upper = 0;
+  auto copy = [&](std::string_view part, char* dst) {
+    for (size_t i = 0; i < part.size(); ++i) {
+      const unsigned char c = static_cast<unsigned char>(part[i]);
+      *upper += c >= 'A' && c <= 'Z';
+      dst[i] = kTable.lower[c];
+    }
+  };
+  if (text.size() <= kContentScanChars) {
+    copy(text, buf);
+    return {buf, text.size()};
+  }
+  copy(text.substr(0, kContentHeadChars), buf);
+  buf[kContentHeadChars - 1] = '\n';  // the cut is a boundary
+  copy(text.substr(text.size() - kContentTailChars), buf + kContentHeadChars);
+  return {buf, kContentScanChars};
+}
+
+}  // namespace
+
+int LlrBin(float llr) {
+  const float x = (llr + kLlrRange) / (2 * kLlrRange) * kLlrBins;
+  return std::clamp(static_cast<int>(std::floor(x)), 0, kLlrBins - 1);
+}
+
+float LlrBinFloor(int bin) { return -kLlrRange + 2 * kLlrRange * bin / kLlrBins; }
+
+std::string_view ContentHeadName(int head) {
+  static constexpr std::string_view kNames[kNumHeads] = {"instruction", "reasoning", "benchmark",
+                                                         "jailbreak"};
+  return head >= 0 && head < kNumHeads ? kNames[head] : "unknown";
+}
+
+void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHashes* words_out) {
+  Emitter emit(out);
+  if (words_out != nullptr) words_out->count = 0;
+  char buf[kContentScanChars];
+  int upper = 0;
+  const std::string_view s = Window(text, buf, &upper);
+
+  uint64_t prev = 0x626f730000000000ULL;  // beginning of text
+  uint64_t first = 0, first_pair = 0, last = 0;
+  int tokens = 0, words = 0, digits = 0, lines = 1, questions = 0, code_chars = 0, options = 0;
+  bool line_start = true;
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const uint8_t cls = kTable.cls[c];
+    if (cls == kSpace) {
+      ++i;
+      continue;
+    }
+    // A lettered option at the start of a line: "a)", "(b)", "c.", "d:".
+    if (line_start) {
+      size_t j = i + (s[i] == '(' ? 1 : 0);
+      if (j + 1 < s.size() && s[j] >= 'a' && s[j] <= 'e' &&
+          (s[j + 1] == ')' || s[j + 1] == '.' || s[j + 1] == ':') &&
+          (j + 2 >= s.size() || s[j + 2] == ' ')) {
+        ++options;
+      }
+      line_start = false;
+    }
+    size_t j = i + 1;
+    uint64_t tok;
+    if (cls == kWord || cls == kDigit) {
+      bool all_digits = cls == kDigit;
+      while (j < s.size()) {
+        const uint8_t k = kTable.cls[static_cast<unsigned char>(s[j])];
+        if (k != kWord && k != kDigit) break;
+        all_digits = all_digits && k == kDigit;
+        ++j;
+      }
+      const std::string_view word = s.substr(i, j - i);
+      if (all_digits) {
+        ++digits;
+        const char cls_name[2] = {'#', static_cast<char>('0' + std::min<size_t>(word.size(), 4))};
+        tok = TokenHash(std::string_view(cls_name, 2));
+        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = TokenHash(word);
+      } else {
+        tok = TokenHash(word);
+        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = tok;
+        ++words;
+        if (words <= kCharGramWords && word.size() >= 4) {
+          // 4-grams of "<word>" with boundary bytes: morphology (reason, reasoning, reasoned).
+          char padded[80];
+          const size_t n = std::min<size_t>(word.size(), sizeof(padded) - 2);
+          padded[0] = '<';
+          std::memcpy(padded + 1, word.data(), n);
+          padded[n + 1] = '>';
+          for (size_t k = 0; k + 4 <= n + 2; ++k) {
+            uint32_t g;
+            std::memcpy(&g, padded + k, 4);
+            emit.Add(Mix64(kCharGram ^ g));
+          }
+        }
+      }
+    } else {
+      if (c == '\n') {
+        ++lines;
+        line_start = true;
+      }
+      questions += c == '?';
+      code_chars += c == '{' || c == '}' || c == ';' || c == '=' || c == '<' || c == '>' || c == '`';
+      tok = Mix64(0x7075000000000000ULL ^ c);
+    }
+    emit.Add(Mix64(kUnigram ^ tok));
+    emit.Add(HashCombine(kBigram ^ prev, tok));
+    if (tokens == 0) first = tok;
+    if (tokens == 1) first_pair = HashCombine(first, tok);
+    last = tok;
+    prev = tok;
+    ++tokens;
+    i = j;
+  }
+  if (tokens > 0) {
+    emit.Add(Mix64(kFirst ^ first));
+    emit.Add(Mix64(kLast ^ last));
+    emit.Add(HashCombine(kBigram ^ prev, 0x656f730000000000ULL));  // end of text
+  }
+  if (tokens > 1) emit.Add(Mix64(kFirstPair ^ first_pair));
+  emit.Shape(1, Log2Bucket(words));
+  emit.Shape(2, std::min(lines, 12));
+  emit.Shape(3, std::min(questions, 4));
+  emit.Shape(4, Log2Bucket(digits));
+  emit.Shape(5, std::min(options, 6));
+  emit.Shape(6, Log2Bucket(code_chars));
+  const int letters = static_cast<int>(s.size());
+  emit.Shape(7, letters == 0 ? 0 : std::min(10, upper * 40 / letters));
+}
+
+ContentModel ContentModel::FromWeights(uint32_t buckets_log2, const std::vector<float>& weights,
+                                       const std::array<HeadInfo, kNumHeads>& heads) {
+  ContentModel m;
+  m.buckets_log2_ = buckets_log2;
+  m.heads_ = heads;
+  const size_t buckets = size_t{1} << buckets_log2;
+  m.weights_.assign(buckets * kNumHeads, 0);
+  for (int h = 0; h < kNumHeads; ++h) {
+    float max_abs = 0;
+    for (size_t b = 0; b < buckets; ++b) max_abs = std::max(max_abs, std::abs(weights[b * kNumHeads + h]));
+    const float scale = max_abs > 0 ? max_abs / 127.0f : 1.0f;
+    m.heads_[h].scale = scale;
+    for (size_t b = 0; b < buckets; ++b) {
+      const float q = std::nearbyint(weights[b * kNumHeads + h] / scale);
+      m.weights_[b * kNumHeads + h] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+  return m;
+}
+
+std::array<float, kNumHeads> ContentModel::RawLogits(const ContentFeatures& f) const {
+  std::array<float, kNumHeads> raw{};
+  if (empty() || f.count == 0) return raw;
+  std::array<int32_t, kNumHeads> acc{};
+  const int shift = 64 - static_cast<int>(buckets_log2_);
+  for (int i = 0; i < f.count; ++i) {
+    const size_t b = static_cast<size_t>(Mix64(f.hash[i]) >> shift);
+    const int8_t* w = &weights_[b * kNumHeads];
+    for (int h = 0; h < kNumHeads; ++h) acc[h] += w[h];
+  }
+  const float norm = 1.0f / std::sqrt(static_cast<float>(f.count));
+  for (int h = 0; h < kNumHeads; ++h) raw[h] = heads_[h].bias + heads_[h].scale * acc[h] * norm;
+  return raw;
+}
+
+ContentScores ContentModel::FromRaw(const std::array<float, kNumHeads>& raw) const {
+  ContentScores s;
+  float max_llr = -1e30f;
+  for (int h = 0; h < kNumHeads; ++h) {
+    s.llr[h] = heads_[h].calib_a * raw[h] + heads_[h].calib_b;
+    if (s.llr[h] > max_llr) {
+      max_llr = s.llr[h];
+      s.top_head = h;
+    }
+  }
+  double sum = 0;
+  for (int h = 0; h < kNumHeads; ++h) sum += std::exp(static_cast<double>(s.llr[h] - max_llr));
+  s.combined = max_llr + static_cast<float>(std::log(sum / static_cast<double>(kNumHeads)));
+  return s;
+}
+
+ContentScores ContentModel::Score(std::string_view text) const {
+  if (empty() || text.empty()) return {};
+  ContentFeatures f;
+  ExtractContentFeatures(text, &f);
+  return FromRaw(RawLogits(f));
+}
+
+namespace {
+
+void PutU32(std::string* out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  out->append(b, 4);
+}
+void PutF32(std::string* out, float f) {
+  uint32_t v;
+  std::memcpy(&v, &f, 4);
+  PutU32(out, v);
+}
+bool GetU32(std::string_view* in, uint32_t* v) {
+  if (in->size() < 4) return false;
+  *v = 0;
+  for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  in->remove_prefix(4);
+  return true;
+}
+bool GetF32(std::string_view* in, float* f) {
+  uint32_t v;
+  if (!GetU32(in, &v)) return false;
+  std::memcpy(f, &v, 4);
+  return std::isfinite(*f);
+}
+
+}  // namespace
+
+void ContentModel::AppendTo(std::string* out) const {
+  PutU32(out, kContentFeatureVersion);
+  PutU32(out, buckets_log2_);
+  PutU32(out, kNumHeads);
+  for (const HeadInfo& h : heads_) {
+    PutF32(out, h.scale);
+    PutF32(out, h.bias);
+    PutF32(out, h.calib_a);
+    PutF32(out, h.calib_b);
+  }
+  for (float v : organic_dist_) PutF32(out, v);
+  for (float v : campaign_dist_) PutF32(out, v);
+  out->append(reinterpret_cast<const char*>(weights_.data()), weights_.size());
+}
+
+StatusOr<ContentModel> ContentModel::ParseFrom(std::string_view* in) {
+  uint32_t version = 0, log2 = 0, heads = 0;
+  if (!GetU32(in, &version) || !GetU32(in, &log2) || !GetU32(in, &heads)) {
+    return DataLossError("content model section truncated");
+  }
+  if (version != kContentFeatureVersion) {
+    return FailedPreconditionError("content model uses feature version " + std::to_string(version) +
+                                   ", this build extracts version " +
+                                   std::to_string(kContentFeatureVersion) + ": retrain it");
+  }
+  if (log2 < 10 || log2 > 24 || heads != kNumHeads) {
+    return DataLossError("content model header out of range");
+  }
+  ContentModel m;
+  m.buckets_log2_ = log2;
+  for (HeadInfo& h : m.heads_) {
+    if (!GetF32(in, &h.scale) || !GetF32(in, &h.bias) || !GetF32(in, &h.calib_a) ||
+        !GetF32(in, &h.calib_b)) {
+      return DataLossError("content model head table truncated or not finite");
+    }
+  }
+  for (auto* dist : {&m.organic_dist_, &m.campaign_dist_}) {
+    for (float& v : *dist) {
+      if (!GetF32(in, &v) || v < 0 || v > 1) return DataLossError("content model distributions corrupt");
+    }
+  }
+  const size_t n = (size_t{1} << log2) * kNumHeads;
+  if (in->size() < n) return DataLossError("content model weights truncated");
+  m.weights_.resize(n);
+  std::memcpy(m.weights_.data(), in->data(), n);
+  in->remove_prefix(n);
+  return m;
+}
+
+}  // namespace moat::detect

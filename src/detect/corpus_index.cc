@@ -1,0 +1,238 @@
+#include "detect/corpus_index.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "detect/content_model.h"
+#include "detect/sketches.h"
+
+namespace moat::detect {
+namespace {
+
+constexpr int kPerms = kCorpusBands * kCorpusRows;
+constexpr uint64_t kPresentBits = uint64_t{1} << 22;  // 512 KiB
+constexpr uint32_t kNone = UINT32_MAX;
+
+// Function words carry no item identity; dropping them makes a reworded wrapper cheap to see
+// through. Sorted, for binary search.
+constexpr std::string_view kFunctionWords[] = {
+    "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",   "are",
+    "as",    "at",    "be",    "been",  "but",   "by",    "can",   "could", "did",   "do",
+    "does",  "each",  "for",   "from",  "had",   "has",   "have",  "he",    "her",   "him",
+    "his",   "how",   "i",     "if",    "in",    "into",  "is",    "it",    "its",   "just",
+    "me",    "more",  "most",  "my",    "no",    "not",   "of",    "on",    "one",   "or",
+    "other", "our",   "out",   "over",  "please", "she",  "should", "so",   "some",  "such",
+    "than",  "that",  "the",   "their", "them",  "then",  "there", "these", "they",  "this",
+    "those", "to",    "up",    "us",    "very",  "was",   "we",    "were",  "what",  "when",
+    "where", "which", "who",   "why",   "will",  "with",  "would", "you",   "your"};
+
+// The function words' hashes, sorted: a word is tested by its hash (which the sketch needs
+// anyway), not by string comparisons.
+const std::vector<uint64_t>& FunctionWordHashes() {
+  static const std::vector<uint64_t> hashes = [] {
+    std::vector<uint64_t> h;
+    for (std::string_view w : kFunctionWords) h.push_back(XXH3_64bits(w.data(), w.size()));
+    std::sort(h.begin(), h.end());
+    return h;
+  }();
+  return hashes;
+}
+
+
+
+// Odd multipliers of the multiply-shift permutations.
+constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
+  std::array<uint64_t, kPerms> m{};
+  uint64_t x = 0x6d6f6174636f7270ULL;
+  for (auto& v : m) {
+    x += 0x9e3779b97f4a7c15ULL;
+    uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    v = (z ^ (z >> 31)) | 1;
+  }
+  return m;
+}();
+
+uint64_t Key(int band, uint32_t hash) { return (static_cast<uint64_t>(band) << 32) | hash; }
+
+}  // namespace
+
+ItemSketch SketchItem(std::string_view text) {
+  ContentFeatures features;
+  WordHashes words;
+  ExtractContentFeatures(text, &features, &words);
+  return SketchWords(words);
+}
+
+ItemSketch SketchWords(const WordHashes& words) {
+  ItemSketch s;
+  std::array<uint32_t, kPerms> mins;
+  mins.fill(UINT32_MAX);
+  const std::vector<uint64_t>& function_words = FunctionWordHashes();
+  int content_words = 0;
+  for (int i = 0; i < words.count; ++i) {
+    const uint64_t h = words.hash[i];
+    if (std::binary_search(function_words.begin(), function_words.end(), h)) continue;
+    ++content_words;
+    for (int k = 0; k < kPerms; ++k) {
+      mins[k] = std::min(mins[k], static_cast<uint32_t>((h * kMultipliers[k]) >> 32));
+    }
+  }
+  if (content_words < kCorpusMinContentWords) return s;
+  for (int b = 0; b < kCorpusBands; ++b) {
+    s.band[b] = static_cast<uint32_t>(
+        XXH3_64bits_withSeed(&mins[b * kCorpusRows], sizeof(uint32_t) * kCorpusRows, b + 1));
+  }
+  s.valid = true;
+  return s;
+}
+
+uint16_t CorpusIndex::AddCorpus(std::string name, std::string role,
+                                const std::vector<std::string_view>& texts) {
+  const uint16_t corpus = static_cast<uint16_t>(corpora_.size());
+  corpora_.push_back({std::move(name), std::move(role), 0});
+  for (std::string_view t : texts) {
+    const ItemSketch s = SketchItem(t);
+    if (!s.valid) continue;
+    // Exact sketch duplicates (the same item twice in the data) are one item.
+    bool duplicate = true;
+    const CorpusMatch m = Lookup(s);
+    if (m.found) {
+      for (int b = 0; b < kCorpusBands; ++b) duplicate = duplicate && bands_[m.item][b] == s.band[b];
+    } else {
+      duplicate = false;
+    }
+    if (duplicate) continue;
+    const uint32_t item = static_cast<uint32_t>(item_corpus_.size());
+    item_corpus_.push_back(corpus);
+    bands_.push_back(s.band);
+    IndexItem(item);
+    ++corpora_.back().items;
+  }
+  return corpus;
+}
+
+void CorpusIndex::IndexItem(uint32_t item) {
+  next_.emplace_back();
+  next_.back().fill(kNone);
+  if (present_.empty()) present_.assign(kPresentBits / 64, 0);
+  for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t bit = Mix64(Key(b, bands_[item][b])) & (kPresentBits - 1);
+    present_[bit >> 6] |= 1ULL << (bit & 63);
+    // Prepend: the chain of a band runs from the newest item to the oldest.
+    auto [it, inserted] = lookup_.try_emplace(Key(b, bands_[item][b]), item);
+    if (inserted) continue;
+    next_[item][b] = it->second;
+    it->second = item;
+  }
+}
+
+CorpusMatch CorpusIndex::Lookup(std::string_view text) const {
+  if (empty()) return {};
+  return Lookup(SketchItem(text));
+}
+
+CorpusMatch CorpusIndex::Lookup(const ItemSketch& s) const {
+  CorpusMatch m;
+  if (!s.valid || empty()) return m;
+  // Candidates from each band's chain (bounded: a band shared by many items is a weak one).
+  constexpr int kMaxCandidates = 24;
+  std::array<uint32_t, kMaxCandidates> cand;
+  std::array<uint8_t, kMaxCandidates> votes{};
+  int ncand = 0;
+  for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t bit = Mix64(Key(b, s.band[b])) & (kPresentBits - 1);
+    if (!((present_[bit >> 6] >> (bit & 63)) & 1)) continue;
+    auto it = lookup_.find(Key(b, s.band[b]));
+    if (it == lookup_.end()) continue;
+    int chain = 0;
+    for (uint32_t x = it->second; x != kNone && chain < kMaxCandidates; x = next_[x][b], ++chain) {
+      int k = 0;
+      while (k < ncand && cand[k] != x) ++k;
+      if (k == ncand) {
+        if (ncand == kMaxCandidates) continue;
+        cand[ncand++] = x;
+      }
+      ++votes[k];
+    }
+  }
+  for (int k = 0; k < ncand; ++k) {
+    if (votes[k] >= kCorpusMinBandMatches && (!m.found || cand[k] < m.item)) {
+      m.found = true;
+      m.item = cand[k];
+      m.corpus = item_corpus_[cand[k]];
+    }
+  }
+  return m;
+}
+
+namespace {
+
+void PutU32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+bool GetU32(std::string_view* in, uint32_t* v) {
+  if (in->size() < 4) return false;
+  *v = 0;
+  for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
+  in->remove_prefix(4);
+  return true;
+}
+void PutString(std::string* out, std::string_view s) {
+  PutU32(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+bool GetString(std::string_view* in, std::string* s) {
+  uint32_t n = 0;
+  if (!GetU32(in, &n) || n > 4096 || in->size() < n) return false;
+  s->assign(in->data(), n);
+  in->remove_prefix(n);
+  return true;
+}
+
+}  // namespace
+
+void CorpusIndex::AppendTo(std::string* out) const {
+  PutU32(out, static_cast<uint32_t>(corpora_.size()));
+  for (const Corpus& c : corpora_) {
+    PutString(out, c.name);
+    PutString(out, c.role);
+    PutU32(out, c.items);
+  }
+  // Items are stored corpus by corpus, in order, so the item -> corpus map is implicit.
+  for (const auto& bands : bands_) {
+    for (uint32_t b : bands) PutU32(out, b);
+  }
+}
+
+StatusOr<CorpusIndex> CorpusIndex::ParseFrom(std::string_view* in) {
+  CorpusIndex index;
+  uint32_t ncorpora = 0;
+  if (!GetU32(in, &ncorpora) || ncorpora > 4096) return DataLossError("corpus index header corrupt");
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < ncorpora; ++i) {
+    Corpus c;
+    if (!GetString(in, &c.name) || !GetString(in, &c.role) || !GetU32(in, &c.items)) {
+      return DataLossError("corpus index table truncated");
+    }
+    total += c.items;
+    index.corpora_.push_back(std::move(c));
+  }
+  if (in->size() < total * kCorpusBands * 4) return DataLossError("corpus index items truncated");
+  index.bands_.resize(total);
+  index.item_corpus_.reserve(total);
+  index.lookup_.reserve(total * kCorpusBands);
+  for (uint16_t c = 0; c < index.corpora_.size(); ++c) {
+    for (uint32_t k = 0; k < index.corpora_[c].items; ++k) index.item_corpus_.push_back(c);
+  }
+  for (uint32_t item = 0; item < total; ++item) {
+    for (int b = 0; b < kCorpusBands; ++b) GetU32(in, &index.bands_[item][b]);
+    index.IndexItem(item);
+  }
+  return index;
+}
+
+}  // namespace moat::detect

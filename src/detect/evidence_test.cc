@@ -1,0 +1,306 @@
+// Unit tests of each evidence family (evidence.h) in isolation, on synthetic requests and the
+// synthetic model (test_corpus.h): what each stage contributes, and when it stays silent.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "detect/cohort_evidence.h"
+#include "detect/content_evidence.h"
+#include "detect/detection_settings.h"
+#include "detect/subject_evidence.h"
+#include "detect/test_corpus.h"
+#include "detect/workqueue_evidence.h"
+
+namespace moat::detect {
+namespace {
+
+constexpr int64_t kSec = 1'000'000'000LL;
+constexpr int64_t kHour = 3600 * kSec;
+constexpr int64_t kT0 = 1'717'372'800LL * kSec;
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+// One request's event and features, kept together (RequestView points into both).
+struct Req {
+  RequestEvent event;
+  RequestFeatures features;
+  Req(const std::string& account, const std::string& prompt, int64_t t, const std::string& user = "") {
+    event.time_ns = t;
+    event.account_id = account;
+    event.end_user = user;
+    event.client_ip = "70.1.2.3";
+    event.body_json = R"({"messages":[{"role":"user","content":")" + Escape(prompt) + R"("}]})";
+    features = Extract(event, testing::SyntheticModel().get());
+  }
+  RequestView View() const {
+    RequestView r(event, features);
+    r.now_ns = event.time_ns;
+    r.tier = Tier::kUnverified;
+    r.account_hash = Hash64(event.account_id);
+    r.end_user_hash = event.end_user.empty() ? 0 : Hash64(event.account_id + "/" + event.end_user);
+    return r;
+  }
+};
+
+TEST(ContentStageTest, ClippedRatioAndReason) {
+  ContentStage stage({.weight = 1.0, .clip = 2.0, .clip_low = 1.0});
+  Req campaign("a", testing::SyntheticTexts(kHeadBenchmark, 1, 40)[0], kT0);
+  RequestView r = campaign.View();
+  StageEvidence out;
+  stage.OnRequest(r, &out);
+  EXPECT_FLOAT_EQ(out.request_llr, 2.0f);  // the model is far more confident than the clip
+  EXPECT_EQ(out.reason, kHeadBenchmark);
+  EXPECT_FLOAT_EQ(r.content_llr, 2.0f);
+  Req organic("a", testing::SyntheticTexts(LabeledText::kOrganic, 1, 40)[0], kT0);
+  RequestView o = organic.View();
+  StageEvidence out2;
+  stage.OnRequest(o, &out2);
+  EXPECT_FLOAT_EQ(out2.request_llr, -1.0f);
+  EXPECT_EQ(out2.reason, -1);
+}
+
+TEST(CorpusStageTest, KnownPublicItem) {
+  CorpusStage stage({.member_llr = 1.0});
+  // The synthetic model indexes its training texts (seed 1).
+  Req known("a", testing::SyntheticTexts(kHeadReasoning, 200, 1)[7], kT0);
+  RequestView r = known.View();
+  StageEvidence out;
+  stage.OnRequest(r, &out);
+  EXPECT_TRUE(known.features.corpus.found);
+  EXPECT_FLOAT_EQ(out.request_llr, 1.0f);
+  Req unknown("a", "Plan a weekend trip to the mountains with my two kids and our old dog please", kT0);
+  RequestView u = unknown.View();
+  StageEvidence none;
+  stage.OnRequest(u, &none);
+  EXPECT_EQ(none.request_llr, 0.0f);
+}
+
+TEST(BaselineStageTest, DiscountsWhatThisDeploymentsUsersSendOften) {
+  // The model thinks organic prompts rarely score high; here, established users often do.
+  std::array<float, kLlrBins> model{};
+  for (int b = 0; b < kLlrBins / 2; ++b) model[b] = 1.0f / (kLlrBins / 2);
+  OrganicBaseline::Config cfg;
+  cfg.prior_requests = 10;
+  auto baseline = std::make_shared<OrganicBaseline>(cfg, model, 0.6);
+  Req high("u", testing::SyntheticTexts(kHeadInstruction, 1, 41)[0], kT0);
+  for (int i = 0; i < 200; ++i) baseline->Record(high.features);
+  BaselineStage stage({.max_correction = 0.5}, baseline);
+  RequestView r = high.View();
+  r.content_llr = 2.0f;
+  StageEvidence out;
+  stage.OnRequest(r, &out);
+  EXPECT_FLOAT_EQ(out.request_llr, -0.5f);
+  EXPECT_FLOAT_EQ(r.content_llr, 1.5f);
+  EXPECT_GT(baseline->HighShare(), 0.9f);
+}
+
+// Feeds a cohort stage: `organic` established subjects define the baseline, then newcomers
+// (first seen in one window), a share `campaign` of them sending campaign content.
+struct CohortFixture {
+  std::shared_ptr<OrganicBaseline> baseline;
+  std::unique_ptr<CohortStage> stage;
+  std::unordered_map<std::string, SubjectState> subjects;
+  CohortFixture() {
+    OrganicBaseline::Config bc;
+    bc.min_feature_requests = 100;
+    auto model = testing::SyntheticModel();
+    baseline = std::make_shared<OrganicBaseline>(bc, model->content.organic_distribution(), 0.9);
+    CohortStageConfig cc;
+    cc.min_members = 10;
+    cc.min_cohort_features = 2000;
+    stage = std::make_unique<CohortStage>(cc, baseline);
+    for (const auto& t : testing::SyntheticTexts(LabeledText::kOrganic, 400, 50)) {
+      Req r("old", t, kT0);
+      baseline->Record(r.features);
+    }
+  }
+  StageEvidence Send(const std::string& account, const std::string& prompt, int64_t t) {
+    Req req(account, prompt, t);
+    SubjectState& s = subjects[account];
+    ObserveRequest(s, req.features, "70.1.2.3", t, DecayConfig{});
+    StageEvidence out;
+    stage->OnSubject(req.View(), SubjectRole::kAccount, s, nullptr, &out);
+    return out;
+  }
+};
+
+TEST(CohortStageTest, AShiftedCohortRaisesItsMembersPriorAndAttributesTheirRequests) {
+  CohortFixture fx;
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 60);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 61);
+  // 100 newcomers, 80 of them a campaign, each three requests, spaced minutes apart.
+  StageEvidence last_campaign, last_organic;
+  int k = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int a = 0; a < 100; ++a) {
+      const bool bad = a < 80;
+      const std::string account = (bad ? "c" : "o") + std::to_string(a);
+      const int64_t t = kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec;
+      StageEvidence e = fx.Send(account, bad ? campaign[k % 400] : organic[k % 400], t);
+      ++k;
+      (bad ? last_campaign : last_organic) = e;
+    }
+  }
+  const auto cohorts = fx.stage->Cohorts();
+  ASSERT_EQ(cohorts.size(), 1u);
+  EXPECT_TRUE(cohorts[0].shifted);
+  EXPECT_GT(cohorts[0].campaign_share, 0.5);
+  EXPECT_GT(cohorts[0].z, 5);
+  // Every member's prior is raised; the campaign's requests look like the cohort's excess, the
+  // organic newcomers' like the baseline.
+  EXPECT_GT(last_campaign.prior, 3.0f);
+  EXPECT_FLOAT_EQ(last_organic.prior, last_campaign.prior);
+  EXPECT_GT(last_campaign.request_llr, 1.0f);
+  EXPECT_LT(last_organic.request_llr, -1.0f);
+}
+
+TEST(CohortStageTest, AnOrganicCohortIsNotShifted) {
+  CohortFixture fx;
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 600, 62);
+  StageEvidence e;
+  for (int i = 0; i < 600; ++i) {
+    e = fx.Send("o" + std::to_string(i % 150), organic[i], kT0 + 2 * kHour + i * 60 * kSec);
+  }
+  const auto cohorts = fx.stage->Cohorts();
+  ASSERT_EQ(cohorts.size(), 1u);
+  EXPECT_FALSE(cohorts[0].shifted);
+  EXPECT_EQ(e.prior, 0.0f);
+  EXPECT_EQ(e.request_llr, 0.0f);
+}
+
+TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
+  WorkQueueStage stage({});
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 40, 70);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+    Req r(who, text, t);
+    StageEvidence out;
+    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
+    return out;
+  };
+  // A work queue: item i asked by account "q<i>", then hours later by "r<i>": unrelated
+  // subjects, one item each, long apart: diffuse.
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(ask("q" + std::to_string(i), items[i], kT0 + i * kSec).request_llr, 0.0f);
+  StageEvidence diffuse = ask("r0", items[0], kT0 + 5 * kHour);
+  EXPECT_GT(diffuse.request_llr, 0.0f);
+  EXPECT_EQ(diffuse.reason, 0);
+  // A team: two researchers ask the same items in the same order: dense after the first.
+  ask("alice", items[20], kT0 + 6 * kHour);
+  ask("alice", items[21], kT0 + 6 * kHour + 10 * kSec);
+  ask("bob", items[20], kT0 + 9 * kHour);
+  StageEvidence dense = ask("bob", items[21], kT0 + 9 * kHour + 10 * kSec);
+  EXPECT_LT(dense.request_llr, 0.0f);
+  EXPECT_EQ(dense.reason, 1);
+  // A class: many ask the same item within minutes: popular.
+  for (int k = 0; k < 4; ++k) ask("student" + std::to_string(k), items[30], kT0 + 12 * kHour + k * 60 * kSec);
+  StageEvidence popular = ask("student9", items[30], kT0 + 12 * kHour + 300 * kSec);
+  EXPECT_LE(popular.request_llr, -3.0f);
+}
+
+TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
+  auto model = testing::SyntheticModel();
+  auto baseline = std::make_shared<OrganicBaseline>(OrganicBaseline::Config{}, model->content.organic_distribution(), 0.9);
+  EndUserStage stage({}, baseline);
+  SubjectState account;
+  StageEvidence out;
+  for (int i = 0; i < 30; ++i) {
+    Req r("reseller", testing::SyntheticTexts(LabeledText::kOrganic, 1, 80 + i)[0], kT0 + i * 600 * kSec,
+          "user-" + std::to_string(i));  // a new end user every time, for five hours
+    ObserveRequest(account, r.features, "70.1.2.3", r.event.time_ns, DecayConfig{});
+    out = {};
+    stage.OnSubject(r.View(), SubjectRole::kAccount, account, nullptr, &out);
+  }
+  EXPECT_GT(out.prior, 2.0f);
+  EXPECT_EQ(out.reason, 0);
+  // An account whose traffic is mostly campaign-like passes a prior to its end users.
+  AccountSummary summary{false, 100, 90, 0, 100};
+  Req eu("reseller", "hello", kT0, "new-user");
+  StageEvidence e;
+  SubjectState end_user;
+  stage.OnSubject(eu.View(), SubjectRole::kEndUser, end_user, &summary, &e);
+  EXPECT_GT(e.prior, 3.0f);
+  EXPECT_EQ(e.reason, 1);
+}
+
+TEST(BehaviourStageTest, RotatingAddressesAndLogprobs) {
+  BehaviourStage stage({});
+  SubjectState s;
+  StageEvidence out;
+  for (int i = 0; i < 40; ++i) {
+    Req r("bot", "Generate a list of ten colors.", kT0 + i * 10 * kSec);
+    r.features.signal[kLogprobs] = 1.0f;
+    ObserveRequest(s, r.features, "34.1." + std::to_string(i) + ".9", r.event.time_ns, DecayConfig{});
+    out = {};
+    stage.OnSubject(r.View(), SubjectRole::kAccount, s, nullptr, &out);
+  }
+  EXPECT_GE(out.prior, 4.0f);          // rotation 2.5 + logprobs 2.0
+  EXPECT_GT(out.request_llr, 0.0f);    // conduct: it behaves like a harvester
+  EXPECT_EQ(out.pool_value, s.value);  // and is its own pool
+  SubjectState calm;
+  StageEvidence none;
+  Req r("person", "hi", kT0);
+  ObserveRequest(calm, r.features, "70.1.2.3", kT0, DecayConfig{});
+  stage.OnSubject(r.View(), SubjectRole::kAccount, calm, nullptr, &none);
+  EXPECT_LT(none.prior, 0.5f);
+  EXPECT_EQ(none.request_llr, 0.0f);
+}
+
+TEST(DetectionSettingsTest, EveryWeightHasOneName) {
+  DetectionConfig c;
+  std::set<std::string> names;
+  for (const SettingInfo& s : ListSettings(c)) {
+    EXPECT_TRUE(names.insert(s.name).second) << s.name;
+    EXPECT_FALSE(s.help.empty()) << s.name;
+  }
+  EXPECT_GT(names.size(), 60u);
+  ASSERT_TRUE(ApplySetting(c, "cohort.z_threshold=7.5").ok());
+  EXPECT_EQ(c.cohort.z_threshold, 7.5);
+  ASSERT_TRUE(ApplySetting(c, "tier.verified.subject_budget", 1234).ok());
+  EXPECT_EQ(c.policy.tiers[static_cast<size_t>(Tier::kVerified)].subject_budget, 1234);
+  EXPECT_EQ(ApplySetting(c, "cohort.nope=1").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplySetting(c, "cohort.z_threshold=abc").code(), StatusCode::kInvalidArgument);
+}
+
+// docs/detection.md lists every setting by name (its Settings table is `moat detect settings`).
+TEST(DetectionSettingsTest, EverySettingIsDocumented) {
+  std::ifstream f(std::string(MOAT_SOURCE_DIR) + "/docs/detection.md");
+  ASSERT_TRUE(f) << "docs/detection.md not found";
+  std::stringstream doc;
+  doc << f.rdbuf();
+  DetectionConfig c;
+  for (const SettingInfo& s : ListSettings(c)) {
+    EXPECT_NE(doc.str().find("`" + s.name + "`"), std::string::npos) << s.name << " is not in docs/detection.md";
+  }
+}
+
+TEST(StageSwitchesTest, ParsesKeepAndDropLists) {
+  auto all = StageSwitches::Parse("");
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE(all->cohort && all->content && all->linkage);
+  auto drop = StageSwitches::Parse("-cohort,-baseline");
+  ASSERT_TRUE(drop.ok());
+  EXPECT_FALSE(drop->cohort);
+  EXPECT_FALSE(drop->baseline);
+  EXPECT_TRUE(drop->content);
+  auto keep = StageSwitches::Parse("content,behaviour");
+  ASSERT_TRUE(keep.ok());
+  EXPECT_TRUE(keep->content && keep->behaviour);
+  EXPECT_FALSE(keep->cohort || keep->linkage);
+  EXPECT_EQ(StageSwitches::Parse("telepathy").status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace moat::detect

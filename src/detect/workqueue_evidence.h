@@ -1,0 +1,78 @@
+#pragma once
+// Work-queue evidence (family 6 of docs/detection.md): who else asked the same item.
+//
+// Every prompt long enough to have an identity is sketched (content-word MinHash bands,
+// corpus_index.h); a bounded table remembers, per band, the last few subjects that asked it.
+// When a subject asks an item others asked before, the overlap has one of two shapes:
+//   diffuse  each of its items was asked by *different* subjects: a work queue handed out
+//            across many accounts (and recycled), paraphrased per account;
+//   dense    its items were asked by the *same* few subjects again and again: a class doing
+//            the same homework, researchers running the same benchmark, a team.
+//   popular  other subjects asked it minutes ago: a class's homework, a trending question (a
+//            work queue hands an item out once per pass, hours apart).
+// Diffuse repeats of campaign-like content are evidence of a campaign; dense and popular ones
+// are evidence of organic use (except jailbreak templates, which probing campaigns share).
+// A subject remembers its last few co-askers to tell dense from diffuse.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "detect/evidence.h"
+
+namespace moat::detect {
+
+struct WorkQueueStageConfig {
+  double diffuse_llr = 1.5;     // evidence of an item seen before with unrelated subjects,
+                                // scaled by how campaign-like its content is (content llr / 3)
+  double dense_llr = -2.0;      // evidence of a campaign-like item shared with known co-askers
+                                // or popular right now
+  double popular_llr = -4.0;    // evidence of a campaign-like item many asked within hours
+  double group_min_items = 3;   // shared items after which the subject is a group's member
+  double group_prior = -6.0;    // standing evidence of a group member (a class, a team)
+  double min_content_llr = 0.5; // diffuse repeats count only for content at least this campaign-like
+  // An item is "popular" when fresh_askers other subjects asked it within fresh_minutes: a
+  // class or a team asks the same things at the same time, a work queue hands an item out once
+  // per pass. (Three: distinct items of a templated set can look alike, and campaigns drawing
+  // on the same public sets may ask one item twice the same hour.)
+  double fresh_minutes = 240;
+  double fresh_askers = 3;
+  int64_t memory_hours = 72;    // how long the table remembers an asker
+  size_t max_entries = 1 << 21; // band entries kept (all shards)
+};
+
+class WorkQueueStage final : public EvidenceStage {
+ public:
+  explicit WorkQueueStage(WorkQueueStageConfig config);
+  std::string_view name() const override { return "workqueue"; }
+  const std::vector<std::string_view>& reason_names() const override;
+  void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
+                 StageEvidence* out) override;
+
+  size_t entries() const;
+
+ private:
+  static constexpr int kAskers = 4;
+  struct Entry {
+    std::array<uint32_t, kAskers> askers{};  // 0: empty slot
+    std::array<uint32_t, kAskers> minute{};  // when each asked last (minutes since the epoch)
+    int64_t last_ns = 0;
+    uint8_t next = 0;
+  };
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<uint64_t, Entry> map;  // GUARDED_BY(mu)
+  };
+  Shard& ShardOf(uint64_t key) { return *shards_[key % shards_.size()]; }
+
+  WorkQueueStageConfig config_;
+  int64_t memory_ns_;
+  size_t per_shard_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace moat::detect
