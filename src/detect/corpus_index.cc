@@ -1,11 +1,14 @@
 #include "detect/corpus_index.h"
 
+// xxHash's header-only mode: the band hashes inline (the same XXH3 as the library's).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "detect/content_model.h"
+#include "detect/hash_batch.h"
 #include "detect/sketches.h"
 
 namespace moat::detect {
@@ -16,7 +19,7 @@ constexpr uint64_t kPresentBits = uint64_t{1} << 22;  // 512 KiB
 constexpr uint32_t kNone = UINT32_MAX;
 
 // Function words carry no item identity; dropping them makes a reworded wrapper cheap to see
-// through. Sorted, for binary search.
+// through.
 constexpr std::string_view kFunctionWords[] = {
     "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",   "are",
     "as",    "at",    "be",    "been",  "but",   "by",    "can",   "could", "did",   "do",
@@ -28,19 +31,39 @@ constexpr std::string_view kFunctionWords[] = {
     "those", "to",    "up",    "us",    "very",  "was",   "we",    "were",  "what",  "when",
     "where", "which", "who",   "why",   "will",  "with",  "would", "you",   "your"};
 
-// The function words' hashes, sorted: a word is tested by its hash (which the sketch needs
-// anyway), not by string comparisons.
-const std::vector<uint64_t>& FunctionWordHashes() {
-  static const std::vector<uint64_t> hashes = [] {
-    std::vector<uint64_t> h;
-    for (std::string_view w : kFunctionWords) h.push_back(XXH3_64bits(w.data(), w.size()));
-    std::sort(h.begin(), h.end());
-    return h;
-  }();
-  return hashes;
+// The function words' hashes in an open-addressing table: a word is tested by its hash (which
+// the sketch needs anyway), not by string comparisons.
+class FunctionWordSet {
+ public:
+  FunctionWordSet() {
+    for (std::string_view w : kFunctionWords) {
+      const uint64_t h = XXH3_64bits(w.data(), w.size());
+      size_t slot = Slot(h);
+      while (slots_[slot].used && slots_[slot].hash != h) slot = (slot + 1) % kSlots;
+      slots_[slot] = {h, true};
+    }
+  }
+  bool Contains(uint64_t h) const {
+    for (size_t slot = Slot(h); slots_[slot].used; slot = (slot + 1) % kSlots) {
+      if (slots_[slot].hash == h) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kSlots = 512;  // > 5 x the words: most lookups probe one slot
+  static size_t Slot(uint64_t h) { return static_cast<size_t>(h >> 55); }  // XXH3: uniform bits
+  struct Entry {
+    uint64_t hash = 0;
+    bool used = false;
+  };
+  std::array<Entry, kSlots> slots_{};
+};
+
+const FunctionWordSet& FunctionWords() {
+  static const FunctionWordSet set;
+  return set;
 }
-
-
 
 // Odd multipliers of the multiply-shift permutations.
 constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
@@ -71,15 +94,13 @@ ItemSketch SketchWords(const WordHashes& words) {
   ItemSketch s;
   std::array<uint32_t, kPerms> mins;
   mins.fill(UINT32_MAX);
-  const std::vector<uint64_t>& function_words = FunctionWordHashes();
+  const FunctionWordSet& function_words = FunctionWords();
   int content_words = 0;
   for (int i = 0; i < words.count; ++i) {
     const uint64_t h = words.hash[i];
-    if (std::binary_search(function_words.begin(), function_words.end(), h)) continue;
+    if (function_words.Contains(h)) continue;
     ++content_words;
-    for (int k = 0; k < kPerms; ++k) {
-      mins[k] = std::min(mins[k], static_cast<uint32_t>((h * kMultipliers[k]) >> 32));
-    }
+    MultiplyShiftMinUpdate(h, kMultipliers.data(), mins.data(), kPerms);
   }
   if (content_words < kCorpusMinContentWords) return s;
   for (int b = 0; b < kCorpusBands; ++b) {
@@ -143,6 +164,8 @@ CorpusMatch CorpusIndex::Lookup(const ItemSketch& s) const {
   std::array<uint32_t, kMaxCandidates> cand;
   std::array<uint8_t, kMaxCandidates> votes{};
   int ncand = 0;
+  // Bit (x % 256) of every candidate x: an item whose bit is clear is new without a scan.
+  std::array<uint64_t, 4> seen{};
   for (int b = 0; b < kCorpusBands; ++b) {
     const uint64_t bit = Mix64(Key(b, s.band[b])) & (kPresentBits - 1);
     if (!((present_[bit >> 6] >> (bit & 63)) & 1)) continue;
@@ -150,11 +173,17 @@ CorpusMatch CorpusIndex::Lookup(const ItemSketch& s) const {
     if (it == lookup_.end()) continue;
     int chain = 0;
     for (uint32_t x = it->second; x != kNone && chain < kMaxCandidates; x = next_[x][b], ++chain) {
-      int k = 0;
-      while (k < ncand && cand[k] != x) ++k;
+      const uint64_t bit = uint64_t{1} << (x & 63);
+      uint64_t& seen_word = seen[(x >> 6) & 3];
+      int k = ncand;
+      if (seen_word & bit) {
+        k = 0;
+        while (k < ncand && cand[k] != x) ++k;
+      }
       if (k == ncand) {
         if (ncand == kMaxCandidates) continue;
         cand[ncand++] = x;
+        seen_word |= bit;
       }
       ++votes[k];
     }
