@@ -169,8 +169,9 @@ constexpr int kMaxSkeletonTokens = 160;
 // The longest skeleton: every token a longest function word and a separator.
 constexpr size_t kMaxSkeletonBytes = kMaxSkeletonTokens * (kMaxFunctionWordChars + 1);
 
-// Calls fn(token) for each token of the skeleton of already lower-cased, padded text (see
-// Skeleton): at most kMaxSkeletonTokens.
+// Builds the skeleton (see Skeleton) of already lower-cased, padded text from its tokens, as
+// ForEachToken gives them: the skeleton's text and the hash of each of its tokens, at most
+// kMaxSkeletonTokens of them.
 class SkeletonBuilder {
  public:
   // Feeds one token of the text (as ForEachToken gives it).
