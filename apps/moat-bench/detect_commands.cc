@@ -12,6 +12,7 @@
 
 #include "detect/engine.h"
 #include "detect/sketches.h"
+#include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
@@ -26,6 +27,7 @@ struct DetectBenchOptions {
   uint64_t seed = 1;
   std::string split = "eval";
   int64_t max_events = 0;  // 0: every event of the scenario
+  std::string events;      // replay this events.jsonl (traffic generate) instead of generating
 };
 
 // Buffers the generated stream so that the timed replay runs Observe and nothing else.
@@ -70,33 +72,38 @@ uint64_t Digest(uint64_t h, const detect::Verdict& v) {
   return detect::HashCombine(h, v.reasons.size());
 }
 
-int RunDetectBench(const DetectBenchOptions& o) {
-  const auto t_load = std::chrono::steady_clock::now();
-  auto scenario = traffic::LoadScenario(o.scenario, o.scenarios_dir);
-  if (!scenario.ok()) {
-    std::fprintf(stderr, "moat-bench: %s\n", scenario.status().ToString().c_str());
-    return 1;
-  }
+// Reads the first `max_events` (0: all) events of an events.jsonl file into `events`.
+Status ReadEvents(const std::string& path, int64_t max_events, std::vector<detect::RequestEvent>& events) {
+  return traffic::ForEachLine(path, [&](std::string_view line) -> Status {
+    if (max_events > 0 && static_cast<int64_t>(events.size()) >= max_events) return Status::Ok();
+    MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, traffic::EventFromJson(line));
+    events.push_back(std::move(e));
+    return Status::Ok();
+  });
+}
+
+// Generates the scenario's stream (the first `max_events`, 0: all) into `events`.
+Status GenerateEvents(const DetectBenchOptions& o, std::vector<detect::RequestEvent>& events) {
+  MOAT_ASSIGN_OR_RETURN(auto scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
   datasets::CorpusOptions copts;
   if (auto split = datasets::ParseSplit(o.split); split.ok()) copts.split = *split;
-  auto corpus = datasets::PromptCorpus::Load(o.data, copts);
-  if (!corpus.ok()) {
-    std::fprintf(stderr, "moat-bench: %s\n", corpus.status().ToString().c_str());
-    return 1;
-  }
+  MOAT_ASSIGN_OR_RETURN(auto corpus, datasets::PromptCorpus::Load(o.data, copts));
+  BufferSink sink(events, o.max_events);
+  traffic::TrafficGenerator gen(corpus, scenario, o.seed);
+  return gen.Run(sink);
+}
+
+int RunDetectBench(const DetectBenchOptions& o) {
+  const auto t_load = std::chrono::steady_clock::now();
   std::vector<detect::RequestEvent> events;
-  {
-    BufferSink sink(events, o.max_events);
-    traffic::TrafficGenerator gen(*corpus, *scenario, o.seed);
-    Status s = gen.Run(sink);
-    if (!s.ok()) {
-      std::fprintf(stderr, "moat-bench: %s\n", s.ToString().c_str());
-      return 1;
-    }
+  if (Status s = o.events.empty() ? GenerateEvents(o, events) : ReadEvents(o.events, o.max_events, events);
+      !s.ok()) {
+    std::fprintf(stderr, "moat-bench: %s\n", s.ToString().c_str());
+    return 1;
   }
   size_t body_bytes = 0;
   for (const auto& e : events) body_bytes += e.body_json.size();
-  std::fprintf(stderr, "generated %zu events (mean body %.0f bytes) in %.2f s\n", events.size(),
+  std::fprintf(stderr, "prepared %zu events (mean body %.0f bytes) in %.2f s\n", events.size(),
                events.empty() ? 0.0 : static_cast<double>(body_bytes) / events.size(),
                Since(t_load));
 
@@ -125,8 +132,9 @@ int RunDetectBench(const DetectBenchOptions& o) {
   auto pct = [&](double p) {
     return ns.empty() ? 0.0 : ns[std::min(ns.size() - 1, static_cast<size_t>(p * ns.size()))] / 1e3;
   };
-  std::printf("detect bench: scenario %s seed %llu, %zu events (real prompts, mean body %.0f B)\n",
-              o.scenario.c_str(), static_cast<unsigned long long>(o.seed), events.size(),
+  std::printf("detect bench: %s%s seed %llu, %zu events (real prompts, mean body %.0f B)\n",
+              o.events.empty() ? "scenario " : "events ", o.events.empty() ? o.scenario.c_str() : o.events.c_str(),
+              static_cast<unsigned long long>(o.seed), events.size(),
               n > 0 ? static_cast<double>(body_bytes) / n : 0.0);
   std::printf("  replay: wall %.2f s, thread CPU %.2f s = %.0f req/s per core (%.2f us CPU/request)\n",
               wall, cpu, n / std::max(cpu, 1e-9), cpu / std::max(n, 1.0) * 1e6);
@@ -160,6 +168,9 @@ void AddDetectCommands(CLI::App& app, int& exit_code) {
   bench->add_option("--prompt-split", o->split, "eval, train or all (see traffic run)")->capture_default_str();
   bench->add_option("--max-events", o->max_events, "replay only the first N events (0: all)")
       ->capture_default_str();
+  bench->add_option("--events", o->events,
+                    "replay this events.jsonl (or .gz) from `traffic generate` instead of generating "
+                    "the scenario (for profilers: no generator in the run)");
   bench->callback([o, &exit_code] { exit_code = RunDetectBench(*o); });
 }
 

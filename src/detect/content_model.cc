@@ -1,11 +1,16 @@
 #include "detect/content_model.h"
 
+// xxHash's header-only mode, so that the per-token hashes below inline (the same XXH3 as the
+// library's: the hash is a fixed function of the bytes).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "detect/ascii.h"
+#include "detect/hash_batch.h"
 #include "detect/sketches.h"
 
 namespace moat::detect {
@@ -27,10 +32,8 @@ enum ByteClass : uint8_t { kSpace = 0, kWord, kDigit, kPunct };
 
 struct ByteTable {
   std::array<uint8_t, 256> cls{};
-  std::array<char, 256> lower{};
   constexpr ByteTable() {
     for (int c = 0; c < 256; ++c) {
-      lower[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
       if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '\'' || c >= 0x80) {
         cls[c] = kWord;
       } else if (c >= '0' && c <= '9') {
@@ -56,35 +59,51 @@ int Log2Bucket(int x) {
   return b;
 }
 
+// Collects a text's features. Every feature hash is Mix64 of a value built from the tokens
+// (HashCombine(a, b) = Mix64(HashCombineInput(a, b))): the values are collected first and
+// mixed in one batch at the end (hash_batch.h), which vector units do several at a time.
 class Emitter {
  public:
-  explicit Emitter(ContentFeatures* out) : out_(out) { out_->count = 0; }
-  void Add(uint64_t h) {
-    if (out_->count < kMaxContentFeatures) out_->hash[out_->count++] = h;
+  explicit Emitter(ContentFeatures* out) : out_(*out) {}
+  // Adds the feature Mix64(x).
+  void AddMixOf(uint64_t x) {
+    if (count_ < kMaxContentFeatures) out_.hash[count_++] = x;
   }
-  void Shape(uint64_t kind, int value) { Add(Mix64(kShape ^ (kind << 16) ^ static_cast<uint64_t>(value))); }
+  // Adds the feature HashCombine(a, b).
+  void AddCombined(uint64_t a, uint64_t b) { AddMixOf(HashCombineInput(a, b)); }
+  void Shape(uint64_t kind, int value) { AddMixOf(kShape ^ (kind << 16) ^ static_cast<uint64_t>(value)); }
+  // Mixes the collected values into the features.
+  void Finish() {
+    Mix64Batch(out_.hash.data(), 0, out_.hash.data(), static_cast<size_t>(count_));
+    out_.count = count_;
+  }
 
  private:
-  ContentFeatures* out_;
+  ContentFeatures& out_;
+  int count_ = 0;
 };
 
-// Copies the scanned window of `text` (head and tail of long texts) into buf, lower-cased.
+// The token of each punctuation byte: Mix64(0x7075000000000000 ^ c), computed once.
+const std::array<uint64_t, 256>& PunctTokens() {
+  static const std::array<uint64_t, 256> tokens = [] {
+    std::array<uint64_t, 256> t{};
+    for (int c = 0; c < 256; ++c) t[c] = Mix64(0x7075000000000000ULL ^ static_cast<uint64_t>(c));
+    return t;
+  }();
+  return tokens;
+}
+
+// Copies the scanned window of `text` (head and tail of long texts) into buf, lower-cased, and
+// counts its upper-case letters.
 std::string_view Window(std::string_view text, char* buf, int* upper) {
-  *upper = 0;
-  auto copy = [&](std::string_view part, char* dst) {
-    for (size_t i = 0; i < part.size(); ++i) {
-      const unsigned char c = static_cast<unsigned char>(part[i]);
-      *upper += c >= 'A' && c <= 'Z';
-      dst[i] = kTable.lower[c];
-    }
-  };
   if (text.size() <= kContentScanChars) {
-    copy(text, buf);
+    *upper = static_cast<int>(LowerAscii(text.data(), text.size(), buf));
     return {buf, text.size()};
   }
-  copy(text.substr(0, kContentHeadChars), buf);
+  size_t n = LowerAscii(text.data(), kContentHeadChars, buf);
   buf[kContentHeadChars - 1] = '\n';  // the cut is a boundary
-  copy(text.substr(text.size() - kContentTailChars), buf + kContentHeadChars);
+  n += LowerAscii(text.data() + text.size() - kContentTailChars, kContentTailChars, buf + kContentHeadChars);
+  *upper = static_cast<int>(n);
   return {buf, kContentScanChars};
 }
 
@@ -105,7 +124,11 @@ std::string_view ContentHeadName(int head) {
 
 void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHashes* words_out) {
   Emitter emit(out);
-  if (words_out != nullptr) words_out->count = 0;
+  // Word hashes go to a scratch list when the caller wants none.
+  WordHashes unused_words;
+  WordHashes& word_list = words_out != nullptr ? *words_out : unused_words;
+  int nwords = 0;
+  const std::array<uint64_t, 256>& punct_tokens = PunctTokens();
   char buf[kContentScanChars];
   int upper = 0;
   const std::string_view s = Window(text, buf, &upper);
@@ -147,10 +170,10 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
         ++digits;
         const char cls_name[2] = {'#', static_cast<char>('0' + std::min<size_t>(word.size(), 4))};
         tok = TokenHash(std::string_view(cls_name, 2));
-        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = TokenHash(word);
+        if (words_out != nullptr && nwords < WordHashes::kMax) word_list.hash[nwords++] = TokenHash(word);
       } else {
         tok = TokenHash(word);
-        if (words_out != nullptr && words_out->count < WordHashes::kMax) words_out->hash[words_out->count++] = tok;
+        if (nwords < WordHashes::kMax) word_list.hash[nwords++] = tok;
         ++words;
         if (words <= kCharGramWords && word.size() >= 4) {
           // 4-grams of "<word>" with boundary bytes: morphology (reason, reasoning, reasoned).
@@ -162,7 +185,7 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
           for (size_t k = 0; k + 4 <= n + 2; ++k) {
             uint32_t g;
             std::memcpy(&g, padded + k, 4);
-            emit.Add(Mix64(kCharGram ^ g));
+            emit.AddMixOf(kCharGram ^ g);
           }
         }
       }
@@ -173,10 +196,10 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
       }
       questions += c == '?';
       code_chars += c == '{' || c == '}' || c == ';' || c == '=' || c == '<' || c == '>' || c == '`';
-      tok = Mix64(0x7075000000000000ULL ^ c);
+      tok = punct_tokens[c];
     }
-    emit.Add(Mix64(kUnigram ^ tok));
-    emit.Add(HashCombine(kBigram ^ prev, tok));
+    emit.AddMixOf(kUnigram ^ tok);
+    emit.AddCombined(kBigram ^ prev, tok);
     if (tokens == 0) first = tok;
     if (tokens == 1) first_pair = HashCombine(first, tok);
     last = tok;
@@ -185,11 +208,11 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
     i = j;
   }
   if (tokens > 0) {
-    emit.Add(Mix64(kFirst ^ first));
-    emit.Add(Mix64(kLast ^ last));
-    emit.Add(HashCombine(kBigram ^ prev, 0x656f730000000000ULL));  // end of text
+    emit.AddMixOf(kFirst ^ first);
+    emit.AddMixOf(kLast ^ last);
+    emit.AddCombined(kBigram ^ prev, 0x656f730000000000ULL);  // end of text
   }
-  if (tokens > 1) emit.Add(Mix64(kFirstPair ^ first_pair));
+  if (tokens > 1) emit.AddMixOf(kFirstPair ^ first_pair);
   emit.Shape(1, Log2Bucket(words));
   emit.Shape(2, std::min(lines, 12));
   emit.Shape(3, std::min(questions, 4));
@@ -198,6 +221,8 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
   emit.Shape(6, Log2Bucket(code_chars));
   const int letters = static_cast<int>(s.size());
   emit.Shape(7, letters == 0 ? 0 : std::min(10, upper * 40 / letters));
+  emit.Finish();
+  if (words_out != nullptr) words_out->count = nwords;
 }
 
 ContentModel ContentModel::FromWeights(uint32_t buckets_log2, const std::vector<float>& weights,
@@ -221,15 +246,24 @@ ContentModel ContentModel::FromWeights(uint32_t buckets_log2, const std::vector<
 }
 
 std::array<float, kNumHeads> ContentModel::RawLogits(const ContentFeatures& f) const {
+  static_assert(kNumHeads == 4, "one accumulator per head below");
   std::array<float, kNumHeads> raw{};
   if (empty() || f.count == 0) return raw;
-  std::array<int32_t, kNumHeads> acc{};
+  // Plain local accumulators: the compiler keeps them in registers (an array indexed in the
+  // loop was reloaded and stored for every feature).
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+  const int8_t* weights = weights_.data();
   const int shift = 64 - static_cast<int>(buckets_log2_);
+  std::array<uint64_t, kMaxContentFeatures> mixed;  // Mix64 of each feature: its bucket's bits
+  Mix64Batch(f.hash.data(), 0, mixed.data(), static_cast<size_t>(f.count));
   for (int i = 0; i < f.count; ++i) {
-    const size_t b = static_cast<size_t>(Mix64(f.hash[i]) >> shift);
-    const int8_t* w = &weights_[b * kNumHeads];
-    for (int h = 0; h < kNumHeads; ++h) acc[h] += w[h];
+    const int8_t* w = weights + (mixed[i] >> shift) * kNumHeads;
+    a0 += w[0];
+    a1 += w[1];
+    a2 += w[2];
+    a3 += w[3];
   }
+  const std::array<int32_t, kNumHeads> acc = {a0, a1, a2, a3};
   const float norm = 1.0f / std::sqrt(static_cast<float>(f.count));
   for (int h = 0; h < kNumHeads; ++h) raw[h] = heads_[h].bias + heads_[h].scale * acc[h] * norm;
   return raw;

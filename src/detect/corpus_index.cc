@@ -1,11 +1,14 @@
 #include "detect/corpus_index.h"
 
+// xxHash's header-only mode: the band hashes inline (the same XXH3 as the library's).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "detect/content_model.h"
+#include "detect/hash_batch.h"
 #include "detect/sketches.h"
 
 namespace moat::detect {
@@ -16,7 +19,7 @@ constexpr uint64_t kPresentBits = uint64_t{1} << 22;  // 512 KiB
 constexpr uint32_t kNone = UINT32_MAX;
 
 // Function words carry no item identity; dropping them makes a reworded wrapper cheap to see
-// through. Sorted, for binary search.
+// through.
 constexpr std::string_view kFunctionWords[] = {
     "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",   "are",
     "as",    "at",    "be",    "been",  "but",   "by",    "can",   "could", "did",   "do",
@@ -28,19 +31,39 @@ constexpr std::string_view kFunctionWords[] = {
     "those", "to",    "up",    "us",    "very",  "was",   "we",    "were",  "what",  "when",
     "where", "which", "who",   "why",   "will",  "with",  "would", "you",   "your"};
 
-// The function words' hashes, sorted: a word is tested by its hash (which the sketch needs
-// anyway), not by string comparisons.
-const std::vector<uint64_t>& FunctionWordHashes() {
-  static const std::vector<uint64_t> hashes = [] {
-    std::vector<uint64_t> h;
-    for (std::string_view w : kFunctionWords) h.push_back(XXH3_64bits(w.data(), w.size()));
-    std::sort(h.begin(), h.end());
-    return h;
-  }();
-  return hashes;
+// The function words' hashes in an open-addressing table: a word is tested by its hash (which
+// the sketch needs anyway), not by string comparisons.
+class FunctionWordSet {
+ public:
+  FunctionWordSet() {
+    for (std::string_view w : kFunctionWords) {
+      const uint64_t h = XXH3_64bits(w.data(), w.size());
+      size_t slot = Slot(h);
+      while (slots_[slot].used && slots_[slot].hash != h) slot = (slot + 1) % kSlots;
+      slots_[slot] = {h, true};
+    }
+  }
+  bool Contains(uint64_t h) const {
+    for (size_t slot = Slot(h); slots_[slot].used; slot = (slot + 1) % kSlots) {
+      if (slots_[slot].hash == h) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr size_t kSlots = 512;  // > 5 x the words: most lookups probe one slot
+  static size_t Slot(uint64_t h) { return static_cast<size_t>(h >> 55); }  // XXH3: uniform bits
+  struct Entry {
+    uint64_t hash = 0;
+    bool used = false;
+  };
+  std::array<Entry, kSlots> slots_{};
+};
+
+const FunctionWordSet& FunctionWords() {
+  static const FunctionWordSet set;
+  return set;
 }
-
-
 
 // Odd multipliers of the multiply-shift permutations.
 constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
@@ -58,6 +81,10 @@ constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
 
 uint64_t Key(int band, uint32_t hash) { return (static_cast<uint64_t>(band) << 32) | hash; }
 
+// Lookup reads at most this many items of one band's chain, and keeps at most this many
+// candidates (a band shared by many items is a weak one).
+constexpr int kMaxChain = 24;
+
 }  // namespace
 
 ItemSketch SketchItem(std::string_view text) {
@@ -71,15 +98,13 @@ ItemSketch SketchWords(const WordHashes& words) {
   ItemSketch s;
   std::array<uint32_t, kPerms> mins;
   mins.fill(UINT32_MAX);
-  const std::vector<uint64_t>& function_words = FunctionWordHashes();
+  const FunctionWordSet& function_words = FunctionWords();
   int content_words = 0;
   for (int i = 0; i < words.count; ++i) {
     const uint64_t h = words.hash[i];
-    if (std::binary_search(function_words.begin(), function_words.end(), h)) continue;
+    if (function_words.Contains(h)) continue;
     ++content_words;
-    for (int k = 0; k < kPerms; ++k) {
-      mins[k] = std::min(mins[k], static_cast<uint32_t>((h * kMultipliers[k]) >> 32));
-    }
+    MultiplyShiftMinUpdate(h, kMultipliers.data(), mins.data(), kPerms);
   }
   if (content_words < kCorpusMinContentWords) return s;
   for (int b = 0; b < kCorpusBands; ++b) {
@@ -112,10 +137,13 @@ uint16_t CorpusIndex::AddCorpus(std::string name, std::string role,
     IndexItem(item);
     ++corpora_.back().items;
   }
+  Seal();
   return corpus;
 }
 
 void CorpusIndex::IndexItem(uint32_t item) {
+  slots_.clear();  // the chains change: Lookup reads them until the next Seal()
+  postings_.clear();
   next_.emplace_back();
   next_.back().fill(kNone);
   if (present_.empty()) present_.assign(kPresentBits / 64, 0);
@@ -135,29 +163,73 @@ CorpusMatch CorpusIndex::Lookup(std::string_view text) const {
   return Lookup(SketchItem(text));
 }
 
+size_t CorpusIndex::SlotOf(uint64_t key, uint64_t mixed) const {
+  const size_t mask = slots_.size() - 1;
+  size_t i = static_cast<size_t>(mixed >> 32) & mask;
+  while (slots_[i].count != 0 && slots_[i].key != key) i = (i + 1) & mask;
+  return i;
+}
+
+void CorpusIndex::Seal() {
+  size_t n = 16;
+  while (n < 2 * lookup_.size()) n *= 2;
+  slots_.assign(n, Slot{});
+  postings_.clear();
+  for (const auto& [key, newest] : lookup_) {
+    const int band = static_cast<int>(key >> 32);
+    Slot& slot = slots_[SlotOf(key, Mix64(key))];
+    slot.key = key;
+    slot.begin = static_cast<uint32_t>(postings_.size());
+    for (uint32_t x = newest; x != kNone && slot.count < kMaxChain; x = next_[x][band]) {
+      postings_.push_back(x);
+      ++slot.count;
+    }
+  }
+}
+
+template <typename Fn>
+void CorpusIndex::ForEachChainItem(uint64_t key, uint64_t mixed, int band, Fn&& vote) const {
+  if (!slots_.empty()) {
+    const Slot& slot = slots_[SlotOf(key, mixed)];
+    for (uint32_t i = 0; i < slot.count; ++i) vote(postings_[slot.begin + i]);
+    return;
+  }
+  auto it = lookup_.find(key);
+  if (it == lookup_.end()) return;
+  int chain = 0;
+  for (uint32_t x = it->second; x != kNone && chain < kMaxChain; x = next_[x][band], ++chain) vote(x);
+}
+
 CorpusMatch CorpusIndex::Lookup(const ItemSketch& s) const {
   CorpusMatch m;
   if (!s.valid || empty()) return m;
-  // Candidates from each band's chain (bounded: a band shared by many items is a weak one).
-  constexpr int kMaxCandidates = 24;
-  std::array<uint32_t, kMaxCandidates> cand;
-  std::array<uint8_t, kMaxCandidates> votes{};
+  // Candidates from each band's chain.
+  std::array<uint32_t, kMaxChain> cand;
+  std::array<uint8_t, kMaxChain> votes{};
   int ncand = 0;
-  for (int b = 0; b < kCorpusBands; ++b) {
-    const uint64_t bit = Mix64(Key(b, s.band[b])) & (kPresentBits - 1);
-    if (!((present_[bit >> 6] >> (bit & 63)) & 1)) continue;
-    auto it = lookup_.find(Key(b, s.band[b]));
-    if (it == lookup_.end()) continue;
-    int chain = 0;
-    for (uint32_t x = it->second; x != kNone && chain < kMaxCandidates; x = next_[x][b], ++chain) {
-      int k = 0;
+  // Bit (x % 256) of every candidate x: an item whose bit is clear is new without a scan.
+  std::array<uint64_t, 4> seen{};
+  auto vote = [&](uint32_t x) {
+    const uint64_t bit = uint64_t{1} << (x & 63);
+    uint64_t& seen_word = seen[(x >> 6) & 3];
+    int k = ncand;
+    if (seen_word & bit) {
+      k = 0;
       while (k < ncand && cand[k] != x) ++k;
-      if (k == ncand) {
-        if (ncand == kMaxCandidates) continue;
-        cand[ncand++] = x;
-      }
-      ++votes[k];
     }
+    if (k == ncand) {
+      if (ncand == kMaxChain) return;
+      cand[ncand++] = x;
+      seen_word |= bit;
+    }
+    ++votes[k];
+  };
+  for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t key = Key(b, s.band[b]);
+    const uint64_t mixed = Mix64(key);
+    const uint64_t bit = mixed & (kPresentBits - 1);
+    if (!((present_[bit >> 6] >> (bit & 63)) & 1)) continue;
+    ForEachChainItem(key, mixed, b, vote);
   }
   for (int k = 0; k < ncand; ++k) {
     if (votes[k] >= kCorpusMinBandMatches && (!m.found || cand[k] < m.item)) {
@@ -232,6 +304,7 @@ StatusOr<CorpusIndex> CorpusIndex::ParseFrom(std::string_view* in) {
     for (int b = 0; b < kCorpusBands; ++b) GetU32(in, &index.bands_[item][b]);
     index.IndexItem(item);
   }
+  index.Seal();
   return index;
 }
 

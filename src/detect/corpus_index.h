@@ -88,6 +88,27 @@ class CorpusIndex {
   // item) cost no map probe.
   std::vector<uint64_t> present_;
   std::vector<std::array<uint32_t, kCorpusBands>> next_;  // item, band -> next item or kNone
+
+  // The read path, built by Seal() once the corpora are in (AddCorpus, ParseFrom): each key's
+  // chain, as far as Lookup reads it, stored as one run of postings_, found through an
+  // open-addressing table. One slot and one run instead of a map node and a hop through next_
+  // per item: the same candidates in the same order, so the same answer as the chains.
+  struct Slot {
+    uint64_t key = 0;
+    uint32_t begin = 0;  // into postings_
+    uint32_t count = 0;  // 0: an empty slot
+  };
+  void Seal();
+  // The slot where `key` (whose Mix64 is `mixed`) is or would be: linear probing from the
+  // high half of `mixed`.
+  size_t SlotOf(uint64_t key, uint64_t mixed) const;
+  // Calls vote(item) for the items of `key`'s chain (key = band << 32 | band hash, `mixed` its
+  // Mix64), newest first, at most as many as Lookup reads: from postings_ when sealed, else
+  // by walking the chain.
+  template <typename Fn>
+  void ForEachChainItem(uint64_t key, uint64_t mixed, int band, Fn&& vote) const;
+  std::vector<Slot> slots_;  // a power of two of them, at most half used; empty: not sealed
+  std::vector<uint32_t> postings_;
 };
 
 }  // namespace moat::detect

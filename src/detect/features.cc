@@ -1,9 +1,11 @@
 #include "detect/features.h"
 
+#include "detect/ascii.h"
+#include "detect/chat_body.h"
 #include "detect/detection_model.h"
+#include "detect/hash_batch.h"
 
 #include <algorithm>
-#include <boost/json.hpp>
 #include <cctype>
 #include <cstring>
 #include <iterator>
@@ -13,19 +15,15 @@
 namespace moat::detect {
 namespace {
 
-namespace json = boost::json;
-
-// ASCII classification tables. The engine runs in the C locale, where std::isalnum and
-// std::tolower only know ASCII; tables make the per-byte work inline and branch-free.
+// ASCII classification table. The engine runs in the C locale, where std::isalnum only knows
+// ASCII; a table makes the per-byte work inline and branch-free.
 struct ByteTables {
   std::array<bool, 256> word{};
-  std::array<char, 256> lower{};
   constexpr ByteTables() {
     for (int c = 0; c < 256; ++c) {
       const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
       const bool digit = c >= '0' && c <= '9';
       word[c] = alpha || digit || c == '\'';
-      lower[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
   }
 };
@@ -34,48 +32,112 @@ constexpr ByteTables kBytes;
 bool IsWordChar(char c) { return kBytes.word[static_cast<unsigned char>(c)]; }
 bool IsDigit(char c) { return c >= '0' && c <= '9'; }
 
-// Lower-cases the first `max_chars` bytes of `text` into `out` (which holds at least that many)
-// and returns the lower-cased view.
-std::string_view LowerInto(std::string_view text, size_t max_chars, char* out) {
+// Zero bytes after the text in the buffers LowerPadded fills: FunctionWord reads 16 bytes from
+// the start of any token.
+constexpr size_t kPadding = 16;
+
+// Lower-cases the first `max_chars` bytes of `text` into `out` (which holds at least that many
+// plus kPadding), zeroes kPadding bytes after them and returns the lower-cased view.
+std::string_view LowerPadded(std::string_view text, size_t max_chars, char* out) {
   const size_t n = std::min(text.size(), max_chars);
-  for (size_t i = 0; i < n; ++i) out[i] = kBytes.lower[static_cast<unsigned char>(text[i])];
+  LowerAscii(text.data(), n, out);
+  std::memset(out + n, 0, kPadding);
   return std::string_view(out, n);
 }
 
-std::string Lower(std::string_view text, size_t max_chars) {
-  std::string out(std::min(text.size(), max_chars), '\0');
-  LowerInto(text, max_chars, out.data());
-  return out;
-}
-
 // Function words kept verbatim in a skeleton: they carry a template's shape.
-bool IsFunctionWord(std::string_view w) {
-  static constexpr std::string_view kWords[] = {
-      "a", "about", "after", "all", "an", "and", "answer", "any", "are", "as", "at", "be",
-      "before", "below", "between", "but", "by", "can", "could", "do", "does", "each", "every",
-      "explain", "following", "for", "from", "give", "had", "has", "have", "how", "i", "if",
-      "in", "into", "is", "it", "its", "let's", "many", "me", "more", "most", "much", "my",
-      "not", "of", "on", "or", "our", "please", "question", "should", "so", "some", "step",
-      "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
-      "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with",
-      "would", "write", "you", "your"};
-  // kWords is sorted, so the words of one first letter form a range: index those ranges once
-  // and compare only within one (same answer as a binary search over the whole list).
-  static const std::array<std::pair<uint8_t, uint8_t>, 256> kRanges = [] {
-    std::array<std::pair<uint8_t, uint8_t>, 256> r{};
-    for (size_t i = std::size(kWords); i-- > 0;) {
-      auto& range = r[static_cast<unsigned char>(kWords[i][0])];
-      if (range.second == 0) range.second = static_cast<uint8_t>(i + 1);
-      range.first = static_cast<uint8_t>(i);
-    }
-    return r;
-  }();
-  if (w.empty()) return false;
-  const auto [lo, hi] = kRanges[static_cast<unsigned char>(w[0])];
-  for (size_t i = lo; i < hi; ++i) {
-    if (kWords[i] == w) return true;
+constexpr std::string_view kFunctionWords[] = {
+    "a", "about", "after", "all", "an", "and", "answer", "any", "are", "as", "at", "be",
+    "before", "below", "between", "but", "by", "can", "could", "do", "does", "each", "every",
+    "explain", "following", "for", "from", "give", "had", "has", "have", "how", "i", "if",
+    "in", "into", "is", "it", "its", "let's", "many", "me", "more", "most", "much", "my",
+    "not", "of", "on", "or", "our", "please", "question", "should", "so", "some", "step",
+    "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those",
+    "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with",
+    "would", "write", "you", "your"};
+constexpr size_t kMaxFunctionWordChars = 9;  // "following"
+
+// A token of a skeleton: its text (zero-padded to 16 bytes, so that it is copied whole) and the
+// hash of the text (what the MinHash shingles use).
+struct SkeletonToken {
+  std::array<char, 16> bytes{};
+  size_t size = 0;
+  uint64_t hash = 0;
+
+  SkeletonToken() = default;
+  explicit SkeletonToken(std::string_view text) : size(text.size()), hash(Hash64(text)) {
+    std::memcpy(bytes.data(), text.data(), text.size());
   }
-  return false;
+};
+
+// The skeleton's vocabulary: the function words, "w" for content words, "#" for numbers and the
+// template punctuation (a newline is written "/"), each with its hash, and an open-addressing
+// table that finds a function word from the bytes of a token.
+class SkeletonVocabulary {
+ public:
+  SkeletonVocabulary() {
+    for (size_t i = 0; i < std::size(kFunctionWords); ++i) {
+      const std::string_view w = kFunctionWords[i];
+      function_[i] = SkeletonToken(w);
+      char padded[16] = {};
+      std::memcpy(padded, w.data(), w.size());
+      const Packed key = Pack(padded, w.size());
+      size_t slot = Slot(key);
+      while (slots_[slot].index >= 0) slot = (slot + 1) % kSlots;
+      slots_[slot] = {key, static_cast<int>(i)};
+    }
+    word_ = SkeletonToken("w");
+    number_ = SkeletonToken("#");
+    for (char c : {':', '?', '(', ')', '-'}) {
+      punct_[static_cast<unsigned char>(c)] = SkeletonToken(std::string_view(&c, 1));
+    }
+    punct_['\n'] = SkeletonToken("/");
+  }
+
+  // The function word `tok` is, or null. `tok` must be followed by kPadding readable bytes.
+  const SkeletonToken* FunctionWord(std::string_view tok) const {
+    if (tok.size() > kMaxFunctionWordChars) return nullptr;
+    const Packed key = Pack(tok.data(), tok.size());
+    for (size_t slot = Slot(key);; slot = (slot + 1) % kSlots) {
+      const Entry& e = slots_[slot];
+      if (e.index < 0) return nullptr;
+      if (e.key.lo == key.lo && e.key.hi == key.hi) return &function_[e.index];
+    }
+  }
+  const SkeletonToken& word() const { return word_; }
+  const SkeletonToken& number() const { return number_; }
+  // The token of template punctuation `c` (one of : ? ( ) - and newline).
+  const SkeletonToken& punct(char c) const { return punct_[static_cast<unsigned char>(c)]; }
+
+ private:
+  // The bytes of a token of at most 16 bytes, zero beyond its length (tokens hold no zero byte).
+  struct Packed {
+    uint64_t lo = 0, hi = 0;
+  };
+  // `p` holds n bytes followed by at least 16 - n readable bytes (n <= 16).
+  static Packed Pack(const char* p, size_t n) {
+    Packed k;
+    std::memcpy(&k.lo, p, 8);
+    std::memcpy(&k.hi, p + 8, 8);
+    k.lo &= n >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * n)) - 1;
+    k.hi &= n >= 16 ? ~uint64_t{0} : n <= 8 ? 0 : (uint64_t{1} << (8 * (n - 8))) - 1;
+    return k;
+  }
+  static constexpr size_t kSlots = 256;
+  static size_t Slot(const Packed& k) { return Mix64(k.lo ^ (k.hi * 0x9e3779b97f4a7c15ULL)) % kSlots; }
+  struct Entry {
+    Packed key;
+    int index = -1;
+  };
+  std::array<Entry, kSlots> slots_{};
+  std::array<SkeletonToken, std::size(kFunctionWords)> function_{};
+  SkeletonToken word_, number_;
+  std::array<SkeletonToken, 256> punct_{};
+};
+
+const SkeletonVocabulary& Vocabulary() {
+  static const SkeletonVocabulary vocabulary;
+  return vocabulary;
 }
 
 // Splits lower-cased text into word tokens and template punctuation.
@@ -101,33 +163,70 @@ void ForEachToken(std::string_view lower, Fn&& fn) {
 bool IsNumber(std::string_view w) { return !w.empty() && IsDigit(w.front()); }
 
 constexpr size_t kMaxSkeletonChars = 4096;  // the skeleton looks at the first 4 KB
+// Per-thread body buffers grown past this are freed after the request.
+constexpr size_t kKeptBufferBytes = 256 * 1024;
 constexpr int kMaxSkeletonTokens = 160;
+// The longest skeleton: every token a longest function word and a separator.
+constexpr size_t kMaxSkeletonBytes = kMaxSkeletonTokens * (kMaxFunctionWordChars + 1);
 
-// Appends the skeleton of already lower-cased text to `out` (see Skeleton).
-void SkeletonOfLower(std::string_view lower, std::string& out) {
-  bool last_masked = false;
-  int tokens = 0;
-  ForEachToken(lower, [&](std::string_view tok, bool punct) {
-    if (tokens >= kMaxSkeletonTokens) return;
-    std::string_view emit;
+// Builds the skeleton (see Skeleton) of already lower-cased, padded text from its tokens, as
+// ForEachToken gives them: the skeleton's text and the hash of each of its tokens, at most
+// kMaxSkeletonTokens of them.
+class SkeletonBuilder {
+ public:
+  // Feeds one token of the text (as ForEachToken gives it).
+  void Add(std::string_view tok, bool punct) {
+    if (count_ >= kMaxSkeletonTokens) return;
+    const SkeletonVocabulary& v = Vocabulary();
+    const SkeletonToken* emit;
     if (punct) {
-      emit = tok == "\n" ? "/" : tok;
-      last_masked = false;
+      emit = &v.punct(tok[0]);
+      last_masked_ = false;
     } else if (IsNumber(tok)) {
-      emit = "#";
-      last_masked = false;
-    } else if (IsFunctionWord(tok)) {
-      emit = tok;
-      last_masked = false;
+      emit = &v.number();
+      last_masked_ = false;
+    } else if (const SkeletonToken* fw = v.FunctionWord(tok); fw != nullptr) {
+      emit = fw;
+      last_masked_ = false;
     } else {
-      if (last_masked) return;
-      emit = "w";
-      last_masked = true;
+      if (last_masked_) return;
+      emit = &v.word();
+      last_masked_ = true;
     }
-    if (!out.empty()) out.push_back(' ');
-    out.append(emit);
-    ++tokens;
-  });
+    if (size_ > 0) text_[size_++] = ' ';
+    std::memcpy(text_.data() + size_, emit->bytes.data(), emit->bytes.size());
+    size_ += emit->size;
+    hashes_[count_++] = emit->hash;
+  }
+  std::string_view text() const { return std::string_view(text_.data(), size_); }
+  // Hash64 of each token's text, in order.
+  const uint64_t* hashes() const { return hashes_.data(); }
+  int count() const { return count_; }
+
+ private:
+  std::array<char, kMaxSkeletonBytes + 16> text_;  // + a whole SkeletonToken::bytes
+  size_t size_ = 0;
+  std::array<uint64_t, kMaxSkeletonTokens> hashes_;
+  int count_ = 0;
+  bool last_masked_ = false;
+};
+
+// Adds each distinct 3-shingle of the skeleton tokens to the MinHash (a MinHash is of a set:
+// adding an element again changes nothing, so repeats are skipped).
+void AddShingles(const uint64_t* toks, int n, MinHash<kMinHashPerms>* minhash) {
+  constexpr size_t kSlots = 512;  // > 2 x the most shingles, so probes stay short
+  std::array<uint64_t, kSlots> seen;
+  seen.fill(0);
+  for (int k = 0; k + 2 < n; ++k) {
+    const uint64_t h = HashCombine(HashCombine(toks[k], toks[k + 1]), toks[k + 2]);
+    if (h != 0) {  // 0 marks an empty slot: such a shingle is simply added every time
+      size_t slot = h % kSlots;
+      while (seen[slot] != 0 && seen[slot] != h) slot = (slot + 1) % kSlots;
+      if (seen[slot] == h) continue;
+      seen[slot] = h;
+    }
+    minhash->Add(h);
+  }
 }
 
 }  // namespace
@@ -143,137 +242,84 @@ std::string_view SignalName(int signal) {
 }
 
 std::string Skeleton(std::string_view text) {
-  const std::string lower = Lower(text, kMaxSkeletonChars);
-  std::string out;
-  out.reserve(lower.size() / 2);
-  SkeletonOfLower(lower, out);
-  return out;
+  std::vector<char> lower_buf(std::min(text.size(), kMaxSkeletonChars) + kPadding);
+  const std::string_view lower = LowerPadded(text, kMaxSkeletonChars, lower_buf.data());
+  SkeletonBuilder skeleton;
+  ForEachToken(lower, [&](std::string_view tok, bool punct) { skeleton.Add(tok, punct); });
+  return std::string(skeleton.text());
 }
 
 RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
                         int typical_answer_tokens) {
   RequestFeatures f;
-  // The parsed body lives in a monotonic arena that starts on the stack: most bodies parse
-  // without touching the heap, and the whole tree is released at once.
-  alignas(std::max_align_t) unsigned char arena[16384];
-  json::monotonic_resource mr(arena, sizeof(arena));
-  json::parse_options opts;
-  boost::system::error_code ec;
-  json::value body = json::parse(event.body_json, ec, &mr, opts);
-  std::string_view prompt;
-  std::string_view previous_prompt;  // the user message before the last one
-  std::string_view system;
-  if (!ec && body.is_object()) {
-    const json::object& o = body.get_object();
-    if (const json::value* m = o.if_contains("messages"); m != nullptr && m->is_array()) {
-      f.parsed = true;
-      size_t chars = 0;
-      for (const json::value& msg : m->get_array()) {
-        if (!msg.is_object()) continue;
-        ++f.messages;
-        const json::object& mo = msg.get_object();
-        const json::value* role = mo.if_contains("role");
-        const json::value* content = mo.if_contains("content");
-        std::string_view text = content != nullptr && content->is_string()
-                                    ? std::string_view(content->get_string())
-                                    : std::string_view();
-        chars += text.size();
-        if (role == nullptr || !role->is_string()) continue;
-        const std::string_view r = role->get_string();
-        if (r == "user") {
-          previous_prompt = prompt;
-          prompt = text;
-        } else if (r == "assistant") {
-          ++f.assistant_turns;
-        } else if (r == "system" || r == "developer") {
-          f.has_system = true;
-          system = text;
-        }
-      }
-      f.approx_tokens = static_cast<int>(chars / 4);
-    }
-    if (const json::value* v = o.if_contains("model"); v != nullptr && v->is_string()) {
-      f.model_hash = Hash64(v->get_string());
-    }
-    if (const json::value* v = o.if_contains("temperature"); v != nullptr && v->is_number()) {
-      f.temperature = v->to_number<double>(ec);
-    }
-    for (const char* key : {"max_tokens", "max_completion_tokens"}) {
-      if (const json::value* v = o.if_contains(key); v != nullptr && v->is_number()) {
-        f.max_tokens = static_cast<int>(v->to_number<double>(ec));
-      }
-    }
-    if (const json::value* v = o.if_contains("n"); v != nullptr && v->is_number()) {
-      f.n = static_cast<int>(v->to_number<double>(ec));
-    }
-    if (const json::value* v = o.if_contains("logprobs"); v != nullptr && v->is_bool()) {
-      f.logprobs = v->get_bool();
-    }
-    if (const json::value* v = o.if_contains("top_logprobs"); v != nullptr && v->is_number()) {
-      f.logprobs = f.logprobs || v->to_number<double>(ec) > 0;
-    }
-    if (const json::value* v = o.if_contains("stream"); v != nullptr && v->is_bool()) {
-      f.stream = v->get_bool();
-    }
-    f.reasoning = o.contains("reasoning_effort") || o.contains("reasoning");
+  // The body's texts are copied into per-thread buffers that are reused from one request to
+  // the next (see ChatBodyBuffers).
+  thread_local ChatBodyBuffers buffers;
+  ChatBody body;
+  ParseChatBody(event.body_json, &buffers, &body);
+  if (body.has_messages) {
+    f.parsed = true;
+    f.messages = body.messages;
+    f.assistant_turns = body.assistant_turns;
+    f.has_system = body.has_system;
+    f.approx_tokens = static_cast<int>(body.content_chars / 4);
   }
-  if (f.has_system) f.system_hash = Hash64(system);
+  if (body.model) f.model_hash = Hash64(*body.model);
+  if (body.temperature) f.temperature = *body.temperature;
+  if (body.max_tokens) f.max_tokens = static_cast<int>(*body.max_tokens);
+  if (body.max_completion_tokens) f.max_tokens = static_cast<int>(*body.max_completion_tokens);
+  if (body.n) f.n = static_cast<int>(*body.n);
+  if (body.logprobs) f.logprobs = *body.logprobs;
+  if (body.top_logprobs) f.logprobs = f.logprobs || *body.top_logprobs > 0;
+  if (body.stream) f.stream = *body.stream;
+  f.reasoning = body.reasoning_key;
+  const std::string_view prompt = body.prompt;
+  const std::string_view previous_prompt = body.previous_prompt;  // the user message before
+  if (f.has_system) f.system_hash = Hash64(body.system);
   f.prompt_chars = prompt.size();
   f.text_hash = Hash64(prompt, 0x74657874);
 
-  char lower_buf[kMaxSkeletonChars];
-  const std::string_view lower = LowerInto(prompt, kMaxSkeletonChars, lower_buf);
-  // Skeleton, its MinHash over 3-shingles, and template prefix / suffix.
-  std::string skeleton;
-  skeleton.reserve(std::min(lower.size(), kMaxSkeletonChars) / 2 + 16);
-  SkeletonOfLower(lower.substr(0, kMaxSkeletonChars), skeleton);
-  f.skeleton_hash = Hash64(skeleton);
-  {
-    std::array<uint64_t, kMaxSkeletonTokens + 1> toks;
-    size_t ntoks = 0;
-    size_t i = 0;
-    while (i < skeleton.size() && ntoks < toks.size()) {
-      size_t j = skeleton.find(' ', i);
-      if (j == std::string::npos) j = skeleton.size();
-      toks[ntoks++] = Hash64(std::string_view(skeleton).substr(i, j - i));
-      i = j + 1;
+  // One pass over the lower-cased prompt's tokens: the skeleton (its MinHash over 3-shingles)
+  // and the normalised words (lower case, numbers masked) of the template prefix and suffix,
+  // of which only the first and the last kTemplateWords are needed.
+  char lower_buf[kMaxSkeletonChars + kPadding];
+  const std::string_view lower = LowerPadded(prompt, kMaxSkeletonChars, lower_buf);
+  SkeletonBuilder skeleton;
+  std::array<std::string_view, kTemplateWords> first, last;
+  size_t words = 0;
+  ForEachToken(lower, [&](std::string_view tok, bool punct) {
+    skeleton.Add(tok, punct);
+    if (punct) return;
+    const std::string_view w = IsNumber(tok) ? std::string_view("#") : tok;
+    if (words < kTemplateWords) first[words] = w;
+    last[words % kTemplateWords] = w;
+    ++words;
+  });
+  f.skeleton_hash = Hash64(skeleton.text());
+  AddShingles(skeleton.hashes(), skeleton.count(), &f.minhash);
+  if (skeleton.count() < 3 && skeleton.count() > 0) f.minhash.Add(f.skeleton_hash);
+  f.prompt_words = static_cast<int>(words);
+  if (words >= 2 * kTemplateWords) {
+    uint64_t p = 0x7072656669780000ULL, s = 0x7375666669780000ULL;
+    for (size_t k = 0; k < kTemplateWords; ++k) {
+      p = HashCombine(p, Hash64(first[k]));
+      s = HashCombine(s, Hash64(last[(words - kTemplateWords + k) % kTemplateWords]));
     }
-    for (size_t k = 0; k + 2 < ntoks; ++k) {
-      f.minhash.Add(HashCombine(HashCombine(toks[k], toks[k + 1]), toks[k + 2]));
-    }
-    if (ntoks < 3 && ntoks > 0) f.minhash.Add(f.skeleton_hash);
-  }
-  {
-    // Normalised words (lower case, numbers masked) for the template prefix and suffix: only
-    // the first and the last kTemplateWords are needed.
-    std::array<std::string_view, kTemplateWords> first, last;
-    size_t words = 0;
-    ForEachToken(lower, [&](std::string_view tok, bool punct) {
-      if (punct) return;
-      const std::string_view w = IsNumber(tok) ? std::string_view("#") : tok;
-      if (words < kTemplateWords) first[words] = w;
-      last[words % kTemplateWords] = w;
-      ++words;
-    });
-    f.prompt_words = static_cast<int>(words);
-    if (words >= 2 * kTemplateWords) {
-      uint64_t p = 0x7072656669780000ULL, s = 0x7375666669780000ULL;
-      for (size_t k = 0; k < kTemplateWords; ++k) {
-        p = HashCombine(p, Hash64(first[k]));
-        s = HashCombine(s, Hash64(last[(words - kTemplateWords + k) % kTemplateWords]));
-      }
-      f.prefix_hash = p;
-      f.suffix_hash = s;
-    }
+    f.prefix_hash = p;
+    f.suffix_hash = s;
   }
 
   // Content: the learned model, the item sketch and the known-corpus match.
   ContentFeatures cf;
-  WordHashes words;
-  ExtractContentFeatures(prompt, &cf, &words);
+  WordHashes word_hashes;
+  ExtractContentFeatures(prompt, &cf, &word_hashes);
   f.cohort_feature_count = std::min(cf.count, kCohortFeatures);
-  for (int i = 0; i < f.cohort_feature_count; ++i) {
-    f.cohort_features[i] = static_cast<uint16_t>(Mix64(cf.hash[i] ^ 0x636f686f7274ULL) >> (64 - kCohortFeatureBits));
+  {
+    std::array<uint64_t, kCohortFeatures> mixed;
+    Mix64Batch(cf.hash.data(), 0x636f686f7274ULL, mixed.data(), static_cast<size_t>(f.cohort_feature_count));
+    for (int i = 0; i < f.cohort_feature_count; ++i) {
+      f.cohort_features[i] = static_cast<uint16_t>(mixed[i] >> (64 - kCohortFeatureBits));
+    }
   }
   if (model != nullptr && !model->content.empty()) {
     f.content = prompt.empty() ? ContentScores{} : model->content.FromRaw(model->content.RawLogits(cf));
@@ -289,7 +335,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
       f.signal[kContentInstruction + h] = f.content.llr[h] >= kStrongContentLlr ? 1.0f : 0.0f;
     }
   }
-  f.item = SketchWords(words);
+  f.item = SketchWords(word_hashes);
   if (model != nullptr && !model->corpus.empty()) f.corpus = model->corpus.Lookup(f.item);
   {
     const int cap = f.max_tokens > 0 ? std::min(f.max_tokens, typical_answer_tokens) : typical_answer_tokens;
@@ -301,6 +347,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   f.signal[kReasoningParam] = f.reasoning ? 1.0f : 0.0f;
   f.signal[kGreedy] = f.temperature == 0.0 ? 1.0f : 0.0f;
   f.signal[kSingleTurn] = f.parsed && f.assistant_turns == 0 ? 1.0f : 0.0f;
+  buffers.Trim(kKeptBufferBytes);
   return f;
 }
 

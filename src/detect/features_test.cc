@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+#include <random>
+
+#include "detect/chat_body.h"
 #include "detect/detection_model.h"
 #include "detect/test_corpus.h"
 
@@ -110,6 +114,253 @@ TEST(NetworkPrefixTest, V4AndV6) {
   EXPECT_EQ(NetworkPrefix("203.0.113.7"), "203.0.113");
   EXPECT_EQ(NetworkPrefix("2001:db8:abcd:12::1"), "2001:db8:abcd");
   EXPECT_EQ(NetworkPrefix("local"), "local");
+}
+
+// ---- chat_body.h ---------------------------------------------------------------------------
+
+// The straightforward reading ParseChatBody must equal: the whole document parsed by
+// boost::json::parse, then the fields read from it (as Extract did before the SAX parser).
+struct ReferenceBody {
+  ChatBody body;
+  std::string prompt, previous_prompt, system, model;  // what body's views point at
+};
+
+ReferenceBody ReadWithDocumentParser(std::string_view text) {
+  namespace json = boost::json;
+  ReferenceBody r;
+  ChatBody& b = r.body;
+  boost::system::error_code ec;
+  json::value doc = json::parse(text, ec);
+  if (ec || !doc.is_object()) return r;
+  b.object = true;
+  const json::object& o = doc.get_object();
+  if (const json::value* m = o.if_contains("messages"); m != nullptr && m->is_array()) {
+    b.has_messages = true;
+    for (const json::value& msg : m->get_array()) {
+      if (!msg.is_object()) continue;
+      ++b.messages;
+      const json::object& mo = msg.get_object();
+      const json::value* role = mo.if_contains("role");
+      const json::value* content = mo.if_contains("content");
+      const std::string content_text =
+          content != nullptr && content->is_string() ? std::string(content->get_string()) : std::string();
+      b.content_chars += content_text.size();
+      if (role == nullptr || !role->is_string()) continue;
+      const std::string_view role_name = role->get_string();
+      if (role_name == "user") {
+        r.previous_prompt = r.prompt;
+        r.prompt = content_text;
+      } else if (role_name == "assistant") {
+        ++b.assistant_turns;
+      } else if (role_name == "system" || role_name == "developer") {
+        b.has_system = true;
+        r.system = content_text;
+      }
+    }
+  }
+  auto number = [&](const char* key, std::optional<double>* out) {
+    if (const json::value* v = o.if_contains(key); v != nullptr && v->is_number()) *out = v->to_number<double>(ec);
+  };
+  auto boolean = [&](const char* key, std::optional<bool>* out) {
+    if (const json::value* v = o.if_contains(key); v != nullptr && v->is_bool()) *out = v->get_bool();
+  };
+  if (const json::value* v = o.if_contains("model"); v != nullptr && v->is_string()) {
+    r.model = std::string(v->get_string());
+    b.model = r.model;
+  }
+  number("temperature", &b.temperature);
+  number("max_tokens", &b.max_tokens);
+  number("max_completion_tokens", &b.max_completion_tokens);
+  number("n", &b.n);
+  number("top_logprobs", &b.top_logprobs);
+  boolean("logprobs", &b.logprobs);
+  boolean("stream", &b.stream);
+  b.reasoning_key = o.contains("reasoning_effort") || o.contains("reasoning");
+  b.prompt = r.prompt;
+  b.previous_prompt = r.previous_prompt;
+  b.system = r.system;
+  return r;
+}
+
+void ExpectSameBody(const ChatBody& got, const ChatBody& want, std::string_view text) {
+  SCOPED_TRACE(std::string(text.substr(0, 400)));
+  EXPECT_EQ(got.object, want.object);
+  EXPECT_EQ(got.has_messages, want.has_messages);
+  EXPECT_EQ(got.messages, want.messages);
+  EXPECT_EQ(got.assistant_turns, want.assistant_turns);
+  EXPECT_EQ(got.has_system, want.has_system);
+  EXPECT_EQ(got.content_chars, want.content_chars);
+  EXPECT_EQ(got.prompt, want.prompt);
+  EXPECT_EQ(got.previous_prompt, want.previous_prompt);
+  EXPECT_EQ(got.system, want.system);
+  EXPECT_EQ(got.model, want.model);
+  EXPECT_EQ(got.temperature, want.temperature);
+  EXPECT_EQ(got.max_tokens, want.max_tokens);
+  EXPECT_EQ(got.max_completion_tokens, want.max_completion_tokens);
+  EXPECT_EQ(got.n, want.n);
+  EXPECT_EQ(got.top_logprobs, want.top_logprobs);
+  EXPECT_EQ(got.logprobs, want.logprobs);
+  EXPECT_EQ(got.stream, want.stream);
+  EXPECT_EQ(got.reasoning_key, want.reasoning_key);
+}
+
+// Random chat bodies: the fields detection reads with values of every type, repeated keys,
+// escapes, long strings and keys, nesting, and broken or trailing text.
+class RandomBody {
+ public:
+  explicit RandomBody(uint64_t seed) : rng_(seed) {}
+
+  std::string Next() {
+    std::string out;
+    const int members = Pick(8);
+    out += '{';
+    if (Pick(4) != 0) out += "\"messages\":" + Messages() + (members > 0 ? "," : "");  // mostly a chat
+    for (int i = 0; i < members; ++i) {
+      if (i > 0) out += ',';
+      static const char* kKeys[] = {"messages", "messages", "model", "temperature", "max_tokens",
+                                    "max_completion_tokens", "n", "logprobs", "top_logprobs", "stream",
+                                    "reasoning_effort", "reasoning", "tools", "m\\u006fdel", "user"};
+      const std::string key = Pick(20) == 0 ? LongKey() : kKeys[Pick(std::size(kKeys))];
+      out += '"' + key + "\":";
+      out += key == "messages" && Pick(5) != 0 ? Messages() : Value(0);
+    }
+    out += '}';
+    switch (Pick(12)) {
+      case 0: out.resize(Pick(out.size() + 1)); break;  // truncated
+      case 1: out += Pick(2) == 0 ? " {}" : "x"; break;  // trailing data
+      case 2: out = std::string(Pick(3) + 31, '[') + out + std::string(40, ']'); break;  // deep
+      case 3: out = Value(0); break;  // any value, rarely an object
+      default: break;
+    }
+    return out;
+  }
+
+ private:
+  size_t Pick(size_t n) { return n == 0 ? 0 : rng_() % n; }
+
+  std::string LongKey() { return std::string(30 + Pick(8), 'k') + (Pick(2) == 0 ? "\\n" : "model"); }
+
+  std::string Text() {
+    static const char* kPieces[] = {"Hello", " world", "\\n", "\\\"", "\\u00e9", "\\ud83d\\ude00", "Solve 2+2?",
+                                    " ", "\\t", "user", "\\/", "caf\xc3\xa9", "Answer:"};
+    std::string s = "\"";
+    const size_t pieces = Pick(10) == 0 ? 2000 + Pick(3000) : Pick(12);  // long: parsed in parts
+    for (size_t i = 0; i < pieces; ++i) s += kPieces[Pick(std::size(kPieces))];
+    return s + '"';
+  }
+
+  std::string Value(int depth) {
+    switch (Pick(depth > 2 ? 6 : 8)) {
+      case 0: return Text();
+      case 1: return std::to_string(static_cast<int64_t>(rng_() % 20000) - 100);
+      case 2: return Pick(2) == 0 ? "0.7" : "1e3";
+      case 3: return Pick(2) == 0 ? "true" : "false";
+      case 4: return "null";
+      case 5: return "18446744073709551615";
+      case 6: return "[" + Value(depth + 1) + "," + Value(depth + 1) + "]";
+      default: return "{\"role\":" + Value(depth + 1) + ",\"content\":" + Value(depth + 1) + "}";
+    }
+  }
+
+  std::string Message() {
+    static const char* kRoles[] = {"\"user\"", "\"user\"", "\"assistant\"", "\"system\"", "\"developer\"",
+                                   "\"tool\"", "\"us\\u0065r\"", "5", "null", "[\"user\"]"};
+    std::string m = "{";
+    const int members = Pick(5);
+    for (int i = 0; i < members; ++i) {
+      if (i > 0) m += ',';
+      switch (Pick(5)) {
+        case 0:
+        case 1: m += std::string("\"role\":") + kRoles[Pick(std::size(kRoles))]; break;
+        case 2:
+        case 3: m += "\"content\":" + (Pick(4) == 0 ? Value(3) : Text()); break;
+        default: m += "\"name\":" + Value(3); break;
+      }
+    }
+    return m + '}';
+  }
+
+  std::string Messages() {
+    std::string a = "[";
+    const int n = Pick(7);
+    for (int i = 0; i < n; ++i) {
+      if (i > 0) a += ',';
+      a += Pick(8) == 0 ? Value(2) : Message();
+    }
+    return a + ']';
+  }
+
+  std::mt19937_64 rng_;
+};
+
+TEST(ChatBodyTest, ReadsTheFieldsDetectionUses) {
+  ChatBodyBuffers buffers;
+  ChatBody b;
+  ParseChatBody(
+      R"({"model":"gpt-4o","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"},)"
+      R"({"role":"assistant","content":"hello"},{"role":"user","content":"Solve: 2+2"}],"temperature":0,)"
+      R"("max_tokens":4096,"logprobs":true,"top_logprobs":5,"n":3,"stream":false,"reasoning_effort":"high"})",
+      &buffers, &b);
+  EXPECT_TRUE(b.object);
+  EXPECT_TRUE(b.has_messages);
+  EXPECT_EQ(b.messages, 4);
+  EXPECT_EQ(b.assistant_turns, 1);
+  EXPECT_TRUE(b.has_system);
+  EXPECT_EQ(b.prompt, "Solve: 2+2");
+  EXPECT_EQ(b.previous_prompt, "hi");
+  EXPECT_EQ(b.system, "Be brief.");
+  EXPECT_EQ(b.model, "gpt-4o");
+  EXPECT_EQ(b.temperature, 0.0);
+  EXPECT_EQ(b.max_tokens, 4096.0);
+  EXPECT_EQ(b.n, 3.0);
+  EXPECT_EQ(b.logprobs, true);
+  EXPECT_EQ(b.stream, false);
+  EXPECT_TRUE(b.reasoning_key);
+}
+
+TEST(ChatBodyTest, RepeatedKeysCountWithTheirLastValue) {
+  for (const char* text : {R"({"model":"a","model":"b","messages":[{"role":"user","content":"x"}],"messages":5})",
+                           R"({"messages":[{"role":"user","content":"x","content":7,"role":"user"}]})",
+                           R"({"messages":[{"content":"x","role":"system","role":"user"}],"stream":true,"stream":1})",
+                           R"({"temperature":1,"temperature":"hot","n":2,"n":3})"}) {
+    ChatBodyBuffers buffers;
+    ChatBody b;
+    ParseChatBody(text, &buffers, &b);
+    ExpectSameBody(b, ReadWithDocumentParser(text).body, text);
+  }
+}
+
+TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
+  RandomBody gen(21);
+  ChatBodyBuffers buffers;  // reused, as Extract does
+  int objects = 0, with_prompt = 0, with_previous = 0;
+  for (int trial = 0; trial < 8000; ++trial) {
+    const std::string text = gen.Next();
+    ChatBody b;
+    ParseChatBody(text, &buffers, &b);
+    const ReferenceBody want = ReadWithDocumentParser(text);
+    ExpectSameBody(b, want.body, text);
+    objects += want.body.object;
+    with_prompt += !want.body.prompt.empty();
+    with_previous += !want.body.previous_prompt.empty();
+    if (trial % 500 == 0) buffers.Trim(1024);
+    if (HasFailure()) break;
+  }
+  // The generator reaches the interesting cases.
+  EXPECT_GT(objects, 4000);
+  EXPECT_GT(with_prompt, 400);
+  EXPECT_GT(with_previous, 80);
+}
+
+TEST(ChatBodyTest, GarbageReadsAsNoObject) {
+  for (const char* text : {"", "{", "[]", "\"x\"", "{\"messages\":[}", "{} {}", "{\"a\":1,}", "nul"}) {
+    ChatBodyBuffers buffers;
+    ChatBody b;
+    ParseChatBody(text, &buffers, &b);
+    EXPECT_FALSE(b.object) << text;
+    EXPECT_FALSE(b.has_messages) << text;
+    EXPECT_TRUE(b.prompt.empty()) << text;
+  }
 }
 
 }  // namespace

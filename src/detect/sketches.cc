@@ -1,5 +1,7 @@
 #include "detect/sketches.h"
 
+// xxHash's header-only mode: the hash inlines here (the same XXH3 as the library's).
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 namespace moat::detect {

@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "detect/hash_batch.h"
+
 namespace moat::detect {
 
 // 64-bit hash of bytes (XXH3), with an optional seed.
@@ -24,8 +26,11 @@ inline uint64_t Mix64(uint64_t x) {
   return x;
 }
 
+// The value HashCombine mixes: HashCombine(a, b) == Mix64(HashCombineInput(a, b)).
+inline uint64_t HashCombineInput(uint64_t a, uint64_t b) { return a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6)); }
+
 // Combines two hashes (order-sensitive).
-inline uint64_t HashCombine(uint64_t a, uint64_t b) { return Mix64(a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6))); }
+inline uint64_t HashCombine(uint64_t a, uint64_t b) { return Mix64(HashCombineInput(a, b)); }
 
 // HyperLogLog with M one-byte registers (M a power of two, 16..4096). Estimate() uses linear
 // counting while many registers are still empty, so small cardinalities (the common case for
@@ -82,12 +87,8 @@ template <int K>
 class MinHash {
  public:
   MinHash() { mins_.fill(UINT32_MAX); }
-  void Add(uint64_t element_hash) {
-    for (int i = 0; i < K; ++i) {
-      const uint32_t h = static_cast<uint32_t>(Mix64(element_hash ^ kSeeds[i]) >> 32);
-      mins_[i] = std::min(mins_[i], h);
-    }
-  }
+  // Permutation i maps an element to the high half of Mix64(element_hash ^ seed i).
+  void Add(uint64_t element_hash) { MinHashUpdate(element_hash, kSeeds.data(), mins_.data(), K); }
   bool empty() const { return mins_[0] == UINT32_MAX; }
   // Fraction of equal minima: an unbiased estimate of the Jaccard similarity of the two sets.
   double Similarity(const MinHash& other) const {

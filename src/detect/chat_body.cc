@@ -1,0 +1,292 @@
+#include "detect/chat_body.h"
+
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/string.hpp>
+
+namespace moat::detect {
+namespace {
+
+namespace json = boost::json;
+
+enum class TopKey : uint8_t {
+  kOther, kMessages, kModel, kTemperature, kMaxTokens, kMaxCompletionTokens, kN, kLogprobs,
+  kTopLogprobs, kStream
+};
+enum class MessageKey : uint8_t { kOther, kRole, kContent };
+
+// Keys and roles longer than this match nothing we look for.
+constexpr size_t kMaxNameChars = 32;
+
+TopKey ClassifyTopKey(std::string_view k) {
+  if (k == "messages") return TopKey::kMessages;
+  if (k == "model") return TopKey::kModel;
+  if (k == "temperature") return TopKey::kTemperature;
+  if (k == "max_tokens") return TopKey::kMaxTokens;
+  if (k == "max_completion_tokens") return TopKey::kMaxCompletionTokens;
+  if (k == "n") return TopKey::kN;
+  if (k == "logprobs") return TopKey::kLogprobs;
+  if (k == "top_logprobs") return TopKey::kTopLogprobs;
+  if (k == "stream") return TopKey::kStream;
+  return TopKey::kOther;
+}
+
+// The SAX handler. Depth 0 is outside the document; the top-level object's members sit at
+// depth 1, the "messages" array's elements at depth 2 and a message's members at depth 3.
+// A key resets the field it names, so that a repeated key counts with its last value.
+class ChatBodyHandler {
+ public:
+  // The same limits as the document parser's (boost/json/detail/handler.hpp).
+  static constexpr std::size_t max_object_size = json::object::max_size();
+  static constexpr std::size_t max_array_size = json::array::max_size();
+  static constexpr std::size_t max_key_size = json::string::max_size();
+  static constexpr std::size_t max_string_size = json::string::max_size();
+
+  ChatBodyHandler(ChatBodyBuffers* buffers, ChatBody* out) : b_(*buffers), out_(*out) {
+    b_.model.clear();
+    b_.role.clear();
+    b_.key.clear();
+  }
+
+  // Fills in the message texts once the document parsed.
+  void Finish() {
+    out_.prompt = Text(prompt_);
+    out_.previous_prompt = Text(previous_);
+    out_.system = Text(system_);
+  }
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+
+  bool on_object_begin(json::error_code&) {
+    if (depth_ == 0) {
+      out_.object = true;
+    } else if (depth_ == 2 && in_messages_) {
+      BeginMessage();
+    }
+    ++depth_;
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    --depth_;
+    if (depth_ == 2 && in_message_) EndMessage();
+    return true;
+  }
+  bool on_array_begin(json::error_code&) {
+    if (depth_ == 1 && top_key_ == TopKey::kMessages) {
+      in_messages_ = true;
+      out_.has_messages = true;
+    }
+    ++depth_;
+    return true;
+  }
+  bool on_array_end(std::size_t, json::error_code&) {
+    --depth_;
+    if (depth_ == 1) in_messages_ = false;
+    return true;
+  }
+
+  bool on_key_part(json::string_view s, std::size_t n, json::error_code&) {
+    if (WantsKey() && n <= kMaxNameChars) b_.key.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t n, json::error_code&) {
+    if (!WantsKey()) return true;
+    std::string_view key(s.data(), s.size());
+    if (n > kMaxNameChars) {
+      key = std::string_view();  // too long to be a key we read; still resets nothing
+    } else if (n != s.size()) {
+      b_.key.append(s.data(), s.size());
+      key = b_.key;
+    }
+    if (depth_ == 1) {
+      OnTopKey(key);
+    } else {
+      OnMessageKey(key);
+    }
+    b_.key.clear();
+    return true;
+  }
+
+  bool on_string_part(json::string_view s, std::size_t, json::error_code&) {
+    AppendString(s);
+    return true;
+  }
+  bool on_string(json::string_view s, std::size_t, json::error_code&) {
+    AppendString(s);
+    if (depth_ == 1 && top_key_ == TopKey::kModel) {
+      out_.model = std::string_view(b_.model);
+    } else if (InMessageMember()) {
+      if (message_key_ == MessageKey::kRole) role_is_string_ = true;
+      if (message_key_ == MessageKey::kContent) content_is_string_ = true;
+    }
+    return true;
+  }
+
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t i, json::string_view, json::error_code&) {
+    OnNumber(static_cast<double>(i));
+    return true;
+  }
+  bool on_uint64(std::uint64_t u, json::string_view, json::error_code&) {
+    OnNumber(static_cast<double>(u));
+    return true;
+  }
+  bool on_double(double d, json::string_view, json::error_code&) {
+    OnNumber(d);
+    return true;
+  }
+  bool on_bool(bool v, json::error_code&) {
+    if (depth_ != 1) return true;
+    if (top_key_ == TopKey::kLogprobs) out_.logprobs = v;
+    if (top_key_ == TopKey::kStream) out_.stream = v;
+    return true;
+  }
+  bool on_null(json::error_code&) { return true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+ private:
+  bool WantsKey() const { return depth_ == 1 || (depth_ == 3 && in_message_); }
+  bool InMessageMember() const { return depth_ == 3 && in_message_; }
+
+  std::string_view Text(int i) const { return i < 0 ? std::string_view() : std::string_view(b_.text[i]); }
+
+  // A buffer that holds none of the kept texts.
+  int FreeText() const {
+    for (int i = 0; i < 4; ++i) {
+      if (i != prompt_ && i != previous_ && i != system_) return i;
+    }
+    return 3;  // unreachable: four buffers, at most three kept
+  }
+
+  void OnTopKey(std::string_view key) {
+    top_key_ = ClassifyTopKey(key);
+    switch (top_key_) {
+      case TopKey::kMessages:
+        out_.has_messages = false;
+        out_.messages = 0;
+        out_.assistant_turns = 0;
+        out_.has_system = false;
+        out_.content_chars = 0;
+        prompt_ = previous_ = system_ = -1;
+        break;
+      case TopKey::kModel:
+        out_.model.reset();
+        b_.model.clear();
+        break;
+      case TopKey::kTemperature: out_.temperature.reset(); break;
+      case TopKey::kMaxTokens: out_.max_tokens.reset(); break;
+      case TopKey::kMaxCompletionTokens: out_.max_completion_tokens.reset(); break;
+      case TopKey::kN: out_.n.reset(); break;
+      case TopKey::kLogprobs: out_.logprobs.reset(); break;
+      case TopKey::kTopLogprobs: out_.top_logprobs.reset(); break;
+      case TopKey::kStream: out_.stream.reset(); break;
+      case TopKey::kOther:
+        if (key == "reasoning_effort" || key == "reasoning") out_.reasoning_key = true;
+        break;
+    }
+  }
+
+  void OnMessageKey(std::string_view key) {
+    if (key == "role") {
+      message_key_ = MessageKey::kRole;
+      role_is_string_ = false;
+      b_.role.clear();
+    } else if (key == "content") {
+      message_key_ = MessageKey::kContent;
+      content_is_string_ = false;
+      b_.text[current_].clear();
+    } else {
+      message_key_ = MessageKey::kOther;
+    }
+  }
+
+  void AppendString(json::string_view s) {
+    if (depth_ == 1) {
+      if (top_key_ == TopKey::kModel) b_.model.append(s.data(), s.size());
+    } else if (InMessageMember()) {
+      if (message_key_ == MessageKey::kContent) {
+        b_.text[current_].append(s.data(), s.size());
+      } else if (message_key_ == MessageKey::kRole && b_.role.size() <= kMaxNameChars) {
+        b_.role.append(s.data(), s.size());
+      }
+    }
+  }
+
+  void OnNumber(double v) {
+    if (depth_ != 1) return;
+    switch (top_key_) {
+      case TopKey::kTemperature: out_.temperature = v; break;
+      case TopKey::kMaxTokens: out_.max_tokens = v; break;
+      case TopKey::kMaxCompletionTokens: out_.max_completion_tokens = v; break;
+      case TopKey::kN: out_.n = v; break;
+      case TopKey::kTopLogprobs: out_.top_logprobs = v; break;
+      default: break;
+    }
+  }
+
+  void BeginMessage() {
+    in_message_ = true;
+    message_key_ = MessageKey::kOther;
+    role_is_string_ = false;
+    content_is_string_ = false;
+    b_.role.clear();
+    current_ = FreeText();
+    b_.text[current_].clear();
+  }
+
+  void EndMessage() {
+    in_message_ = false;
+    ++out_.messages;
+    if (!content_is_string_) b_.text[current_].clear();
+    out_.content_chars += b_.text[current_].size();
+    if (!role_is_string_) return;
+    const std::string_view role = b_.role;
+    if (role == "user") {
+      previous_ = prompt_;
+      prompt_ = current_;
+    } else if (role == "assistant") {
+      ++out_.assistant_turns;
+    } else if (role == "system" || role == "developer") {
+      out_.has_system = true;
+      system_ = current_;
+    }
+  }
+
+  ChatBodyBuffers& b_;
+  ChatBody& out_;
+  int depth_ = 0;
+  TopKey top_key_ = TopKey::kOther;
+  bool in_messages_ = false;
+  bool in_message_ = false;
+  MessageKey message_key_ = MessageKey::kOther;
+  bool role_is_string_ = false;
+  bool content_is_string_ = false;
+  int current_ = 0;  // the buffer of the message being read
+  int prompt_ = -1, previous_ = -1, system_ = -1;
+};
+
+}  // namespace
+
+void ChatBodyBuffers::Trim(size_t max_bytes) {
+  for (std::string* s : {&text[0], &text[1], &text[2], &text[3], &model, &role, &key}) {
+    if (s->capacity() > max_bytes) std::string().swap(*s);
+  }
+}
+
+void ParseChatBody(std::string_view text, ChatBodyBuffers* buffers, ChatBody* out) {
+  *out = ChatBody{};
+  json::basic_parser<ChatBodyHandler> parser(json::parse_options(), buffers, out);
+  json::error_code ec;
+  const size_t n = parser.write_some(false, text.data(), text.size(), ec);
+  // As boost::json::parser::write: the whole text must be one JSON value.
+  if (ec || n < text.size() || !out->object) {
+    *out = ChatBody{};
+    return;
+  }
+  parser.handler().Finish();
+}
+
+}  // namespace moat::detect
