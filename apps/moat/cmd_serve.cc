@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "audit/audit_log.h"
@@ -18,6 +19,7 @@
 #include "filters/ratelimit/ratelimit_filter.h"
 #include "ratelimit/failed_auth_limiter.h"
 #include "server/admin_api.h"
+#include "provenance/attestation.h"
 #include "server/builtin_backend.h"
 #include "server/gateway.h"
 #include "server/http_server.h"
@@ -26,6 +28,39 @@
 
 namespace moat::cli {
 namespace {
+
+// Checks a model's attestation (when it has one) and records its digest in the model's config:
+// the signature under the configured key, then the builtin model's file, or the operator's
+// digests of an upstream model's files, against the attested subjects.
+Status VerifyModelAttestation(server::ModelConfig& m) {
+  if (m.attestation.empty()) return Status::Ok();
+  const std::string where = "model \"" + m.name + "\": attestation " + m.attestation;
+  auto pk = provenance::ReadPublicKeyHex(m.attestation_public_key);
+  if (!pk.ok()) return Status(pk.status().code(), where + ": " + pk.status().message());
+  std::ifstream in(m.attestation, std::ios::binary);
+  if (!in) return NotFoundError(where + ": cannot read the file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  auto verified = provenance::VerifyEnvelope(text.str(), *pk);
+  if (!verified.ok()) return Status(verified.status().code(), where + ": " + verified.status().message());
+  if (m.backend == "builtin") {
+    if (Status s = provenance::CheckArtifact(*verified, m.model_path); !s.ok()) {
+      return FailedPreconditionError(where + ": refusing to serve " + m.model_path + ": " + s.message());
+    }
+  }
+  for (const std::string& entry : m.attested_artifacts) {
+    const std::string name = entry.substr(0, entry.find('='));
+    const std::string sha = entry.substr(entry.find('=') + 1);
+    bool found = false;
+    for (const auto& subject : verified->attestation.subjects) found = found || (subject.name == name && subject.sha256_hex == sha);
+    if (!found) return FailedPreconditionError(where + ": no attested subject " + name + " with sha256 " + sha);
+  }
+  m.attestation_sha256 = verified->envelope_sha256;
+  std::cerr << "model " << m.name << ": attestation verified (" << verified->attestation.predicate.model_name << " "
+            << verified->attestation.predicate.model_version << ", key " << verified->key_id.substr(0, 16) << ")\n";
+  return Status::Ok();
+}
+
 
 struct ServeOpts {
   std::string config = "moat.toml";
@@ -98,6 +133,9 @@ int Serve(const ServeOpts& opts) {
   parts.metrics = &metrics;
   parts.clock = SystemClock::Get();
   parts.audit = audit_log->get();
+  for (auto& m : cfg.models) {
+    if (Status s = VerifyModelAttestation(m); !s.ok()) return Fail(s);
+  }
   std::set<std::string> model_names;
   for (const auto& m : cfg.models) {
     model_names.insert(m.name);

@@ -14,5 +14,7 @@ void AddAccountCommands(CLI::App& app);
 void AddAuditCommands(CLI::App& app);
 // detect train | info
 void AddDetectCommands(CLI::App& app);
+// provenance sign | verify
+void AddProvenanceCommands(CLI::App& app);
 
 }  // namespace moat::cli

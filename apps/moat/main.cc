@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   moat::cli::AddAccountCommands(app);
   moat::cli::AddAuditCommands(app);
   moat::cli::AddDetectCommands(app);
+  moat::cli::AddProvenanceCommands(app);
   moat::cli::AddModelCommands(app);
   moat::cli::AddWatermarkCommands(app);
   CLI11_PARSE(app, argc, argv);

@@ -56,7 +56,12 @@ int64_t Int(const json::object& o, std::string_view key) {
   if (v == nullptr) return 0;
   if (v->is_int64()) return v->get_int64();
   if (v->is_uint64()) return static_cast<int64_t>(v->get_uint64());
-  if (v->is_double()) return static_cast<int64_t>(v->get_double());
+  if (v->is_double()) {
+    // Out of range (or NaN) is refused as 0, never cast: the cast would be undefined.
+    const double d = v->get_double();
+    if (!(d > -9.2e18 && d < 9.2e18)) return 0;
+    return static_cast<int64_t>(d);
+  }
   return 0;
 }
 

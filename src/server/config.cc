@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <limits>
 #include <toml++/toml.h>
 
 namespace moat::server {
@@ -19,9 +20,13 @@ moat::Status Get(const toml::table& t, std::string_view key, const std::string& 
   } else if constexpr (std::is_floating_point_v<T>) {
     if (auto v = n->value<double>()) { *out = *v; return moat::Status::Ok(); }
   } else if constexpr (std::is_integral_v<T>) {
-    if (auto v = n->value<int64_t>()) {
-      if (*v < 0) return moat::InvalidArgumentError(where + "." + std::string(key) + " must not be negative");
-      *out = static_cast<T>(*v);
+    // Integers only: toml++ would convert a float such as 1e100 with an out-of-range cast.
+    if (const toml::value<int64_t>* iv = n->as_integer()) {
+      const int64_t v = iv->get();
+      if (v < 0) return moat::InvalidArgumentError(where + "." + std::string(key) + " must not be negative");
+      if (static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+        return moat::InvalidArgumentError(where + "." + std::string(key) + " is too large");
+      *out = static_cast<T>(v);
       return moat::Status::Ok();
     }
   } else if constexpr (std::is_same_v<T, std::string>) {
@@ -124,7 +129,7 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
       "api_key_env", "connect_timeout_ms", "read_timeout_ms", "max_idle_connections",
       "request_usage_in_streams", "model_path", "forward_headers", "generation_threads",
       "watermark_vocab_size", "tls_verify", "tls_ca_file", "tls_server_name", "tls_client_cert_file",
-      "tls_client_key_file"}));
+      "tls_client_key_file", "attestation", "attestation_public_key", "attested_artifacts"}));
   MOAT_RETURN_IF_ERROR(Get(t, "name", where, &m->name));
   MOAT_RETURN_IF_ERROR(Get(t, "backend", where, &m->backend));
   MOAT_RETURN_IF_ERROR(Get(t, "base_url", where, &m->base_url));
@@ -146,6 +151,18 @@ moat::Status ParseModel(const toml::table& t, size_t index, ModelConfig* m) {
   MOAT_RETURN_IF_ERROR(Get(t, "tls_server_name", where, &m->tls_server_name));
   MOAT_RETURN_IF_ERROR(Get(t, "tls_client_cert_file", where, &m->tls_client_cert_file));
   MOAT_RETURN_IF_ERROR(Get(t, "tls_client_key_file", where, &m->tls_client_key_file));
+  MOAT_RETURN_IF_ERROR(Get(t, "attestation", where, &m->attestation));
+  MOAT_RETURN_IF_ERROR(Get(t, "attestation_public_key", where, &m->attestation_public_key));
+  MOAT_RETURN_IF_ERROR(Get(t, "attested_artifacts", where, &m->attested_artifacts));
+  if (m->attestation.empty() != m->attestation_public_key.empty())
+    return moat::InvalidArgumentError(where + ".attestation and attestation_public_key go together");
+  if (!m->attested_artifacts.empty() && m->attestation.empty())
+    return moat::InvalidArgumentError(where + ".attested_artifacts needs an attestation");
+  for (const std::string& a : m->attested_artifacts) {
+    const size_t eq = a.find('=');
+    if (eq == 0 || eq == std::string::npos || a.size() - eq - 1 != 64)
+      return moat::InvalidArgumentError(where + ".attested_artifacts entries are NAME=SHA256HEX (64 hex characters): " + a);
+  }
   if (m->tls_client_cert_file.empty() != m->tls_client_key_file.empty())
     return moat::InvalidArgumentError(where + ".tls_client_cert_file and tls_client_key_file go together");
   for (auto& h : m->forward_headers) {

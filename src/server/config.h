@@ -102,6 +102,16 @@ struct ModelConfig {
   // builtin
   std::string model_path;    // default <data_dir>/model.bin (written by `moat model train`)
   int generation_threads = 0;  // CPU threads for generation; 0: one per core
+  // Provenance (`moat provenance sign`): an in-toto attestation in a DSSE envelope, checked at
+  // start under attestation_public_key (64 hex characters or a .pub file). A builtin model's
+  // file must be an attested subject with the same SHA-256; for an upstream model every
+  // "NAME=SHA256HEX" in attested_artifacts (the operator's digests of the files the upstream
+  // serves) must be. A mismatch refuses to start.
+  std::string attestation;
+  std::string attestation_public_key;
+  std::vector<std::string> attested_artifacts;
+  // Set by `moat serve` once the attestation verified: hex SHA-256 of the attestation file.
+  std::string attestation_sha256;
 };
 
 // The per-account output watermark applied by the builtin backend.

@@ -173,6 +173,7 @@ std::string Gateway::ModelsJson() const {
     o["object"] = "model";
     o["created"] = 0;
     o["owned_by"] = m.backend == "builtin" ? "moat" : "upstream";
+    if (!m.attestation_sha256.empty()) o["attestation_sha256"] = m.attestation_sha256;
     data.push_back(std::move(o));
   }
   json::object root;

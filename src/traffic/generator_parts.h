@@ -205,6 +205,8 @@ inline const std::string& Pick(Rng& r, const std::vector<const std::string*>& v)
 
 // ---- Request bodies -------------------------------------------------------------------------
 
+// One chat message for ChatBody. It holds views, not copies: what they point at must outlive
+// the ChatBody call.
 struct Message {
   std::string_view role;
   std::string_view content;

@@ -97,13 +97,16 @@ class Student final : public Actor {
   }
 
   bool Step(Context& ctx) override {
+    // Message holds views: every text it points at lives until ChatBody has copied it.
     std::vector<Message> msgs;
-    std::string text;
+    std::string text, question, answer;
     if (!last_question_.empty() && rng_.Bernoulli(0.35)) {
-      msgs.push_back({"user", last_question_});
-      msgs.push_back({"assistant", "The answer is " + std::to_string(2 + rng_.Below(90)) + "."});
-      text = std::string(FollowUpAsk(rng_));
+      question = std::move(last_question_);
       last_question_.clear();
+      answer = "The answer is " + std::to_string(2 + rng_.Below(90)) + ".";
+      msgs.push_back({"user", question});
+      msgs.push_back({"assistant", answer});
+      text = std::string(FollowUpAsk(rng_));
     } else {
       if (next_ >= problems_.size()) return false;
       text = Speak(voice_, *problems_[next_++], rng_);

@@ -4,6 +4,9 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include <limits>
+#include <type_traits>
+
 namespace moat::traffic {
 
 bool IsKnownVariant(std::string_view variant) {
@@ -22,7 +25,15 @@ namespace {
 
 template <typename T>
 void Read(const toml::table& t, std::string_view key, T& out) {
-  if (auto v = t[key].value<T>()) out = *v;
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // Integers only: toml++ would convert a float such as 1e100 with an out-of-range cast.
+    const toml::value<int64_t>* v = t[key].as_integer();
+    if (v != nullptr && v->get() >= std::numeric_limits<T>::min() && v->get() <= std::numeric_limits<T>::max()) {
+      out = static_cast<T>(v->get());
+    }
+  } else {
+    if (auto v = t[key].value<T>()) out = *v;
+  }
 }
 
 void ReadDouble(const toml::table& t, std::string_view key, double& out) {
