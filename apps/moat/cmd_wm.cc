@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
+#include "audit/audit_export.h"
 #include "cli_common.h"
 #include "commands_issue3.h"
 #include "model/ngram_model.h"
@@ -57,6 +59,12 @@ struct WmOpts {
   std::string api_key;
   std::string prompts;
   watermark::RadioactivityOptions radio;
+  // Harvest-context filter and probes: the exchanges of the suspected accounts.
+  std::string harvest_db;                    // audit database of this gateway
+  std::string harvest_file;                  // or a JSONL file (moat audit export, ...)
+  std::vector<std::string> harvest_accounts; // whose exchanges (empty: every record)
+  int filter_width = 0;                      // 0: the watermark's h
+  bool no_filter = false;                    // probes from the harvest, every token scored
   int64_t timeout_ms = 30000;
   const CLI::App* cmd = nullptr;  // to tell explicit flags from defaults
   bool radioactive = false;       // --model names the suspect's model; --model-file is ours
@@ -321,15 +329,60 @@ void RunTrace(WmOpts& o) {
   std::exit(report.significant > 0 ? 0 : 3);
 }
 
+// The harvested exchanges of --harvest-account from --harvest-db or --harvest (none when
+// neither is given). Records whose text was not kept in full are skipped.
+std::vector<watermark::HarvestedText> Harvest(const WmOpts& o) {
+  if (!o.harvest_file.empty()) return OrExit(watermark::ReadHarvest(o.harvest_file, o.harvest_accounts));
+  if (o.harvest_db.empty()) return {};
+  if (!std::filesystem::exists(o.harvest_db)) {
+    std::exit(FailWith(NotFoundError("no audit database at " + o.harvest_db)));
+  }
+  std::vector<watermark::HarvestedText> out;
+  Status st = audit::ForEachAccountRecord(
+      o.harvest_db, o.harvest_accounts, [&](const AuditRecord& r) {
+        if (r.retention == "full" && !r.completion_text.empty()) {
+          out.push_back({r.prompt_text, r.completion_text});
+        }
+        return Status::Ok();
+      });
+  if (!st.ok()) std::exit(FailWith(st));
+  if (out.empty()) {
+    std::exit(FailWith(InvalidArgumentError(
+        "no answers kept in full for the harvest accounts in " + o.harvest_db)));
+  }
+  return out;
+}
+
 // Queries a suspected distilled model and traces its answers to the accounts it learned from.
 void RunRadioactive(WmOpts& o) {
   ApplyConfig(o);
   ResolveScheme(o);
+  if (!o.harvest_db.empty() && !o.harvest_file.empty()) {
+    std::exit(FailWith(InvalidArgumentError("give --harvest-db or --harvest, not both")));
+  }
+  if (o.filter_width != 0 && o.filter_width < o.cfg.h()) {
+    std::exit(FailWith(InvalidArgumentError("--filter-width must be at least the watermark's h")));
+  }
   auto secret = OrExit(watermark::MasterSecret::Load(o.secret));
   auto [e0, e1] = Epochs(o.epochs);
   const auto keys = watermark::DeriveKeys(secret, Accounts(o), e0, e1);
   auto tokenizer_model = OrExit(model::NGramModel::Load(o.model));
-  auto prompts = OrExit(watermark::ReadPrompts(o.prompts));
+  const auto harvest = Harvest(o);
+  std::vector<std::string> prompts;
+  if (!o.prompts.empty()) {
+    prompts = OrExit(watermark::ReadPrompts(o.prompts));
+  } else {
+    prompts = watermark::ProbesOfHarvest(harvest);
+    if (prompts.empty()) {
+      std::exit(FailWith(InvalidArgumentError(
+          "give --prompts FILE, or --harvest-db / --harvest with prompts to use as probes")));
+    }
+  }
+  std::optional<watermark::ContextFilter> filter;
+  if (!harvest.empty() && !o.no_filter) {
+    filter = watermark::FilterOfHarvest(harvest, tokenizer_model->tokenizer(),
+                                        o.filter_width > 0 ? o.filter_width : o.cfg.h());
+  }
   auto client = OrExit(watermark::SuspectClient::Create(o.suspect, o.api_key,
                                                         std::chrono::milliseconds(o.timeout_ms)));
   const auto t0 = std::chrono::steady_clock::now();
@@ -337,15 +390,27 @@ void RunRadioactive(WmOpts& o) {
   const double query_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto report = watermark::TestRadioactivity(samples, tokenizer_model->tokenizer(), keys,
-                                                   o.cfg, TraceOpts(o));
+                                                   o.cfg, TraceOpts(o),
+                                                   filter ? &*filter : nullptr);
   if (!o.json) {
-    std::printf("suspect %s model %s: %lld answers in %.1f s; verdict: %s\n", o.suspect.c_str(),
-                o.radio.model.c_str(), static_cast<long long>(report.samples), query_s,
+    std::printf("suspect %s model %s: %lld answers to %zu probes in %.1f s; verdict: %s\n",
+                o.suspect.c_str(), o.radio.model.c_str(), static_cast<long long>(report.samples),
+                prompts.size(), query_s,
                 report.detected ? "WATERMARK PRESENT (trained on our outputs)"
                                 : "no evidence of our watermark");
+    if (filter) {
+      std::printf("harvest filter: %zu exchanges, %lld contexts of width %d; %lld suspect tokens "
+                  "outside it not scored\n",
+                  harvest.size(), static_cast<long long>(report.filter_contexts), filter->width(),
+                  static_cast<long long>(report.filtered_out));
+    }
   }
   PrintTrace(o, report.trace,
              {{"suspect", o.suspect}, {"model", o.radio.model}, {"samples", report.samples},
+              {"probes", prompts.size()}, {"harvest_exchanges", harvest.size()},
+              {"filter_contexts", report.filter_contexts},
+              {"filter_width", filter ? filter->width() : 0},
+              {"filtered_out", report.filtered_out},
               {"query_seconds", query_s}, {"detected", report.detected}});
   std::exit(report.detected ? 0 : 3);
 }
@@ -422,8 +487,27 @@ void AddWatermarkCommands(CLI::App& app) {
       ->required();
   radio->add_option("--model", r->radio.model, "Model name to ask the suspect for")->required();
   radio->add_option("--api-key", r->api_key, "Bearer token for the suspect");
-  radio->add_option("--prompts", r->prompts, "Prompts: JSONL with a text field, or plain lines")
-      ->required();
+  radio->add_option("--prompts", r->prompts,
+                    "Probe prompts: JSONL with a text field, or plain lines (default: the "
+                    "harvested prompts of --harvest-db / --harvest)");
+  radio->add_option("--harvest-db", r->harvest_db,
+                    "This gateway's audit database: the suspected accounts' prompts are the "
+                    "probes and only suspect tokens whose context occurs in their exchanges are "
+                    "scored");
+  radio->add_option("--harvest", r->harvest_file,
+                    "Same from a JSONL file (moat audit export records or "
+                    "{prompt, completion} objects)");
+  radio->add_option("--harvest-account", r->harvest_accounts,
+                    "Suspected account whose exchanges form the harvest (repeatable; default: "
+                    "every record)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  radio->add_option("--filter-width", r->filter_width,
+                    "Tokens of history that must occur in the harvest (default: the watermark's "
+                    "h)");
+  radio->add_flag("--no-filter", r->no_filter,
+                  "Use the harvest for probes only; score every suspect token");
   radio->add_option("--n", r->radio.samples, "Completions to request")->capture_default_str();
   radio->add_option("--max-tokens", r->radio.max_tokens, "max_tokens of each request")
       ->capture_default_str();

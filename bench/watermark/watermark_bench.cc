@@ -1,10 +1,15 @@
-// watermark_bench: prints the figures of issue 3's "Done when" list.
+// watermark_bench: generation speed, quality cost, detection and tracing figures of the watermark.
 //   watermark_bench [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]
+//   watermark_bench --radioactivity [--corpus DIR] [--seed S] [--quick] [--null-seeds N]
+//                   [--student-tokens N]
 // Trains the built-in model on the corpus (default: the fortunes package) unless --model is
 // given, then measures: generation tokens/s with and without the watermark; the quality cost
 // (perplexity under the unwatermarked model of watermarked vs unwatermarked output); detection
 // tokens/s; p-value versus number of tokens; tracing time for N keys (default 100,000); and a
 // small distillation lab (n-gram student trained on a fraction f of watermarked answers).
+// --radioactivity runs only the low-contamination lab instead: p-value of the harvester's key
+// versus the contamination f, unfiltered and with the harvest-context filter, Bonferroni-adjusted
+// among 10^4 and 10^6 keys, and the null (f = 0) over several seeds.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +23,7 @@
 #include "model/corpus.h"
 #include "model/ngram_model.h"
 #include "watermark/detector.h"
+#include "watermark/radioactivity.h"
 #include "watermark/tracer.h"
 
 using namespace moat;
@@ -108,22 +114,207 @@ watermark::MasterSecret Secret() {
   return watermark::MasterSecret(b);
 }
 
+// The student of the distillation lab: an order-3 n-gram model trained on the first f share of
+// `harvested` topped up with clean `heldout` documents to the harvest's volume.
+std::unique_ptr<model::BuiltinEngine> TrainStudent(const std::vector<std::string>& harvested,
+                                                   const std::vector<std::string>& heldout,
+                                                   double f, const watermark::WatermarkConfig& off) {
+  std::vector<std::string> mix;
+  const size_t n_marked = static_cast<size_t>(f * static_cast<double>(harvested.size()));
+  mix.insert(mix.end(), harvested.begin(), harvested.begin() + static_cast<ptrdiff_t>(n_marked));
+  size_t bytes = 0, target = 0;
+  for (const auto& t : harvested) target += t.size();
+  for (size_t i = 0; i < n_marked; ++i) bytes += harvested[i].size();
+  for (size_t i = 0; bytes < target && i < heldout.size(); ++i) {
+    mix.push_back(heldout[i]);
+    bytes += heldout[i].size();
+  }
+  model::NGramTrainOptions opt;
+  opt.order = 3;
+  opt.min_count_high = 1;
+  auto student = std::move(model::NGramModel::Train(mix, opt)).value();
+  return std::move(model::BuiltinEngine::FromModel(std::move(student), off)).value();
+}
+
+// The student's answers re-tokenised with the teacher's tokenizer (what detection sees).
+std::vector<std::vector<int32_t>> StudentAnswers(const model::BuiltinEngine& student,
+                                                 const model::Tokenizer& ours, int tokens,
+                                                 uint64_t seed) {
+  std::vector<std::vector<int32_t>> out;
+  for (const auto& s : GenerateMany(student, nullptr, tokens, seed, nullptr)) {
+    out.push_back(ours.Encode(student.tokenizer().Decode(s.completion)));
+  }
+  return out;
+}
+
+watermark::DetectionResult Score(const std::vector<std::vector<int32_t>>& answers,
+                                 const watermark::WatermarkKey& key,
+                                 const watermark::WatermarkConfig& cfg,
+                                 const watermark::ContextFilter* filter) {
+  watermark::ScoringUnits u(cfg.h());
+  for (const auto& a : answers) {
+    if (filter != nullptr) {
+      u.AddSequence(a, *filter);
+    } else {
+      u.AddSequence(a);
+    }
+  }
+  return watermark::Detect(u, key, cfg);
+}
+
+double Log10(double ln) { return ln / std::log(10.0); }
+// log10 of the Bonferroni-adjusted p-value among `m` keys.
+double Log10Bonferroni(double log_p, double m) { return std::min(0.0, Log10(log_p) + std::log10(m)); }
+
+struct Harvest {
+  std::vector<watermark::HarvestedText> texts;  // prompt / answer pairs, as the audit store has them
+  std::vector<std::string> training;            // prompt + answer, what the student trains on
+};
+
+Harvest HarvestAnswers(const model::BuiltinEngine& teacher, const watermark::WatermarkKey& key,
+                       int tokens, uint64_t seed) {
+  Harvest h;
+  const auto& tok = teacher.tokenizer();
+  for (const auto& s : GenerateMany(teacher, &key, tokens, seed, nullptr)) {
+    std::vector<int32_t> prompt(s.prompt.begin() + 1, s.prompt.end());  // without <s>
+    h.texts.push_back({tok.Decode(prompt), tok.Decode(s.completion)});
+    h.training.push_back(tok.Decode(s.prompt) + tok.Decode(s.completion));
+  }
+  return h;
+}
+
+int RunRadioactivity(const model::NGramModel& teacher, const std::vector<std::string>& heldout,
+                     uint64_t seed, bool quick, int null_seeds, int student_tokens) {
+  watermark::WatermarkConfig kgw;  // gamma .25, delta 2, h 1
+  watermark::WatermarkConfig off = kgw;
+  off.enabled = false;
+  auto eng_kgw = std::move(model::BuiltinEngine::FromModel(std::make_unique<Borrowed>(teacher), kgw)).value();
+  const auto& ours = teacher.tokenizer();
+  const int harvest_tokens = quick ? 40000 : 150000;
+  const int widths[] = {kgw.h(), 2, 3};
+
+  const auto t0 = Clock::now();
+  const auto harvester = watermark::DeriveKey(Secret(), "harvester-17", 0);
+  const Harvest harvest = HarvestAnswers(*eng_kgw, harvester, harvest_tokens, seed + 1000);
+  std::vector<watermark::ContextFilter> filters;
+  for (int w : widths) filters.push_back(watermark::FilterOfHarvest(harvest.texts, ours, w));
+  const auto probes = watermark::ProbesOfHarvest(harvest.texts);
+  std::vector<std::string> accounts;
+  for (int i = 0; i < 10000; ++i) accounts.push_back("acct-" + std::to_string(i));
+  accounts[17] = "harvester-17";
+  const auto keys = watermark::DeriveKeys(Secret(), accounts, 0, 0);
+
+  std::printf("== radioactivity at low contamination: KGW g=.25 d=2 h=1; harvest %zu answers (%d "
+              "tokens) to %zu probe prompts; student = order-3 n-gram on f x harvest + clean "
+              "held-out text (same volume); %d student tokens from the harvested prompts\n",
+              harvest.texts.size(), harvest_tokens, probes.size(), student_tokens);
+  std::printf("   filters (contexts in the harvest): width 1 %lld, width 2 %lld, width 3 %lld\n",
+              static_cast<long long>(filters[0].size()), static_cast<long long>(filters[1].size()),
+              static_cast<long long>(filters[2].size()));
+  std::printf("   log10 p of the harvester's key; 'B 1e4' / 'B 1e6': log10 of the Bonferroni-"
+              "adjusted p among 10^4 / 10^6 keys; trace: rank of the harvester among the 10^4 "
+              "keys (Holm, alpha .01) with the width-%d filter\n\n", widths[2]);
+  std::printf("%6s | %7s %8s | %7s %8s %8s %8s | %7s %8s %8s %8s | %7s %8s %8s %8s | %s\n", "f",
+              "n none", "log10p", "n w1", "log10p", "B 1e4", "B 1e6", "n w2", "log10p", "B 1e4",
+              "B 1e6", "n w3", "log10p", "B 1e4", "B 1e6", "trace 1e4");
+  std::unique_ptr<model::BuiltinEngine> null_student;
+  std::vector<std::vector<int32_t>> null_answers;
+  for (double f : {0.0, 0.01, 0.02, 0.05, 0.1, 0.25}) {
+    auto student = TrainStudent(harvest.training, heldout, f, off);
+    auto answers = StudentAnswers(*student, ours, student_tokens, seed + 7);
+    const auto none = Score(answers, harvester, kgw, nullptr);
+    std::printf("%6.2f | %7lld %8.2f |", f, static_cast<long long>(none.scored), Log10(none.log_p));
+    for (const auto& filter : filters) {
+      const auto r = Score(answers, harvester, kgw, &filter);
+      std::printf(" %7lld %8.2f %8.2f %8.2f |", static_cast<long long>(r.scored), Log10(r.log_p),
+                  Log10Bonferroni(r.log_p, 1e4), Log10Bonferroni(r.log_p, 1e6));
+    }
+    watermark::ScoringUnits units(kgw.h());
+    for (const auto& a : answers) units.AddSequence(a, filters.back());
+    const auto tr = watermark::Trace(units, keys, kgw, watermark::TraceOptions{});
+    int64_t rank = 0;
+    for (const auto& e : tr.ranked) {
+      if (e.account == "harvester-17") rank = e.rank;
+    }
+    std::printf(" %lld implicated, harvester %s\n", static_cast<long long>(tr.significant),
+                rank > 0 ? ("rank " + std::to_string(rank)).c_str() : "not in top 10");
+    if (f == 0.0) {
+      null_student = std::move(student);
+      null_answers = std::move(answers);
+    }
+  }
+
+  // The null, two ways. (1) Other keys: the f = 0 student's answers against 10^4 keys that did
+  // not build the filter (exact null). (2) The harvester's own key, whose answers built the
+  // filter: a fresh harvester (key, harvest, filter) per seed against a fresh f = 0 sample.
+  std::printf("\n== null (f = 0): fraction of p-values below 0.01 / 0.05 / 0.5 (uniform: .01 / "
+              ".05 / .5)\n");
+  for (size_t fi = 0; fi < filters.size(); ++fi) {
+    watermark::ScoringUnits units(kgw.h());
+    for (const auto& a : null_answers) units.AddSequence(a, filters[fi]);
+    int below01 = 0, below05 = 0, below5 = 0;
+    for (const auto& k : keys) {
+      if (k.account == "harvester-17") continue;
+      const auto r = watermark::Detect(units, k, kgw);
+      below01 += r.p_value < 0.01;
+      below05 += r.p_value < 0.05;
+      below5 += r.p_value < 0.5;
+    }
+    const double m = static_cast<double>(keys.size() - 1);
+    std::printf("other keys, width-%d filter, %zu keys:   %.4f / %.4f / %.4f\n", widths[fi],
+                keys.size() - 1, below01 / m, below05 / m, below5 / m);
+  }
+  std::vector<std::vector<double>> own(filters.size());
+  const int null_harvest_tokens = quick ? 20000 : 60000;
+  for (int s = 0; s < null_seeds; ++s) {
+    const auto key = watermark::DeriveKey(Secret(), "null-harvester-" + std::to_string(s), 0);
+    const Harvest h = HarvestAnswers(*eng_kgw, key, null_harvest_tokens, seed + 5000 + 97 * s);
+    auto answers = StudentAnswers(*null_student, ours, student_tokens / 4, seed + 9000 + 31 * s);
+    for (size_t fi = 0; fi < filters.size(); ++fi) {
+      const auto filter = watermark::FilterOfHarvest(h.texts, ours, widths[fi]);
+      own[fi].push_back(Score(answers, key, kgw, &filter).p_value);
+    }
+  }
+  for (size_t fi = 0; fi < filters.size() && null_seeds > 0; ++fi) {
+    int below01 = 0, below05 = 0, below5 = 0;
+    double min_p = 1;
+    for (double p : own[fi]) {
+      below01 += p < 0.01;
+      below05 += p < 0.05;
+      below5 += p < 0.5;
+      min_p = std::min(min_p, p);
+    }
+    const double m = static_cast<double>(own[fi].size());
+    std::printf("own key, width-%d filter, %d seeds (%d harvest tokens each): %.3f / %.3f / %.3f "
+                "(smallest p %.3g)\n", widths[fi], null_seeds, null_harvest_tokens, below01 / m,
+                below05 / m, below5 / m, min_p);
+  }
+  std::printf("\n(%.0f s)\n", Secs(t0));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string corpus = model::kDefaultCorpusDir, model_path;
   int num_keys = 100000;
   uint64_t seed = 1;
-  bool quick = false;
+  bool quick = false, radioactivity = false;
+  int null_seeds = 20, student_tokens = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    if (a == "--radioactivity") { radioactivity = true; continue; }
+    if (a == "--null-seeds" && i + 1 < argc) { null_seeds = std::atoi(argv[++i]); continue; }
+    if (a == "--student-tokens" && i + 1 < argc) { student_tokens = std::atoi(argv[++i]); continue; }
     if (a == "--corpus" && i + 1 < argc) corpus = argv[++i];
     else if (a == "--model" && i + 1 < argc) model_path = argv[++i];
     else if (a == "--keys" && i + 1 < argc) num_keys = std::atoi(argv[++i]);
     else if (a == "--seed" && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--quick") quick = true;
     else {
-      std::fprintf(stderr, "usage: %s [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]\n"
+                           "       %s --radioactivity [--corpus DIR] [--seed S] [--quick] "
+                           "[--null-seeds N] [--student-tokens N]\n", argv[0], argv[0]);
       return 2;
     }
   }
@@ -148,6 +339,10 @@ int main(int argc, char** argv) {
   }
   std::printf("== model: order %d, vocab %d, %zu training documents, ready in %.2f s\n",
               teacher->order(), teacher->tokenizer().vocab_size(), train_docs.size(), Secs(t_train));
+  if (radioactivity) {
+    if (student_tokens <= 0) student_tokens = quick ? 20000 : 100000;
+    return RunRadioactivity(*teacher, heldout, seed, quick, null_seeds, student_tokens);
+  }
 
   watermark::WatermarkConfig kgw;  // gamma .25, delta 2, h 1
   watermark::WatermarkConfig uni = kgw;

@@ -1,5 +1,7 @@
 #include "audit/audit_export.h"
 
+#include <algorithm>
+
 #include <sodium.h>
 
 #include <boost/json/serialize.hpp>
@@ -130,6 +132,23 @@ Status ExportJsonl(const std::string& db_path, int64_t since_ns, std::ostream& o
   }
   out.flush();
   if (!out) return InternalError("audit export: writing the output failed");
+  return Status::Ok();
+}
+
+Status ForEachAccountRecord(const std::string& db_path, const std::vector<std::string>& account_ids,
+                            const std::function<Status(const AuditRecord&)>& fn) {
+  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
+  for (;;) {
+    MOAT_ASSIGN_OR_RETURN(bool row, rows.Step());
+    if (!row) break;
+    AuditRecord r = ReadRecord(rows);
+    if (!account_ids.empty() &&
+        std::find(account_ids.begin(), account_ids.end(), r.account_id) == account_ids.end()) {
+      continue;
+    }
+    MOAT_RETURN_IF_ERROR(fn(r));
+  }
   return Status::Ok();
 }
 

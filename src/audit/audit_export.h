@@ -4,6 +4,8 @@
 
 #include <boost/json/object.hpp>
 #include <cstdint>
+#include <functional>
+#include <vector>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -25,6 +27,12 @@ boost::json::object RecordToJson(const AuditRecord& record);
 // not grow with the log. Returns NotFound for a missing database, Internal when the database
 // cannot be read or `out` fails.
 Status ExportJsonl(const std::string& db_path, int64_t since_ns, std::ostream& out);
+
+// Calls `fn` with every record whose account_id is in `account_ids` (every record when it is
+// empty), in chain (seq) order, reading read-only with one cursor. Stops at the first error of
+// `fn` and returns it; NotFound for a missing database, Internal when it cannot be read.
+Status ForEachAccountRecord(const std::string& db_path, const std::vector<std::string>& account_ids,
+                            const std::function<Status(const AuditRecord&)>& fn);
 
 // The text to store for `text` under `retention`: the text itself (kFull), its lowercase hex
 // SHA-256 (kHashOnly) or "" (kNone).

@@ -44,11 +44,41 @@ double LogBinomialUpperTail(int64_t n, int64_t k, double p) {
   return std::log1p(-std::exp(log_lower));
 }
 
-void ScoringUnits::AddSequence(std::span<const int32_t> tokens) {
+namespace {
+
+std::string BytesOf(std::span<const int32_t> tokens) {
+  return std::string(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(int32_t));
+}
+
+}  // namespace
+
+void ContextFilter::AddSequence(std::span<const int32_t> tokens) {
+  const size_t w = static_cast<size_t>(width_);
+  for (size_t i = w; i < tokens.size(); ++i) contexts_.insert(BytesOf(tokens.subspan(i - w, w)));
+}
+
+bool ContextFilter::Contains(std::span<const int32_t> context) const {
+  return contexts_.contains(BytesOf(context));
+}
+
+void ScoringUnits::AddSequence(std::span<const int32_t> tokens) { Add(tokens, nullptr); }
+
+void ScoringUnits::AddSequence(std::span<const int32_t> tokens, const ContextFilter& filter) {
+  Add(tokens, &filter);
+}
+
+void ScoringUnits::Add(std::span<const int32_t> tokens, const ContextFilter* filter) {
   total_tokens_ += static_cast<int64_t>(tokens.size());
   const size_t w = static_cast<size_t>(h_) + 1;
   for (size_t i = static_cast<size_t>(h_); i < tokens.size(); ++i) {
     std::span<const int32_t> u = tokens.subspan(i - h_, w);
+    if (filter != nullptr) {
+      const size_t fw = static_cast<size_t>(filter->width());
+      if (i < fw || !filter->Contains(tokens.subspan(i - fw, fw))) {
+        ++filtered_out_;
+        continue;
+      }
+    }
     std::string key(reinterpret_cast<const char*>(u.data()), w * sizeof(int32_t));
     if (!seen_.insert(std::move(key)).second) continue;
     flat_.insert(flat_.end(), u.begin(), u.end());

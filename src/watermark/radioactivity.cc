@@ -1,7 +1,9 @@
 #include "watermark/radioactivity.h"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <fstream>
+#include <unordered_set>
 
 namespace moat::watermark {
 
@@ -28,6 +30,92 @@ StatusOr<std::vector<std::string>> ReadPrompts(const std::string& path) {
   }
   if (out.empty()) return InvalidArgumentError("no prompts in " + path);
   return out;
+}
+
+namespace {
+
+const boost::json::string* StringField(const boost::json::object& o,
+                                       std::initializer_list<const char*> names) {
+  for (const char* f : names) {
+    if (const auto* v = o.if_contains(f); v != nullptr && v->is_string()) return &v->as_string();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+StatusOr<std::vector<HarvestedText>> ReadHarvest(const std::string& path,
+                                                 const std::vector<std::string>& accounts) {
+  std::ifstream in(path);
+  if (!in) return NotFoundError("cannot open harvest file " + path);
+  std::vector<HarvestedText> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    boost::system::error_code ec;
+    boost::json::value v = line[0] == '{' ? boost::json::parse(line, ec) : boost::json::value();
+    if (ec || !v.is_object()) {
+      out.push_back({"", line});
+      continue;
+    }
+    const auto& o = v.as_object();
+    if (const auto* r = StringField(o, {"retention"}); r != nullptr && *r != "full") continue;
+    if (!accounts.empty()) {
+      const auto* a = StringField(o, {"account_id"});
+      if (a == nullptr || std::find(accounts.begin(), accounts.end(), std::string_view(*a)) ==
+                              accounts.end()) {
+        continue;
+      }
+    }
+    const auto* completion = StringField(o, {"completion_text", "completion", "text", "content"});
+    if (completion == nullptr || completion->empty()) continue;
+    const auto* prompt = StringField(o, {"prompt_text", "prompt"});
+    out.push_back({prompt == nullptr ? "" : std::string(*prompt), std::string(*completion)});
+  }
+  if (out.empty()) return InvalidArgumentError("no harvested answers in " + path);
+  return out;
+}
+
+std::string ProbeOfPrompt(std::string_view prompt_text) {
+  // "role: content" lines (src/server/openai.cc PromptText): the last "user: " line starts the
+  // last user message, which runs to the next role line or the end.
+  size_t start = std::string_view::npos;
+  for (size_t pos = 0; pos < prompt_text.size();) {
+    if (prompt_text.substr(pos).starts_with("user: ")) start = pos + 6;
+    const size_t nl = prompt_text.find('\n', pos);
+    if (nl == std::string_view::npos) break;
+    pos = nl + 1;
+  }
+  if (start == std::string_view::npos) return std::string(prompt_text);
+  size_t end = prompt_text.size();
+  for (const char* role : {"\nsystem: ", "\nassistant: ", "\ntool: ", "\ndeveloper: "}) {
+    end = std::min(end, prompt_text.find(role, start));
+  }
+  return std::string(prompt_text.substr(start, end - start));
+}
+
+std::vector<std::string> ProbesOfHarvest(const std::vector<HarvestedText>& harvest) {
+  std::vector<std::string> out;
+  std::unordered_set<std::string> seen;
+  for (const auto& h : harvest) {
+    std::string p = ProbeOfPrompt(h.prompt);
+    if (p.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+    if (seen.insert(p).second) out.push_back(std::move(p));
+  }
+  return out;
+}
+
+ContextFilter FilterOfHarvest(const std::vector<HarvestedText>& harvest,
+                              const model::Tokenizer& tokenizer, int width) {
+  ContextFilter filter(width);
+  for (const auto& x : harvest) {
+    std::vector<int32_t> ids = tokenizer.Encode(x.prompt);
+    const std::vector<int32_t> answer = tokenizer.Encode(x.completion);
+    ids.insert(ids.end(), answer.begin(), answer.end());
+    filter.AddSequence(ids);
+  }
+  return filter;
 }
 
 StatusOr<std::vector<SuspectSample>> QuerySuspect(const SuspectClient& client,
@@ -75,13 +163,22 @@ StatusOr<ScoringUnits> UpstreamUnitsOfTexts(const std::vector<std::string>& text
 RadioactivityReport TestRadioactivity(const std::vector<SuspectSample>& samples,
                                       const model::Tokenizer& tokenizer,
                                       std::span<const WatermarkKey> keys,
-                                      const WatermarkConfig& config, const TraceOptions& options) {
-  std::vector<std::string> texts;
-  texts.reserve(samples.size());
-  for (const auto& s : samples) texts.push_back(s.completion);
+                                      const WatermarkConfig& config, const TraceOptions& options,
+                                      const ContextFilter* filter) {
+  ScoringUnits units(config.h());
+  for (const auto& s : samples) {
+    const std::vector<int32_t> ids = tokenizer.Encode(s.completion);
+    if (filter != nullptr) {
+      units.AddSequence(ids, *filter);
+    } else {
+      units.AddSequence(ids);
+    }
+  }
   RadioactivityReport report;
   report.samples = static_cast<int64_t>(samples.size());
-  report.trace = Trace(UnitsOfTexts(texts, tokenizer, config.h()), keys, config, options);
+  report.filter_contexts = filter == nullptr ? 0 : filter->size();
+  report.filtered_out = units.filtered_out();
+  report.trace = Trace(units, keys, config, options);
   report.detected = report.trace.significant > 0;
   return report;
 }

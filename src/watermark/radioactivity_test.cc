@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <thread>
 
 #include "model/builtin_engine.h"
@@ -196,6 +197,197 @@ TEST_F(RadioactivityTest, ErrorsAreReported) {
   opt.max_failures = 1;
   auto q = QuerySuspect(*slow, {"a"}, opt);
   EXPECT_EQ(q.status().code(), StatusCode::kDeadlineExceeded);
+}
+
+// Synthetic students over a 4,000-token vocabulary (h = 1). A "learned" student picks a green
+// token (under `key`) with probability `bias` whenever its previous token is one of the
+// `learned` contexts, and a Zipf-distributed token otherwise; an unwatermarked student always
+// picks the Zipf token. Zipf draws repeat (context, token) pairs, so de-duplication matters.
+constexpr int kVocab = 4000;
+
+std::vector<std::vector<int32_t>> SyntheticStudent(const WatermarkKey* key,
+                                                   const std::unordered_set<int32_t>& learned,
+                                                   double bias, int sequences, int length,
+                                                   uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<double> weights(kVocab);
+  for (int i = 0; i < kVocab; ++i) weights[i] = 1.0 / (i + 1);
+  std::discrete_distribution<int32_t> zipf(weights.begin(), weights.end());
+  std::uniform_real_distribution<double> u(0, 1);
+  const WatermarkConfig cfg;
+  std::vector<std::vector<int32_t>> out;
+  for (int s = 0; s < sequences; ++s) {
+    std::vector<int32_t> seq{zipf(rng)};
+    while (static_cast<int>(seq.size()) < length) {
+      int32_t next = zipf(rng);
+      if (key != nullptr && learned.contains(seq.back()) && u(rng) < bias) {
+        const GreenList green(*key, cfg);
+        const uint64_t ctx = green.ContextSeed(std::span<const int32_t>(&seq.back(), 1));
+        while (!green.IsGreen(ctx, next)) next = zipf(rng);
+      }
+      seq.push_back(next);
+    }
+    out.push_back(std::move(seq));
+  }
+  return out;
+}
+
+// The filter of a "harvest" whose contexts are exactly `contexts`.
+ContextFilter FilterOf(const std::unordered_set<int32_t>& contexts) {
+  ContextFilter f(1);
+  for (int32_t c : contexts) {
+    const int32_t pair[2] = {c, 0};
+    f.AddSequence(pair);
+  }
+  return f;
+}
+
+DetectionResult ScoreSynthetic(const std::vector<std::vector<int32_t>>& seqs,
+                               const WatermarkKey& key, const ContextFilter* filter) {
+  ScoringUnits units(1);
+  for (const auto& s : seqs) {
+    if (filter != nullptr) {
+      units.AddSequence(s, *filter);
+    } else {
+      units.AddSequence(s);
+    }
+  }
+  return Detect(units, key, WatermarkConfig{});
+}
+
+// Rare contexts (ranks 1000..1299 of the Zipf law): together about 5 % of the student's tokens.
+std::unordered_set<int32_t> RareContexts() {
+  std::unordered_set<int32_t> c;
+  for (int32_t t = 1000; t < 1300; ++t) c.insert(t);
+  return c;
+}
+
+TEST(FilteredRadioactivityTest, StudentThatLearnedOnlyHarvestContextsIsFoundByTheFilter) {
+  const auto key = DeriveKey(TestSecret(), "harvester", 0);
+  const auto learned = RareContexts();
+  const auto student = SyntheticStudent(&key, learned, 0.5, 200, 100, 42);
+  const ContextFilter filter = FilterOf(learned);
+  const auto plain = ScoreSynthetic(student, key, nullptr);
+  const auto filtered = ScoreSynthetic(student, key, &filter);
+  // Most units come from contexts the student never learned: the unfiltered test is diluted.
+  EXPECT_GT(plain.scored, 5 * filtered.scored);
+  EXPECT_GT(filtered.scored, 300);
+  EXPECT_LT(filtered.log_p, std::log(1e-12));
+  EXPECT_GT(plain.log_p, std::log(1e-6));
+  EXPECT_GT(filtered.green_fraction, 0.5);
+  // Another key sees nothing, filtered or not.
+  const auto other = DeriveKey(TestSecret(), "someone-else", 0);
+  EXPECT_GT(ScoreSynthetic(student, other, &filter).log_p, std::log(1e-3));
+}
+
+TEST(FilteredRadioactivityTest, RepeatedPairsCountOnce) {
+  const int32_t seq[] = {7, 8, 7, 8, 7, 8, 7, 8, 9};
+  ContextFilter filter(1);
+  const int32_t harvest[] = {7, 8};  // only context 7 was harvested
+  filter.AddSequence(harvest);
+  EXPECT_EQ(filter.size(), 1);
+  EXPECT_TRUE(filter.Contains(std::span<const int32_t>(&harvest[0], 1)));
+  EXPECT_FALSE(filter.Contains(std::span<const int32_t>(&harvest[1], 1)));
+  ScoringUnits units(1);
+  units.AddSequence(seq, filter);
+  ASSERT_EQ(units.size(), 1);  // (7, 8) four times, once
+  EXPECT_EQ(units.unit(0)[0], 7);
+  EXPECT_EQ(units.unit(0)[1], 8);
+  EXPECT_EQ(units.filtered_out(), 4);  // (8, 7) x3 and (8, 9)
+
+  // A wider filter keeps a token only when its longer history was harvested.
+  ContextFilter wide(2);
+  const int32_t harvest2[] = {8, 7, 8};  // windows (8, 7) and (7, 8)
+  wide.AddSequence(harvest2);
+  EXPECT_EQ(wide.size(), 1);  // only (8, 7) precedes a token
+  ScoringUnits w(1);
+  w.AddSequence(seq, wide);
+  ASSERT_EQ(w.size(), 1);  // (7, 8) after (8, 7); the first (7, 8) has too short a history
+  EXPECT_EQ(w.unit(0)[0], 7);
+  EXPECT_EQ(w.filtered_out(), 5);  // positions 1 (short history), 2, 4, 6, 8
+}
+
+// The null: an unwatermarked student scored with the filter of a harvest. Over many seeds
+// (fresh key, contexts and student each time) the p-values must be roughly uniform.
+TEST(FilteredRadioactivityTest, NullPValuesAreUniform) {
+  const int kSeeds = 600;
+  int below01 = 0, below05 = 0, below25 = 0, below50 = 0;
+  std::mt19937_64 rng(7);
+  for (int s = 0; s < kSeeds; ++s) {
+    const auto key = DeriveKey(TestSecret(), "null-" + std::to_string(s), 0);
+    std::unordered_set<int32_t> contexts;
+    for (int i = 0; i < 60; ++i) contexts.insert(static_cast<int32_t>(rng() % 200));
+    const ContextFilter filter = FilterOf(contexts);
+    const auto student = SyntheticStudent(nullptr, {}, 0, 20, 60, 1000 + s);
+    const auto r = ScoreSynthetic(student, key, &filter);
+    ASSERT_GT(r.scored, 30);
+    below01 += r.p_value < 0.01;
+    below05 += r.p_value < 0.05;
+    below25 += r.p_value < 0.25;
+    below50 += r.p_value < 0.5;
+  }
+  // Binomial sd over 600 seeds: .004 at .01, .009 at .05, .018 at .25, .02 at .5. The exact
+  // test of a discrete count is slightly conservative, never liberal.
+  EXPECT_LE(below01, 0.025 * kSeeds);
+  EXPECT_LE(below05, 0.08 * kSeeds);
+  EXPECT_GE(below05, 0.02 * kSeeds);
+  EXPECT_NEAR(below25, 0.25 * kSeeds, 0.07 * kSeeds);
+  EXPECT_NEAR(below50, 0.5 * kSeeds, 0.08 * kSeeds);
+}
+
+// A student that repeats itself (each answer is one 8-token phrase said 5 times): with
+// de-duplication its null p-values stay uniform, counted with repeats they do not. Shows that the
+// uniformity check above can fail.
+TEST(FilteredRadioactivityTest, RepetitiveNullNeedsDeduplication) {
+  const int kSeeds = 400;
+  int dedup_below05 = 0, raw_below05 = 0;
+  for (int s = 0; s < kSeeds; ++s) {
+    const auto key = DeriveKey(TestSecret(), "null-" + std::to_string(s), 0);
+    const GreenList green(key, WatermarkConfig{});
+    std::vector<std::vector<int32_t>> student;
+    for (const auto& phrase : SyntheticStudent(nullptr, {}, 0, 12, 8, 5000 + s)) {
+      std::vector<int32_t> seq;
+      for (int r = 0; r < 5; ++r) seq.insert(seq.end(), phrase.begin(), phrase.end());
+      student.push_back(std::move(seq));
+    }
+    dedup_below05 += ScoreSynthetic(student, key, nullptr).p_value < 0.05;
+    int64_t n = 0, k = 0;
+    for (const auto& seq : student) {
+      for (size_t i = 1; i < seq.size(); ++i) {
+        ++n;
+        k += green.IsGreen(green.ContextSeed(std::span<const int32_t>(&seq[i - 1], 1)), seq[i]);
+      }
+    }
+    raw_below05 += std::exp(LogBinomialUpperTail(n, k, 0.25)) < 0.05;
+  }
+  EXPECT_LE(dedup_below05, 0.08 * kSeeds);
+  EXPECT_GT(raw_below05, 0.15 * kSeeds);
+}
+
+TEST(FilteredRadioactivityTest, ProbesAndHarvestFiles) {
+  EXPECT_EQ(ProbeOfPrompt("Tell me a joke"), "Tell me a joke");
+  EXPECT_EQ(ProbeOfPrompt("system: be brief\nuser: first\nassistant: ok\nuser: second\nline 2"),
+            "second\nline 2");
+  EXPECT_EQ(ProbeOfPrompt("user: only\nassistant: answer"), "only");
+
+  const std::string path = ::testing::TempDir() + "/harvest.jsonl";
+  {
+    std::ofstream f(path);
+    f << R"({"account_id":"a1","retention":"full","prompt_text":"user: hi","completion_text":"hello there"})" "\n"
+      << R"({"account_id":"a2","retention":"full","prompt_text":"user: yo","completion_text":"other"})" "\n"
+      << R"({"account_id":"a1","retention":"hash-only","prompt_text":"ab12","completion_text":"cd34"})" "\n"
+      << R"({"account_id":"a1","retention":"full","prompt_text":"user: hi","completion_text":"again"})" "\n";
+  }
+  auto all = ReadHarvest(path, {});
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(all->size(), 3u);
+  auto a1 = ReadHarvest(path, {"a1"});
+  ASSERT_TRUE(a1.ok());
+  ASSERT_EQ(a1->size(), 2u);
+  EXPECT_EQ((*a1)[1].completion, "again");
+  EXPECT_EQ(ProbesOfHarvest(*a1), std::vector<std::string>{"hi"});
+  EXPECT_EQ(ReadHarvest(path, {"nobody"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadHarvest(path + ".missing", {}).status().code(), StatusCode::kNotFound);
 }
 
 TEST(SuspectClientTest, ParsesHttpUrls) {
