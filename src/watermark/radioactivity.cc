@@ -7,27 +7,42 @@
 
 namespace moat::watermark {
 
-StatusOr<std::vector<std::string>> ReadPrompts(const std::string& path) {
+namespace {
+
+// Calls `fn(line, object)` for each non-blank line of a text file, `object` the line parsed as
+// a JSON object or null when the line is not one. NotFound (naming `what`) when the file cannot
+// be opened.
+template <typename Fn>
+Status ForEachLine(const std::string& path, const char* what, Fn fn) {
   std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open prompts file " + path);
-  std::vector<std::string> out;
+  if (!in) return NotFoundError(std::string("cannot open ") + what + " file " + path);
   std::string line;
   while (std::getline(in, line)) {
     while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     boost::system::error_code ec;
     boost::json::value v = line[0] == '{' ? boost::json::parse(line, ec) : boost::json::value();
-    if (!ec && v.is_object()) {
-      for (const char* f : {"text", "prompt", "content"}) {
-        if (const auto* t = v.as_object().if_contains(f); t != nullptr && t->is_string()) {
-          out.emplace_back(t->as_string());
-          break;
-        }
-      }
-      continue;
-    }
-    out.push_back(line);
+    fn(line, !ec && v.is_object() ? &v.as_object() : nullptr);
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+StatusOr<std::vector<std::string>> ReadPrompts(const std::string& path) {
+  std::vector<std::string> out;
+  MOAT_RETURN_IF_ERROR(ForEachLine(path, "prompts", [&](const std::string& line, const boost::json::object* o) {
+    if (o == nullptr) {
+      out.push_back(line);
+      return;
+    }
+    for (const char* f : {"text", "prompt", "content"}) {
+      if (const auto* t = o->if_contains(f); t != nullptr && t->is_string()) {
+        out.emplace_back(t->as_string());
+        break;
+      }
+    }
+  }));
   if (out.empty()) return InvalidArgumentError("no prompts in " + path);
   return out;
 }
@@ -46,33 +61,24 @@ const boost::json::string* StringField(const boost::json::object& o,
 
 StatusOr<std::vector<HarvestedText>> ReadHarvest(const std::string& path,
                                                  const std::vector<std::string>& accounts) {
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open harvest file " + path);
   std::vector<HarvestedText> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    boost::system::error_code ec;
-    boost::json::value v = line[0] == '{' ? boost::json::parse(line, ec) : boost::json::value();
-    if (ec || !v.is_object()) {
+  MOAT_RETURN_IF_ERROR(ForEachLine(path, "harvest", [&](const std::string& line, const boost::json::object* o) {
+    if (o == nullptr) {
       out.push_back({"", line});
-      continue;
+      return;
     }
-    const auto& o = v.as_object();
-    if (const auto* r = StringField(o, {"retention"}); r != nullptr && *r != "full") continue;
+    if (const auto* r = StringField(*o, {"retention"}); r != nullptr && *r != "full") return;
     if (!accounts.empty()) {
-      const auto* a = StringField(o, {"account_id"});
-      if (a == nullptr || std::find(accounts.begin(), accounts.end(), std::string_view(*a)) ==
-                              accounts.end()) {
-        continue;
+      const auto* a = StringField(*o, {"account_id"});
+      if (a == nullptr || std::find(accounts.begin(), accounts.end(), std::string_view(*a)) == accounts.end()) {
+        return;
       }
     }
-    const auto* completion = StringField(o, {"completion_text", "completion", "text", "content"});
-    if (completion == nullptr || completion->empty()) continue;
-    const auto* prompt = StringField(o, {"prompt_text", "prompt"});
+    const auto* completion = StringField(*o, {"completion_text", "completion", "text", "content"});
+    if (completion == nullptr || completion->empty()) return;
+    const auto* prompt = StringField(*o, {"prompt_text", "prompt"});
     out.push_back({prompt == nullptr ? "" : std::string(*prompt), std::string(*completion)});
-  }
+  }));
   if (out.empty()) return InvalidArgumentError("no harvested answers in " + path);
   return out;
 }
