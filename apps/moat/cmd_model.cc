@@ -3,7 +3,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "commands_issue3.h"
+#include "commands.h"
 #include "model/builtin_engine.h"
 #include "model/corpus.h"
 #include "model/ngram_model.h"

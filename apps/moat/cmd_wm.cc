@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "cli_common.h"
-#include "commands_issue3.h"
+#include "commands.h"
 #include "model/ngram_model.h"
 #include "moat/clock.h"
 #include "store/account_store.h"

@@ -1,4 +1,4 @@
-// watermark_bench: prints the figures of issue 3's "Done when" list.
+// watermark_bench: measures the watermark's cost and power (throughput, quality, detection).
 //   watermark_bench [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]
 // Trains the built-in model on the corpus (default: the fortunes package) unless --model is
 // given, then measures: generation tokens/s with and without the watermark; the quality cost
