@@ -33,34 +33,39 @@ moat::StatusOr<AdminClient> AdminClient::Create(const server::GatewayConfig& con
 }
 
 moat::StatusOr<std::string> AdminClient::Get(const std::string& target) const {
-  try {
-    boost::asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(10));
-    stream.connect(resolver.resolve(host_, port_));
-    http::request<http::empty_body> req{http::verb::get, target, 11};
-    req.set(http::field::host, host_);
-    req.set(http::field::authorization, "Bearer " + token_);
-    http::write(stream, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(stream, buf, res);
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    if (res.result_int() / 100 == 2) return res.body();
-    std::string message = res.body();
-    boost::json::error_code jec;
-    auto v = boost::json::parse(res.body(), jec);
-    if (!jec && v.is_object())
-      if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
-        if (const auto* m = e->as_object().if_contains("message"); m && m->is_string())
-          message = std::string(m->as_string());
-    return moat::Status(res.result_int() == 404 ? moat::StatusCode::kNotFound : moat::StatusCode::kUnavailable,
-                        "gateway answered " + std::to_string(res.result_int()) + ": " + message);
-  } catch (const std::exception& e) {
-    return moat::UnavailableError("cannot reach the gateway at " + host_ + ":" + port_ + ": " + e.what());
-  }
+  boost::asio::io_context io;
+  tcp::resolver resolver(io);
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  auto unreachable = [&] {
+    return moat::UnavailableError("cannot reach the gateway at " + host_ + ":" + port_ + ": " +
+                                  ec.message());
+  };
+  auto endpoints = resolver.resolve(host_, port_, ec);
+  if (ec) return unreachable();
+  stream.connect(endpoints, ec);
+  if (ec) return unreachable();
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, host_);
+  req.set(http::field::authorization, "Bearer " + token_);
+  http::write(stream, req, ec);
+  if (ec) return unreachable();
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  http::read(stream, buf, res, ec);
+  if (ec) return unreachable();
+  beast::error_code ignored;  // the answer is complete; a failed shutdown changes nothing
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  if (res.result_int() / 100 == 2) return res.body();
+  std::string message = res.body();
+  boost::json::error_code jec;
+  auto v = boost::json::parse(res.body(), jec);
+  if (!jec && v.is_object())
+    if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
+      if (const auto* m = e->as_object().if_contains("message"); m && m->is_string())
+        message = std::string(m->as_string());
+  return moat::Status(res.result_int() == 404 ? moat::StatusCode::kNotFound : moat::StatusCode::kUnavailable,
+                      "gateway answered " + std::to_string(res.result_int()) + ": " + message);
 }
 
 }  // namespace moat::cli

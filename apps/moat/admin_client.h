@@ -1,6 +1,8 @@
 #pragma once
 // AdminClient: a small synchronous HTTP client for a running gateway's /admin API, used by the
 // CLI commands that need the gateway's in-memory detection state (campaigns, account risk).
+// Errors are Status values, never exceptions. A call blocks until the gateway answers or the
+// connection fails (there is no deadline of its own).
 
 #include <string>
 

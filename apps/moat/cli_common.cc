@@ -108,13 +108,21 @@ moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::Detect
   return dc;
 }
 
-int Fail(const moat::Status& status) {
-  std::cerr << "error: " << status.message() << "\n";
+int ExitCodeForError(const moat::Status& status) {
   switch (status.code()) {
-    case moat::StatusCode::kInvalidArgument: return 2;
-    case moat::StatusCode::kNotFound: return 3;
-    default: return 1;
+    case moat::StatusCode::kInvalidArgument: return kExitBadArguments;
+    case moat::StatusCode::kNotFound: return kExitNotFound;
+    default: return kExitFailure;
   }
 }
+
+int Fail(const moat::Status& status) {
+  std::cerr << "error: " << status.message() << "\n";
+  return ExitCodeForError(status);
+}
+
+int ExitCodeOf(const moat::Status& status) { return status.ok() ? kExitOk : Fail(status); }
+
+int ExitCodeOf(const moat::StatusOr<int>& code) { return code.ok() ? *code : Fail(code.status()); }
 
 }  // namespace moat::cli

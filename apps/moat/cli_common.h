@@ -38,7 +38,22 @@ class CliAdminAudit {
 // `moat audit scan`, so an offline scan judges with the gateway's policy). Loads the model the
 // section names (NotFound / DataLoss when it cannot), InvalidArgument for a bad stage list.
 moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::DetectionSettings& settings);
-// Prints "error: <message>" to stderr and returns the exit code for the status.
+// Exit codes of the `moat` command, the same for every subcommand.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;        // any error without a code of its own below
+inline constexpr int kExitBadArguments = 2;   // InvalidArgument: bad flags, values or input
+inline constexpr int kExitNotFound = 3;       // NotFound: a missing file, account or record
+inline constexpr int kExitAuditBroken = 4;    // `moat audit verify`: the chain does not verify
+inline constexpr int kExitNoEvidence = 5;     // `moat wm trace|radioactive`: nobody implicated
+
+// The exit code for a failed `status`: kExitBadArguments, kExitNotFound or kExitFailure.
+int ExitCodeForError(const moat::Status& status);
+// Prints "error: <message>" to stderr and returns ExitCodeForError(status). The one way a
+// subcommand reports a failed Status.
 int Fail(const moat::Status& status);
+// kExitOk when `status` is OK, else Fail(status).
+int ExitCodeOf(const moat::Status& status);
+// The command's own exit code when it succeeded, else Fail(its status).
+int ExitCodeOf(const moat::StatusOr<int>& code);
 
 }  // namespace moat::cli

@@ -26,5 +26,16 @@ TEST(DetectionConfigFromTest, NamedSettingsApplyAndUnknownNamesAreRefused) {
   EXPECT_FALSE(DetectionConfigFrom(ds).ok());
 }
 
+TEST(ExitCodeTest, EveryCommandMapsAStatusToTheSameExitCode) {
+  EXPECT_EQ(ExitCodeOf(Status::Ok()), kExitOk);
+  EXPECT_EQ(ExitCodeOf(InvalidArgumentError("bad flag")), kExitBadArguments);
+  EXPECT_EQ(ExitCodeOf(NotFoundError("no such file")), kExitNotFound);
+  EXPECT_EQ(ExitCodeOf(UnavailableError("gateway down")), kExitFailure);
+  EXPECT_EQ(ExitCodeOf(DataLossError("corrupt")), kExitFailure);
+  // A command with an exit code of its own keeps it when it succeeds.
+  EXPECT_EQ(ExitCodeOf(StatusOr<int>(kExitNoEvidence)), kExitNoEvidence);
+  EXPECT_EQ(ExitCodeOf(StatusOr<int>(NotFoundError("no model"))), kExitNotFound);
+}
+
 }  // namespace
 }  // namespace moat::cli

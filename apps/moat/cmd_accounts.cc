@@ -199,50 +199,6 @@ void AddAccountCommands(CLI::App& app) {
     });
   }
 
-  auto* campaigns = app.add_subcommand("campaigns", "List the campaigns a running gateway has detected");
-  campaigns->add_option("--config,-c", opts->config, "Config file");
-  campaigns->add_option("--url", opts->url, "Gateway URL (default: the config's listen address)");
-  campaigns->add_option("--admin-token", opts->admin_token, "Admin token (default: $MOAT_ADMIN_TOKEN)");
-  campaigns->callback([opts] {
-    auto cfg = LoadConfigOrDefaults(opts->config);
-    if (!cfg.ok()) std::exit(Fail(cfg.status()));
-    auto client = AdminClient::Create(*cfg, opts->url, opts->admin_token);
-    if (!client.ok()) std::exit(Fail(client.status()));
-    auto body = client->Get("/admin/campaigns");
-    if (!body.ok()) std::exit(Fail(body.status()));
-    auto data = boost::json::parse(*body).as_object()["data"].as_array();
-    std::cout << "campaign\tmembers\trequests\tscore\tshift\tsample members\n";
-    for (const auto& c : data) {
-      const auto& o = c.as_object();
-      std::cout << o.at("id").as_string().c_str() << "\t" << o.at("members").to_number<double>() << "\t"
-                << o.at("requests").to_number<double>() << "\t" << o.at("score").to_number<double>() << "\t"
-                << o.at("shift").to_number<double>() << "\t";
-      int n = 0;
-      for (const auto& m : o.at("sample_members").as_array()) {
-        if (n++ == 5) { std::cout << " ..."; break; }
-        std::cout << (n > 1 ? "," : "") << m.as_string().c_str();
-      }
-      std::cout << "\n";
-    }
-    if (data.empty()) std::cout << "(no linked campaigns)\n";
-    // Cohorts whose content shifted: campaigns seen as a whole before anyone is linked.
-    auto root = boost::json::parse(*body).as_object();
-    if (const auto* cohorts = root.if_contains("cohorts"); cohorts && cohorts->is_array()) {
-      std::cout << "\ncohort\tmembers\trequests\tcampaign-like share (baseline)\tz\testimated campaign share\n";
-      int shown = 0;
-      for (const auto& c : cohorts->as_array()) {
-        const auto& o = c.as_object();
-        if (!o.at("shifted").as_bool()) continue;
-        ++shown;
-        std::cout << o.at("id").as_string().c_str() << "\t" << o.at("members").to_number<double>() << "\t"
-                  << o.at("requests").to_number<double>() << "\t" << o.at("high_share").to_number<double>() << " ("
-                  << o.at("baseline_share").to_number<double>() << ")\t" << o.at("z").to_number<double>() << "\t"
-                  << o.at("campaign_share").to_number<double>() << "\n";
-      }
-      if (shown == 0) std::cout << "(no shifted cohorts)\n";
-    }
-    std::exit(0);
-  });
   auto* set_tier = account->add_subcommand("set-tier", "Change an account's verification tier");
   set_tier->add_option("account", opts->account, "Account id or name")->required();
   set_tier->add_option("tier", opts->tier, "unverified | verified | enterprise")->required();

@@ -94,7 +94,7 @@ void AddAuditCommands(CLI::App& app) {
         std::cout << "BROKEN: the checkpoint anchor " << anchor_path
                   << " is missing although the log has signed checkpoints (pass --anchor with a "
                      "kept copy, or --no-anchor to skip this check)\n";
-        std::exit(4);
+        std::exit(kExitAuditBroken);
       }
     }
     auto report = audit::VerifyChain(db, pub, vo);
@@ -109,7 +109,7 @@ void AddAuditCommands(CLI::App& app) {
     }
     std::cout << "BROKEN at seq " << report->first_broken_seq << ": " << report->problem << "\n"
               << report->records << " records before it verified\n";
-    std::exit(4);
+    std::exit(kExitAuditBroken);
   });
 
   auto* exp = audit->add_subcommand("export", "Stream audit records out");

@@ -3,7 +3,8 @@
 #include <filesystem>
 #include <iostream>
 
-#include "commands_issue3.h"
+#include "cli_common.h"
+#include "commands.h"
 #include "model/builtin_engine.h"
 #include "model/corpus.h"
 #include "model/ngram_model.h"
@@ -11,11 +12,6 @@
 
 namespace moat::cli {
 namespace {
-
-int FailWith(const Status& s) {
-  std::cerr << "error: " << s.ToString() << "\n";
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
 
 struct TrainOpts {
   std::string corpus = model::kDefaultCorpusDir;
@@ -34,19 +30,18 @@ struct GenerateOpts {
   watermark::WatermarkConfig wm;
 };
 
-void RunTrain(const TrainOpts& o) {
+Status RunTrain(const TrainOpts& o) {
   const auto t0 = std::chrono::steady_clock::now();
   auto docs = model::ReadCorpus(o.corpus, o.max_bytes);
-  if (!docs.ok()) std::exit(FailWith(docs.status()));
+  if (!docs.ok()) return docs.status();
   size_t bytes = 0;
   for (const auto& d : *docs) bytes += d.size();
   auto m = model::NGramModel::Train(*docs, o.train);
-  if (!m.ok()) std::exit(FailWith(m.status()));
+  if (!m.ok()) return m.status();
   const auto parent = std::filesystem::path(o.out).parent_path();
-  std::error_code ec;
+  std::error_code ec;  // a directory that cannot be made shows up as Save's error
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  Status st = (*m)->Save(o.out);
-  if (!st.ok()) std::exit(FailWith(st));
+  MOAT_RETURN_IF_ERROR((*m)->Save(o.out));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "trained order-" << (*m)->order() << " model on " << docs->size() << " documents ("
             << bytes << " bytes) from " << o.corpus << "\n"
@@ -54,20 +49,20 @@ void RunTrain(const TrainOpts& o) {
   for (int k = 2; k <= (*m)->order(); ++k) std::cout << " " << k << "-grams " << (*m)->num_entries(k);
   std::cout << "\nwrote " << o.out << " (" << std::filesystem::file_size(o.out) << " bytes) in "
             << secs << " s\n";
-  std::exit(0);
+  return Status::Ok();
 }
 
-void RunGenerate(GenerateOpts& o) {
+Status RunGenerate(GenerateOpts& o) {
   auto scheme = watermark::ParseScheme(o.scheme);
-  if (!scheme.ok()) std::exit(FailWith(scheme.status()));
+  if (!scheme.ok()) return scheme.status();
   o.wm.scheme = *scheme;
   o.wm.enabled = !o.account.empty();
   auto engine = model::BuiltinEngine::Load(o.model, o.wm);
-  if (!engine.ok()) std::exit(FailWith(engine.status()));
+  if (!engine.ok()) return engine.status();
   std::optional<watermark::WatermarkKey> key;
   if (!o.account.empty()) {
     auto secret = watermark::MasterSecret::LoadOrCreate(o.secret);
-    if (!secret.ok()) std::exit(FailWith(secret.status()));
+    if (!secret.ok()) return secret.status();
     key = watermark::DeriveKey(*secret, o.account, o.epoch);
     o.req.key = &*key;
   }
@@ -76,13 +71,13 @@ void RunGenerate(GenerateOpts& o) {
     std::cout << p.text << std::flush;
     return true;
   });
-  if (!res.ok()) std::exit(FailWith(res.status()));
+  if (!res.ok()) return res.status();
   std::cout << "\n";
   std::cerr << "[prompt_tokens=" << res->prompt_tokens
             << " completion_tokens=" << res->completion_tokens
             << " finish_reason=" << res->finish_reason
             << (res->watermark_key_id.empty() ? "" : " watermark=" + res->watermark_key_id) << "]\n";
-  std::exit(0);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -103,7 +98,7 @@ void AddModelCommands(CLI::App& app) {
                     "Prune highest-order n-grams seen fewer times")
       ->capture_default_str();
   train->add_option("--max-bytes", t->max_bytes, "Stop reading the corpus after this many bytes");
-  train->callback([t] { RunTrain(*t); });
+  train->callback([t] { std::exit(ExitCodeOf(RunTrain(*t))); });
 
   auto g = std::make_shared<GenerateOpts>();
   auto* gen = model_cmd->add_subcommand("generate", "Generate text with the built-in model");
@@ -124,7 +119,7 @@ void AddModelCommands(CLI::App& app) {
   gen->add_option("--gamma", g->wm.gamma, "Green fraction")->capture_default_str();
   gen->add_option("--delta", g->wm.delta, "Green logit boost")->capture_default_str();
   gen->add_option("--h", g->wm.context_width, "KGW context width")->capture_default_str();
-  gen->callback([g] { RunGenerate(*g); });
+  gen->callback([g] { std::exit(ExitCodeOf(RunGenerate(*g))); });
 }
 
 }  // namespace moat::cli

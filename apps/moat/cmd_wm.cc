@@ -1,7 +1,9 @@
 // moat wm keys | detect | trace | radioactive
 #include <boost/json.hpp>
+#include <charconv>
 #include <cmath>
 #include <chrono>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -10,7 +12,7 @@
 
 #include "audit/audit_export.h"
 #include "cli_common.h"
-#include "commands_issue3.h"
+#include "commands.h"
 #include "model/ngram_model.h"
 #include "moat/clock.h"
 #include "store/account_store.h"
@@ -21,16 +23,6 @@
 
 namespace moat::cli {
 namespace {
-
-int FailWith(const Status& s) {
-  std::cerr << "error: " << s.ToString() << "\n";
-  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
-}
-template <typename T>
-T OrExit(StatusOr<T> v) {
-  if (!v.ok()) std::exit(FailWith(v.status()));
-  return std::move(v).value();
-}
 
 struct WmOpts {
   std::string secret = "var/wm_master.key";
@@ -76,9 +68,9 @@ bool Given(const WmOpts& o, const std::string& flag) {
 }
 
 // Fills every setting the user did not give explicitly from --config (moat.toml).
-void ApplyConfig(WmOpts& o) {
-  if (o.config.empty()) return;
-  auto cfg = OrExit(server::LoadGatewayConfig(o.config));
+Status ApplyConfig(WmOpts& o) {
+  if (o.config.empty()) return Status::Ok();
+  MOAT_ASSIGN_OR_RETURN(server::GatewayConfig cfg, server::LoadGatewayConfig(o.config));
   if (!Given(o, "--wm-secret")) o.secret = cfg.storage.watermark_secret;
   if (!Given(o, "--accounts-db") && o.accounts_file.empty() && o.accounts.empty()) {
     o.accounts_db = cfg.storage.accounts_db;
@@ -97,16 +89,16 @@ void ApplyConfig(WmOpts& o) {
       if (o.tokenize_model.empty()) o.tokenize_model = m.upstream_model.empty() ? m.name : m.upstream_model;
     }
   }
+  return Status::Ok();
 }
 
 // Every account id in the gateway's database (the ids the gateway derives watermark keys from).
-std::vector<std::string> DatabaseAccounts(const std::string& path) {
-  if (!std::filesystem::exists(path)) {
-    std::exit(FailWith(NotFoundError("no account database at " + path)));
-  }
+StatusOr<std::vector<std::string>> DatabaseAccounts(const std::string& path) {
+  if (!std::filesystem::exists(path)) return NotFoundError("no account database at " + path);
   // Listing never hashes an API key, so a throwaway pepper is enough to open the store.
   const std::string pepper(store::kPepperBytes, '\0');
-  auto st = OrExit(store::AccountStore::Open(path, pepper, SystemClock::Get()));
+  MOAT_ASSIGN_OR_RETURN(std::unique_ptr<store::AccountStore> st,
+                        store::AccountStore::Open(path, pepper, SystemClock::Get()));
   std::vector<std::string> ids;
   for (const auto& a : st->ListAccounts()) ids.push_back(a.id);
   return ids;
@@ -163,15 +155,15 @@ std::vector<std::string> SplitInput(const std::string& data) {
   return texts;
 }
 
-std::vector<std::string> Accounts(const WmOpts& o) {
+StatusOr<std::vector<std::string>> Accounts(const WmOpts& o) {
   std::vector<std::string> out = o.accounts;
   if (!o.accounts_db.empty()) {
-    auto db = DatabaseAccounts(o.accounts_db);
+    MOAT_ASSIGN_OR_RETURN(std::vector<std::string> db, DatabaseAccounts(o.accounts_db));
     out.insert(out.end(), db.begin(), db.end());
   }
   if (!o.accounts_file.empty()) {
     std::ifstream in(o.accounts_file);
-    if (!in) std::exit(FailWith(NotFoundError("cannot open accounts file " + o.accounts_file)));
+    if (!in) return NotFoundError("cannot open accounts file " + o.accounts_file);
     std::string line;
     while (std::getline(in, line)) {
       while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
@@ -179,44 +171,60 @@ std::vector<std::string> Accounts(const WmOpts& o) {
     }
   }
   if (out.empty()) {
-    std::exit(FailWith(InvalidArgumentError("give --account A, --accounts FILE (one id per line), --accounts-db PATH or --config")));
+    return InvalidArgumentError("give --account A, --accounts FILE (one id per line), --accounts-db PATH or --config");
   }
   return out;
 }
 
-std::pair<uint32_t, uint32_t> Epochs(const std::string& s) {
-  try {
-    const size_t dash = s.find('-');
-    if (dash == std::string::npos) return {std::stoul(s), std::stoul(s)};
-    uint32_t a = std::stoul(s.substr(0, dash)), b = std::stoul(s.substr(dash + 1));
-    if (a <= b) return {a, b};
-  } catch (...) {
-  }
-  std::exit(FailWith(InvalidArgumentError("--epochs must be N or A-B")));
+// A decimal epoch number (at most 2^32 - 1), or nullopt.
+std::optional<uint32_t> ParseEpoch(std::string_view s) {
+  uint32_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
 }
 
-void ResolveScheme(WmOpts& o) {
+// "N" or "A-B" (A <= B) as an inclusive range of key epochs.
+StatusOr<std::pair<uint32_t, uint32_t>> Epochs(const std::string& s) {
+  const size_t dash = s.find('-');
+  const std::optional<uint32_t> a = ParseEpoch(std::string_view(s).substr(0, dash));
+  const std::optional<uint32_t> b =
+      dash == std::string::npos ? a : ParseEpoch(std::string_view(s).substr(dash + 1));
+  if (!a || !b || *a > *b) return InvalidArgumentError("--epochs must be N or A-B");
+  return std::pair<uint32_t, uint32_t>{*a, *b};
+}
+
+// The keys of every account the options name, over the epochs they name.
+StatusOr<std::vector<watermark::WatermarkKey>> Keys(const WmOpts& o,
+                                                   const watermark::MasterSecret& secret) {
+  MOAT_ASSIGN_OR_RETURN(auto epochs, Epochs(o.epochs));
+  MOAT_ASSIGN_OR_RETURN(std::vector<std::string> accounts, Accounts(o));
+  return watermark::DeriveKeys(secret, accounts, epochs.first, epochs.second);
+}
+
+Status ResolveScheme(WmOpts& o) {
   // Upstream mode only embeds the Unigram list (a static logit_bias map).
   if (!o.tokenize_url.empty() && !Given(o, "--scheme")) o.scheme = "unigram";
-  o.cfg.scheme = OrExit(watermark::ParseScheme(o.scheme));
-  Status st = o.cfg.Validate();
-  if (!st.ok()) std::exit(FailWith(st));
+  MOAT_ASSIGN_OR_RETURN(o.cfg.scheme, watermark::ParseScheme(o.scheme));
+  return o.cfg.Validate();
 }
 
 // Token ids of `texts` from the upstream's tokenize endpoint; ids >= vocab_size (never biased)
 // are dropped when a vocabulary size is configured.
-watermark::ScoringUnits UpstreamUnits(const WmOpts& o, const std::vector<std::string>& texts) {
-  auto client = OrExit(watermark::SuspectClient::Create(o.tokenize_url, o.api_key,
-                                                        std::chrono::milliseconds(o.timeout_ms)));
-  return OrExit(
-      watermark::UpstreamUnitsOfTexts(texts, client, o.tokenize_model, o.vocab_size, o.cfg.h()));
+StatusOr<watermark::ScoringUnits> UpstreamUnits(const WmOpts& o,
+                                                const std::vector<std::string>& texts) {
+  MOAT_ASSIGN_OR_RETURN(watermark::SuspectClient client,
+                        watermark::SuspectClient::Create(o.tokenize_url, o.api_key,
+                                                         std::chrono::milliseconds(o.timeout_ms)));
+  return watermark::UpstreamUnitsOfTexts(texts, client, o.tokenize_model, o.vocab_size, o.cfg.h());
 }
 
-watermark::ScoringUnits Prepare(WmOpts& o, const std::string& input) {
-  ResolveScheme(o);
-  const auto texts = SplitInput(OrExit(ReadAll(input)));
+StatusOr<watermark::ScoringUnits> Prepare(WmOpts& o, const std::string& input) {
+  MOAT_RETURN_IF_ERROR(ResolveScheme(o));
+  MOAT_ASSIGN_OR_RETURN(std::string data, ReadAll(input));
+  const auto texts = SplitInput(data);
   if (!o.tokenize_url.empty()) return UpstreamUnits(o, texts);
-  auto model = OrExit(model::NGramModel::Load(o.model));
+  MOAT_ASSIGN_OR_RETURN(auto model, model::NGramModel::Load(o.model));
   return watermark::UnitsOfTexts(texts, model->tokenizer(), o.cfg.h());
 }
 
@@ -233,32 +241,31 @@ void PrintRow(const watermark::DetectionResult& r) {
               r.green_fraction, r.z, r.p_value, r.log_p / std::log(10.0));
 }
 
-void RunKeys(WmOpts& o) {
-  ApplyConfig(o);
-  auto secret = OrExit(watermark::MasterSecret::LoadOrCreate(o.secret));
-  auto [e0, e1] = Epochs(o.epochs);
-  for (const auto& k : watermark::DeriveKeys(secret, Accounts(o), e0, e1)) {
+Status RunKeys(WmOpts& o) {
+  MOAT_RETURN_IF_ERROR(ApplyConfig(o));
+  MOAT_ASSIGN_OR_RETURN(auto secret, watermark::MasterSecret::LoadOrCreate(o.secret));
+  MOAT_ASSIGN_OR_RETURN(auto keys, Keys(o, secret));
+  for (const auto& k : keys) {
     // Only the id and a short fingerprint: the key material stays secret.
     std::printf("%s fingerprint %08llx\n", k.key_id.c_str(),
                 static_cast<unsigned long long>(k.seed >> 32));
   }
-  std::exit(0);
+  return Status::Ok();
 }
 
-void RunDetect(WmOpts& o) {
-  ApplyConfig(o);
-  auto secret = OrExit(watermark::MasterSecret::Load(o.secret));
-  auto [e0, e1] = Epochs(o.epochs);
+Status RunDetect(WmOpts& o) {
+  MOAT_RETURN_IF_ERROR(ApplyConfig(o));
+  MOAT_ASSIGN_OR_RETURN(auto secret, watermark::MasterSecret::Load(o.secret));
   if (!o.all_keys && o.accounts.empty()) {
-    std::exit(FailWith(InvalidArgumentError(
-        "give --account A or --all-keys with --accounts FILE, --accounts-db PATH or --config")));
+    return InvalidArgumentError(
+        "give --account A or --all-keys with --accounts FILE, --accounts-db PATH or --config");
   }
   if (!o.all_keys) {
     o.accounts_file.clear();
     o.accounts_db.clear();
   }
-  const auto keys = watermark::DeriveKeys(secret, Accounts(o), e0, e1);
-  const auto units = Prepare(o, o.input);
+  MOAT_ASSIGN_OR_RETURN(const auto keys, Keys(o, secret));
+  MOAT_ASSIGN_OR_RETURN(const auto units, Prepare(o, o.input));
   boost::json::array out;
   for (const auto& k : keys) {
     auto r = watermark::Detect(units, k, o.cfg);
@@ -269,10 +276,10 @@ void RunDetect(WmOpts& o) {
     }
   }
   if (o.json) std::cout << boost::json::serialize(out) << "\n";
-  std::exit(0);
+  return Status::Ok();
 }
 
-watermark::TraceOptions TraceOpts(const WmOpts& o) {
+StatusOr<watermark::TraceOptions> TraceOpts(const WmOpts& o) {
   watermark::TraceOptions opt;
   opt.alpha = o.alpha;
   opt.top = o.top;
@@ -280,7 +287,7 @@ watermark::TraceOptions TraceOpts(const WmOpts& o) {
   if (o.correction == "bonferroni") {
     opt.correction = watermark::Correction::kBonferroni;
   } else if (o.correction != "holm") {
-    std::exit(FailWith(InvalidArgumentError("--correction must be holm or bonferroni")));
+    return InvalidArgumentError("--correction must be holm or bonferroni");
   }
   return opt;
 }
@@ -318,64 +325,56 @@ void PrintTrace(const WmOpts& o, const watermark::TraceReport& report, boost::js
   }
 }
 
-void RunTrace(WmOpts& o) {
-  ApplyConfig(o);
-  auto secret = OrExit(watermark::MasterSecret::Load(o.secret));
-  auto [e0, e1] = Epochs(o.epochs);
-  const auto keys = watermark::DeriveKeys(secret, Accounts(o), e0, e1);
-  const auto units = Prepare(o, o.input);
-  const auto report = watermark::Trace(units, keys, o.cfg, TraceOpts(o));
+// Returns the exit code: 0 when some account is implicated, kExitNoEvidence when none is.
+StatusOr<int> RunTrace(WmOpts& o) {
+  MOAT_RETURN_IF_ERROR(ApplyConfig(o));
+  MOAT_ASSIGN_OR_RETURN(auto secret, watermark::MasterSecret::Load(o.secret));
+  MOAT_ASSIGN_OR_RETURN(const auto keys, Keys(o, secret));
+  MOAT_ASSIGN_OR_RETURN(const auto trace_options, TraceOpts(o));
+  MOAT_ASSIGN_OR_RETURN(const auto units, Prepare(o, o.input));
+  const auto report = watermark::Trace(units, keys, o.cfg, trace_options);
   PrintTrace(o, report, {});
-  std::exit(report.significant > 0 ? 0 : 3);
+  return report.significant > 0 ? kExitOk : kExitNoEvidence;
 }
 
 // The harvested exchanges of --harvest-account from --harvest-db or --harvest (none when
 // neither is given). Records whose text was not kept in full are skipped.
-std::vector<watermark::HarvestedText> Harvest(const WmOpts& o) {
-  if (!o.harvest_file.empty()) return OrExit(watermark::ReadHarvest(o.harvest_file, o.harvest_accounts));
-  if (o.harvest_db.empty()) return {};
-  if (!std::filesystem::exists(o.harvest_db)) {
-    std::exit(FailWith(NotFoundError("no audit database at " + o.harvest_db)));
-  }
+StatusOr<std::vector<watermark::HarvestedText>> Harvest(const WmOpts& o) {
+  if (!o.harvest_file.empty()) return watermark::ReadHarvest(o.harvest_file, o.harvest_accounts);
+  if (o.harvest_db.empty()) return std::vector<watermark::HarvestedText>{};
+  if (!std::filesystem::exists(o.harvest_db)) return NotFoundError("no audit database at " + o.harvest_db);
   std::vector<watermark::HarvestedText> out;
-  Status st = audit::ForEachAccountRecord(
-      o.harvest_db, o.harvest_accounts, [&](const AuditRecord& r) {
-        if (r.retention == "full" && !r.completion_text.empty()) {
-          out.push_back({r.prompt_text, r.completion_text});
-        }
-        return Status::Ok();
-      });
-  if (!st.ok()) std::exit(FailWith(st));
-  if (out.empty()) {
-    std::exit(FailWith(InvalidArgumentError(
-        "no answers kept in full for the harvest accounts in " + o.harvest_db)));
-  }
+  MOAT_RETURN_IF_ERROR(audit::ForEachAccountRecord(o.harvest_db, o.harvest_accounts, [&](const AuditRecord& r) {
+    if (r.retention == "full" && !r.completion_text.empty()) out.push_back({r.prompt_text, r.completion_text});
+    return Status::Ok();
+  }));
+  if (out.empty()) return InvalidArgumentError("no answers kept in full for the harvest accounts in " + o.harvest_db);
   return out;
 }
 
 // Queries a suspected distilled model and traces its answers to the accounts it learned from.
-void RunRadioactive(WmOpts& o) {
-  ApplyConfig(o);
-  ResolveScheme(o);
+// Returns the exit code: 0 when the watermark is present, kExitNoEvidence when not.
+StatusOr<int> RunRadioactive(WmOpts& o) {
+  MOAT_RETURN_IF_ERROR(ApplyConfig(o));
+  MOAT_RETURN_IF_ERROR(ResolveScheme(o));
   if (!o.harvest_db.empty() && !o.harvest_file.empty()) {
-    std::exit(FailWith(InvalidArgumentError("give --harvest-db or --harvest, not both")));
+    return InvalidArgumentError("give --harvest-db or --harvest, not both");
   }
   if (o.filter_width != 0 && o.filter_width < o.cfg.h()) {
-    std::exit(FailWith(InvalidArgumentError("--filter-width must be at least the watermark's h")));
+    return InvalidArgumentError("--filter-width must be at least the watermark's h");
   }
-  auto secret = OrExit(watermark::MasterSecret::Load(o.secret));
-  auto [e0, e1] = Epochs(o.epochs);
-  const auto keys = watermark::DeriveKeys(secret, Accounts(o), e0, e1);
-  auto tokenizer_model = OrExit(model::NGramModel::Load(o.model));
-  const auto harvest = Harvest(o);
+  MOAT_ASSIGN_OR_RETURN(auto secret, watermark::MasterSecret::Load(o.secret));
+  MOAT_ASSIGN_OR_RETURN(const auto keys, Keys(o, secret));
+  MOAT_ASSIGN_OR_RETURN(const auto trace_options, TraceOpts(o));
+  MOAT_ASSIGN_OR_RETURN(auto tokenizer_model, model::NGramModel::Load(o.model));
+  MOAT_ASSIGN_OR_RETURN(const auto harvest, Harvest(o));
   std::vector<std::string> prompts;
   if (!o.prompts.empty()) {
-    prompts = OrExit(watermark::ReadPrompts(o.prompts));
+    MOAT_ASSIGN_OR_RETURN(prompts, watermark::ReadPrompts(o.prompts));
   } else {
     prompts = watermark::ProbesOfHarvest(harvest);
     if (prompts.empty()) {
-      std::exit(FailWith(InvalidArgumentError(
-          "give --prompts FILE, or --harvest-db / --harvest with prompts to use as probes")));
+      return InvalidArgumentError("give --prompts FILE, or --harvest-db / --harvest with prompts to use as probes");
     }
   }
   std::optional<watermark::ContextFilter> filter;
@@ -383,14 +382,15 @@ void RunRadioactive(WmOpts& o) {
     filter = watermark::FilterOfHarvest(harvest, tokenizer_model->tokenizer(),
                                         o.filter_width > 0 ? o.filter_width : o.cfg.h());
   }
-  auto client = OrExit(watermark::SuspectClient::Create(o.suspect, o.api_key,
-                                                        std::chrono::milliseconds(o.timeout_ms)));
+  MOAT_ASSIGN_OR_RETURN(watermark::SuspectClient client,
+                        watermark::SuspectClient::Create(o.suspect, o.api_key,
+                                                         std::chrono::milliseconds(o.timeout_ms)));
   const auto t0 = std::chrono::steady_clock::now();
-  auto samples = OrExit(watermark::QuerySuspect(client, prompts, o.radio));
+  MOAT_ASSIGN_OR_RETURN(auto samples, watermark::QuerySuspect(client, prompts, o.radio));
   const double query_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto report = watermark::TestRadioactivity(samples, tokenizer_model->tokenizer(), keys,
-                                                   o.cfg, TraceOpts(o),
+                                                   o.cfg, trace_options,
                                                    filter ? &*filter : nullptr);
   if (!o.json) {
     std::printf("suspect %s model %s: %lld answers to %zu probes in %.1f s; verdict: %s\n",
@@ -412,8 +412,9 @@ void RunRadioactive(WmOpts& o) {
               {"filter_width", filter ? filter->width() : 0},
               {"filtered_out", report.filtered_out},
               {"query_seconds", query_s}, {"detected", report.detected}});
-  std::exit(report.detected ? 0 : 3);
+  return report.detected ? kExitOk : kExitNoEvidence;
 }
+
 
 void AddCommon(CLI::App* cmd, const std::shared_ptr<WmOpts>& o, bool scoring,
                bool radioactive = false) {
@@ -458,29 +459,29 @@ void AddWatermarkCommands(CLI::App& app) {
   auto k = std::make_shared<WmOpts>();
   auto* keys = wm->add_subcommand("keys", "Print the key ids of accounts (never the key material)");
   AddCommon(keys, k, false);
-  keys->callback([k] { RunKeys(*k); });
+  keys->callback([k] { std::exit(ExitCodeOf(RunKeys(*k))); });
 
   auto d = std::make_shared<WmOpts>();
   auto* detect = wm->add_subcommand("detect", "Score text or JSONL against account keys");
   AddCommon(detect, d, true);
   detect->add_flag("--all-keys", d->all_keys, "Score against every key of --accounts");
   detect->add_option("input", d->input, "Text or JSONL file, - for stdin")->capture_default_str();
-  detect->callback([d] { RunDetect(*d); });
+  detect->callback([d] { std::exit(ExitCodeOf(RunDetect(*d))); });
 
   auto t = std::make_shared<WmOpts>();
-  auto* trace = wm->add_subcommand("trace", "Rank all account keys on a leaked corpus (exit 3: none)");
+  auto* trace = wm->add_subcommand("trace", "Rank all account keys on a leaked corpus (exit 5: none implicated)");
   AddCommon(trace, t, true);
   trace->add_option("--corpus", t->input, "Leaked text or JSONL, - for stdin")->required();
   trace->add_option("--alpha", t->alpha, "Family-wise error rate")->capture_default_str();
   trace->add_option("--correction", t->correction, "holm | bonferroni")->capture_default_str();
   trace->add_option("--top", t->top, "Also list this many best-ranked keys")->capture_default_str();
   trace->add_option("--threads", t->threads, "Worker threads (0 = all cores)");
-  trace->callback([t] { RunTrace(*t); });
+  trace->callback([t] { std::exit(ExitCodeOf(RunTrace(*t))); });
 
   auto r = std::make_shared<WmOpts>();
   auto* radio = wm->add_subcommand(
       "radioactive",
-      "Query a suspected distilled model over HTTP and trace its answers to account keys (exit 3: "
+      "Query a suspected distilled model over HTTP and trace its answers to account keys (exit 5: "
       "no evidence)");
   AddCommon(radio, r, true, true);
   radio->add_option("--suspect", r->suspect, "Suspect's OpenAI-compatible base URL (http://)")
@@ -520,7 +521,7 @@ void AddWatermarkCommands(CLI::App& app) {
   radio->add_option("--correction", r->correction, "holm | bonferroni")->capture_default_str();
   radio->add_option("--top", r->top, "Also list this many best-ranked keys")->capture_default_str();
   radio->add_option("--threads", r->threads, "Worker threads (0 = all cores)");
-  radio->callback([r] { RunRadioactive(*r); });
+  radio->callback([r] { std::exit(ExitCodeOf(RunRadioactive(*r))); });
 }
 
 }  // namespace moat::cli

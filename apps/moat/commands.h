@@ -12,9 +12,15 @@ void AddServeCommand(CLI::App& app);
 void AddAccountCommands(CLI::App& app);
 // audit verify | export
 void AddAuditCommands(CLI::App& app);
-// detect train | info
+// detect train | eval | info | settings
 void AddDetectCommands(CLI::App& app);
 // provenance sign | verify
 void AddProvenanceCommands(CLI::App& app);
+// campaigns (from a running gateway's admin API)
+void AddCampaignCommands(CLI::App& app);
+// model train | generate: the built-in n-gram model
+void AddModelCommands(CLI::App& app);
+// wm keys | detect | trace | radioactive: watermark keys and forensics
+void AddWatermarkCommands(CLI::App& app);
 
 }  // namespace moat::cli

@@ -2,13 +2,13 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
-#include "commands_issue3.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"moat: a security gateway that protects a language-model API from distillation"};
   app.require_subcommand(1);
   moat::cli::AddServeCommand(app);
   moat::cli::AddAccountCommands(app);
+  moat::cli::AddCampaignCommands(app);
   moat::cli::AddAuditCommands(app);
   moat::cli::AddDetectCommands(app);
   moat::cli::AddProvenanceCommands(app);

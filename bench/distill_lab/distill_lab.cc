@@ -1,4 +1,5 @@
-// distill_lab: the end-to-end distillation lab of issue 3 (see README.md).
+// distill_lab: the end-to-end distillation lab: harvest through the gateway, train a student,
+// trace the watermark back to the harvesting accounts (see README.md).
 //   1. trains a teacher n-gram model, starts the real `moat serve` with it (watermark on) and
 //      creates K harvesting accounts + API keys through the `moat` CLI;
 //   2. harvests N answers through the gateway over HTTP, round-robin over those accounts;

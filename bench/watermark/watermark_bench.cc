@@ -1,4 +1,4 @@
-// watermark_bench: generation speed, quality cost, detection and tracing figures of the watermark.
+// watermark_bench: measures the watermark's cost and power (throughput, quality, detection).
 //   watermark_bench [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]
 //   watermark_bench --radioactivity [--corpus DIR] [--seed S] [--quick] [--null-seeds N]
 //                   [--student-tokens N]

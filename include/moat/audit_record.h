@@ -39,7 +39,7 @@ struct AuditRecord {
   double latency_ms = 0;
   int http_status = 0;
   std::string error_code;    // OpenAI error code when the request failed, else ""
-  std::string verdict;       // analysis verdict, e.g. "allow" (later issues fill it)
+  std::string verdict;       // detection verdict: "allow", "degrade", "step_up", "throttle", "block"
   std::string action;        // policy action taken, e.g. "allow", "throttle", "block"
   std::string reasons_json;  // JSON array of reason strings
   std::string watermark_key_id;

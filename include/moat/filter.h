@@ -1,10 +1,12 @@
 #pragma once
 // The request pipeline's filter interface, in the style of Envoy's HTTP filters.
 //
-// A request flows through: auth -> rate limit -> [analysis, policy] -> backend ->
-// [response filters] -> audit, in two phases: OnHeaders before the body is read (so a request
-// refused on its headers, e.g. a bad API key, costs no body read, parse or stored text), then
-// OnRequest once the body is parsed. Each stage is a Filter created per request by its
+// A completion request flows through the chain in two phases: OnHeaders before the body is
+// read (auth; so a request refused on its headers, e.g. a bad API key, costs no body read,
+// parse or stored text), then OnRequest once the body is parsed (validate -> rate limit ->
+// analysis, i.e. detection and policy); then the backend (which applies the watermark while it
+// samples or forwards), OnStreamProgress while a stream runs, OnComplete in reverse order, and
+// the audit record. Each stage is a Filter created per request by its
 // FilterFactory (built once at start-up from the config and shared read-only by all
 // threads). Filters never touch the server's control flow: they answer with a closed
 // FilterStatus, and when they stop a request they fill RequestContext::local_reply.
@@ -43,8 +45,8 @@ struct RequestContext {
   std::string request_id;
   int64_t start_ns = 0;      // arrival, ns since the Unix epoch (from the Clock)
   std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
-  std::string peer_ip;       // the socket's peer address
-  std::string client_ip;     // peer_ip, or X-Forwarded-For's client when the peer is trusted
+  std::string client_ip;     // the socket's peer, or X-Forwarded-For's client when the peer
+                             // is a trusted proxy
   std::string user_agent;
   HeaderList headers;        // request headers, names lower-cased
   std::string bearer_token;  // the presented API key ("" when missing)
@@ -63,13 +65,14 @@ struct RequestContext {
   std::string tier;
   std::string end_user;  // OpenAI `user` field or the configured end-user header
 
-  // --- Set by analysis / policy filters (later issues).
-  std::string verdict = "allow";
-  std::string action = "allow";
-  std::vector<std::string> reasons;
-  std::string watermark_key_id;
-  std::string campaign_id;       // the campaign the account was linked to, "" when none
+  // --- Set by the rate-limit and analysis (detection and policy) filters.
+  std::string verdict = "allow";  // the detection verdict ("allow" when detection is off)
+  std::string action = "allow";   // the action taken: allow, degrade, step_up, throttle, block
+  std::vector<std::string> reasons;  // why, e.g. "rate_limit:key_requests", "campaign:<id>"
   bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
+
+  // --- Set by the backend that applies the account's watermark.
+  std::string watermark_key_id;
 
   // --- Set by the backend as the response is produced.
   int http_status = 0;
@@ -114,8 +117,11 @@ class Filter {
   // (ctx.completion_tokens is up to date). Returning kStop ends the stream with an error
   // event built from ctx.local_reply.
   virtual FilterStatus OnStreamProgress(RequestContext& ctx) { return FilterStatus::kContinue; }
-  // Exactly once per request that reached this filter's OnRequest, after the response is
-  // complete or failed (in reverse pipeline order), before the audit record is written.
+  // Exactly once per request whose OnRequest reached this filter (the filter that stopped the
+  // request included), in reverse pipeline order, once the backend has finished or failed or a
+  // filter stopped the request: before the audit record is written and before the client gets
+  // the end of the response. A request stopped in the header phase, or before OnRequest (audit
+  // log unhealthy, body unreadable), gets no OnComplete.
   virtual void OnComplete(RequestContext& ctx) {}
 };
 

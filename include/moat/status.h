@@ -28,7 +28,9 @@ enum class StatusCode {
   kDataLoss,            // 500
 };
 
-class Status {
+// [[nodiscard]]: a Status returned by a call must be looked at (or explicitly discarded with
+// `(void)`, with a comment saying why), so an error cannot be dropped by accident.
+class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
@@ -64,9 +66,9 @@ inline Status DeadlineExceededError(std::string m) { return {StatusCode::kDeadli
 inline Status DataLossError(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status UnimplementedError(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 
-// Holds either a value or a non-OK Status.
+// Holds either a value or a non-OK Status. [[nodiscard]] like Status.
 template <typename T>
-class StatusOr {
+class [[nodiscard]] StatusOr {
  public:
   StatusOr(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   StatusOr(Status status) : v_(std::move(status)) {}  // NOLINT: must not be OK

@@ -11,7 +11,7 @@
 
 #include "audit/audit_hash.h"
 #include "audit/audit_schema.h"
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 #include "audit/checkpoint_anchor.h"
 #include "audit/signing_key.h"
 #include "common/private_files.h"

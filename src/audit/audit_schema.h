@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 #include "moat/audit_record.h"
 #include "moat/status.h"
 

@@ -2,7 +2,7 @@
 
 #include "audit/audit_hash.h"
 #include "audit/audit_schema.h"
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 #include "audit/signing_key.h"
 
 namespace moat::audit {
@@ -199,17 +199,15 @@ StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string
   }
   MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
   // One read transaction: both cursors see the same snapshot while a writer keeps appending.
-  MOAT_RETURN_IF_ERROR(db->Exec("BEGIN"));
-  StatusOr<VerifyReport> result = [&]() -> StatusOr<VerifyReport> {
-    MOAT_ASSIGN_OR_RETURN(SqliteStmt records, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
-    MOAT_ASSIGN_OR_RETURN(
-        SqliteStmt checkpoints,
-        db->Prepare("SELECT seq, record_hash, time_ns, signature FROM checkpoints ORDER BY seq"));
-    ChainWalker walker(records, checkpoints, public_key_hex, options);
-    return walker.Run();
-  }();
-  (void)db->Exec("COMMIT");
-  return result;
+  MOAT_ASSIGN_OR_RETURN(SqliteTransaction snapshot,
+                        SqliteTransaction::Begin(*db, SqliteTransaction::Kind::kDeferred));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt records, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
+  MOAT_ASSIGN_OR_RETURN(
+      SqliteStmt checkpoints,
+      db->Prepare("SELECT seq, record_hash, time_ns, signature FROM checkpoints ORDER BY seq"));
+  ChainWalker walker(records, checkpoints, public_key_hex, options);
+  // Read-only: ending the transaction by rolling it back on return loses nothing.
+  return walker.Run();
 }
 
 StatusOr<int64_t> CountCheckpoints(const std::string& db_path) {

@@ -8,7 +8,7 @@
 #include "audit/audit_hash.h"
 #include "audit/audit_log.h"
 #include "audit/audit_schema.h"
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 #include "audit/audit_test_util.h"
 
 namespace moat::audit {

@@ -31,29 +31,6 @@ StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-// Writes `data` to a new file at `path` with `mode`; fails if the file exists.
-Status WriteNewFile(const std::string& path, const std::string& data, mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) {
-    if (errno == EEXIST) return AlreadyExistsError(path + " exists");
-    return InternalError("cannot create " + path + ": " + std::strerror(errno));
-  }
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return InternalError("cannot write " + path + ": " + std::strerror(err));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  return Status::Ok();
-}
-
 }  // namespace
 
 SigningKey SigningKey::FromSeed(std::string_view seed32) {
@@ -72,7 +49,7 @@ StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) {
     seed.resize(crypto_sign_SEEDBYTES);
     randombytes_buf(seed.data(), seed.size());
-    Status s = WriteNewFile(path, HexEncode(seed) + "\n", 0600);
+    Status s = CreateSecretFile(path, HexEncode(seed) + "\n");
     if (s.code() == StatusCode::kAlreadyExists) return LoadOrCreate(path);  // lost a race
     MOAT_RETURN_IF_ERROR(s);
   } else {
@@ -100,7 +77,7 @@ StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
       return FailedPreconditionError(pub_path + " does not match the key in " + path);
     }
   } else {
-    Status s = WriteNewFile(pub_path, pub_hex + "\n", 0644);
+    Status s = CreateNewFile(pub_path, pub_hex + "\n", 0644);
     if (!s.ok() && s.code() != StatusCode::kAlreadyExists) return s;
   }
   return key;

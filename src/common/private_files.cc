@@ -20,6 +20,17 @@ std::string Octal(mode_t mode) {
   return buf;
 }
 
+// Writes all of `data` to `fd`, retrying short writes and EINTR. False on error (errno set).
+bool WriteAll(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
 }  // namespace
 
 Status EnsurePrivateDirectory(const std::string& dir, mode_t mode) {
@@ -86,6 +97,35 @@ Status CheckSecretFilePermissions(const std::string& path) {
                                    path + "`");
   }
   return Status::Ok();
+}
+
+Status CreateSecretFile(const std::string& path, std::string_view contents) {
+  return CreateNewFile(path, contents, kPrivateFileMode);
+}
+
+Status CreateNewFile(const std::string& path, std::string_view contents, mode_t mode) {
+  std::string tmp = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());  // mode 0600, a fresh name
+  if (fd < 0) {
+    return UnavailableError("cannot create a temporary file for " + path + ": " +
+                            std::strerror(errno));
+  }
+  const bool written = ::fchmod(fd, mode) == 0 && WriteAll(fd, contents) &&
+                       ::fsync(fd) == 0;
+  const int write_errno = errno;
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) {
+    ::unlink(tmp.c_str());
+    return UnavailableError("cannot write " + tmp + ": " +
+                            std::strerror(written ? errno : write_errno));
+  }
+  // link() fails with EEXIST instead of replacing a file someone else created meanwhile.
+  const int linked = ::link(tmp.c_str(), path.c_str());
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (linked == 0) return Status::Ok();
+  if (link_errno == EEXIST) return AlreadyExistsError(path + " exists");
+  return UnavailableError("cannot create " + path + ": " + std::strerror(link_errno));
 }
 
 }  // namespace moat

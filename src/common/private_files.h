@@ -5,6 +5,7 @@
 // own data files, and refuse secret files that others can read.
 
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 
 #include "moat/status.h"
@@ -29,5 +30,15 @@ Status EnsurePrivateFile(const std::string& path);
 // it exists and neither group nor others can read or write it; FailedPrecondition with the fix
 // ("chmod 600 <path>") otherwise; NotFound when it does not exist.
 Status CheckSecretFilePermissions(const std::string& path);
+
+// Creates the secret file `path` holding exactly `contents`, mode 0600 whatever the umask. The
+// bytes go to a temporary file in the same directory, are fsynced, and the file is then linked
+// into place: `path` appears complete or not at all, and an existing file is never replaced.
+// Returns AlreadyExists when `path` exists (e.g. another process created it first: read that
+// one), Unavailable when the file cannot be written. The parent directory must exist.
+Status CreateSecretFile(const std::string& path, std::string_view contents);
+
+// CreateSecretFile with another mode, for a file that may be shared (e.g. a public key, 0644).
+Status CreateNewFile(const std::string& path, std::string_view contents, mode_t mode);
 
 }  // namespace moat

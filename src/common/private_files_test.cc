@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <string>
 
 namespace moat {
 namespace {
@@ -72,6 +74,30 @@ TEST_F(PrivateFilesTest, SecretFilesReadableByOthersAreRefusedWithTheFix) {
   EXPECT_TRUE(CheckSecretFilePermissions(key).ok());
   ASSERT_EQ(::chmod(key.c_str(), 0620), 0);  // group-writable: could be replaced
   EXPECT_EQ(CheckSecretFilePermissions(key).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(PrivateFilesTest, SecretFilesAreCreated0600CompleteAndNeverReplaced) {
+  const std::string key = root_ + "/pepper.bin";
+  const mode_t old = ::umask(0);
+  Status created = CreateSecretFile(key, std::string("k\0ey", 4));
+  ::umask(old);
+  ASSERT_TRUE(created.ok()) << created.ToString();
+  EXPECT_EQ(ModeOf(key), 0600u);
+  std::ifstream in(key, std::ios::binary);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, std::string("k\0ey", 4));
+
+  // A second writer finds the first one's file and leaves it alone.
+  EXPECT_EQ(CreateSecretFile(key, "other").code(), StatusCode::kAlreadyExists);
+  std::ifstream again(key, std::ios::binary);
+  std::string kept((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept, std::string("k\0ey", 4));
+  // No temporary file is left behind either way.
+  int files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(root_)) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+
+  EXPECT_EQ(CreateSecretFile(root_ + "/missing-dir/key", "x").code(), StatusCode::kUnavailable);
 }
 
 }  // namespace

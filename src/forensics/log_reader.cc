@@ -11,7 +11,7 @@
 
 #include "audit/admin_record.h"
 #include "audit/audit_schema.h"
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 
 namespace moat::forensics {
 namespace json = boost::json;
@@ -247,7 +247,7 @@ class JsonlSource final : public LogSource {
 
 class StoreSource final : public LogSource {
  public:
-  StoreSource(std::string path, std::unique_ptr<audit::SqliteDb> db, audit::SqliteStmt rows,
+  StoreSource(std::string path, std::unique_ptr<SqliteDb> db, SqliteStmt rows,
               uint64_t total_rows)
       : path_(std::move(path)), db_(std::move(db)), rows_(std::move(rows)), total_(total_rows) {}
 
@@ -267,8 +267,8 @@ class StoreSource final : public LogSource {
 
  private:
   std::string path_;
-  std::unique_ptr<audit::SqliteDb> db_;
-  audit::SqliteStmt rows_;
+  std::unique_ptr<SqliteDb> db_;
+  SqliteStmt rows_;
   uint64_t total_;
   uint64_t read_ = 0;
 };
@@ -445,14 +445,14 @@ StatusOr<std::unique_ptr<LogSource>> OpenJsonlSource(const std::string& path, Fo
 }
 
 StatusOr<std::unique_ptr<LogSource>> OpenAuditStoreSource(const std::string& db_path) {
-  MOAT_ASSIGN_OR_RETURN(auto db, audit::SqliteDb::Open(db_path, audit::SqliteDb::Mode::kReadOnly));
+  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
   uint64_t total = 0;
   {
-    MOAT_ASSIGN_OR_RETURN(audit::SqliteStmt count, db->Prepare("SELECT COUNT(*) FROM records"));
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt count, db->Prepare("SELECT COUNT(*) FROM records"));
     MOAT_ASSIGN_OR_RETURN(bool row, count.Step());
     if (row) total = static_cast<uint64_t>(count.ColumnInt64(0));
   }
-  MOAT_ASSIGN_OR_RETURN(audit::SqliteStmt rows,
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows,
                         db->Prepare(audit::SelectRecordsSql() + "ORDER BY seq"));
   return std::unique_ptr<LogSource>(
       new StoreSource(db_path, std::move(db), std::move(rows), total));

@@ -78,13 +78,12 @@ StatusOr<std::unique_ptr<NGramModel>> NGramModel::Train(std::span<const std::str
   if (options.order < 2 || options.order > 4) {
     return InvalidArgumentError("n-gram order must be 2, 3 or 4");
   }
-  if (options.max_vocab < WordTokenizer::kFirstPiece || options.max_vocab > 65535) {
-    return InvalidArgumentError("max_vocab must be in [258, 65535]");
-  }
   if (documents.empty()) return InvalidArgumentError("empty training corpus");
   const int n = options.order;
-  auto model = std::unique_ptr<NGramModel>(new NGramModel(
-      WordTokenizer::Train(documents, options.max_vocab, options.min_piece_count)));
+  MOAT_ASSIGN_OR_RETURN(
+      WordTokenizer tokenizer,
+      WordTokenizer::Train(documents, options.max_vocab, options.min_piece_count));
+  auto model = std::unique_ptr<NGramModel>(new NGramModel(std::move(tokenizer)));
   model->order_ = n;
   const int32_t vocab = model->tokenizer_.vocab_size();
 

@@ -1,7 +1,7 @@
 #include "model/tokenizer.h"
 
 #include <algorithm>
-#include <stdexcept>
+#include <string>
 
 namespace moat::model {
 namespace {
@@ -51,10 +51,11 @@ std::vector<std::string_view> WordTokenizer::Segment(std::string_view text) {
   return segs;
 }
 
-WordTokenizer WordTokenizer::Train(std::span<const std::string> documents, int32_t max_vocab,
-                                   int64_t min_count) {
+StatusOr<WordTokenizer> WordTokenizer::Train(std::span<const std::string> documents,
+                                             int32_t max_vocab, int64_t min_count) {
   if (max_vocab < kFirstPiece || max_vocab > 65535) {
-    throw std::invalid_argument("WordTokenizer::Train: max_vocab out of range");
+    return InvalidArgumentError("max_vocab must be in [258, 65535], got " +
+                                std::to_string(max_vocab));
   }
   std::unordered_map<std::string_view, int64_t> counts;
   for (const std::string& doc : documents) {

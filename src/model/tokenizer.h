@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "moat/status.h"
+
 namespace moat::model {
 
 using TokenId = int32_t;
@@ -45,9 +47,9 @@ class WordTokenizer final : public Tokenizer {
   static constexpr TokenId kFirstPiece = kFirstByte + 256;
 
   // Learns up to `max_vocab` tokens (including the 258 fixed ones) from `documents`, keeping
-  // pieces seen at least `min_count` times. max_vocab must be in [258, 65535].
-  static WordTokenizer Train(std::span<const std::string> documents, int32_t max_vocab,
-                             int64_t min_count = 2);
+  // pieces seen at least `min_count` times. InvalidArgument unless max_vocab is in [258, 65535].
+  static StatusOr<WordTokenizer> Train(std::span<const std::string> documents, int32_t max_vocab,
+                                       int64_t min_count = 2);
   // Builds a tokenizer from learned pieces (ids kFirstPiece, kFirstPiece+1, ...).
   explicit WordTokenizer(std::vector<std::string> pieces);
 

@@ -51,8 +51,6 @@ class Backend {
   // Runs the request. Never throws; failures set ctx.http_status / ctx.error_code and
   // ctx.local_reply (gateway-made error) or body (the upstream's own error).
   virtual boost::asio::awaitable<BackendResult> Handle(BackendCall& call) = 0;
-  // Models this backend serves, for GET /v1/models.
-  virtual std::string owned_by() const = 0;
   // Releases per-worker resources (pooled upstream connections). Called once, after the worker
   // threads have stopped and before their io_contexts are destroyed.
   virtual void Shutdown() {}

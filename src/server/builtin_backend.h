@@ -26,7 +26,6 @@ class BuiltinBackend final : public Backend {
   ~BuiltinBackend() override;
 
   boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
-  std::string owned_by() const override { return "moat"; }
 
  private:
   BuiltinBackend(const ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,

@@ -214,7 +214,6 @@ std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip
 
 void Gateway::FillFromHead(const HttpRequest& req, const std::string& peer_ip,
                            const std::vector<std::string>& trusted_proxies, RequestContext* ctx) {
-  ctx->peer_ip = peer_ip;
   ctx->client_ip = ClientIp(req, peer_ip, trusted_proxies);
   ctx->user_agent = std::string(req[http::field::user_agent]);
   ctx->headers.reserve(16);

@@ -1,9 +1,13 @@
 #pragma once
-// Gateway: the request pipeline. Routes each HTTP request, runs the filter chain in two phases
-// (OnHeaders: auth, before the body is read; then OnRequest: validate -> rate limit -> analysis
-// once it is parsed) -> backend -> audit, and writes the response. One Gateway is shared by all
-// worker threads; per-request state lives in a RequestContext and the per-request Filter
-// objects.
+// Gateway: routes each HTTP request the server has framed and answers it. GET /healthz,
+// /metrics and /v1/models are answered directly, /admin/* by the AdminApi; POST
+// /v1/chat/completions and /v1/completions run the pipeline: the filter chain's header phase
+// (OnHeaders: auth, before the body is read), the audit-health check, the body read, the
+// request phase (OnRequest: validate -> rate limit -> analysis), the backend, OnComplete in
+// reverse order, the audit record (durable before the end of the response is sent), then the
+// response. Protocol errors (bad framing, oversized or slow heads) never reach the Gateway: the
+// HttpServer answers them. One Gateway is shared by all worker threads; per-request state lives
+// in a RequestContext and the per-request Filter objects.
 
 #include <atomic>
 #include <map>
@@ -90,8 +94,8 @@ class Gateway {
   // trusted proxy (walking the list from the right).
   static std::string ClientIp(const HttpRequest& req, const std::string& peer_ip,
                               const std::vector<std::string>& trusted_proxies);
-  // The RequestContext fields known from the request head alone (RequestContext: "set by the
-  // server"), without the request id and time.
+  // Fills the RequestContext fields known from the request head alone (client address, user
+  // agent, headers, bearer token); the caller sets the request id, time and endpoint.
   static void FillFromHead(const HttpRequest& req, const std::string& peer_ip,
                            const std::vector<std::string>& trusted_proxies, RequestContext* ctx);
   // Parses the body into ctx.body (or ctx.body_error) and points ctx.raw_body at it.

@@ -46,7 +46,6 @@ class UpstreamBackend final : public Backend {
   ~UpstreamBackend() override;
 
   boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
-  std::string owned_by() const override { return "upstream"; }
   void Shutdown() override;
 
  private:

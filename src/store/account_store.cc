@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sodium.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <utility>
 
 #include "common/private_files.h"
+#include "common/sqlite.h"
 
 namespace moat::store {
 namespace {
@@ -47,100 +47,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_by_account ON api_keys(account_id);
 )sql";
 
-// One prepared statement; finalized on scope exit.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-  }
-  ~Stmt() { sqlite3_finalize(stmt_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-
-  Status prepared() const {
-    if (rc_ == SQLITE_OK) return Status::Ok();
-    return InternalError(std::string("sqlite prepare: ") + sqlite3_errmsg(db_));
-  }
-  Stmt& Bind(int i, std::string_view s) {
-    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& BindBlob(int i, std::string_view s) {
-    sqlite3_bind_blob(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
-    return *this;
-  }
-  Stmt& Bind(int i, int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  Stmt& BindNull(int i) {
-    sqlite3_bind_null(stmt_, i);
-    return *this;
-  }
-  // SQLITE_ROW, SQLITE_DONE or an error code.
-  int Step() { return sqlite3_step(stmt_); }
-  std::string Text(int col) const {
-    const unsigned char* p = sqlite3_column_text(stmt_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string();
-  }
-  std::string Blob(int col) const {
-    const void* p = sqlite3_column_blob(stmt_, col);
-    return p ? std::string(static_cast<const char*>(p),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, col)))
-             : std::string();
-  }
-  int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-  int rc_;
-};
-
-Status SqlError(sqlite3* db, std::string_view what) {
-  return InternalError(std::string(what) + ": " + sqlite3_errmsg(db));
-}
-
-Status Exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return InternalError(std::string("sqlite: ") + msg);
-  }
-  return Status::Ok();
-}
-
-// Rolls back an open transaction unless Commit() succeeded.
-class Transaction {
- public:
-  explicit Transaction(sqlite3* db) : db_(db) {}
-  ~Transaction() {
-    if (open_) Exec(db_, "ROLLBACK");
-  }
-  Status BeginImmediate() {
-    MOAT_RETURN_IF_ERROR(Exec(db_, "BEGIN IMMEDIATE"));
-    open_ = true;
-    return Status::Ok();
-  }
-  Status BeginRead() {
-    MOAT_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
-    open_ = true;
-    return Status::Ok();
-  }
-  Status Commit() {
-    MOAT_RETURN_IF_ERROR(Exec(db_, "COMMIT"));
-    open_ = false;
-    return Status::Ok();
-  }
-
- private:
-  sqlite3* db_;
-  bool open_ = false;
-};
-
 std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
   randombytes_buf(raw.data(), raw.size());
@@ -161,16 +67,28 @@ bool ValidAccountName(const std::string& name) {
   return true;
 }
 
-Account AccountFromRow(const Stmt& s, int col) {
+Account AccountFromRow(const SqliteStmt& s, int col) {
   Account a;
-  a.id = s.Text(col);
-  a.name = s.Text(col + 1);
-  a.org_id = s.Text(col + 2);
-  auto tier = ParseTier(s.Text(col + 3));
+  a.id = s.ColumnText(col);
+  a.name = s.ColumnText(col + 1);
+  a.org_id = s.ColumnText(col + 2);
+  auto tier = ParseTier(s.ColumnText(col + 3));
   a.tier = tier.ok() ? *tier : Tier::kUnverified;  // unknown tier in DB: least privileged
-  a.created_ns = s.Int(col + 4);
-  a.disabled = s.Int(col + 5) != 0;
+  a.created_ns = s.ColumnInt64(col + 4);
+  a.disabled = s.ColumnInt64(col + 5) != 0;
   return a;
+}
+
+// Steps a listing query: true while a row is ready. A failed step ends the listing like the last
+// row (the listing methods return what they read; their callers are CLI listings).
+bool RowReady(SqliteStmt& s) {
+  StatusOr<bool> row = s.Step();
+  return row.ok() && *row;
+}
+
+// Prefixes a failed step's message with what was being done, keeping its code.
+Status Failed(const Status& s, std::string_view what) {
+  return Status(s.code(), std::string(what) + ": " + s.message());
 }
 
 constexpr const char* kAccountCols = "id, name, IFNULL(org_id, ''), tier, created_ns, disabled";
@@ -215,13 +133,13 @@ StatusOr<Tier> ParseTier(std::string_view name) {
                               "' (expected unverified, verified or enterprise)");
 }
 
-AccountStore::AccountStore(sqlite3* db, std::string pepper, const Clock* clock)
-    : db_(db),
+AccountStore::AccountStore(std::unique_ptr<SqliteDb> db, std::string pepper, const Clock* clock)
+    : db_(std::move(db)),
       pepper_(std::move(pepper)),
       clock_(clock),
       snapshot_(std::make_shared<Snapshot>()) {}
 
-AccountStore::~AccountStore() { sqlite3_close_v2(db_); }
+AccountStore::~AccountStore() = default;
 
 StatusOr<std::unique_ptr<AccountStore>> AccountStore::Open(const std::string& db_path,
                                                            std::string_view pepper,
@@ -234,27 +152,21 @@ StatusOr<std::unique_ptr<AccountStore>> AccountStore::Open(const std::string& db
   if (clock == nullptr) return InvalidArgumentError("clock is null");
   // Owner-only; SQLite gives the -wal and -shm files the database file's mode.
   MOAT_RETURN_IF_ERROR(EnsurePrivateFile(db_path));
-  sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(db_path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
-  if (rc != SQLITE_OK) {
-    std::string msg = db ? sqlite3_errmsg(db) : "out of memory";
-    sqlite3_close_v2(db);
-    return UnavailableError("cannot open account database " + db_path + ": " + msg);
-  }
-  std::unique_ptr<AccountStore> store(new AccountStore(db, std::string(pepper), clock));
+  MOAT_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteDb> db,
+      SqliteDb::Open(db_path, SqliteDb::Mode::kReadWriteCreate, kBusyTimeoutMs));
+  std::unique_ptr<AccountStore> store(
+      new AccountStore(std::move(db), std::string(pepper), clock));
   MOAT_RETURN_IF_ERROR(store->Init());
   return store;
 }
 
 Status AccountStore::Init() {
   std::lock_guard lock(db_mu_);
-  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
-  MOAT_RETURN_IF_ERROR(Exec(db_, "PRAGMA journal_mode=WAL"));
-  MOAT_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous=NORMAL"));
-  MOAT_RETURN_IF_ERROR(Exec(db_, "PRAGMA foreign_keys=ON"));
-  MOAT_RETURN_IF_ERROR(Exec(db_, kSchema));
+  MOAT_RETURN_IF_ERROR(db_->Exec("PRAGMA journal_mode=WAL"));
+  MOAT_RETURN_IF_ERROR(db_->Exec("PRAGMA synchronous=NORMAL"));
+  MOAT_RETURN_IF_ERROR(db_->Exec("PRAGMA foreign_keys=ON"));
+  MOAT_RETURN_IF_ERROR(db_->Exec(kSchema));
   return ReloadLocked();
 }
 
@@ -267,31 +179,32 @@ std::string AccountStore::KeyHash(std::string_view key) const {
 }
 
 StatusOr<int64_t> AccountStore::DataVersionLocked() const {
-  Stmt s(db_, "PRAGMA data_version");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  if (s.Step() != SQLITE_ROW) return SqlError(db_, "PRAGMA data_version");
-  return s.Int(0);
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("PRAGMA data_version"));
+  MOAT_ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return InternalError("PRAGMA data_version returned no row");
+  return s.ColumnInt64(0);
 }
 
 Status AccountStore::ReloadLocked() {
   MOAT_ASSIGN_OR_RETURN(int64_t version, DataVersionLocked());
   auto snap = std::make_shared<Snapshot>();
   {
-    Transaction txn(db_);
-    MOAT_RETURN_IF_ERROR(txn.BeginRead());
-    Stmt s(db_,
-           "SELECT k.key_hash, k.key_id, a.id, a.name, IFNULL(a.org_id, ''), a.tier, "
-           "a.created_ns, a.disabled FROM api_keys k JOIN accounts a ON a.id = k.account_id "
-           "WHERE k.revoked_ns = 0");
-    MOAT_RETURN_IF_ERROR(s.prepared());
-    int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      std::string hash = s.Blob(0);
+    MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
+                          SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kDeferred));
+    MOAT_ASSIGN_OR_RETURN(
+        SqliteStmt s,
+        db_->Prepare("SELECT k.key_hash, k.key_id, a.id, a.name, IFNULL(a.org_id, ''), a.tier, "
+                     "a.created_ns, a.disabled FROM api_keys k JOIN accounts a ON "
+                     "a.id = k.account_id WHERE k.revoked_ns = 0"));
+    for (;;) {
+      StatusOr<bool> row = s.Step();
+      if (!row.ok()) return Failed(row.status(), "loading API keys");
+      if (!*row) break;
+      std::string hash = s.ColumnText(0);
       if (hash.size() != kHashBytes) continue;  // corrupt row: never matches anything
-      Principal p{AccountFromRow(s, 2), s.Text(1)};
+      Principal p{AccountFromRow(s, 2), s.ColumnText(1)};
       snap->by_hash.emplace(std::move(hash), std::move(p));
     }
-    if (rc != SQLITE_DONE) return SqlError(db_, "loading API keys");
     MOAT_RETURN_IF_ERROR(txn.Commit());
   }
   {
@@ -335,21 +248,26 @@ StatusOr<Organization> AccountStore::CreateOrganization(const std::string& name)
   }
   Organization org{"org_" + RandomHex(6), name, clock_->NowNanos()};
   std::lock_guard lock(db_mu_);
-  Stmt s(db_, "INSERT INTO organizations (id, name, created_ns) VALUES (?, ?, ?)");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, org.id).Bind(2, org.name).Bind(3, org.created_ns);
-  int rc = s.Step();
-  if (rc == SQLITE_CONSTRAINT) return AlreadyExistsError("organisation '" + name + "' exists");
-  if (rc != SQLITE_DONE) return SqlError(db_, "creating organisation");
+  MOAT_ASSIGN_OR_RETURN(
+      SqliteStmt s, db_->Prepare("INSERT INTO organizations (id, name, created_ns) VALUES (?, ?, ?)"));
+  s.BindText(1, org.id);
+  s.BindText(2, org.name);
+  s.BindInt64(3, org.created_ns);
+  Status inserted = s.Run();
+  if (inserted.code() == StatusCode::kAlreadyExists) {
+    return AlreadyExistsError("organisation '" + name + "' exists");
+  }
+  if (!inserted.ok()) return Failed(inserted, "creating organisation");
   return org;
 }
 
 std::vector<Organization> AccountStore::ListOrganizations() const {
   std::vector<Organization> out;
   std::lock_guard lock(db_mu_);
-  Stmt s(db_, "SELECT id, name, created_ns FROM organizations ORDER BY created_ns, rowid");
-  if (!s.prepared().ok()) return out;
-  while (s.Step() == SQLITE_ROW) out.push_back({s.Text(0), s.Text(1), s.Int(2)});
+  StatusOr<SqliteStmt> s =
+      db_->Prepare("SELECT id, name, created_ns FROM organizations ORDER BY created_ns, rowid");
+  if (!s.ok()) return out;
+  while (RowReady(*s)) out.push_back({s->ColumnText(0), s->ColumnText(1), s->ColumnInt64(2)});
   return out;
 }
 
@@ -361,31 +279,33 @@ StatusOr<Account> AccountStore::CreateAccount(const std::string& name, const std
   }
   Account a{"acct_" + RandomHex(6), name, org_id, tier, clock_->NowNanos(), false};
   std::lock_guard lock(db_mu_);
-  Transaction txn(db_);
-  MOAT_RETURN_IF_ERROR(txn.BeginImmediate());
+  MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
+                        SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
   {
-    Stmt q(db_, "SELECT 1 FROM accounts WHERE name = ?");
-    MOAT_RETURN_IF_ERROR(q.prepared());
-    q.Bind(1, name);
-    if (q.Step() == SQLITE_ROW) return AlreadyExistsError("account '" + name + "' exists");
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt q, db_->Prepare("SELECT 1 FROM accounts WHERE name = ?"));
+    q.BindText(1, name);
+    MOAT_ASSIGN_OR_RETURN(bool taken, q.Step());
+    if (taken) return AlreadyExistsError("account '" + name + "' exists");
   }
   if (!org_id.empty()) {
-    Stmt q(db_, "SELECT 1 FROM organizations WHERE id = ?");
-    MOAT_RETURN_IF_ERROR(q.prepared());
-    q.Bind(1, org_id);
-    if (q.Step() != SQLITE_ROW) return NotFoundError("no organisation '" + org_id + "'");
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt q, db_->Prepare("SELECT 1 FROM organizations WHERE id = ?"));
+    q.BindText(1, org_id);
+    MOAT_ASSIGN_OR_RETURN(bool found, q.Step());
+    if (!found) return NotFoundError("no organisation '" + org_id + "'");
   }
-  Stmt s(db_,
-         "INSERT INTO accounts (id, name, org_id, tier, created_ns, disabled) "
-         "VALUES (?, ?, ?, ?, ?, 0)");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, a.id).Bind(2, a.name).Bind(4, TierName(tier)).Bind(5, a.created_ns);
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s,
+                        db_->Prepare("INSERT INTO accounts (id, name, org_id, tier, created_ns, "
+                                     "disabled) VALUES (?, ?, ?, ?, ?, 0)"));
+  s.BindText(1, a.id);
+  s.BindText(2, a.name);
   if (org_id.empty()) {
     s.BindNull(3);
   } else {
-    s.Bind(3, org_id);
+    s.BindText(3, org_id);
   }
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "creating account");
+  s.BindText(4, TierName(tier));
+  s.BindInt64(5, a.created_ns);
+  if (Status inserted = s.Run(); !inserted.ok()) return Failed(inserted, "creating account");
   MOAT_RETURN_IF_ERROR(txn.Commit());
   return a;  // an account without keys does not change the snapshot
 }
@@ -394,42 +314,42 @@ StatusOr<Account> AccountStore::GetAccount(const std::string& id_or_name) const 
   std::lock_guard lock(db_mu_);
   std::string sql =
       std::string("SELECT ") + kAccountCols + " FROM accounts WHERE id = ?1 OR name = ?1";
-  Stmt s(db_, sql.c_str());
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, id_or_name);
-  int rc = s.Step();
-  if (rc == SQLITE_ROW) return AccountFromRow(s, 0);
-  if (rc == SQLITE_DONE) return NotFoundError("no account '" + id_or_name + "'");
-  return SqlError(db_, "reading account");
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare(sql));
+  s.BindText(1, id_or_name);
+  StatusOr<bool> row = s.Step();
+  if (!row.ok()) return Failed(row.status(), "reading account");
+  if (!*row) return NotFoundError("no account '" + id_or_name + "'");
+  return AccountFromRow(s, 0);
 }
 
 std::vector<Account> AccountStore::ListAccounts() const {
   std::vector<Account> out;
   std::lock_guard lock(db_mu_);
   std::string sql = std::string("SELECT ") + kAccountCols + " FROM accounts ORDER BY created_ns, rowid";
-  Stmt s(db_, sql.c_str());
-  if (!s.prepared().ok()) return out;
-  while (s.Step() == SQLITE_ROW) out.push_back(AccountFromRow(s, 0));
+  StatusOr<SqliteStmt> s = db_->Prepare(sql);
+  if (!s.ok()) return out;
+  while (RowReady(*s)) out.push_back(AccountFromRow(*s, 0));
   return out;
 }
 
 Status AccountStore::SetTier(const std::string& account_id, Tier tier) {
   std::lock_guard lock(db_mu_);
-  Stmt s(db_, "UPDATE accounts SET tier = ? WHERE id = ?");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, TierName(tier)).Bind(2, account_id);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "setting tier");
-  if (sqlite3_changes(db_) == 0) return NotFoundError("no account '" + account_id + "'");
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("UPDATE accounts SET tier = ? WHERE id = ?"));
+  s.BindText(1, TierName(tier));
+  s.BindText(2, account_id);
+  if (Status updated = s.Run(); !updated.ok()) return Failed(updated, "setting tier");
+  if (db_->changes() == 0) return NotFoundError("no account '" + account_id + "'");
   return ReloadLocked();
 }
 
 Status AccountStore::SetDisabled(const std::string& account_id, bool disabled) {
   std::lock_guard lock(db_mu_);
-  Stmt s(db_, "UPDATE accounts SET disabled = ? WHERE id = ?");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, int64_t{disabled ? 1 : 0}).Bind(2, account_id);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "disabling account");
-  if (sqlite3_changes(db_) == 0) return NotFoundError("no account '" + account_id + "'");
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s,
+                        db_->Prepare("UPDATE accounts SET disabled = ? WHERE id = ?"));
+  s.BindInt64(1, disabled ? 1 : 0);
+  s.BindText(2, account_id);
+  if (Status updated = s.Run(); !updated.ok()) return Failed(updated, "disabling account");
+  if (db_->changes() == 0) return NotFoundError("no account '" + account_id + "'");
   return ReloadLocked();
 }
 
@@ -449,22 +369,28 @@ StatusOr<CreatedKey> AccountStore::CreateKey(const std::string& account_id,
 
   std::lock_guard lock(db_mu_);
   {
-    Transaction txn(db_);
-    MOAT_RETURN_IF_ERROR(txn.BeginImmediate());
+    MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
+                          SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
     {
-      Stmt q(db_, "SELECT disabled FROM accounts WHERE id = ?");
-      MOAT_RETURN_IF_ERROR(q.prepared());
-      q.Bind(1, account_id);
-      if (q.Step() != SQLITE_ROW) return NotFoundError("no account '" + account_id + "'");
-      if (q.Int(0) != 0) return FailedPreconditionError("account '" + account_id + "' is disabled");
+      MOAT_ASSIGN_OR_RETURN(SqliteStmt q,
+                            db_->Prepare("SELECT disabled FROM accounts WHERE id = ?"));
+      q.BindText(1, account_id);
+      MOAT_ASSIGN_OR_RETURN(bool found, q.Step());
+      if (!found) return NotFoundError("no account '" + account_id + "'");
+      if (q.ColumnInt64(0) != 0) {
+        return FailedPreconditionError("account '" + account_id + "' is disabled");
+      }
     }
-    Stmt s(db_,
-           "INSERT INTO api_keys (key_id, account_id, label, key_hash, created_ns, revoked_ns) "
-           "VALUES (?, ?, ?, ?, ?, 0)");
-    MOAT_RETURN_IF_ERROR(s.prepared());
-    s.Bind(1, out.info.key_id).Bind(2, account_id).Bind(3, label);
-    s.BindBlob(4, KeyHash(out.secret)).Bind(5, out.info.created_ns);
-    if (s.Step() != SQLITE_DONE) return SqlError(db_, "creating key");
+    MOAT_ASSIGN_OR_RETURN(
+        SqliteStmt s,
+        db_->Prepare("INSERT INTO api_keys (key_id, account_id, label, key_hash, created_ns, "
+                     "revoked_ns) VALUES (?, ?, ?, ?, ?, 0)"));
+    s.BindText(1, out.info.key_id);
+    s.BindText(2, account_id);
+    s.BindText(3, label);
+    s.BindBlob(4, KeyHash(out.secret));
+    s.BindInt64(5, out.info.created_ns);
+    if (Status inserted = s.Run(); !inserted.ok()) return Failed(inserted, "creating key");
     MOAT_RETURN_IF_ERROR(txn.Commit());
   }
   MOAT_RETURN_IF_ERROR(ReloadLocked());
@@ -473,26 +399,28 @@ StatusOr<CreatedKey> AccountStore::CreateKey(const std::string& account_id,
 
 Status AccountStore::RevokeKey(const std::string& key_id) {
   std::lock_guard lock(db_mu_);
-  Stmt s(db_,
-         "UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN ? ELSE revoked_ns END "
-         "WHERE key_id = ?");
-  MOAT_RETURN_IF_ERROR(s.prepared());
-  s.Bind(1, clock_->NowNanos()).Bind(2, key_id);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "revoking key");
-  if (sqlite3_changes(db_) == 0) return NotFoundError("no key '" + key_id + "'");
+  MOAT_ASSIGN_OR_RETURN(
+      SqliteStmt s,
+      db_->Prepare("UPDATE api_keys SET revoked_ns = CASE WHEN revoked_ns = 0 THEN ? ELSE "
+                   "revoked_ns END WHERE key_id = ?"));
+  s.BindInt64(1, clock_->NowNanos());
+  s.BindText(2, key_id);
+  if (Status updated = s.Run(); !updated.ok()) return Failed(updated, "revoking key");
+  if (db_->changes() == 0) return NotFoundError("no key '" + key_id + "'");
   return ReloadLocked();
 }
 
 std::vector<ApiKeyInfo> AccountStore::ListKeys(const std::string& account_id) const {
   std::vector<ApiKeyInfo> out;
   std::lock_guard lock(db_mu_);
-  Stmt s(db_,
-         "SELECT key_id, account_id, label, created_ns, revoked_ns FROM api_keys "
-         "WHERE account_id = ? ORDER BY created_ns, rowid");
-  if (!s.prepared().ok()) return out;
-  s.Bind(1, account_id);
-  while (s.Step() == SQLITE_ROW) {
-    out.push_back({s.Text(0), s.Text(1), s.Text(2), s.Int(3), s.Int(4)});
+  StatusOr<SqliteStmt> s =
+      db_->Prepare("SELECT key_id, account_id, label, created_ns, revoked_ns FROM api_keys "
+                   "WHERE account_id = ? ORDER BY created_ns, rowid");
+  if (!s.ok()) return out;
+  s->BindText(1, account_id);
+  while (RowReady(*s)) {
+    out.push_back({s->ColumnText(0), s->ColumnText(1), s->ColumnText(2), s->ColumnInt64(3),
+                   s->ColumnInt64(4)});
   }
   return out;
 }
@@ -525,27 +453,12 @@ StatusOr<std::string> LoadOrCreateSecret(const std::string& path) {
     if (errno != ENOENT) {
       return UnavailableError("cannot open secret file " + path + ": " + std::strerror(errno));
     }
-    // Write a temporary file, then link() it into place: atomic, and never overwrites a secret
-    // another process created meanwhile (then we loop and read theirs).
-    std::string tmp = path + ".tmp." + RandomHex(6);
-    int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (wfd < 0) {
-      return UnavailableError("cannot create secret file " + tmp + ": " + std::strerror(errno));
-    }
+    // Another process may create it first: then we loop and read theirs.
     std::string secret(kPepperBytes, '\0');
     randombytes_buf(secret.data(), secret.size());
-    bool ok = ::write(wfd, secret.data(), secret.size()) == static_cast<ssize_t>(secret.size()) &&
-              ::fsync(wfd) == 0;
-    ::close(wfd);
-    int link_rc = ok ? ::link(tmp.c_str(), path.c_str()) : -1;
-    int link_errno = errno;
-    ::unlink(tmp.c_str());
-    if (!ok) return UnavailableError("cannot write secret file " + tmp);
-    if (link_rc == 0) return secret;
-    if (link_errno != EEXIST) {
-      return UnavailableError("cannot create secret file " + path + ": " +
-                              std::strerror(link_errno));
-    }
+    Status created = CreateSecretFile(path, secret);
+    if (created.ok()) return secret;
+    if (created.code() != StatusCode::kAlreadyExists) return created;
   }
   return UnavailableError("secret file " + path + " keeps appearing and vanishing");
 }

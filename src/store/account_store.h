@@ -18,7 +18,9 @@
 #include "moat/clock.h"
 #include "moat/status.h"
 
-struct sqlite3;
+namespace moat {
+class SqliteDb;
+}  // namespace moat
 
 namespace moat::store {
 
@@ -125,7 +127,7 @@ class AccountStore {
 
  private:
   struct Snapshot;
-  AccountStore(sqlite3* db, std::string pepper, const moat::Clock* clock);
+  AccountStore(std::unique_ptr<moat::SqliteDb> db, std::string pepper, const moat::Clock* clock);
 
   moat::Status Init();
   // Rebuilds the snapshot from the database. Requires db_mu_.
@@ -134,7 +136,7 @@ class AccountStore {
   std::shared_ptr<const Snapshot> snapshot() const;
   std::string KeyHash(std::string_view key) const;
 
-  sqlite3* const db_;
+  const std::unique_ptr<moat::SqliteDb> db_;  // used only under db_mu_
   const std::string pepper_;
   const moat::Clock* const clock_;
 

@@ -1,77 +1,57 @@
 #include "store/risk_lists.h"
 
-#include <sqlite3.h>
+#include <utility>
 
-#include <mutex>
+#include "common/sqlite.h"
 
 namespace moat::store {
-namespace {
-std::mutex g_mu;  // one connection per RiskLists; serialise its use across threads
 
-moat::Status SqlError(sqlite3* db, const std::string& what) {
-  return moat::InternalError(what + ": " + sqlite3_errmsg(db));
-}
-}  // namespace
+RiskLists::RiskLists(std::unique_ptr<moat::SqliteDb> db, const moat::Clock* clock)
+    : db_(std::move(db)), clock_(clock) {}
+
+RiskLists::~RiskLists() = default;
 
 moat::StatusOr<std::unique_ptr<RiskLists>> RiskLists::Open(const std::string& db_path, const moat::Clock* clock) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    moat::Status s = moat::UnavailableError("cannot open " + db_path + ": " + sqlite3_errmsg(db));
-    sqlite3_close(db);
-    return s;
-  }
-  sqlite3_busy_timeout(db, 5000);
-  const char* schema =
+  MOAT_ASSIGN_OR_RETURN(std::unique_ptr<moat::SqliteDb> db,
+                        moat::SqliteDb::Open(db_path, moat::SqliteDb::Mode::kReadWriteCreate));
+  moat::Status created = db->Exec(
       "PRAGMA journal_mode=WAL;"
       "CREATE TABLE IF NOT EXISTS risk_lists (account_id TEXT PRIMARY KEY, entry TEXT NOT NULL "
-      "CHECK (entry IN ('allow','deny')), note TEXT NOT NULL DEFAULT '', updated_ns INTEGER NOT NULL);";
-  char* err = nullptr;
-  if (sqlite3_exec(db, schema, nullptr, nullptr, &err) != SQLITE_OK) {
-    moat::Status s = moat::InternalError(std::string("cannot create risk_lists: ") + (err ? err : "?"));
-    sqlite3_free(err);
-    sqlite3_close(db);
-    return s;
-  }
-  return std::unique_ptr<RiskLists>(new RiskLists(db, clock));
+      "CHECK (entry IN ('allow','deny')), note TEXT NOT NULL DEFAULT '', updated_ns INTEGER NOT NULL);");
+  if (!created.ok()) return moat::InternalError("cannot create risk_lists: " + created.message());
+  return std::unique_ptr<RiskLists>(new RiskLists(std::move(db), clock));
 }
-
-RiskLists::~RiskLists() { sqlite3_close(db_); }
 
 moat::Status RiskLists::Set(const std::string& account_id, const std::string& entry, const std::string& note) {
   if (entry != "allow" && entry != "deny" && entry != "none")
     return moat::InvalidArgumentError("list entry must be allow, deny or none, got \"" + entry + "\"");
-  std::lock_guard lock(g_mu);
-  sqlite3_stmt* st = nullptr;
+  std::lock_guard lock(mu_);
   const char* sql = entry == "none"
       ? "DELETE FROM risk_lists WHERE account_id = ?1"
       : "INSERT INTO risk_lists (account_id, entry, note, updated_ns) VALUES (?1, ?2, ?3, ?4) "
         "ON CONFLICT(account_id) DO UPDATE SET entry = excluded.entry, note = excluded.note, "
         "updated_ns = excluded.updated_ns";
-  if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK) return SqlError(db_, "prepare");
-  sqlite3_bind_text(st, 1, account_id.c_str(), -1, SQLITE_TRANSIENT);
+  MOAT_ASSIGN_OR_RETURN(moat::SqliteStmt st, db_->Prepare(sql));
+  st.BindText(1, account_id);
   if (entry != "none") {
-    sqlite3_bind_text(st, 2, entry.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 3, note.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 4, clock_->NowNanos());
+    st.BindText(2, entry);
+    st.BindText(3, note);
+    st.BindInt64(4, clock_->NowNanos());
   }
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return SqlError(db_, "update risk_lists");
+  moat::Status updated = st.Run();
+  if (!updated.ok()) return moat::InternalError("update risk_lists: " + updated.message());
   return moat::Status::Ok();
 }
 
 moat::StatusOr<std::map<std::string, std::string>> RiskLists::All() const {
-  std::lock_guard lock(g_mu);
-  sqlite3_stmt* st = nullptr;
-  if (sqlite3_prepare_v2(db_, "SELECT account_id, entry FROM risk_lists", -1, &st, nullptr) != SQLITE_OK)
-    return SqlError(db_, "prepare");
+  std::lock_guard lock(mu_);
+  MOAT_ASSIGN_OR_RETURN(moat::SqliteStmt st, db_->Prepare("SELECT account_id, entry FROM risk_lists"));
   std::map<std::string, std::string> out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    out[reinterpret_cast<const char*>(sqlite3_column_text(st, 0))] =
-        reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+  for (;;) {
+    MOAT_ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out[st.ColumnText(0)] = st.ColumnText(1);
   }
-  sqlite3_finalize(st);
   return out;
 }
 

@@ -2,16 +2,19 @@
 // RiskLists: the manual allow/deny lists of the detection policy, persisted in the accounts
 // database (table risk_lists). `allow` overrides every detection verdict for an account;
 // `deny` blocks it. Written by `moat account allow|deny|unlist` and the admin API; the gateway
-// reloads them when the database changes.
+// reloads them when the database changes. Thread-safe (one connection, used under a mutex).
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "moat/clock.h"
 #include "moat/status.h"
 
-struct sqlite3;
+namespace moat {
+class SqliteDb;
+}  // namespace moat
 
 namespace moat::store {
 
@@ -25,8 +28,9 @@ class RiskLists {
   moat::StatusOr<std::map<std::string, std::string>> All() const;
 
  private:
-  RiskLists(sqlite3* db, const moat::Clock* clock) : db_(db), clock_(clock) {}
-  sqlite3* db_;
+  RiskLists(std::unique_ptr<moat::SqliteDb> db, const moat::Clock* clock);
+  mutable std::mutex mu_;                      // serialises every use of db_
+  const std::unique_ptr<moat::SqliteDb> db_;  // GUARDED_BY(mu_)
   const moat::Clock* clock_;
 };
 

@@ -12,7 +12,7 @@
 //
 // It closes the loop only where the sink judges requests (in-process `traffic run`); written
 // to files, every answer reads as allowed and it runs open-loop. The metric it is built for is
-// the scorer's full answers per restricted account (the issue asks for ten or fewer).
+// the scorer's full answers per restricted account (the target is ten or fewer).
 
 #include <array>
 

@@ -4,11 +4,11 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
-#include <exception>
 
 namespace moat::watermark {
 namespace {
@@ -26,16 +26,22 @@ struct Exchange {
   std::string api_key;
   std::chrono::milliseconds timeout;
   http::response<http::string_body> response;
+  beast::error_code error;  // the first failure of the exchange; none when it completed
 };
 
+// Runs the exchange; failures end it early and are left in x->error (nothing throws).
 asio::awaitable<void> Run(Exchange* x) {
   auto ex = co_await asio::this_coro::executor;
+  beast::error_code& ec = x->error;
+  auto on_error = asio::redirect_error(asio::use_awaitable, ec);
   beast::tcp_stream stream(ex);
   tcp::resolver resolver(ex);
   stream.expires_after(x->timeout);  // one deadline for the whole exchange
-  auto endpoints = co_await resolver.async_resolve(x->url->host, std::to_string(x->url->port),
-                                                   asio::use_awaitable);
-  co_await stream.async_connect(endpoints, asio::use_awaitable);
+  auto endpoints =
+      co_await resolver.async_resolve(x->url->host, std::to_string(x->url->port), on_error);
+  if (ec) co_return;
+  co_await stream.async_connect(endpoints, on_error);
+  if (ec) co_return;
   http::request<http::string_body> req{http::verb::post, x->target, 11};
   req.set(http::field::host, x->url->host + ":" + std::to_string(x->url->port));
   req.set(http::field::content_type, "application/json");
@@ -43,14 +49,16 @@ asio::awaitable<void> Run(Exchange* x) {
   if (!x->api_key.empty()) req.set(http::field::authorization, "Bearer " + x->api_key);
   req.body() = x->body;
   req.prepare_payload();
-  co_await http::async_write(stream, req, asio::use_awaitable);
+  co_await http::async_write(stream, req, on_error);
+  if (ec) co_return;
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(64 << 20);
-  co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+  co_await http::async_read(stream, buffer, parser, on_error);
+  if (ec) co_return;
   x->response = parser.release();
-  beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  beast::error_code ignored;  // the answer is complete; a failed shutdown changes nothing
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 std::string Excerpt(std::string_view s) {
@@ -76,21 +84,14 @@ StatusOr<SuspectClient> SuspectClient::Create(std::string_view base_url, std::st
 
 StatusOr<std::string> SuspectClient::PostJson(const std::string& target,
                                               const std::string& body) const {
-  Exchange x{&url_, target, body, api_key_, timeout_, {}};
+  Exchange x{&url_, target, body, api_key_, timeout_, {}, {}};
   asio::io_context ioc;
-  std::exception_ptr error;
-  asio::co_spawn(ioc, Run(&x), [&](std::exception_ptr e) { error = e; });
+  asio::co_spawn(ioc, Run(&x), asio::detached);
   ioc.run();
   const std::string where = url_.host + ":" + std::to_string(url_.port) + target;
-  if (error) {
-    try {
-      std::rethrow_exception(error);
-    } catch (const boost::system::system_error& e) {
-      if (e.code() == beast::error::timeout) return DeadlineExceededError("timeout on " + where);
-      return UnavailableError("POST " + where + ": " + e.code().message());
-    } catch (const std::exception& e) {
-      return UnavailableError("POST " + where + ": " + e.what());
-    }
+  if (x.error) {
+    if (x.error == beast::error::timeout) return DeadlineExceededError("timeout on " + where);
+    return UnavailableError("POST " + where + ": " + x.error.message());
   }
   const int status = static_cast<int>(x.response.result_int());
   if (status < 200 || status > 299) {

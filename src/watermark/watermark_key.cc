@@ -48,23 +48,13 @@ StatusOr<MasterSecret> MasterSecret::Load(const std::string& path) {
   return MasterSecret(b);
 }
 
-Status MasterSecret::Save(const std::string& path) const {
-  std::error_code ec;
+Status MasterSecret::SaveNew(const std::string& path) const {
+  std::error_code ec;  // a directory that cannot be made shows up as CreateSecretFile's error
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
   char hex[2 * kMasterSecretBytes + 1];
   sodium_bin2hex(hex, sizeof(hex), bytes_.data(), bytes_.size());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return UnavailableError("cannot write watermark secret " + tmp);
-    ::chmod(tmp.c_str(), 0600);
-    out << hex << "\n";
-    if (!out) return UnavailableError("short write to " + tmp);
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return UnavailableError("cannot rename " + tmp + ": " + ec.message());
-  return Status::Ok();
+  return CreateSecretFile(path, std::string(hex) + "\n");
 }
 
 StatusOr<MasterSecret> MasterSecret::LoadOrCreate(const std::string& path) {
@@ -72,7 +62,9 @@ StatusOr<MasterSecret> MasterSecret::LoadOrCreate(const std::string& path) {
   if (loaded.ok() || loaded.status().code() != StatusCode::kNotFound) return loaded;
   if (std::filesystem::exists(path)) return loaded.status();  // exists but unreadable
   MasterSecret secret = Generate();
-  MOAT_RETURN_IF_ERROR(secret.Save(path));
+  Status saved = secret.SaveNew(path);
+  if (saved.code() == StatusCode::kAlreadyExists) return Load(path);  // another process won
+  MOAT_RETURN_IF_ERROR(saved);
   return secret;
 }
 

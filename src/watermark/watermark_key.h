@@ -26,9 +26,11 @@ class MasterSecret {
   // kDataLoss when malformed, kFailedPrecondition when group or others can read or write it.
   static StatusOr<MasterSecret> Load(const std::string& path);
   // Loads `path`, or generates a secret and writes it there (mode 0600, parent directories
-  // created) when the file does not exist.
+  // created) when the file does not exist; when another process creates it first, loads theirs.
   static StatusOr<MasterSecret> LoadOrCreate(const std::string& path);
-  Status Save(const std::string& path) const;
+  // Writes the secret to a new file `path` (CreateSecretFile: mode 0600, complete or absent,
+  // AlreadyExists rather than replacing a file), creating missing parent directories.
+  Status SaveNew(const std::string& path) const;
 
   const std::array<uint8_t, kMasterSecretBytes>& bytes() const { return bytes_; }
 

@@ -374,10 +374,65 @@ TEST_F(GatewayTest, MetricsExposePrometheusFamilies) {
   EXPECT_NE(t.find("# TYPE moat_request_duration_seconds histogram"), std::string::npos) << t;
   EXPECT_GE(MetricValue(t, "moat_request_duration_seconds_bucket", {"le=\"+Inf\""}), 1) << t;
   EXPECT_GE(MetricValue(t, "moat_request_duration_seconds_count"), 1) << t;
-  EXPECT_GE(MetricValue(t, "moat_request_duration_seconds_sum"), 0) << t;
+  EXPECT_GT(MetricValue(t, "moat_request_duration_seconds_sum"), 0) << t;
   EXPECT_GE(MetricValue(t, "moat_upstream_errors_total", {"down-model"}), 1) << t;
   EXPECT_GE(MetricValue(t, "moat_ratelimit_rejections_total"), 1) << t;
+  // A gauge: present, and never negative (MetricValue is -1 for a missing sample).
+  EXPECT_NE(t.find("# TYPE moat_audit_queue_depth gauge"), std::string::npos) << t;
   EXPECT_GE(MetricValue(t, "moat_audit_queue_depth"), 0) << t;
+}
+
+// How much a counter sample grew between two scrapes (a sample absent before counts as 0).
+double CounterGrowth(const std::string& before, const std::string& after, const std::string& name,
+                     const std::vector<std::string>& label_parts) {
+  const double b = MetricValue(before, name, label_parts);
+  const double a = MetricValue(after, name, label_parts);
+  return (a < 0 ? 0 : a) - (b < 0 ? 0 : b);
+}
+
+TEST_F(GatewayTest, RefusalsAndPolicyActionsAreCountedByKind) {
+  std::string key = NewKey("metrics-kinds", "verified");  // key_rpm = 3
+  const std::string before = Get("/metrics").body;
+
+  // Authentication failures, by reason.
+  ExpectError(Post("/v1/chat/completions", ChatBody("test-model"), {}), 401,
+              "invalid_request_error", "missing_api_key");
+  ExpectError(Post("/v1/chat/completions", ChatBody("test-model"), Auth("sk-moat-not-a-key")), 401,
+              "invalid_request_error", "invalid_api_key");
+  ExpectError(Post("/v1/chat/completions", ChatBody("test-model"), Auth("sk-moat-not-a-key")), 401,
+              "invalid_request_error", "invalid_api_key");
+
+  // A protocol error: a body announced beyond max_body_bytes.
+  RawConnection raw;
+  ASSERT_TRUE(raw.Connect(moat_->port()).ok());
+  ASSERT_TRUE(raw.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                       key + "\r\nContent-Type: application/json\r\nContent-Length: 70000\r\n\r\n")
+                  .ok());
+  EXPECT_EQ(RawStatus(raw.ReadUntilClose(milliseconds(5000)).data), 413);
+
+  // Policy actions: three requests allowed, then one throttled by the per-key limit.
+  for (int i = 0; i < 3; ++i) {
+    HttpResponse ok = Post("/v1/chat/completions", ChatBody("test-model"), Auth(key));
+    EXPECT_EQ(ok.status, 200) << "request " << i << ": " << ok.body;
+    EXPECT_EQ(ok.Header("x-moat-action"), "allow");
+  }
+  HttpResponse throttled = Post("/v1/chat/completions", ChatBody("test-model"), Auth(key));
+  EXPECT_EQ(throttled.status, 429) << throttled.body;
+  EXPECT_EQ(throttled.Header("x-moat-action"), "throttle");
+
+  const std::string after = Get("/metrics").body;
+  EXPECT_NE(after.find("# TYPE moat_auth_failures_total counter"), std::string::npos) << after;
+  EXPECT_NE(after.find("# TYPE moat_protocol_errors_total counter"), std::string::npos) << after;
+  EXPECT_NE(after.find("# TYPE moat_policy_actions_total counter"), std::string::npos) << after;
+  EXPECT_EQ(CounterGrowth(before, after, "moat_auth_failures_total", {"\"missing_key\""}), 1) << after;
+  EXPECT_EQ(CounterGrowth(before, after, "moat_auth_failures_total", {"\"invalid_key\""}), 2) << after;
+  EXPECT_EQ(CounterGrowth(before, after, "moat_protocol_errors_total", {"\"body_too_large\""}), 1)
+      << after;
+  EXPECT_EQ(CounterGrowth(before, after, "moat_policy_actions_total", {"\"throttle\""}), 1) << after;
+  // The three allowed completions, the two /metrics scrapes do not count; refused
+  // authentications keep the default action "allow", so they count too.
+  EXPECT_EQ(CounterGrowth(before, after, "moat_policy_actions_total", {"\"allow\""}), 3 + 3)
+      << after;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,7 +44,6 @@ class AnalysisFilter final : public Filter {
     f_.verdicts().With({action}).Inc();
     ctx.verdict = action;
     ctx.action = action;
-    ctx.campaign_id = v.campaign_id;
     ctx.reasons.insert(ctx.reasons.end(), v.reasons.begin(), v.reasons.end());
     const auto& s = f_.settings();
     // What the client may see: the action, a coarse category and a reference it can quote.

@@ -1,8 +1,8 @@
-#include "audit/audit_sqlite.h"
+#include "common/sqlite.h"
 
 #include <sys/stat.h>
 
-namespace moat::audit {
+namespace moat {
 
 SqliteStmt& SqliteStmt::operator=(SqliteStmt&& other) noexcept {
   if (this != &other) {
@@ -24,12 +24,18 @@ void SqliteStmt::BindText(int index, std::string_view s) {
   sqlite3_bind_text64(stmt_, index, s.data(), s.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
 }
 
+void SqliteStmt::BindBlob(int index, std::string_view s) {
+  sqlite3_bind_blob64(stmt_, index, s.data(), s.size(), SQLITE_TRANSIENT);
+}
+
 StatusOr<bool> SqliteStmt::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
   sqlite3* db = sqlite3_db_handle(stmt_);
-  return InternalError(std::string("sqlite step: ") + sqlite3_errmsg(db));
+  std::string message = std::string("sqlite step: ") + sqlite3_errmsg(db);
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) return AlreadyExistsError(std::move(message));
+  return InternalError(std::move(message));
 }
 
 Status SqliteStmt::Run() {
@@ -46,11 +52,12 @@ std::string SqliteStmt::ColumnText(int col) const {
   return std::string(static_cast<const char*>(p), static_cast<size_t>(n));
 }
 
-StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, Mode mode) {
+StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, Mode mode,
+                                                   int busy_timeout_ms) {
   int flags = SQLITE_OPEN_NOMUTEX;
   if (mode == Mode::kReadOnly) {
     struct stat st;
-    if (stat(path.c_str(), &st) != 0) return NotFoundError("audit database not found: " + path);
+    if (stat(path.c_str(), &st) != 0) return NotFoundError("database not found: " + path);
     flags |= SQLITE_OPEN_READONLY;
   } else {
     flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
@@ -60,9 +67,9 @@ StatusOr<std::unique_ptr<SqliteDb>> SqliteDb::Open(const std::string& path, Mode
   if (rc != SQLITE_OK) {
     std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     sqlite3_close(db);
-    return UnavailableError("cannot open audit database " + path + ": " + msg);
+    return UnavailableError("cannot open database " + path + ": " + msg);
   }
-  sqlite3_busy_timeout(db, 5000);
+  sqlite3_busy_timeout(db, busy_timeout_ms);
   return std::unique_ptr<SqliteDb>(new SqliteDb(db));
 }
 
@@ -91,4 +98,21 @@ Status SqliteDb::Error(std::string_view context) const {
   return InternalError(std::string(context) + ": " + sqlite3_errmsg(db_));
 }
 
-}  // namespace moat::audit
+StatusOr<SqliteTransaction> SqliteTransaction::Begin(SqliteDb& db, Kind kind) {
+  MOAT_RETURN_IF_ERROR(db.Exec(kind == Kind::kImmediate ? "BEGIN IMMEDIATE" : "BEGIN"));
+  return SqliteTransaction(&db);
+}
+
+SqliteTransaction::~SqliteTransaction() {
+  // Nothing to report to: a failed rollback leaves SQLite to roll back when the connection
+  // closes or the next BEGIN fails loudly.
+  if (db_ != nullptr) (void)db_->Exec("ROLLBACK");
+}
+
+Status SqliteTransaction::Commit() {
+  MOAT_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  db_ = nullptr;
+  return Status::Ok();
+}
+
+}  // namespace moat
