@@ -77,7 +77,7 @@ TEST_F(ProvenanceIntegrationTest, GatewayServesOnlyTheAttestedModelAndNamesTheAt
     ASSERT_TRUE(model.contains("attestation_sha256")) << res->body;
     EXPECT_EQ(model.at("attestation_sha256").as_string().size(), 64u);
     EXPECT_NE(moat.Log().find("attestation verified"), std::string::npos) << moat.Log();
-    moat.Stop(SIGTERM);
+    EXPECT_TRUE(moat.Stop(SIGTERM).ok());
   }
 
   // The same config after the model file changed: the gateway does not start, and says why.
