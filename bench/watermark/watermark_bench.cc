@@ -458,23 +458,8 @@ int main(int argc, char** argv) {
                 harvested_text.size(), harvest_tokens);
     std::printf("%6s %10s %8s %14s %12s\n", "f", "z", "green", "student p", "traced (1k)");
     for (double f : {0.0, 0.1, 0.25, 0.5, 1.0}) {
-      std::vector<std::string> mix;
-      const size_t n_marked = static_cast<size_t>(f * harvested_text.size());
-      mix.insert(mix.end(), harvested_text.begin(), harvested_text.begin() + n_marked);
-      // Fill up to the same amount of text with clean data.
-      size_t bytes = 0, target = 0;
-      for (const auto& t : harvested_text) target += t.size();
-      for (size_t i = 0; i < n_marked; ++i) bytes += harvested_text[i].size();
-      for (size_t i = 0; bytes < target && i < heldout.size(); ++i) {
-        mix.push_back(heldout[i]);
-        bytes += heldout[i].size();
-      }
-      model::NGramTrainOptions opt;
-      opt.order = 3;
-      opt.min_count_high = 1;
-      auto student = std::move(model::NGramModel::Train(mix, opt)).value();
       // The student has its own tokenizer; detection re-tokenises its text with the teacher's.
-      auto eng = std::move(model::BuiltinEngine::FromModel(std::move(student), off)).value();
+      auto eng = TrainStudent(harvested_text, heldout, f, off);
       auto out = GenerateMany(*eng, nullptr, 5000, seed + 7, nullptr);
       watermark::ScoringUnits units(kgw.h());
       for (const auto& s : out) {
