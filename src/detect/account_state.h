@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include "detect/features.h"
 #include "detect/sketches.h"
 
@@ -145,7 +147,7 @@ class SubjectTable {
     mutable std::mutex mu;
     std::vector<SubjectState> slots;               // GUARDED_BY(mu)
     std::vector<uint32_t> free;                    // GUARDED_BY(mu)
-    std::unordered_map<uint64_t, uint32_t> index;  // GUARDED_BY(mu)
+    boost::unordered_flat_map<uint64_t, uint32_t> index;  // GUARDED_BY(mu)
     uint32_t head = kNil, tail = kNil;             // LRU: head most recent. GUARDED_BY(mu)
     uint64_t evictions = 0;                        // GUARDED_BY(mu)
   };

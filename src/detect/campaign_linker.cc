@@ -203,13 +203,15 @@ CampaignLinker::Assessment CampaignLinker::Assess(const LinkKeys& keys, int64_t 
 void CampaignLinker::PruneKeys(KeyShard& s, int64_t now_ns) {
   // First drop keys idle for two epochs, then the lightest ones, until a quarter is free.
   const size_t target = per_shard_keys_ * 3 / 4;
-  for (auto it = s.map.begin(); it != s.map.end();) {
-    it = now_ns - it->second.last_ns > 2 * config_.epoch_ns ? s.map.erase(it) : std::next(it);
-  }
+  boost::unordered::erase_if(s.map, [&](const auto& kv) { return now_ns - kv.second.last_ns > 2 * config_.epoch_ns; });
   for (float limit = 1.5f; s.map.size() > target && limit < 1e9f; limit *= 4) {
     for (auto it = s.map.begin(); it != s.map.end() && s.map.size() > target;) {
       const float w = it->second.w * DecayFactor(now_ns - it->second.last_ns, config_.key_half_life_ns);
-      it = w < limit ? s.map.erase(it) : std::next(it);
+      if (w < limit) {
+        s.map.erase(it++);  // erasing leaves the other iterators of a flat map valid
+      } else {
+        ++it;
+      }
     }
   }
 }
@@ -360,7 +362,11 @@ void CampaignLinker::PruneCampaigns(int64_t now_ns) {
     }
   }
   for (auto it = parent_.begin(); it != parent_.end();) {
-    it = campaigns_.contains(Find(it->first)) ? std::next(it) : parent_.erase(it);
+    if (campaigns_.contains(Find(it->first))) {
+      ++it;
+    } else {
+      parent_.erase(it++);  // Find only rewrites values; erasing leaves other iterators valid
+    }
   }
 }
 

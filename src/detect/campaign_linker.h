@@ -18,6 +18,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include "detect/features.h"
 #include "moat/detect_engine.h"
 
@@ -142,7 +144,7 @@ class CampaignLinker {
   };
   struct KeyShard {
     mutable std::mutex mu;
-    std::unordered_map<uint64_t, KeyStats> map;  // GUARDED_BY(mu)
+    boost::unordered_flat_map<uint64_t, KeyStats> map;  // GUARDED_BY(mu)
   };
   struct CampaignStats {
     size_t members = 0;
@@ -172,7 +174,7 @@ class CampaignLinker {
   std::vector<std::unique_ptr<KeyShard>> key_shards_;
 
   mutable std::mutex uf_mu_;
-  mutable std::unordered_map<uint64_t, uint64_t> parent_;    // GUARDED_BY(uf_mu_)
+  mutable boost::unordered_flat_map<uint64_t, uint64_t> parent_;  // GUARDED_BY(uf_mu_)
   std::unordered_map<uint64_t, CampaignStats> campaigns_;    // GUARDED_BY(uf_mu_)
   // Feature histogram of unrestricted traffic: the organic baseline of the shift test.
   std::array<std::atomic<uint64_t>, kFeatureBins> baseline_{};

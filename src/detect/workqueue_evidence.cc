@@ -61,9 +61,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
     if (it == shard.map.end()) {
       if (shard.map.size() >= per_shard_) {
         // Full: forget entries nobody asked within the memory, else an arbitrary one.
-        for (auto e = shard.map.begin(); e != shard.map.end();) {
-          e = r.now_ns - e->second.last_ns > memory_ns_ ? shard.map.erase(e) : std::next(e);
-        }
+        boost::unordered::erase_if(shard.map, [&](const auto& e) { return r.now_ns - e.second.last_ns > memory_ns_; });
         if (shard.map.size() >= per_shard_) shard.map.erase(shard.map.begin());
       }
       it = shard.map.emplace(key, Entry{}).first;

@@ -22,6 +22,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_map.hpp>
+
 #include "detect/evidence.h"
 
 namespace moat::detect {
@@ -65,7 +67,7 @@ class WorkQueueStage final : public EvidenceStage {
   };
   struct Shard {
     std::mutex mu;
-    std::unordered_map<uint64_t, Entry> map;  // GUARDED_BY(mu)
+    boost::unordered_flat_map<uint64_t, Entry> map;  // GUARDED_BY(mu)
   };
   Shard& ShardOf(uint64_t key) { return *shards_[key % shards_.size()]; }
 
