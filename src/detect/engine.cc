@@ -183,6 +183,10 @@ DetectionEngine::DetectionEngine(DetectionConfig config)
     linkage_ = l.get();
     stages_.push_back(std::move(l));
   }
+  if (config_.indicators) {
+    indicators_ = config_.indicators.get();
+    stages_.push_back(std::make_unique<IndicatorStage>(config_.indicators));
+  }
 }
 
 DetectionEngine::~DetectionEngine() = default;
@@ -461,6 +465,7 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   for (size_t i = 0; i < stages_.size(); ++i) {
     if (s.reason_bits & (1u << i)) r.reasons.emplace_back(stages_[i]->name());
   }
+  if (indicators_ != nullptr && s.indicator != 0) r.indicator = indicators_->Describe(s.indicator - 1);
   if (linkage_ != nullptr) {
     if (const uint64_t root = linkage_->linker().CampaignOf(h); root != 0) {
       r.campaign_id = CampaignLinker::CampaignId(root);

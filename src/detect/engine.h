@@ -35,6 +35,7 @@
 #include "detect/content_evidence.h"
 #include "detect/detection_model.h"
 #include "detect/evidence.h"
+#include "detect/indicator_evidence.h"
 #include "detect/subject_evidence.h"
 #include "detect/workqueue_evidence.h"
 #include "moat/detect_engine.h"
@@ -100,6 +101,8 @@ struct DetectionConfig {
   EndUserStageConfig end_users;
   BehaviourStageConfig behaviour;
   LinkageStageConfig linkage;
+  // Indicators shared by other providers (indicator_evidence.h); null: none, no stage.
+  std::shared_ptr<const IndicatorMatcher> indicators;
   double request_llr_clip = 4.0;         // one request's summed evidence is clipped to +-this
   double mixed_share = 0.3;              // campaign share of the mixed sequential alternative
   double evidence_half_life_hours = 24;  // the sequential statistics decay
@@ -143,6 +146,7 @@ struct AccountReport {
   std::vector<std::pair<int64_t, double>> history;  // (unix seconds, score), oldest first
   std::vector<std::string> reasons;                  // evidence stages active at the last verdict
   std::string campaign_id;
+  std::string indicator;                             // shared indicator it matched, "" none
   std::vector<std::string> linked_accounts;         // sample members of its campaign
   int64_t first_seen_ns = 0, last_seen_ns = 0;
 };
@@ -185,6 +189,7 @@ class DetectionEngine final : public Engine {
   std::vector<std::unique_ptr<EvidenceStage>> stages_;
   CohortStage* cohort_ = nullptr;     // owned by stages_, when enabled
   LinkageStage* linkage_ = nullptr;   // owned by stages_, when enabled
+  const IndicatorMatcher* indicators_ = nullptr;  // config_.indicators, when set
   EndUserStage* end_users_ = nullptr; // owned by stages_, when enabled
   struct ListTable;
   std::unique_ptr<ListTable> lists_;

@@ -1,0 +1,53 @@
+#pragma once
+// Shared indicators as evidence: another provider's indicators of a distillation campaign
+// (network prefixes, client fingerprints, prompt templates, work-queue items; imported with
+// `moat indicators import`, see src/indicators and docs/indicators.md) raise the prior of a
+// subject whose request matches one, for as long as the indicator is valid.
+//
+// The detection engine knows indicators only through IndicatorMatcher, so it depends on no
+// exchange format: src/indicators implements it over imported STIX 2.1 bundles.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "detect/evidence.h"
+
+namespace moat::detect {
+
+// One match: which indicator (an index the matcher can describe) and the standing log-odds it
+// gives the subject (the import weight times the indicator's confidence).
+struct IndicatorHit {
+  uint32_t index = 0;
+  float weight = 0;
+};
+
+// Thread-safe and immutable once built: Match runs concurrently on the request path.
+class IndicatorMatcher {
+ public:
+  virtual ~IndicatorMatcher() = default;
+  // The strongest valid indicator the request matches at `now_ns`, if any.
+  virtual std::optional<IndicatorHit> Match(const RequestEvent& event, const RequestFeatures& f,
+                                            int64_t now_ns) const = 0;
+  // The weight of indicator `index` at `now_ns`; nullopt once it expired (or never existed).
+  virtual std::optional<float> WeightAt(uint32_t index, int64_t now_ns) const = 0;
+  // "<STIX id> (<name>)" of indicator `index`, for operators; "" if unknown.
+  virtual std::string Describe(uint32_t index) const = 0;
+};
+
+// The stage: a subject whose request matches an indicator keeps that indicator's prior while it
+// stays valid (SubjectState::indicator remembers the last one matched).
+class IndicatorStage final : public EvidenceStage {
+ public:
+  explicit IndicatorStage(std::shared_ptr<const IndicatorMatcher> matcher) : matcher_(std::move(matcher)) {}
+  std::string_view name() const override { return "indicators"; }
+  const std::vector<std::string_view>& reason_names() const override;
+  void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
+                 StageEvidence* out) override;
+
+ private:
+  std::shared_ptr<const IndicatorMatcher> matcher_;
+};
+
+}  // namespace moat::detect
