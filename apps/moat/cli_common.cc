@@ -4,7 +4,12 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <filesystem>
+#include <iomanip>
+#include <sstream>
 #include <future>
 #include <iostream>
 
@@ -124,5 +129,26 @@ int Fail(const moat::Status& status) {
 int ExitCodeOf(const moat::Status& status) { return status.ok() ? kExitOk : Fail(status); }
 
 int ExitCodeOf(const moat::StatusOr<int>& code) { return code.ok() ? *code : Fail(code.status()); }
+
+moat::StatusOr<int64_t> ParseSince(const std::string& s) {
+  if (s.empty()) return int64_t{0};
+  if (std::all_of(s.begin(), s.end(), ::isdigit)) return static_cast<int64_t>(std::stoll(s));
+  char unit = s.back();
+  std::string num = s.substr(0, s.size() - 1);
+  if ((unit == 'h' || unit == 'd' || unit == 'm') && !num.empty() && std::all_of(num.begin(), num.end(), ::isdigit)) {
+    int64_t secs = std::stoll(num) * (unit == 'd' ? 86400 : unit == 'h' ? 3600 : 60);
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() - secs * 1'000'000'000;
+  }
+  std::tm tm{};
+  std::istringstream in(s);
+  if (s.size() == 10) {
+    in >> std::get_time(&tm, "%Y-%m-%d");
+  } else {
+    in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
+  }
+  if (in.fail()) return moat::InvalidArgumentError("--since must be ns since the epoch, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or a duration like 24h: " + s);
+  return static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+}
 
 }  // namespace moat::cli

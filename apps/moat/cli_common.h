@@ -38,6 +38,9 @@ class CliAdminAudit {
 // `moat audit scan`, so an offline scan judges with the gateway's policy). Loads the model the
 // section names (NotFound / DataLoss when it cannot), InvalidArgument for a bad stage list.
 moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::DetectionSettings& settings);
+// A time flag (--since, --until): ns since the epoch, "YYYY-MM-DD", "YYYY-MM-DDTHH:MM:SSZ", or a
+// duration before now ("24h", "7d", "30m"); "" is 0. InvalidArgument otherwise.
+moat::StatusOr<int64_t> ParseSince(const std::string& s);
 // Exit codes of the `moat` command, the same for every subcommand.
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;        // any error without a code of its own below

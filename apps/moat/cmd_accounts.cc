@@ -44,6 +44,9 @@ void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const s
   if (v["distinct_end_users"].to_number<double>() > 0) {
     std::cout << "end users: " << v["distinct_end_users"].to_number<double>() << "\n";
   }
+  if (const auto* ind = v.if_contains("indicator"); ind && ind->is_string() && !ind->as_string().empty()) {
+    std::cout << "shared indicator matched: " << ind->as_string().c_str() << "\n";
+  }
   for (const auto& r : v["reasons"].as_array()) std::cout << "evidence stage: " << r.as_string().c_str() << "\n";
   for (const auto& l : v["linked_accounts"].as_array()) std::cout << "linked: " << l.as_string().c_str() << "\n";
   std::cout << "score history:";

@@ -17,6 +17,7 @@
 #include "filters/auth/auth_filter.h"
 #include "store/risk_lists.h"
 #include "filters/ratelimit/ratelimit_filter.h"
+#include "indicators/indicator_set.h"
 #include "ratelimit/failed_auth_limiter.h"
 #include "server/admin_api.h"
 #include "provenance/attestation.h"
@@ -28,6 +29,28 @@
 
 namespace moat::cli {
 namespace {
+
+// The indicators other providers shared ([detection] indicators_dir), as the detection
+// engine's matcher; null when none is usable. Without a salt only network prefixes can match.
+StatusOr<std::shared_ptr<const detect::IndicatorMatcher>> LoadSharedIndicators(const server::DetectionSettings& ds) {
+  std::string salt;
+  if (!ds.indicator_salt_file.empty()) {
+    MOAT_ASSIGN_OR_RETURN(salt, indicators::ReadSaltFile(ds.indicator_salt_file));
+  }
+  auto hasher = std::make_shared<const indicators::IndicatorHasher>(salt);
+  indicators::ImportSummary summary;
+  const int64_t now = SystemClock::Get()->NowNanos();
+  MOAT_ASSIGN_OR_RETURN(auto list, indicators::LoadIndicatorDir(ds.indicators_dir, salt.empty() ? "" : hasher->salt_id(),
+                                                                now, &summary));
+  if (list.empty() && summary.other_salt + summary.unsupported + summary.expired == 0) {
+    return std::shared_ptr<const detect::IndicatorMatcher>();
+  }
+  std::cerr << "moat: shared indicators from " << ds.indicators_dir << ": " << summary.indicators << " usable, "
+            << summary.other_salt << " under another salt" << (salt.empty() ? " (no indicator_salt_file)" : "") << ", "
+            << summary.unsupported << " not matchable, " << summary.expired << " expired\n";
+  if (list.empty()) return std::shared_ptr<const detect::IndicatorMatcher>();
+  return std::shared_ptr<const detect::IndicatorMatcher>(std::make_shared<indicators::IndicatorSet>(std::move(list), hasher));
+}
 
 // Checks a model's attestation (when it has one) and records its digest in the model's config:
 // the signature under the configured key, then the builtin model's file, or the operator's
@@ -167,6 +190,9 @@ int Serve(const ServeOpts& opts) {
     const auto& ds = cfg.detection;
     auto dc = DetectionConfigFrom(ds);
     if (!dc.ok()) return Fail(dc.status());
+    auto shared = LoadSharedIndicators(ds);
+    if (!shared.ok()) return Fail(shared.status());
+    dc->indicators = std::move(*shared);
     engine = std::make_unique<detect::DetectionEngine>(std::move(*dc));
     if (engine->model() == nullptr) {
       std::cerr << "warning: no detection model loaded; content evidence is off ([detection] model)\n";

@@ -18,6 +18,8 @@ void AddDetectCommands(CLI::App& app);
 void AddProvenanceCommands(CLI::App& app);
 // campaigns (from a running gateway's admin API)
 void AddCampaignCommands(CLI::App& app);
+// moat indicators export|import|list|salt (cmd_indicators.cc).
+void AddIndicatorCommands(CLI::App& app);
 // model train | generate: the built-in n-gram model
 void AddModelCommands(CLI::App& app);
 // wm keys | detect | trace | radioactive: watermark keys and forensics

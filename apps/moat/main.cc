@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   moat::cli::AddServeCommand(app);
   moat::cli::AddAccountCommands(app);
   moat::cli::AddCampaignCommands(app);
+  moat::cli::AddIndicatorCommands(app);
   moat::cli::AddAuditCommands(app);
   moat::cli::AddDetectCommands(app);
   moat::cli::AddProvenanceCommands(app);

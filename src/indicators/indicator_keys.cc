@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "detect/sketches.h"
 
@@ -99,6 +101,17 @@ uint64_t IndicatorHasher::Hash(IndicatorKind kind, uint64_t raw) const {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(out[i]) << (8 * i);
   return v;
+}
+
+StatusOr<std::string> ReadSaltFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFoundError("cannot read the indicator salt file " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  std::string salt = ss.str();
+  if (!salt.empty() && salt.back() == '\n') salt.pop_back();
+  if (salt.size() < 16) return InvalidArgumentError("indicator salt file " + path + " holds fewer than 16 bytes");
+  return salt;
 }
 
 std::string Hex64(uint64_t v) {

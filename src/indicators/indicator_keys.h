@@ -12,6 +12,7 @@
 #include "detect/corpus_index.h"
 #include "detect/features.h"
 #include "moat/detect_engine.h"
+#include "moat/status.h"
 
 namespace moat::indicators {
 
@@ -60,6 +61,10 @@ class IndicatorHasher {
   std::array<unsigned char, 16> key_{};
   std::string salt_id_;
 };
+
+// Reads a salt file (at least 16 bytes; one trailing newline is dropped). NotFound when missing,
+// InvalidArgument when too short.
+StatusOr<std::string> ReadSaltFile(const std::string& path);
 
 // 16 lower-case hex digits of `v`, and back (nullopt unless exactly 16 hex digits).
 std::string Hex64(uint64_t v);

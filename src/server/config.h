@@ -149,6 +149,11 @@ struct DetectionSettings {
   int64_t degrade_max_tokens = 256;
   int64_t throttle_retry_after_s = 30;
   std::string step_up_url;
+  // Indicators shared by other providers (docs/indicators.md): the folder `moat indicators
+  // import` writes (default <data_dir>/indicators) and the salt file shared with them out of
+  // band ("" none: only network-prefix indicators can match).
+  std::string indicators_dir;
+  std::string indicator_salt_file;
   size_t max_subjects = 1 << 20;            // accounts (and end users) kept in memory
   size_t max_evicted_subjects = 4'000'000;  // idle subjects kept (in memory) for their return
 };
