@@ -50,6 +50,11 @@ int64_t MillisUntil(SteadyTime deadline, SteadyTime start) {
 
 }  // namespace
 
+void HttpRequest::SetHeader(std::string_view name, std::string value) {
+  std::erase_if(headers, [&](const auto& h) { return EqualsIgnoreCase(h.first, name); });
+  headers.emplace_back(std::string(name), std::move(value));
+}
+
 std::string HttpResponse::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (EqualsIgnoreCase(k, name)) return v;

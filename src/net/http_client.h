@@ -61,6 +61,9 @@ struct HttpRequest {
   // Content-Length is always computed from the body.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+
+  // Sets field `name` to `value`: replaces every field of that name (case-insensitive) with one.
+  void SetHeader(std::string_view name, std::string value);
 };
 
 struct HttpResponse {

@@ -185,7 +185,9 @@ TEST(HttpClientTest, SendsMethodHeadersAndBody) {
   HttpRequest req;
   req.method = "POST";
   req.target = "/echo";
-  req.headers = {{"x-test", "seven"}, {"content-type", "text/plain"}};
+  req.headers = {{"X-Test", "six"}, {"content-type", "text/plain"}};
+  req.SetHeader("x-test", "seven");  // replaces X-Test
+  EXPECT_EQ(req.headers.size(), 2u);
   req.body = "payload";
   auto res = client->Send(req);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
