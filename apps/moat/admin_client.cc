@@ -18,14 +18,14 @@ moat::StatusOr<AdminClient> AdminClient::Create(const server::GatewayConfig& con
   net::HttpClientOptions options;
   options.total_timeout = kAdminCallTimeout;
   options.user_agent = "moat-cli";
+  options.bearer_token = std::move(token);
   MOAT_ASSIGN_OR_RETURN(net::HttpClient http, net::HttpClient::Create(url, options));
-  return AdminClient(std::move(http), std::move(token));
+  return AdminClient(std::move(http));
 }
 
 moat::StatusOr<std::string> AdminClient::Get(const std::string& target) const {
   net::HttpRequest req;
   req.target = target;
-  req.headers = {{"authorization", "Bearer " + token_}};
   auto res = http_.Send(req);
   if (!res.ok()) {
     const moat::Status& s = res.status();

@@ -28,12 +28,9 @@ class AdminClient {
   moat::StatusOr<std::string> Get(const std::string& target) const;
 
  private:
-  AdminClient(net::HttpClient http, std::string token)
-      : http_(std::move(http)), token_(std::move(token)) {}
+  explicit AdminClient(net::HttpClient http) : http_(std::move(http)) {}
 
-  // Mutable: the kept-alive connection is a cache, not part of what the client is.
-  mutable net::HttpClient http_;
-  std::string token_;
+  mutable net::HttpClient http_;  // mutable: its kept-alive connection is a cache
 };
 
 }  // namespace moat::cli

@@ -129,6 +129,9 @@ struct AsyncHttpClient::State {
       req.set(http::field::host, url.host + ":" + std::to_string(url.port));
     }
     if (!HasHeader(request, "user-agent")) req.set(http::field::user_agent, options.user_agent);
+    if (!options.bearer_token.empty() && !HasHeader(request, "authorization")) {
+      req.set(http::field::authorization, "Bearer " + options.bearer_token);
+    }
     for (const auto& [k, v] : request.headers) req.insert(k, v);
     req.keep_alive(options.keep_alive);
     req.body() = request.body;
@@ -250,41 +253,27 @@ asio::awaitable<void> SendInto(AsyncHttpClient* client, HttpRequest request,
 
 }  // namespace
 
-// The blocking client: its own io_context (declared first, so it outlives the connection).
-struct HttpClient::Context {
-  asio::io_context io;
-  std::optional<AsyncHttpClient> client;
-};
-
 StatusOr<HttpClient> HttpClient::Create(std::string_view base_url, HttpClientOptions options) {
-  auto context = std::make_unique<Context>();
-  MOAT_ASSIGN_OR_RETURN(AsyncHttpClient client,
-                        AsyncHttpClient::Create(context->io.get_executor(), base_url,
+  HttpClient client;
+  client.io_ = std::make_unique<asio::io_context>();
+  MOAT_ASSIGN_OR_RETURN(AsyncHttpClient async,
+                        AsyncHttpClient::Create(client.io_->get_executor(), base_url,
                                                 std::move(options)));
-  context->client.emplace(std::move(client));
-  return HttpClient(std::move(context));
+  client.async_.emplace(std::move(async));
+  return client;
 }
-
-HttpClient::HttpClient(std::unique_ptr<Context> context) : context_(std::move(context)) {}
-HttpClient::HttpClient(HttpClient&&) noexcept = default;
-HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
-HttpClient::~HttpClient() = default;
 
 StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) {
   std::optional<StatusOr<HttpResponse>> result;
   try {
-    asio::co_spawn(context_->io, SendInto(&*context_->client, request, &result), asio::detached);
-    context_->io.restart();
-    context_->io.run();
+    asio::co_spawn(*io_, SendInto(&*async_, request, &result), asio::detached);
+    io_->restart();
+    io_->run();
   } catch (const std::exception& e) {
     return InternalError(DescribeTarget(url(), request.target) + ": " + e.what());
   }
   if (!result) return InternalError(DescribeTarget(url(), request.target) + ": call did not finish");
   return std::move(*result);
 }
-
-void HttpClient::Close() { context_->client->Close(); }
-const HttpUrl& HttpClient::url() const { return context_->client->url(); }
-int64_t HttpClient::connections_opened() const { return context_->client->connections_opened(); }
 
 }  // namespace moat::net

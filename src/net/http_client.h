@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "common/http_url.h"
 #include "moat/status.h"
@@ -52,6 +54,8 @@ struct HttpClientOptions {
   size_t max_response_header_bytes = 64u << 10;
   bool keep_alive = true;                            // false: one connection per call
   std::string user_agent = "moat";                   // sent unless the request sets its own
+  // When not empty, "Authorization: Bearer <token>" on every request that sets none itself.
+  std::string bearer_token;
 };
 
 struct HttpRequest {
@@ -110,21 +114,22 @@ class HttpClient {
   // As AsyncHttpClient::Create, with a private io_context.
   static StatusOr<HttpClient> Create(std::string_view base_url, HttpClientOptions options = {});
 
-  HttpClient(HttpClient&&) noexcept;
-  HttpClient& operator=(HttpClient&&) noexcept;
-  ~HttpClient();
+  HttpClient(HttpClient&&) = default;
+  HttpClient& operator=(HttpClient&&) = delete;  // would end the io_context before the stream
 
   // Blocks until the answer is read or the call fails (see the contract at the top).
   StatusOr<HttpResponse> Send(const HttpRequest& request);
 
-  void Close();
-  const HttpUrl& url() const;
-  int64_t connections_opened() const;
+  void Close() { async_->Close(); }
+  const HttpUrl& url() const { return async_->url(); }
+  int64_t connections_opened() const { return async_->connections_opened(); }
 
  private:
-  struct Context;
-  explicit HttpClient(std::unique_ptr<Context> context);
-  std::unique_ptr<Context> context_;
+  HttpClient() = default;
+  // On the heap, so the client's executor stays valid when a HttpClient is moved; declared
+  // before async_ so it is destroyed after the connection that lives on it.
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::optional<AsyncHttpClient> async_;
 };
 
 // "host:port" + target: how errors name the place they happened.

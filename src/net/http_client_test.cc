@@ -38,6 +38,7 @@ using namespace std::chrono_literals;
 // Answers by target:
 //   /hello        200 "hello", keep-alive
 //   /echo         200 "<method> <x-test header> <body>"
+//   /auth         200 with the Authorization header as the body
 //   /close        200 "bye" with Connection: close, then closes
 //   /drop-after   200 "dropped" announced as keep-alive, then closes the socket anyway
 //   /chunked      200 in three chunks (raw bytes on the wire, Transfer-Encoding: chunked)
@@ -99,6 +100,8 @@ class LoopbackServer {
       } else if (target == "/echo") {
         res.body() = std::string(req.method_string()) + " " + std::string(req["x-test"]) + " " +
                      req.body();
+      } else if (target == "/auth") {
+        res.body() = std::string(req[http::field::authorization]);
       } else if (target == "/close") {
         res.body() = "bye";
         res.keep_alive(false);
@@ -192,6 +195,22 @@ TEST(HttpClientTest, SendsMethodHeadersAndBody) {
   auto res = client->Send(req);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_EQ(res->body, "POST seven payload");
+}
+
+TEST(HttpClientTest, BearerTokenIsSentUnlessTheRequestHasItsOwn) {
+  LoopbackServer server;
+  HttpClientOptions options;
+  options.bearer_token = "sk-one";
+  auto client = HttpClient::Create(server.url(), options);
+  ASSERT_TRUE(client.ok());
+  auto token = client->Send(Get("/auth"));
+  ASSERT_TRUE(token.ok()) << token.status().ToString();
+  EXPECT_EQ(token->body, "Bearer sk-one");
+  HttpRequest own = Get("/auth");
+  own.headers = {{"Authorization", "Bearer sk-two"}};
+  auto overridden = client->Send(own);
+  ASSERT_TRUE(overridden.ok()) << overridden.status().ToString();
+  EXPECT_EQ(overridden->body, "Bearer sk-two");
 }
 
 TEST(HttpClientTest, ErrorStatusIsAnAnswerNotAFailure) {

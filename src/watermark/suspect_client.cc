@@ -28,8 +28,9 @@ StatusOr<SuspectClient> SuspectClient::Create(std::string_view base_url, std::st
   options.total_timeout = timeout;
   options.connect_timeout = timeout;  // one deadline for the whole exchange, as documented
   options.user_agent = "moat-wm";
+  options.bearer_token = std::move(api_key);
   MOAT_ASSIGN_OR_RETURN(net::HttpClient http, net::HttpClient::Create(base_url, options));
-  return SuspectClient(std::move(http), std::move(api_key));
+  return SuspectClient(std::move(http));
 }
 
 StatusOr<std::string> SuspectClient::PostJson(const std::string& target,
@@ -38,7 +39,6 @@ StatusOr<std::string> SuspectClient::PostJson(const std::string& target,
   req.method = "POST";
   req.target = target;
   req.headers = {{"content-type", "application/json"}};
-  if (!api_key_.empty()) req.headers.emplace_back("authorization", "Bearer " + api_key_);
   req.body = body;
   MOAT_ASSIGN_OR_RETURN(net::HttpResponse res, http_.Send(req));
   if (!res.ok()) {

@@ -51,12 +51,10 @@ class SuspectClient {
   const HttpUrl& url() const { return http_.url(); }
 
  private:
-  SuspectClient(net::HttpClient http, std::string api_key)
-      : http_(std::move(http)), api_key_(std::move(api_key)) {}
+  explicit SuspectClient(net::HttpClient http) : http_(std::move(http)) {}
 
   // Mutable: the kept-alive connection is a cache, not part of what the client is.
-  mutable net::HttpClient http_;
-  std::string api_key_;
+  mutable net::HttpClient http_;  // sends the API key as its bearer token
 };
 
 }  // namespace moat::watermark
