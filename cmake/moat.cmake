@@ -1,9 +1,26 @@
 # moat_library(NAME SRCS a.cc b.cc DEPS dep1 dep2)
-#   A static library of one subsystem.
+#   A static library of one subsystem, in a folder under src/. DEPS are the libraries whose
+#   headers and code it really uses (PUBLIC: they come with it).
+#
+#   Headers are included as "folder/file.h". Instead of one include root for all of src/, each
+#   library gets a root of its own under the build tree that holds only its folder (a symbolic
+#   link), so a target can include only the headers of libraries it links, directly or through
+#   their DEPS. include/moat (the public interfaces) comes with moat_interfaces. Which folder may
+#   include which is checked before anything compiles (moat_layering, cmake/layers.txt).
 function(moat_library name)
   cmake_parse_arguments(ARG "" "" "SRCS;DEPS" ${ARGN})
   add_library(${name} STATIC ${ARG_SRCS})
-  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  target_link_libraries(${name} PUBLIC moat_interfaces ${ARG_DEPS})
+  add_dependencies(${name} moat_layering)
+  file(RELATIVE_PATH folder ${PROJECT_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR})
+  if(NOT folder MATCHES "^\\.\\.")  # libraries outside src/ set their own include root
+    set(root ${PROJECT_BINARY_DIR}/include-roots/${name})
+    get_filename_component(parent ${root}/${folder} DIRECTORY)
+    file(MAKE_DIRECTORY ${parent})
+    file(REMOVE ${root}/${folder})
+    file(CREATE_LINK ${CMAKE_CURRENT_SOURCE_DIR} ${root}/${folder} SYMBOLIC)
+    target_include_directories(${name} PUBLIC ${root})
+  endif()
 endfunction()
 
 # moat_test(NAME SRCS a_test.cc DEPS lib1 [LABELS unit|integration] [TIMEOUT s])

@@ -55,6 +55,14 @@ void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const s
   std::cout << "\n";
 }
 
+// An admin record of a change to account `a`: it names the account and its organisation.
+audit::AdminAction AccountChange(const store::Account& a, std::string operation, std::string details) {
+  audit::AdminAction change = audit::AdminAction::Of(std::move(operation), std::move(details));
+  change.account_id = a.id;
+  change.org_id = a.org_id;
+  return change;
+}
+
 // A JSON object of string fields, for the `details` of an admin record.
 std::string Details(std::initializer_list<std::pair<const char*, std::string>> fields) {
   boost::json::object o;
@@ -94,6 +102,14 @@ void AddAccountCommands(CLI::App& app) {
       if (!audit.ok()) std::exit(Fail(audit.status()));
       std::exit(fn(**st, *audit));
     };
+  };
+  // As with_audited_store, for a command on the account opts->account names (looked up first).
+  auto with_audited_account = [opts, with_audited_store](auto fn) {
+    return with_audited_store([opts, fn](store::AccountStore& s, CliAdminAudit& audit) {
+      auto a = s.GetAccount(opts->account);
+      if (!a.ok()) return Fail(a.status());
+      return fn(s, audit, *a);
+    });
   };
   // Records `change` with the outcome `status`; returns the exit code.
   auto recorded = [](CliAdminAudit& audit, audit::AdminAction change, const moat::Status& status) {
@@ -206,31 +222,25 @@ void AddAccountCommands(CLI::App& app) {
   set_tier->add_option("account", opts->account, "Account id or name")->required();
   set_tier->add_option("tier", opts->tier, "unverified | verified | enterprise")->required();
   set_tier->add_option("--config,-c", opts->config, "Config file");
-  set_tier->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
-    auto a = s.GetAccount(opts->account);
-    if (!a.ok()) return Fail(a.status());
+  set_tier->callback(with_audited_account([opts, recorded](store::AccountStore& s, CliAdminAudit& audit,
+                                                        const store::Account& a) {
     auto tier = store::ParseTier(opts->tier);
     if (!tier.ok()) return Fail(tier.status());
-    audit::AdminAction change = audit::AdminAction::Of(
-        "account.update",
-        Details({{"tier_before", std::string(store::TierName(a->tier))}, {"tier", opts->tier}}));
-    change.account_id = a->id;
-    change.org_id = a->org_id;
-    return recorded(audit, std::move(change), s.SetTier(a->id, *tier));
+    audit::AdminAction change = AccountChange(
+        a, "account.update",
+        Details({{"tier_before", std::string(store::TierName(a.tier))}, {"tier", opts->tier}}));
+    return recorded(audit, std::move(change), s.SetTier(a.id, *tier));
   }));
   auto* disable = account->add_subcommand("disable", "Disable (or --enable) an account");
   disable->add_option("account", opts->account, "Account id or name")->required();
   disable->add_flag("!--enable", opts->disabled, "Enable instead");
   disable->add_option("--config,-c", opts->config, "Config file");
-  disable->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
-    auto a = s.GetAccount(opts->account);
-    if (!a.ok()) return Fail(a.status());
-    audit::AdminAction change = audit::AdminAction::Of(
-        "account.update", Details({{"disabled_before", a->disabled ? "true" : "false"},
-                                   {"disabled", opts->disabled ? "true" : "false"}}));
-    change.account_id = a->id;
-    change.org_id = a->org_id;
-    return recorded(audit, std::move(change), s.SetDisabled(a->id, opts->disabled));
+  disable->callback(with_audited_account([opts, recorded](store::AccountStore& s, CliAdminAudit& audit,
+                                                        const store::Account& a) {
+    audit::AdminAction change =
+        AccountChange(a, "account.update", Details({{"disabled_before", a.disabled ? "true" : "false"},
+                                                    {"disabled", opts->disabled ? "true" : "false"}}));
+    return recorded(audit, std::move(change), s.SetDisabled(a.id, opts->disabled));
   }));
 
   auto* key = app.add_subcommand("key", "Manage API keys");
@@ -239,14 +249,10 @@ void AddAccountCommands(CLI::App& app) {
   kcreate->add_option("--account,-a", opts->account, "Account id or name")->required();
   kcreate->add_option("--label", opts->label, "Free-form label");
   kcreate->add_option("--config,-c", opts->config, "Config file");
-  kcreate->callback(with_audited_store([opts, recorded](store::AccountStore& s, CliAdminAudit& audit) {
-    auto a = s.GetAccount(opts->account);
-    if (!a.ok()) return Fail(a.status());
-    audit::AdminAction change =
-        audit::AdminAction::Of("key.create", Details({{"label", opts->label}}));
-    change.account_id = a->id;
-    change.org_id = a->org_id;
-    auto k = s.CreateKey(a->id, opts->label);
+  kcreate->callback(with_audited_account([opts, recorded](store::AccountStore& s, CliAdminAudit& audit,
+                                                        const store::Account& a) {
+    audit::AdminAction change = AccountChange(a, "key.create", Details({{"label", opts->label}}));
+    auto k = s.CreateKey(a.id, opts->label);
     if (k.ok()) {
       change.key_id = k->info.key_id;  // the id only: the secret is printed once, never stored
       std::cerr << "key id: " << k->info.key_id << " (the key below is shown only once)\n";

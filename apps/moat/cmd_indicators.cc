@@ -15,6 +15,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "common/file_contents.h"
 #include "common/private_files.h"
 #include "moat/clock.h"
 #include "indicators/exporter.h"
@@ -99,16 +100,13 @@ void PrintSummary(const indicators::ImportSummary& s) {
 
 moat::Status Import(const IndicatorOpts& o) {
   MOAT_ASSIGN_OR_RETURN(auto cfg, LoadConfigOrDefaults(o.config));
-  std::ifstream in(o.file, std::ios::binary);
-  if (!in) return moat::NotFoundError("cannot read " + o.file);
-  std::ostringstream ss;
-  ss << in.rdbuf();
+  MOAT_ASSIGN_OR_RETURN(const std::string text, ReadFileContents(o.file, "indicator bundle"));
   indicators::ImportOptions io;
   io.weight = o.weight;
   io.expiry_days = o.expiry_days;
   io.imported_ns = NowNs();
   const std::string dir = o.dir.empty() ? cfg.detection.indicators_dir : o.dir;
-  MOAT_ASSIGN_OR_RETURN(const std::string id, indicators::ImportBundle(dir, ss.str(), io));
+  MOAT_ASSIGN_OR_RETURN(const std::string id, indicators::ImportBundle(dir, text, io));
   // What the gateway will be able to match, under this deployment's salt.
   std::string salt_id;
   if (auto path = SaltPath(o, cfg); path.ok()) {
@@ -116,7 +114,7 @@ moat::Status Import(const IndicatorOpts& o) {
     salt_id = indicators::IndicatorHasher(salt).salt_id();
   }
   indicators::ImportSummary summary;
-  indicators::ReadIndicators(boost::json::parse(ss.str()), salt_id, io, io.imported_ns, &summary);
+  indicators::ReadIndicators(boost::json::parse(text), salt_id, io, io.imported_ns, &summary);
   std::cout << "imported " << id << " into " << dir << ": ";
   PrintSummary(summary);
   std::cout << "restart `moat serve` to use it\n";

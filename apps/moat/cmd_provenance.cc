@@ -8,6 +8,7 @@
 
 #include "audit/signing_key.h"
 #include "cli_common.h"
+#include "common/file_contents.h"
 #include "commands.h"
 #include "provenance/attestation.h"
 
@@ -54,11 +55,9 @@ int RunSign(const SignOptions& o) {
 int RunVerify(const VerifyOptions& o) {
   auto pk = provenance::ReadPublicKeyHex(o.public_key);
   if (!pk.ok()) return Fail(pk.status());
-  std::ifstream in(o.attestation, std::ios::binary);
-  if (!in) return Fail(NotFoundError("cannot read " + o.attestation));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  auto v = provenance::VerifyEnvelope(ss.str(), *pk);
+  auto envelope = ReadFileContents(o.attestation);
+  if (!envelope.ok()) return Fail(envelope.status());
+  auto v = provenance::VerifyEnvelope(*envelope, *pk);
   if (!v.ok()) return Fail(v.status());
   std::printf("signature OK (key id %s)\nmodel %s %s\n", v->key_id.c_str(),
               v->attestation.predicate.model_name.c_str(), v->attestation.predicate.model_version.c_str());

@@ -12,6 +12,7 @@
 
 #include "audit/audit_export.h"
 #include "cli_common.h"
+#include "common/file_contents.h"
 #include "commands.h"
 #include "model/ngram_model.h"
 #include "moat/clock.h"
@@ -105,14 +106,9 @@ StatusOr<std::vector<std::string>> DatabaseAccounts(const std::string& path) {
 }
 
 StatusOr<std::string> ReadAll(const std::string& path) {
+  if (path != "-") return ReadFileContents(path);
   std::stringstream ss;
-  if (path == "-") {
-    ss << std::cin.rdbuf();
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return NotFoundError("cannot open " + path);
-    ss << in.rdbuf();
-  }
+  ss << std::cin.rdbuf();
   return ss.str();
 }
 

@@ -7,8 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "audit/audit_hash.h"
-#include "audit/audit_schema.h"
-#include "common/sqlite.h"
+#include "audit/record_reader.h"
 
 namespace moat::audit {
 namespace {
@@ -120,14 +119,12 @@ boost::json::object RecordToJson(const AuditRecord& r) {
 }
 
 Status ExportJsonl(const std::string& db_path, int64_t since_ns, std::ostream& out) {
-  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows,
-                        db->Prepare(SelectRecordsSql() + "WHERE time_ns >= ? ORDER BY seq"));
-  rows.BindInt64(1, since_ns);
+  MOAT_ASSIGN_OR_RETURN(AuditRecordReader reader, AuditRecordReader::Open(db_path, since_ns));
+  AuditRecord r;
   for (;;) {
-    MOAT_ASSIGN_OR_RETURN(bool row, rows.Step());
-    if (!row) break;
-    out << boost::json::serialize(RecordToJson(ReadRecord(rows))) << '\n';
+    MOAT_ASSIGN_OR_RETURN(bool more, reader.Next(&r));
+    if (!more) break;
+    out << boost::json::serialize(RecordToJson(r)) << '\n';
     if (!out) return InternalError("audit export: writing the output failed");
   }
   out.flush();
@@ -137,12 +134,11 @@ Status ExportJsonl(const std::string& db_path, int64_t since_ns, std::ostream& o
 
 Status ForEachAccountRecord(const std::string& db_path, const std::vector<std::string>& account_ids,
                             const std::function<Status(const AuditRecord&)>& fn) {
-  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
+  MOAT_ASSIGN_OR_RETURN(AuditRecordReader reader, AuditRecordReader::Open(db_path));
+  AuditRecord r;
   for (;;) {
-    MOAT_ASSIGN_OR_RETURN(bool row, rows.Step());
-    if (!row) break;
-    AuditRecord r = ReadRecord(rows);
+    MOAT_ASSIGN_OR_RETURN(bool more, reader.Next(&r));
+    if (!more) break;
     if (!account_ids.empty() &&
         std::find(account_ids.begin(), account_ids.end(), r.account_id) == account_ids.end()) {
       continue;

@@ -12,18 +12,15 @@
 
 #include "audit/audit_hash.h"
 #include "audit/signing_key.h"
+#include "common/file_contents.h"
 
 namespace moat::audit {
 
 namespace json = boost::json;
 
 std::string FormatAnchor(const CheckpointAnchor& a) {
-  json::object o;
-  o["seq"] = a.seq;
-  o["record_hash"] = a.record_hash;
-  o["time_ns"] = a.time_ns;
-  o["signature"] = a.signature;
-  o["public_key"] = a.public_key_hex;
+  const json::object o{{"seq", a.seq}, {"record_hash", a.record_hash}, {"time_ns", a.time_ns},
+                       {"signature", a.signature}, {"public_key", a.public_key_hex}};
   return json::serialize(o) + "\n";
 }
 
@@ -60,11 +57,8 @@ bool AnchorSignatureValid(const CheckpointAnchor& a) {
 }
 
 StatusOr<CheckpointAnchor> ReadAnchorFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read the checkpoint anchor " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto anchor = ParseAnchor(ss.str());
+  MOAT_ASSIGN_OR_RETURN(std::string text, ReadFileContents(path, "the checkpoint anchor"));
+  auto anchor = ParseAnchor(text);
   if (!anchor.ok()) return InvalidArgumentError(path + ": " + anchor.status().message());
   return anchor;
 }

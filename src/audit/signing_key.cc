@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "audit/audit_hash.h"
+#include "common/file_contents.h"
 #include "common/private_files.h"
 
 namespace moat::audit {
@@ -21,14 +22,6 @@ std::string Trim(std::string s) {
   size_t i = 0;
   while (i < s.size() && s[i] == ' ') ++i;
   return s.substr(i);
-}
-
-StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -55,7 +48,7 @@ StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
   } else {
     // A signing key others can read lets them forge checkpoints: refuse it.
     MOAT_RETURN_IF_ERROR(CheckSecretFilePermissions(path));
-    MOAT_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+    MOAT_ASSIGN_OR_RETURN(std::string text, ReadFileContents(path));
     auto bytes = HexDecode(Trim(text));
     if (!bytes.ok()) return InvalidArgumentError("malformed signing key file " + path);
     if (bytes->size() == crypto_sign_SEEDBYTES) {
@@ -71,7 +64,7 @@ StatusOr<SigningKey> SigningKey::LoadOrCreate(const std::string& path) {
 
   const std::string pub_path = path + ".pub";
   const std::string pub_hex = key.public_key_hex();
-  auto existing = ReadFile(pub_path);
+  auto existing = ReadFileContents(pub_path);
   if (existing.ok()) {
     if (Trim(*existing) != pub_hex) {
       return FailedPreconditionError(pub_path + " does not match the key in " + path);

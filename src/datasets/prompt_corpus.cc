@@ -1,5 +1,7 @@
 #include "datasets/prompt_corpus.h"
 
+#include "common/file_contents.h"
+
 #include <xxhash.h>
 #include <zlib.h>
 
@@ -176,12 +178,10 @@ Status LoadFile(const std::filesystem::path& path, const CorpusOptions& options,
 StatusOr<PromptCorpus> PromptCorpus::Load(const std::filesystem::path& dir,
                                           const CorpusOptions& options) {
   const auto manifest_path = dir / "MANIFEST.json";
-  std::ifstream in(manifest_path);
-  if (!in) return NotFoundError("no MANIFEST.json in " + dir.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
+  auto text = ReadFileContents(manifest_path.string());
+  if (!text.ok()) return NotFoundError("no MANIFEST.json in " + dir.string());
   boost::system::error_code ec;
-  json::value manifest = json::parse(ss.str(), ec);
+  json::value manifest = json::parse(*text, ec);
   if (ec || !manifest.is_object()) {
     return InvalidArgumentError("malformed " + manifest_path.string());
   }

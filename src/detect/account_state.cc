@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "detect/shards.h"
+
 namespace moat::detect {
 
 std::string_view SubjectState::IdView() const {
@@ -184,21 +186,11 @@ size_t SubjectTable::EvictIdle(int64_t cutoff_ns) {
 }
 
 size_t SubjectTable::size() const {
-  size_t n = 0;
-  for (const auto& sp : shards_) {
-    std::lock_guard<std::mutex> lock(sp->mu);
-    n += sp->index.size();
-  }
-  return n;
+  return SumOverShards(shards_, [](const auto& shard) { return shard.index.size(); });
 }
 
 uint64_t SubjectTable::evictions() const {
-  uint64_t n = 0;
-  for (const auto& sp : shards_) {
-    std::lock_guard<std::mutex> lock(sp->mu);
-    n += sp->evictions;
-  }
-  return n;
+  return SumOverShards(shards_, [](const auto& shard) { return uint64_t{shard.evictions}; });
 }
 
 }  // namespace moat::detect

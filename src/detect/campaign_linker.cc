@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "detect/shards.h"
+
 namespace moat::detect {
 namespace {
 
@@ -432,12 +434,7 @@ uint64_t CampaignLinker::CampaignOf(uint64_t subject_hash) const {
 }
 
 size_t CampaignLinker::key_count() const {
-  size_t n = 0;
-  for (const auto& s : key_shards_) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    n += s->map.size();
-  }
-  return n;
+  return SumOverShards(key_shards_, [](const auto& shard) { return shard.map.size(); });
 }
 
 size_t CampaignLinker::node_count() const {

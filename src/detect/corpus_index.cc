@@ -69,13 +69,7 @@ const FunctionWordSet& FunctionWords() {
 constexpr std::array<uint64_t, kPerms> kMultipliers = [] {
   std::array<uint64_t, kPerms> m{};
   uint64_t x = 0x6d6f6174636f7270ULL;
-  for (auto& v : m) {
-    x += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    v = (z ^ (z >> 31)) | 1;
-  }
+  for (auto& v : m) v = SplitMix64Next(x) | 1;
   return m;
 }();
 

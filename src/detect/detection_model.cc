@@ -1,5 +1,7 @@
 #include "detect/detection_model.h"
 
+#include "common/file_contents.h"
+
 #include <xxhash.h>
 
 #include <cstdio>
@@ -74,11 +76,8 @@ StatusOr<DetectionModel> DetectionModel::Parse(std::string_view bytes) {
 }
 
 StatusOr<DetectionModel> DetectionModel::Load(const std::filesystem::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) return NotFoundError("cannot open detection model " + path.string());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto m = Parse(ss.str());
+  MOAT_ASSIGN_OR_RETURN(std::string bytes, ReadFileContents(path.string(), "detection model"));
+  auto m = Parse(bytes);
   if (!m.ok()) return Status(m.status().code(), path.string() + ": " + m.status().message());
   return m;
 }

@@ -58,64 +58,78 @@ using U32x8 = uint32_t __attribute__((vector_size(32)));
   std::memcpy(mins, &m, sizeof(m));
 }
 
-[[gnu::always_inline]] inline void Mix64Body(const uint64_t* in, uint64_t salt, uint64_t* out, size_t n) {
+// The vector loop every kernel shares: loads eight inputs at a time into `x` and hands them to
+// `lanes(x, i)` (i: the first input's index); the last n % 8 go to `tail(i)`, the scalar loop.
+// The lambdas are always inlined, so each kernel compiles to one loop for its target.
+template <typename Lanes, typename Tail>
+[[gnu::always_inline]] inline void ForEach8(const uint64_t* in, size_t n, Lanes lanes, Tail tail) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     U64x8 x;
     Load8(in + i, x);
-    x ^= salt;
-    Mix64x8(x);
-    std::memcpy(out + i, &x, sizeof(x));
+    lanes(x, i);
   }
-  Mix64Scalar(in + i, salt, out + i, n - i);
+  tail(i);
+}
+
+#define MOAT_INLINE __attribute__((always_inline))
+
+[[gnu::always_inline]] inline void Mix64Body(const uint64_t* in, uint64_t salt, uint64_t* out, size_t n) {
+  ForEach8(
+      in, n,
+      [&](U64x8& x, size_t i) MOAT_INLINE {
+        x ^= salt;
+        Mix64x8(x);
+        std::memcpy(out + i, &x, sizeof(x));
+      },
+      [&](size_t i) MOAT_INLINE { Mix64Scalar(in + i, salt, out + i, n - i); });
 }
 
 [[gnu::always_inline]] inline void MinHashBody(uint64_t element, const uint64_t* seeds, uint32_t* mins, size_t k) {
-  size_t j = 0;
-  for (; j + 8 <= k; j += 8) {
-    U64x8 x;
-    Load8(seeds + j, x);
-    x ^= element;
-    Mix64x8(x);
-    MinHigh32(x, mins + j);
-  }
-  MinHashScalar(element, seeds + j, mins + j, k - j);
+  ForEach8(
+      seeds, k,
+      [&](U64x8& x, size_t j) MOAT_INLINE {
+        x ^= element;
+        Mix64x8(x);
+        MinHigh32(x, mins + j);
+      },
+      [&](size_t j) MOAT_INLINE { MinHashScalar(element, seeds + j, mins + j, k - j); });
 }
 
 [[gnu::always_inline]] inline void MultiplyShiftMinBody(uint64_t h, const uint64_t* multipliers, uint32_t* mins,
                                                         size_t k) {
-  size_t j = 0;
-  for (; j + 8 <= k; j += 8) {
-    U64x8 x;
-    Load8(multipliers + j, x);
-    x *= h;
-    MinHigh32(x, mins + j);
-  }
-  MultiplyShiftMinScalar(h, multipliers + j, mins + j, k - j);
+  ForEach8(
+      multipliers, k,
+      [&](U64x8& x, size_t j) MOAT_INLINE {
+        x *= h;
+        MinHigh32(x, mins + j);
+      },
+      [&](size_t j) MOAT_INLINE { MultiplyShiftMinScalar(h, multipliers + j, mins + j, k - j); });
 }
 
-[[gnu::target("avx512f,avx512dq,avx512vl,avx512bw")]] void Mix64Avx512(const uint64_t* in, uint64_t salt, uint64_t* out, size_t n) {
-  Mix64Body(in, salt, out, n);
-}
-[[gnu::target("avx512f,avx512dq,avx512vl,avx512bw")]] void MinHashAvx512(uint64_t e, const uint64_t* seeds, uint32_t* mins, size_t k) {
-  MinHashBody(e, seeds, mins, k);
-}
-[[gnu::target("avx512f,avx512dq,avx512vl,avx512bw")]] void MultiplyShiftMinAvx512(uint64_t h, const uint64_t* m, uint32_t* mins, size_t k) {
-  MultiplyShiftMinBody(h, m, mins, k);
-}
+#undef MOAT_INLINE
 
-[[gnu::target("avx2")]] void Mix64Avx2(const uint64_t* in, uint64_t salt, uint64_t* out, size_t n) {
-  Mix64Body(in, salt, out, n);
-}
-[[gnu::target("avx2")]] void MinHashAvx2(uint64_t e, const uint64_t* seeds, uint32_t* mins, size_t k) {
-  MinHashBody(e, seeds, mins, k);
-}
-[[gnu::target("avx2")]] void MultiplyShiftMinAvx2(uint64_t h, const uint64_t* m, uint32_t* mins, size_t k) {
-  MultiplyShiftMinBody(h, m, mins, k);
-}
+// The three kernels of one target, `k<Isa>Kernels`: each wrapper is compiled for the target `features` and
+// the generic body is inlined into it (a macro, because a target attribute cannot be a template
+// argument).
+#define MOAT_HASH_BATCH_KERNELS_FOR(Isa, features)                                                \
+  [[gnu::target(features)]] void Mix64##Isa(const uint64_t* in, uint64_t salt, uint64_t* out,       \
+                                          size_t n) {                                             \
+    Mix64Body(in, salt, out, n);                                                                  \
+  }                                                                                               \
+  [[gnu::target(features)]] void MinHash##Isa(uint64_t e, const uint64_t* seeds, uint32_t* mins,    \
+                                            size_t k) {                                           \
+    MinHashBody(e, seeds, mins, k);                                                               \
+  }                                                                                               \
+  [[gnu::target(features)]] void MultiplyShiftMin##Isa(uint64_t h, const uint64_t* m,               \
+                                                     uint32_t* mins, size_t k) {                  \
+    MultiplyShiftMinBody(h, m, mins, k);                                                          \
+  }                                                                                               \
+  constexpr HashBatchKernels k##Isa##Kernels = {Mix64##Isa, MinHash##Isa, MultiplyShiftMin##Isa};
 
-constexpr HashBatchKernels kAvx512Kernels = {Mix64Avx512, MinHashAvx512, MultiplyShiftMinAvx512};
-constexpr HashBatchKernels kAvx2Kernels = {Mix64Avx2, MinHashAvx2, MultiplyShiftMinAvx2};
+MOAT_HASH_BATCH_KERNELS_FOR(Avx512, "avx512f,avx512dq,avx512vl,avx512bw")
+MOAT_HASH_BATCH_KERNELS_FOR(Avx2, "avx2")
+#undef MOAT_HASH_BATCH_KERNELS_FOR
 
 bool CpuHas(HashBatchIsa isa) {
   __builtin_cpu_init();

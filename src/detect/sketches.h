@@ -17,7 +17,7 @@ namespace moat::detect {
 uint64_t Hash64(std::string_view bytes, uint64_t seed = 0);
 
 // A cheap 64-bit mixer (splitmix64 finaliser): decorrelates integer keys.
-inline uint64_t Mix64(uint64_t x) {
+constexpr uint64_t Mix64(uint64_t x) {
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
   x ^= x >> 27;
@@ -25,6 +25,10 @@ inline uint64_t Mix64(uint64_t x) {
   x ^= x >> 31;
   return x;
 }
+
+// SplitMix64: advances `state` by the golden-ratio increment and returns the mixed value (a
+// deterministic stream of well-spread 64-bit numbers, for compile-time seeds).
+constexpr uint64_t SplitMix64Next(uint64_t& state) { return Mix64(state += 0x9e3779b97f4a7c15ULL); }
 
 // The value HashCombine mixes: HashCombine(a, b) == Mix64(HashCombineInput(a, b)).
 inline uint64_t HashCombineInput(uint64_t a, uint64_t b) { return a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6)); }
@@ -108,13 +112,7 @@ class MinHash {
   static constexpr std::array<uint64_t, 64> MakeSeeds() {
     std::array<uint64_t, 64> s{};
     uint64_t x = 0x2545f4914f6cdd1dULL;
-    for (auto& v : s) {
-      x += 0x9e3779b97f4a7c15ULL;
-      uint64_t z = x;
-      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-      z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-      v = z ^ (z >> 31);
-    }
+    for (auto& v : s) v = SplitMix64Next(x);
     return s;
   }
   static_assert(K <= 64, "at most 64 permutations");

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "detect/sketches.h"
+#include "detect/shards.h"
 
 namespace moat::detect {
 namespace {
@@ -31,12 +32,7 @@ const std::vector<std::string_view>& WorkQueueStage::reason_names() const {
 }
 
 size_t WorkQueueStage::entries() const {
-  size_t n = 0;
-  for (const auto& s : shards_) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    n += s->map.size();
-  }
-  return n;
+  return SumOverShards(shards_, [](const auto& shard) { return shard.map.size(); });
 }
 
 void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState& s,

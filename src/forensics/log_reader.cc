@@ -10,8 +10,7 @@
 #include <iostream>
 
 #include "audit/admin_record.h"
-#include "audit/audit_schema.h"
-#include "common/sqlite.h"
+#include "audit/record_reader.h"
 
 namespace moat::forensics {
 namespace json = boost::json;
@@ -247,14 +246,13 @@ class JsonlSource final : public LogSource {
 
 class StoreSource final : public LogSource {
  public:
-  StoreSource(std::string path, std::unique_ptr<SqliteDb> db, SqliteStmt rows,
-              uint64_t total_rows)
-      : path_(std::move(path)), db_(std::move(db)), rows_(std::move(rows)), total_(total_rows) {}
+  StoreSource(std::string path, audit::AuditRecordReader reader, uint64_t total_rows)
+      : path_(std::move(path)), reader_(std::move(reader)), total_(total_rows) {}
 
   StatusOr<bool> Next(LogRecord* out, uint64_t* /*bad_line*/) override {
-    MOAT_ASSIGN_OR_RETURN(bool row, rows_.Step());
-    if (!row) return false;
-    AuditRecord r = audit::ReadRecord(rows_);
+    AuditRecord r;
+    MOAT_ASSIGN_OR_RETURN(bool more, reader_.Next(&r));
+    if (!more) return false;
     *out = FromAuditRecord(r);
     out->line = static_cast<uint64_t>(r.seq);
     ++read_;
@@ -267,8 +265,7 @@ class StoreSource final : public LogSource {
 
  private:
   std::string path_;
-  std::unique_ptr<SqliteDb> db_;
-  SqliteStmt rows_;
+  audit::AuditRecordReader reader_;
   uint64_t total_;
   uint64_t read_ = 0;
 };
@@ -445,17 +442,10 @@ StatusOr<std::unique_ptr<LogSource>> OpenJsonlSource(const std::string& path, Fo
 }
 
 StatusOr<std::unique_ptr<LogSource>> OpenAuditStoreSource(const std::string& db_path) {
-  MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
-  uint64_t total = 0;
-  {
-    MOAT_ASSIGN_OR_RETURN(SqliteStmt count, db->Prepare("SELECT COUNT(*) FROM records"));
-    MOAT_ASSIGN_OR_RETURN(bool row, count.Step());
-    if (row) total = static_cast<uint64_t>(count.ColumnInt64(0));
-  }
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows,
-                        db->Prepare(audit::SelectRecordsSql() + "ORDER BY seq"));
+  MOAT_ASSIGN_OR_RETURN(audit::AuditRecordReader reader, audit::AuditRecordReader::Open(db_path));
+  MOAT_ASSIGN_OR_RETURN(int64_t total, reader.CountRecords());
   return std::unique_ptr<LogSource>(
-      new StoreSource(db_path, std::move(db), std::move(rows), total));
+      new StoreSource(db_path, std::move(reader), static_cast<uint64_t>(total)));
 }
 
 }  // namespace moat::forensics

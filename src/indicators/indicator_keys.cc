@@ -4,9 +4,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
+#include "common/file_contents.h"
 #include "detect/sketches.h"
 
 namespace moat::indicators {
@@ -104,11 +103,7 @@ uint64_t IndicatorHasher::Hash(IndicatorKind kind, uint64_t raw) const {
 }
 
 StatusOr<std::string> ReadSaltFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read the indicator salt file " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string salt = ss.str();
+  MOAT_ASSIGN_OR_RETURN(std::string salt, ReadFileContents(path, "the indicator salt file"));
   if (!salt.empty() && salt.back() == '\n') salt.pop_back();
   if (salt.size() < 16) return InvalidArgumentError("indicator salt file " + path + " holds fewer than 16 bytes");
   return salt;

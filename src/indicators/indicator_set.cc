@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <boost/json.hpp>
 
+#include "common/file_contents.h"
 #include "common/private_files.h"
 #include "indicators/stix.h"
 
@@ -33,14 +32,6 @@ bool ParseBands(std::string_view v, std::array<uint64_t, detect::kCorpusBands>* 
     pos = sp + 1;
   }
   return n == detect::kCorpusBands;
-}
-
-std::string ReadAll(const fs::path& p, bool* ok) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *ok = static_cast<bool>(in) || in.eof();
-  return ss.str();
 }
 
 }  // namespace
@@ -254,15 +245,13 @@ StatusOr<std::vector<ImportedIndicator>> LoadIndicatorDir(const std::string& dir
   for (const fs::path& p : bundles) {
     fs::path settings_path = p;
     settings_path.replace_extension(".import.json");
-    bool ok = false;
-    const std::string settings_text = ReadAll(settings_path, &ok);
-    if (!ok || settings_text.empty()) continue;  // an interrupted import: ignored
-    const std::string text = ReadAll(p, &ok);
-    if (!ok) return UnavailableError("cannot read " + p.string());
+    auto settings_text = ReadFileContents(settings_path.string(), "import settings");
+    if (!settings_text.ok() || settings_text->empty()) continue;  // an interrupted import: ignored
+    MOAT_ASSIGN_OR_RETURN(const std::string text, ReadFileContents(p.string(), "indicator bundle"));
     json::value bundle, settings;
     try {
       bundle = json::parse(text);
-      settings = json::parse(settings_text);
+      settings = json::parse(*settings_text);
     } catch (const std::exception& e) {
       return InvalidArgumentError(p.string() + ": " + e.what());
     }

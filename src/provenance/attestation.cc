@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "audit/audit_hash.h"
+#include "common/file_contents.h"
 
 namespace moat::provenance {
 namespace {
@@ -41,14 +42,6 @@ bool IsLowerHex(std::string_view s, size_t n) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   }
   return true;
-}
-
-StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFoundError("cannot read " + path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The string at `key` of `obj`, or InvalidArgument naming `where`.
@@ -234,7 +227,7 @@ Status CheckArtifact(const VerifiedAttestation& verified, const std::string& pat
 StatusOr<std::string> ReadPublicKeyHex(const std::string& hex_or_path) {
   std::string text = hex_or_path;
   if (!IsLowerHex(text, 64)) {
-    MOAT_ASSIGN_OR_RETURN(text, ReadWholeFile(hex_or_path));
+    MOAT_ASSIGN_OR_RETURN(text, ReadFileContents(hex_or_path));
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
   }
   for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -4,27 +4,19 @@
 #include <array>
 #include <cstdio>
 
+#include "traffic/scorer.h"
+
 namespace moat::traffic {
-namespace {
-
-std::string Key(std::string_view account, std::string_view end_user) {
-  std::string k(account);
-  k.push_back('/');
-  k.append(end_user);
-  return k;
-}
-
-}  // namespace
 
 void Explainer::AddLabel(const SubjectLabel& l) {
-  group_of_[Key(l.account, l.end_user)] = l.campaign ? "campaign " + l.variant : "organic " + l.persona;
+  group_of_[SubjectKey(l.account, l.end_user)] = l.campaign ? "campaign " + l.variant : "organic " + l.persona;
 }
 
 void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) {
-  std::string key = Key(e.account_id, e.end_user);
+  std::string key = SubjectKey(e.account_id, e.end_user);
   if (v.action == detect::Action::kAllow) {
     auto g = group_of_.find(key);
-    if (g == group_of_.end()) g = group_of_.find(Key(e.account_id, ""));
+    if (g == group_of_.end()) g = group_of_.find(SubjectKey(e.account_id, ""));
     if (g == group_of_.end()) return;
     if (trace_ && !flagged_.count(g->first)) {
       char head[48];
@@ -44,7 +36,7 @@ void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) 
   }
   auto g = group_of_.find(key);
   if (g == group_of_.end()) {
-    key = Key(e.account_id, "");
+    key = SubjectKey(e.account_id, "");
     g = group_of_.find(key);
     if (g == group_of_.end()) return;
   }

@@ -1,15 +1,9 @@
 #include "traffic/http_replay.h"
 
-#include "common/http_url.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <chrono>
@@ -17,19 +11,15 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <thread>
 
+#include "net/http_client.h"
 #include "traffic/event_io.h"
 #include "traffic/replay.h"
 
 namespace moat::traffic {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 namespace json = boost::json;
 
 StatusOr<std::unordered_map<std::string, std::string>> LoadKeysFile(const std::string& path) {
@@ -60,67 +50,21 @@ detect::Action ActionFromResponse(int status, std::string_view header) {
 
 namespace {
 
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+// One keep-alive connection to the gateway (a stale one is replaced transparently), each
+// request bounded by `timeout_s`.
+StatusOr<net::HttpClient> ConnectToGateway(const std::string& gateway_url, double timeout_s) {
+  net::HttpClientOptions options;
+  options.total_timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
+  options.user_agent = "moat-bench";
+  return net::HttpClient::Create(gateway_url, options);
+}
 
-// One keep-alive connection to the gateway, reopened after any error.
-class GatewayConnection {
- public:
-  GatewayConnection(HttpUrl url, double timeout_s) : url_(std::move(url)), timeout_s_(timeout_s) {}
-
-  // A request to the URL's prefix + `target` with the Host header set.
-  Request MakeRequest(http::verb verb, std::string_view target) const {
-    Request req{verb, url_.path + std::string(target), 11};
-    req.set(http::field::host, url_.host);
-    return req;
-  }
-
-  // Sends `req` and reads the whole response; a stale keep-alive connection is retried once.
-  StatusOr<Response> Send(Request& req) {
-    req.prepare_payload();
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      beast::error_code ec;
-      if (!stream_) {
-        stream_.emplace(ioc_);
-        tcp::resolver resolver(ioc_);
-        auto results = resolver.resolve(url_.host, std::to_string(url_.port), ec);
-        if (!ec) stream_->connect(results, ec);
-        if (ec) {
-          stream_.reset();
-          return UnavailableError("connect " + url_.host + ":" + std::to_string(url_.port) + ": " + ec.message());
-        }
-      }
-      stream_->expires_after(std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000)));
-      http::write(*stream_, req, ec);
-      http::response_parser<http::string_body> parser;
-      parser.body_limit(64 << 20);
-      if (!ec) http::read(*stream_, buffer_, parser, ec);
-      if (ec) {
-        stream_.reset();
-        buffer_.clear();
-        continue;
-      }
-      Response res = parser.release();
-      if (!res.keep_alive()) {
-        stream_.reset();
-        buffer_.clear();
-      }
-      return res;
-    }
-    return UnavailableError("request to gateway failed twice");
-  }
-
- private:
-  HttpUrl url_;
-  double timeout_s_;
-  asio::io_context ioc_;
-  std::optional<beast::tcp_stream> stream_;
-  beast::flat_buffer buffer_;
-};
-
-std::string Header(const Response& res, std::string_view name) {
-  auto it = res.find(name);
-  return it == res.end() ? std::string() : std::string(it->value());
+// A POST to the gateway URL's path prefix + `target`.
+net::HttpRequest PostTo(const net::HttpClient& conn, std::string_view target) {
+  net::HttpRequest req;
+  req.method = "POST";
+  req.target = conn.url().path + std::string(target);
+  return req;
 }
 
 // The event's body with `user` set to its end user when the body names none.
@@ -133,20 +77,30 @@ std::string BodyWithEndUser(const detect::RequestEvent& e) {
   return json::serialize(v);
 }
 
+// The replayed request's header fields; a later source replaces an earlier one of the same name.
+void SetHeaders(net::HttpRequest& req, const detect::RequestEvent& e, const std::string& secret,
+                const HttpReplayOptions& options) {
+  for (const auto& [k, v] : e.headers) req.SetHeader(k, v);
+  if (!e.user_agent.empty()) req.SetHeader("user-agent", e.user_agent);
+  for (const auto& [k, v] : options.extra_headers) req.SetHeader(k, v);
+  req.SetHeader("authorization", "Bearer " + secret);
+  req.SetHeader("content-type", "application/json");
+  if (options.forward_client_ip && !e.client_ip.empty()) req.SetHeader("x-forwarded-for", e.client_ip);
+}
+
 // An admin API call: POST `target` with a JSON body. Returns the response (any status).
-StatusOr<Response> AdminPost(GatewayConnection& conn, const std::string& token,
-                             std::string_view target, const json::object& body) {
-  Request req = conn.MakeRequest(http::verb::post, target);
-  req.set(http::field::authorization, "Bearer " + token);
-  req.set(http::field::content_type, "application/json");
-  req.body() = json::serialize(body);
+StatusOr<net::HttpResponse> AdminPost(net::HttpClient& conn, const std::string& token,
+                                      std::string_view target, const json::object& body) {
+  net::HttpRequest req = PostTo(conn, target);
+  req.headers = {{"authorization", "Bearer " + token}, {"content-type", "application/json"}};
+  req.body = json::serialize(body);
   return conn.Send(req);
 }
 
-Status AdminError(std::string_view what, const Response& res) {
-  std::string msg = std::string(what) + ": HTTP " + std::to_string(res.result_int()) + " " +
-                    res.body().substr(0, 300);
-  switch (res.result_int()) {
+Status AdminError(std::string_view what, const net::HttpResponse& res) {
+  std::string msg = std::string(what) + ": HTTP " + std::to_string(res.status) + " " +
+                    res.body.substr(0, 300);
+  switch (res.status) {
     case 401: return UnauthenticatedError(msg + " (check --admin-token)");
     case 404: return NotFoundError(msg + " (is [server] admin_token set on the gateway?)");
     case 400: return InvalidArgumentError(msg);
@@ -162,35 +116,35 @@ std::string GatewayAccountName(std::string_view bench_account) {
 
 StatusOr<std::unordered_map<std::string, std::string>> ProvisionAccounts(
     const std::string& labels_path, const ProvisionOptions& options) {
-  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl(options.gateway_url));
+  MOAT_ASSIGN_OR_RETURN(net::HttpClient conn,
+                        ConnectToGateway(options.gateway_url, options.timeout_s));
   if (options.admin_token.empty()) return InvalidArgumentError("an admin token is required");
-  GatewayConnection conn(url, options.timeout_s);
   std::unordered_map<std::string, std::string> keys;
   int64_t created = 0, reused = 0;
   Status status = ForEachLine(labels_path, [&](std::string_view line) -> Status {
     MOAT_ASSIGN_OR_RETURN(SubjectLabel l, LabelFromJson(line));
     if (l.account.empty() || keys.count(l.account) > 0) return Status::Ok();
     const std::string name = GatewayAccountName(l.account);
-    MOAT_ASSIGN_OR_RETURN(Response acct,
+    MOAT_ASSIGN_OR_RETURN(net::HttpResponse acct,
                           AdminPost(conn, options.admin_token, "/admin/accounts",
                                     json::object{{"name", name},
                                                  {"tier", l.tier.empty() || !options.label_tiers ? options.tier : l.tier}}));
-    if (acct.result_int() == 409) {
+    if (acct.status == 409) {
       ++reused;  // provisioned by an earlier run: add a fresh key to it
-    } else if (acct.result_int() == 201) {
+    } else if (acct.status == 201) {
       ++created;
     } else {
       return AdminError("create account " + name, acct);
     }
-    MOAT_ASSIGN_OR_RETURN(Response key, AdminPost(conn, options.admin_token, "/admin/keys",
+    MOAT_ASSIGN_OR_RETURN(net::HttpResponse key, AdminPost(conn, options.admin_token, "/admin/keys",
                                                   json::object{{"account", name},
                                                                {"label", "moat-bench"}}));
-    if (key.result_int() != 201) return AdminError("create key for " + name, key);
+    if (key.status != 201) return AdminError("create key for " + name, key);
     boost::system::error_code ec;
-    json::value v = json::parse(key.body(), ec);
+    json::value v = json::parse(key.body, ec);
     const json::value* secret = (!ec && v.is_object()) ? v.as_object().if_contains("key") : nullptr;
     if (secret == nullptr || !secret->is_string()) {
-      return InternalError("create key for " + name + ": no \"key\" in " + key.body());
+      return InternalError("create key for " + name + ": no \"key\" in " + key.body);
     }
     keys[l.account] = std::string(secret->as_string());
     return Status::Ok();
@@ -224,10 +178,10 @@ Status WriteKeysFile(const std::string& path,
 StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::string& labels_path,
                                 const std::unordered_map<std::string, std::string>& keys,
                                 const HttpReplayOptions& options) {
-  MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl(options.gateway_url));
+  MOAT_ASSIGN_OR_RETURN(net::HttpClient conn,
+                        ConnectToGateway(options.gateway_url, options.timeout_s));
   Scorer scorer;
   MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
-  GatewayConnection conn(url, options.timeout_s);
   const auto t0 = std::chrono::steady_clock::now();
   int64_t sent = 0, skipped = 0, failed = 0;
   std::map<int, int64_t> statuses;
@@ -243,14 +197,9 @@ StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::strin
       std::this_thread::sleep_until(t0 + std::chrono::duration<double>(sent / options.rate));
     }
     ++sent;
-    Request req = conn.MakeRequest(http::verb::post, e.endpoint);
-    for (const auto& [k, v] : e.headers) req.set(k, v);
-    if (!e.user_agent.empty()) req.set(http::field::user_agent, e.user_agent);
-    for (const auto& [k, v] : options.extra_headers) req.set(k, v);
-    req.set(http::field::authorization, "Bearer " + key->second);
-    req.set(http::field::content_type, "application/json");
-    if (options.forward_client_ip && !e.client_ip.empty()) req.set("x-forwarded-for", e.client_ip);
-    req.body() = BodyWithEndUser(e);
+    net::HttpRequest req = PostTo(conn, e.endpoint);
+    SetHeaders(req, e, key->second, options);
+    req.body = BodyWithEndUser(e);
     auto res = conn.Send(req);
     if (!res.ok()) {
       ++failed;
@@ -258,11 +207,11 @@ StatusOr<Report> ReplayOverHttp(const std::string& events_path, const std::strin
       return Status::Ok();
     }
     GatewayAnswer answer;
-    answer.status = static_cast<int>(res->result_int());
-    answer.moat_action = Header(*res, "x-moat-action");
-    answer.moat_reason = Header(*res, "x-moat-reason");
-    answer.moat_category = Header(*res, "x-moat-category");
-    answer.moat_reference = Header(*res, "x-moat-reference");
+    answer.status = res->status;
+    answer.moat_action = res->Header("x-moat-action");
+    answer.moat_reason = res->Header("x-moat-reason");
+    answer.moat_category = res->Header("x-moat-category");
+    answer.moat_reference = res->Header("x-moat-reference");
     answer.action = ActionFromResponse(answer.status, answer.moat_action);
     ++statuses[answer.status];
     scorer.Record(e.account_id, e.end_user, e.time_ns, answer.action);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <functional>
 
+#include "detect/shards.h"
+
 namespace moat::traffic {
 
 namespace {
@@ -59,12 +61,7 @@ detect::Verdict PerAccountRateEngine::Observe(const detect::RequestEvent& event)
 }
 
 size_t PerAccountRateEngine::tracked_accounts() const {
-  size_t n = 0;
-  for (const auto& s : shards_) {
-    std::lock_guard<std::mutex> lock(s->mu);
-    n += s->lru.size();
-  }
-  return n;
+  return detect::SumOverShards(shards_, [](const auto& shard) { return shard.lru.size(); });
 }
 
 }  // namespace moat::traffic

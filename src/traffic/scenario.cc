@@ -1,5 +1,7 @@
 #include "traffic/scenario.h"
 
+#include "common/file_contents.h"
+
 #include <fstream>
 #include <sstream>
 #include <toml++/toml.h>
@@ -153,11 +155,8 @@ StatusOr<Scenario> ParseScenario(std::string_view toml_text) {
 }
 
 StatusOr<Scenario> LoadScenarioFile(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) return NotFoundError("cannot open scenario " + path.string());
-  std::stringstream ss;
-  ss << in.rdbuf();
-  MOAT_ASSIGN_OR_RETURN(Scenario s, ParseScenario(ss.str()));
+  MOAT_ASSIGN_OR_RETURN(std::string text, ReadFileContents(path.string(), "scenario"));
+  MOAT_ASSIGN_OR_RETURN(Scenario s, ParseScenario(text));
   if (s.name.empty()) s.name = path.stem().string();
   return s;
 }

@@ -6,14 +6,12 @@
 
 namespace moat::traffic {
 
-namespace {
 std::string SubjectKey(std::string_view account, std::string_view end_user) {
   std::string k(account);
   k.push_back('\x1f');
   k.append(end_user);
   return k;
 }
-}  // namespace
 
 uint16_t Scorer::PersonaIndex(const std::string& persona) {
   for (size_t i = 0; i < personas_.size(); ++i) {

@@ -65,6 +65,10 @@ struct Report {
   OrganicScore organic;
 };
 
+// The key of a subject (an account, or one end user of an account) in the scorer's and the
+// explainer's tables: the two ids joined by a unit separator, which neither id contains.
+std::string SubjectKey(std::string_view account, std::string_view end_user);
+
 class Scorer {
  public:
   // Registers ground truth. Labels with a non-empty end_user make their account scored per

@@ -1,10 +1,10 @@
 #pragma once
-// SuspectClient: a small synchronous HTTP/1.1 client (http:// only) for the forensics tools.
-// It asks any OpenAI-compatible endpoint for chat completions (radioactivity testing of a
-// suspected distilled model) and calls a vLLM-style tokenize endpoint (detection in upstream
-// mode, where token ids must come from the upstream's tokenizer). Every request opens its own
-// connection and is bounded by one deadline covering resolve, connect, write and read.
-// Not thread-safe: use one client per thread.
+// SuspectClient: the forensics tools' view of a remote model (http:// only), over the internal
+// HTTP client (net/http_client.h). It asks any OpenAI-compatible endpoint for chat completions
+// (radioactivity testing of a suspected distilled model) and calls a vLLM-style tokenize
+// endpoint (detection in upstream mode, where token ids must come from the upstream's
+// tokenizer). Calls reuse one kept-alive connection; each is bounded by one deadline covering
+// resolve, connect, write and read. Not thread-safe: use one client per thread.
 
 #include <chrono>
 #include <cstdint>
@@ -15,6 +15,7 @@
 
 #include "common/http_url.h"
 #include "moat/status.h"
+#include "net/http_client.h"
 
 namespace moat::watermark {
 
@@ -36,7 +37,8 @@ class SuspectClient {
 
   // POST <base>/v1/chat/completions; returns choices[0].message.content. kUnavailable when the
   // connection fails or the status is not 2xx (the message carries the status and the start of
-  // the body), kDeadlineExceeded on timeout, kDataLoss when the body is not a completion.
+  // the body), kDeadlineExceeded on timeout, kResourceExhausted when the answer exceeds 64 MiB,
+  // kDataLoss when the body is not a completion.
   StatusOr<std::string> ChatCompletion(const ChatRequest& request) const;
 
   // POST `path` (default: the base URL's path, or "/tokenize" when it has none) with
@@ -46,15 +48,13 @@ class SuspectClient {
   // POST `target` with a JSON body and returns the response body of a 2xx answer.
   StatusOr<std::string> PostJson(const std::string& target, const std::string& body) const;
 
-  const HttpUrl& url() const { return url_; }
+  const HttpUrl& url() const { return http_.url(); }
 
  private:
-  SuspectClient(HttpUrl url, std::string api_key, std::chrono::milliseconds timeout)
-      : url_(std::move(url)), api_key_(std::move(api_key)), timeout_(timeout) {}
+  explicit SuspectClient(net::HttpClient http) : http_(std::move(http)) {}
 
-  HttpUrl url_;
-  std::string api_key_;
-  std::chrono::milliseconds timeout_;
+  // Mutable: the kept-alive connection is a cache, not part of what the client is.
+  mutable net::HttpClient http_;  // sends the API key as its bearer token
 };
 
 }  // namespace moat::watermark

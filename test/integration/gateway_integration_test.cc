@@ -817,6 +817,24 @@ TEST_F(GatewayTest, UpstreamConnectionsAreReused) {
 // ---------------------------------------------------------------------------------------------
 // Admin API.
 
+// The CLI reads the gateway's live detection state through the admin API (apps/moat's
+// AdminClient): the answer, the gateway's own refusal, and a gateway that is not there.
+TEST_F(GatewayTest, CliReadsLiveStateThroughTheAdminApi) {
+  const std::string url = "http://127.0.0.1:" + std::to_string(moat_->port());
+  CommandResult listed = moat_->Cli({"campaigns", "--url", url, "--admin-token", kAdminToken});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("campaign\tmembers"), std::string::npos) << listed.out;
+
+  CommandResult refused = moat_->Cli({"campaigns", "--url", url, "--admin-token", "wrong"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("gateway answered 401"), std::string::npos) << refused.err;
+
+  const std::string nowhere = "http://127.0.0.1:" + std::to_string(ClosedLoopbackPort());
+  CommandResult absent = moat_->Cli({"campaigns", "--url", nowhere, "--admin-token", kAdminToken});
+  EXPECT_EQ(absent.exit_code, 1);
+  EXPECT_NE(absent.err.find("cannot reach the gateway"), std::string::npos) << absent.err;
+}
+
 TEST_F(GatewayTest, AdminApiManagesOrgsAccountsAndKeys) {
   StatusOr<HttpResponse> no_token = client_->Request("GET", "/admin/accounts");
   ASSERT_TRUE(no_token.ok());
