@@ -26,7 +26,8 @@
 // TLS: https:// URLs are refused with kUnimplemented today; the connection state is private, so
 // an SSL stream can take the TCP stream's place without changing this interface.
 //
-// Thread-safety: a client is used by one thread (or one strand) at a time.
+// Thread-safety and lifetime: a client is used by one thread (or one strand) at a time, and
+// must outlive every call it has started (an AsyncHttpClient call in flight holds its state).
 
 #include <chrono>
 #include <cstddef>
