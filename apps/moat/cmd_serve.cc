@@ -195,7 +195,7 @@ int Serve(const ServeOpts& opts) {
   }
 
   server::Gateway gateway(std::move(parts));
-  server::HttpServer http(cfg.server, &gateway);
+  server::HttpServer http(cfg.server, &gateway, &metrics);
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   std::cerr << "moat: listening on http://" << cfg.server.host << ":" << http.port() << " with "
             << http.workers() << " worker threads, " << cfg.models.size() << " model(s)\n";
