@@ -31,7 +31,6 @@
 namespace {
 
 namespace http = boost::beast::http;
-using moat::FilterStatus;
 using moat::RequestContext;
 
 // What the fuzzer may write as its key to reach the filters after authentication.
@@ -111,7 +110,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::unique_ptr<moat::Filter>> filters;
   for (const auto& f : p->factories) {
     filters.push_back(f->Create());
-    if (filters.back()->OnHeaders(ctx) == FilterStatus::kStop) return 0;
+    if (filters.back()->OnHeaders(ctx).is_local_reply()) return 0;
   }
 
   parser.eager(true);
@@ -120,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t ran = 0;
   for (auto& f : filters) {
     ++ran;
-    if (f->OnRequest(ctx) == FilterStatus::kStop) break;
+    if (f->OnRequest(ctx).is_local_reply()) break;
   }
   ctx.prompt_tokens = ctx.prompt_tokens_estimate;
   for (size_t i = ran; i-- > 0;) filters[i]->OnComplete(ctx);

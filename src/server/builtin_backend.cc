@@ -173,9 +173,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   const bool chat = ctx.endpoint == "/v1/chat/completions";
   model::GenerationRequest req;
   if (auto s = BuildRequest(ctx, &req); !s.ok()) {
-    ctx.http_status = 400;
-    ctx.error_code = "invalid_value";
-    ctx.local_reply = LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}, ""};
+    ctx.SetLocalReply(LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}, ""});
     co_return BackendResult{};
   }
   std::optional<watermark::WatermarkKey> key;
@@ -260,7 +258,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
         if (client_gone) h->cancelled.store(true);
         if (!client_gone && call.on_progress && !call.on_progress()) {
           h->cancelled.store(true);
-          client_gone = true;  // stop sending; the pipeline reports ctx.local_reply
+          client_gone = true;  // stop sending; the pipeline reports the local reply
         }
       }
     } else if (!stream) {
@@ -273,11 +271,9 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
 
   if (!h->result.ok()) {
     const auto& s = h->result.status();
-    int status = s.code() == moat::StatusCode::kInvalidArgument ? 400 : 500;
-    ctx.http_status = status;
-    ctx.error_code = status == 400 ? "invalid_value" : "generation_failed";
-    ctx.local_reply = LocalReply{status, status == 400 ? "invalid_request_error" : "server_error",
-                                 ctx.error_code, s.message(), {}, ""};
+    const bool invalid = s.code() == moat::StatusCode::kInvalidArgument;
+    ctx.SetLocalReply(LocalReply{invalid ? 400 : 500, invalid ? "invalid_request_error" : "server_error",
+                                 invalid ? "invalid_value" : "generation_failed", s.message(), {}, ""});
     co_return BackendResult{};
   }
   const model::GenerationResult& r = *h->result;
@@ -286,13 +282,12 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   ctx.usage_from_upstream = true;
   ctx.completion_text = r.text;
   if (!r.watermark_key_id.empty()) ctx.watermark_key_id = r.watermark_key_id;
-  if (ctx.local_reply) co_return BackendResult{};  // a filter stopped the stream
+  if (ctx.local_reply()) co_return BackendResult{};  // a filter stopped the stream
   if (client_gone) {
-    ctx.http_status = 499;
-    ctx.error_code = "client_disconnected";
+    ctx.SetResponseStatus(499, "client_disconnected");
     co_return BackendResult{};
   }
-  ctx.http_status = 200;
+  ctx.SetResponseStatus(200);
   const std::string finish = r.finish_reason == "cancelled" ? "stop" : r.finish_reason;
 
   if (stream) {
@@ -306,8 +301,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     if (!call.client->begun() && !co_await call.client->Begin(ctx)) client_gone = true;
     if (!client_gone && !co_await call.client->Send(out)) client_gone = true;
     if (client_gone) {
-      ctx.http_status = 499;
-      ctx.error_code = "client_disconnected";
+      ctx.SetResponseStatus(499, "client_disconnected");
     }
     co_return BackendResult{};
   }

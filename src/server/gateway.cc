@@ -57,14 +57,6 @@ LocalReply AuditWriteFailed(const moat::Status& audited) {
                     "the audit record could not be written: " + audited.message(), {}, ""};
 }
 
-// Records the pipeline's own answer in the context: the status and code the audit record and the
-// metrics report.
-void SetLocalReply(RequestContext& ctx, LocalReply reply) {
-  ctx.http_status = reply.http_status;
-  if (ctx.error_code.empty()) ctx.error_code = reply.code;
-  ctx.local_reply = std::move(reply);
-}
-
 bool IsCompletionPath(std::string_view path) {
   return path == "/v1/chat/completions" || path == "/v1/completions";
 }
@@ -257,8 +249,8 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.prompt_tokens = ctx.prompt_tokens;
   r.completion_tokens = ctx.completion_tokens;
   r.latency_ms = static_cast<double>(end_ns - ctx.start_ns) / 1e6;
-  r.http_status = ctx.http_status;
-  r.error_code = ctx.error_code;
+  r.http_status = ctx.http_status();
+  r.error_code = ctx.error_code();
   r.verdict = ctx.verdict;
   r.action = ctx.action;
   json::array reasons;
@@ -419,7 +411,7 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   if (parts_.audit && parts_.audit->queue_depth() >= scfg.audit_backlog_limit) {
     audit_failures_->With({"backlog"}).Inc();
     ctx.skip_audit = true;
-    SetLocalReply(ctx, LocalReply{503, "server_error", "audit_backlog",
+    ctx.SetLocalReply(LocalReply{503, "server_error", "audit_backlog",
                                   "The gateway's audit log is backlogged; retry shortly.",
                                   {{"retry-after", "1"}}, ""});
     co_return co_await Answer(req, conn, ctx, client, {});
@@ -430,8 +422,9 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   filters.reserve(parts_.filters.size());
   for (const auto& factory : parts_.filters) {
     filters.push_back(factory->Create());
-    if (filters.back()->OnHeaders(ctx) == FilterStatus::kStop) {
-      SetLocalReply(ctx, std::move(*ctx.local_reply));
+    FilterStatus status = filters.back()->OnHeaders(ctx);
+    if (status.is_local_reply()) {
+      ctx.SetLocalReply(std::move(status).TakeReply());
       co_return co_await Answer(req, conn, ctx, client, {});
     }
   }
@@ -439,12 +432,12 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   if (parts_.audit) {
     if (moat::Status health = parts_.audit->health(); !health.ok()) {
       audit_failures_->With({"unhealthy"}).Inc();
-      SetLocalReply(ctx, AuditUnavailable(health, "The request was refused before it was forwarded"));
+      ctx.SetLocalReply(AuditUnavailable(health, "The request was refused before it was forwarded"));
       co_return co_await Answer(req, conn, ctx, client, {});
     }
   }
   if (auto refused = co_await request_body.Read()) {
-    SetLocalReply(ctx, std::move(*refused));
+    ctx.SetLocalReply(std::move(*refused));
     co_return co_await Answer(req, conn, ctx, client, {});
   }
   ParseBody(req.body(), &ctx);
@@ -454,17 +447,16 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   bool stopped = false;
   for (auto& f : filters) {
     ++ran;
-    if (f->OnRequest(ctx) == FilterStatus::kStop) {
+    FilterStatus status = f->OnRequest(ctx);
+    if (status.is_local_reply()) {
+      ctx.SetLocalReply(std::move(status).TakeReply());
       stopped = true;
       break;
     }
   }
 
   std::string body;
-  if (stopped) {
-    if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}, ""};
-    SetLocalReply(ctx, std::move(*ctx.local_reply));
-  } else {
+  if (!stopped) {
     Backend* backend = parts_.backends.at(ctx.model).get();
     BackendCall call{ctx, worker, &io, ctx.stream ? &client : nullptr, nullptr};
     call.on_progress = [&]() {
@@ -472,19 +464,21 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
       if (parts_.audit) {
         if (moat::Status health = parts_.audit->health(); !health.ok()) {
           audit_failures_->With({"unhealthy"}).Inc();
-          ctx.local_reply = AuditUnavailable(health, "The stream was stopped");
-          ctx.error_code = "audit_unavailable";
+          ctx.SetLocalReply(AuditUnavailable(health, "The stream was stopped"));
           return false;
         }
       }
-      for (auto& f : filters)
-        if (f->OnStreamProgress(ctx) == FilterStatus::kStop) return false;
+      for (auto& f : filters) {
+        FilterStatus status = f->OnStreamProgress(ctx);
+        if (status.is_local_reply()) {
+          ctx.SetLocalReply(std::move(status).TakeReply());
+          return false;
+        }
+      }
       return true;
     };
     BackendResult result = co_await backend->Handle(call);
     body = std::move(result.body);
-    if (ctx.local_reply && ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
-    if (ctx.local_reply && ctx.http_status == 200) ctx.http_status = ctx.local_reply->http_status;
   }
   for (size_t i = ran; i-- > 0;) filters[i]->OnComplete(ctx);
   co_return co_await Answer(req, conn, ctx, client, std::move(body));
@@ -498,7 +492,7 @@ asio::awaitable<bool> Gateway::Answer(HttpRequest& req, ClientConnection& conn, 
     audited = co_await WriteAudit(MakeAuditRecord(ctx, parts_.clock->NowNanos()));
     if (!audited.ok()) audit_failures_->With({"write"}).Inc();
   }
-  std::optional<LocalReply> failure = ctx.local_reply;
+  std::optional<LocalReply> failure = ctx.local_reply();
   if (!audited.ok()) failure = AuditWriteFailed(audited);
 
   if (client.begun()) {
@@ -506,17 +500,17 @@ asio::awaitable<bool> Gateway::Answer(HttpRequest& req, ClientConnection& conn, 
     // [DONE]: the client can tell that the answer is not complete.
     const std::string tail = failure ? "data: " + ErrorBody(*failure) + "\n\n" : "data: [DONE]\n\n";
     bool ok = co_await client.Send(tail) && co_await client.Finish();
-    RecordDone(ctx, ctx.http_status);
+    RecordDone(ctx, ctx.http_status());
     co_return ok && client.keep_alive();
   }
-  if (!failure && ctx.stream && ctx.http_status == 200) {
+  if (!failure && ctx.stream && ctx.http_status() == 200) {
     // The backend produced no events at all: still answer with a well-formed stream.
     const std::string done = "data: [DONE]\n\n";
     bool ok = co_await client.Begin(ctx) && co_await client.Send(done) && co_await client.Finish();
     RecordDone(ctx, 200);
     co_return ok && client.keep_alive();
   }
-  Response answer = failure ? ErrorResponse(*failure) : Response{ctx.http_status, std::move(body)};
+  Response answer = failure ? ErrorResponse(*failure) : Response{ctx.http_status(), std::move(body)};
   HeaderList headers = ctx.response_headers;
   headers.emplace_back("x-request-id", ctx.request_id);
   headers.emplace_back("x-moat-action", ctx.action);

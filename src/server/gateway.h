@@ -91,7 +91,7 @@ class Gateway final : public RequestHandler {
   std::pair<std::string, Response> Route(const HttpRequest& req, std::string_view path) const;
   // Ends a completion request once its filters' OnComplete ran: writes the audit record (unless
   // ctx.skip_audit), then the rest of the answer: the end of a begun stream, or the whole
-  // response (ctx.local_reply's error, or `body` with ctx.http_status).
+  // response (the context's local reply, or `body` with its http_status()).
   boost::asio::awaitable<bool> Answer(HttpRequest& req, ClientConnection& conn,
                                       RequestContext& ctx, SseClientStream& client,
                                       std::string body);

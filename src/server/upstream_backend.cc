@@ -73,9 +73,7 @@ moat::StatusOr<std::shared_ptr<ssl::context>> MakeClientTlsContext(const ModelCo
 }
 
 void SetGatewayError(RequestContext& ctx, int status, const std::string& code, std::string message) {
-  ctx.http_status = status;
-  ctx.error_code = code;
-  ctx.local_reply = LocalReply{status, "upstream_error", code, std::move(message), {}, ""};
+  ctx.SetLocalReply(LocalReply{status, "upstream_error", code, std::move(message), {}, ""});
 }
 
 }  // namespace
@@ -279,7 +277,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
       static_cast<double>(SystemClock::Get()->NowNanos() - sent_ns) / 1e9);
 
   const int status = parser.get().result_int();
-  ctx.http_status = status;
+  ctx.SetResponseStatus(status);
   const std::string content_type(parser.get()[http::field::content_type]);
   const bool is_sse = content_type.find("text/event-stream") != std::string::npos;
   if (status == 429 || status == 503) {
@@ -323,8 +321,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
         }
         forward.clear();
         if (stopped) {
-          ctx.http_status = 499;
-          ctx.error_code = "client_disconnected";
+          ctx.SetResponseStatus(499, "client_disconnected");
           break;
         }
       }
@@ -387,10 +384,13 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
   }
   if (status != 200) {
     CountError(status >= 500 ? "status_5xx" : "status_4xx");
+    // The upstream's own error: its body goes to the client as it is, its code to the audit.
+    std::string code;
     if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
       if (const auto* c = e->as_object().if_contains("code"); c && c->is_string())
-        ctx.error_code = std::string(c->as_string());
-    if (ctx.error_code.empty()) ctx.error_code = "upstream_status_" + std::to_string(status);
+        code = std::string(c->as_string());
+    if (code.empty()) code = "upstream_status_" + std::to_string(status);
+    ctx.SetResponseStatus(status, std::move(code));
     attempt.result.body = std::move(body);
     co_return attempt;
   }
@@ -404,8 +404,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     // Asked for a stream but got plain JSON: send it as one event so the client's stream
     // parser still works.
     if (!co_await call.client->Begin(ctx) || !co_await call.client->Send("data: " + body + "\n\n")) {
-      ctx.http_status = 499;
-      ctx.error_code = "client_disconnected";
+      ctx.SetResponseStatus(499, "client_disconnected");
     }
     co_return attempt;
   }

@@ -37,13 +37,12 @@ TEST(RequestValidationFilterTest, AValidRequestFillsModelStreamAndTokens) {
   RequestContext ctx = Request(
       R"({"model":"test-model","stream":true,"n":2,"messages":[{"role":"user","content":"hello world"}]})",
       {{"x-end-user", "user-7"}});
-  ASSERT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kContinue);
+  ASSERT_TRUE(factory.Create()->OnRequest(ctx).is_continue());
   EXPECT_EQ(ctx.model, "test-model");
   EXPECT_TRUE(ctx.stream);
   EXPECT_EQ(ctx.max_tokens, 2 * 256);  // the default max_tokens, for each of n choices
   EXPECT_GT(ctx.prompt_tokens_estimate, 0);
   EXPECT_EQ(ctx.end_user, "user-7");
-  EXPECT_FALSE(ctx.local_reply.has_value());
 }
 
 TEST(RequestValidationFilterTest, TheUserFieldWinsOverTheEndUserHeader) {
@@ -51,44 +50,44 @@ TEST(RequestValidationFilterTest, TheUserFieldWinsOverTheEndUserHeader) {
   RequestContext ctx = Request(
       R"({"model":"test-model","user":"body-user","messages":[{"role":"user","content":"hi"}]})",
       {{"x-end-user", "header-user"}});
-  ASSERT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kContinue);
+  ASSERT_TRUE(factory.Create()->OnRequest(ctx).is_continue());
   EXPECT_EQ(ctx.end_user, "body-user");
 }
 
 TEST(RequestValidationFilterTest, ABodyThatIsNotJsonIs400InvalidJson) {
   auto factory = MakeFactory();
   RequestContext ctx = Request("{not json");
-  ASSERT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 400);
-  EXPECT_EQ(ctx.local_reply->code, "invalid_json");
-  EXPECT_EQ(ctx.error_code, "invalid_json");
+  const FilterStatus ctx_status = factory.Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 400);
+  EXPECT_EQ(ctx_status.reply().code, "invalid_json");
 }
 
 TEST(RequestValidationFilterTest, ABadFieldIs400NamingTheParameter) {
   auto factory = MakeFactory();
   RequestContext missing = Request(R"({"model":"test-model"})");
-  ASSERT_EQ(factory.Create()->OnRequest(missing), FilterStatus::kStop);
-  EXPECT_EQ(missing.local_reply->http_status, 400);
-  EXPECT_EQ(missing.local_reply->code, "invalid_value");
-  EXPECT_EQ(missing.local_reply->param, "messages");
-  EXPECT_EQ(missing.error_code, "invalid_value");
+  const FilterStatus missing_status = factory.Create()->OnRequest(missing);
+  ASSERT_TRUE(missing_status.is_local_reply());
+  EXPECT_EQ(missing_status.reply().http_status, 400);
+  EXPECT_EQ(missing_status.reply().code, "invalid_value");
+  EXPECT_EQ(missing_status.reply().param, "messages");
 
   RequestContext too_many = Request(
       R"({"model":"test-model","max_tokens":5000,"messages":[{"role":"user","content":"hi"}]})");
-  ASSERT_EQ(factory.Create()->OnRequest(too_many), FilterStatus::kStop);
-  EXPECT_EQ(too_many.local_reply->http_status, 400);
-  EXPECT_EQ(too_many.local_reply->param, "max_tokens");
+  const FilterStatus too_many_status = factory.Create()->OnRequest(too_many);
+  ASSERT_TRUE(too_many_status.is_local_reply());
+  EXPECT_EQ(too_many_status.reply().http_status, 400);
+  EXPECT_EQ(too_many_status.reply().param, "max_tokens");
 }
 
 TEST(RequestValidationFilterTest, AnUnknownModelIs404) {
   auto factory = MakeFactory();
   RequestContext ctx =
       Request(R"({"model":"other-model","messages":[{"role":"user","content":"hi"}]})");
-  ASSERT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 404);
-  EXPECT_EQ(ctx.local_reply->code, "model_not_found");
+  const FilterStatus ctx_status = factory.Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 404);
+  EXPECT_EQ(ctx_status.reply().code, "model_not_found");
 }
 
 }  // namespace

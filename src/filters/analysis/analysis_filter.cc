@@ -55,7 +55,7 @@ class AnalysisFilter final : public Filter {
 
     switch (v.action) {
       case detect::Action::kAllow:
-        return FilterStatus::kContinue;
+        return FilterStatus::Continue();
       case detect::Action::kDegrade:
         Degrade(ctx);
         if (s.silent_degrade) {
@@ -63,29 +63,26 @@ class AnalysisFilter final : public Filter {
         } else {
           ctx.response_headers.insert(ctx.response_headers.end(), visible.begin(), visible.end());
         }
-        return FilterStatus::kContinue;
+        return FilterStatus::Continue();
       case detect::Action::kThrottle:
-        ctx.error_code = "throttled_by_policy";
         visible.emplace_back("retry-after", std::to_string(s.throttle_retry_after_s));
-        return StopWith(ctx, 429, "rate_limit_error", "throttled_by_policy",
+        return FilterStatus::Reply(429, "rate_limit_error", "throttled_by_policy",
                         "Requests from this account are being throttled (" + v.category +
                             "). Retry later, or contact support to review the account." + quote,
                         std::move(visible));
       case detect::Action::kStepUp:
-        ctx.error_code = "step_up_required";
-        return StopWith(ctx, 403, "permission_error", "step_up_required",
+        return FilterStatus::Reply(403, "permission_error", "step_up_required",
                         "This account must complete identity verification before it can continue (" +
                             v.category + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url + ".") +
                             quote,
                         std::move(visible));
       case detect::Action::kBlock:
-        ctx.error_code = "account_blocked";
-        return StopWith(ctx, 403, "permission_error", "account_blocked",
+        return FilterStatus::Reply(403, "permission_error", "account_blocked",
                         "This account is blocked (" + v.category +
                             "). Contact support if you believe this is a mistake." + quote,
                         std::move(visible));
     }
-    return FilterStatus::kContinue;
+    return FilterStatus::Continue();
   }
 
  private:

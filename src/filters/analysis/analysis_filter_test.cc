@@ -60,19 +60,25 @@ detect::DetectionConfig SmallBudgets() {
   return c;
 }
 
+struct Harvested {
+  RequestContext ctx;               // the last request's context
+  std::optional<LocalReply> reply;  // the filter's LocalReply to it, when it refused it
+};
+
 // Sends reasoning-harvest requests (with logprobs) from `account` until one is restricted;
-// returns the context of the last request.
-RequestContext Harvest(AnalysisFilterFactory& factory, const std::string& account, const std::string& tier) {
+// returns the last request.
+Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account, const std::string& tier) {
   const auto texts = detect::testing::SyntheticTexts(detect::kHeadReasoning, 60, 31);
   const int64_t t = 1'700'000'000'000'000'000;
-  RequestContext last;
+  Harvested last;
   for (int i = 0; i < 60; ++i) {
     const std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"max_tokens":2000,"messages":[{"role":"user","content":")" +
                              Escape(texts[i]) + R"("}]})";
     RequestContext ctx = MakeRequest(account, body, t + i * 60'000'000'000LL, tier);
     const FilterStatus st = factory.Create()->OnRequest(ctx);
-    last = std::move(ctx);
-    if (st == FilterStatus::kStop || last.action != "allow" || last.verdict != "allow") break;
+    last.ctx = std::move(ctx);
+    if (st.is_local_reply()) last.reply = st.reply();
+    if (st.is_local_reply() || last.ctx.action != "allow" || last.ctx.verdict != "allow") break;
   }
   return last;
 }
@@ -84,16 +90,16 @@ TEST(AnalysisFilterTest, DenyListBlocksNamingOnlyACategoryAndAReference) {
   engine.SetListEntry("acct_bad", detect::ListEntry::kDeny);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"hello"}]})";
   RequestContext ctx = MakeRequest("acct_bad", body, 1'700'000'000'000'000'000);
-  EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply);
-  EXPECT_EQ(ctx.local_reply->http_status, 403);
-  EXPECT_EQ(ctx.local_reply->code, "account_blocked");
+  const FilterStatus ctx_status = factory.Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 403);
+  EXPECT_EQ(ctx_status.reply().code, "account_blocked");
   EXPECT_EQ(ctx.action, "block");
-  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-category"), nullptr);
-  EXPECT_EQ(*Header(ctx.local_reply->headers, "x-moat-category"), "account_policy");
-  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-reference"), nullptr);
-  EXPECT_EQ(Header(ctx.local_reply->headers, "x-moat-reason"), nullptr);
-  EXPECT_NE(ctx.local_reply->message.find("ref_"), std::string::npos);
+  ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-category"), nullptr);
+  EXPECT_EQ(*Header(ctx_status.reply().headers, "x-moat-category"), "account_policy");
+  ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-reference"), nullptr);
+  EXPECT_EQ(Header(ctx_status.reply().headers, "x-moat-reason"), nullptr);
+  EXPECT_NE(ctx_status.reply().message.find("ref_"), std::string::npos);
   EXPECT_EQ(factory.verdicts().With({"block"}).value(), 1u);
 }
 
@@ -103,7 +109,7 @@ TEST(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
   AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"what should I cook tonight with leeks?"}]})";
   RequestContext ctx = MakeRequest("acct_ok", body, 1'700'000'000'000'000'000);
-  EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kContinue);
+  EXPECT_TRUE(factory.Create()->OnRequest(ctx).is_continue());
   EXPECT_EQ(ctx.action, "allow");
   EXPECT_FALSE(ctx.strip_reasoning);
   EXPECT_EQ(ctx.max_tokens, 2000);
@@ -119,7 +125,7 @@ TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidenc
   AnalysisSettings settings;
   settings.degrade_max_tokens = 128;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_harvest", "verified");
+  RequestContext last = Harvest(factory, "acct_harvest", "verified").ctx;
   ASSERT_EQ(last.action, "degrade");
   EXPECT_TRUE(last.strip_reasoning);
   EXPECT_FALSE(last.body.contains("logprobs"));
@@ -143,13 +149,13 @@ TEST(AnalysisFilterTest, UnverifiedAccountsAreAskedToVerify) {
   AnalysisSettings settings;
   settings.step_up_url = "https://example.com/verify";
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_new", "unverified");
-  ASSERT_TRUE(last.local_reply);
-  EXPECT_EQ(last.local_reply->http_status, 403);
-  EXPECT_EQ(last.local_reply->code, "step_up_required");
-  EXPECT_NE(last.local_reply->message.find("https://example.com/verify"), std::string::npos);
-  EXPECT_NE(last.local_reply->message.find("ref_"), std::string::npos);
-  EXPECT_EQ(last.local_reply->message.find("reasoning"), std::string::npos) << last.local_reply->message;
+  const Harvested last = Harvest(factory, "acct_new", "unverified");
+  ASSERT_TRUE(last.reply.has_value());
+  EXPECT_EQ(last.reply->http_status, 403);
+  EXPECT_EQ(last.reply->code, "step_up_required");
+  EXPECT_NE(last.reply->message.find("https://example.com/verify"), std::string::npos);
+  EXPECT_NE(last.reply->message.find("ref_"), std::string::npos);
+  EXPECT_EQ(last.reply->message.find("reasoning"), std::string::npos) << last.reply->message;
 }
 
 TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
@@ -158,7 +164,7 @@ TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
   detect::DetectionEngine engine(c);
   MetricsRegistry metrics;
   AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
-  RequestContext last = Harvest(factory, "acct_partner", "enterprise");
+  RequestContext last = Harvest(factory, "acct_partner", "enterprise").ctx;
   ASSERT_EQ(last.action, "degrade");
   const std::string* reason = Header(last.response_headers, "x-moat-reason");
   ASSERT_NE(reason, nullptr);
@@ -172,7 +178,7 @@ TEST(AnalysisFilterTest, SilentDegradeHidesTheRestrictionFromTheClientOnly) {
   AnalysisSettings settings;
   settings.silent_degrade = true;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_quiet", "verified");
+  RequestContext last = Harvest(factory, "acct_quiet", "verified").ctx;
   ASSERT_EQ(last.verdict, "degrade");
   EXPECT_EQ(last.action, "allow");  // what the client is told
   EXPECT_TRUE(last.response_headers.empty());
