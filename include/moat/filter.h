@@ -22,6 +22,8 @@
 
 #include <boost/json/object.hpp>
 
+#include "moat/action.h"
+
 namespace moat {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -47,7 +49,6 @@ struct RequestContext {
   std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
   std::string client_ip;     // the socket's peer, or X-Forwarded-For's client when the peer
                              // is a trusted proxy
-  std::string user_agent;
   HeaderList headers;        // request headers, names lower-cased
   std::string bearer_token;  // the presented API key ("" when missing)
   std::string_view raw_body;  // the request body as received (valid while the request runs)
@@ -66,8 +67,8 @@ struct RequestContext {
   std::string end_user;  // OpenAI `user` field or the configured end-user header
 
   // --- Set by the rate-limit and analysis (detection and policy) filters.
-  std::string verdict = "allow";  // the detection verdict ("allow" when detection is off)
-  std::string action = "allow";   // the action taken: allow, degrade, step_up, throttle, block
+  Action verdict = Action::kAllow;  // the detection verdict (allow when detection is off)
+  Action action = Action::kAllow;   // the action taken, which the client is told
   std::vector<std::string> reasons;  // why, e.g. "rate_limit:key_requests", "campaign:<id>"
   bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
 
@@ -90,6 +91,11 @@ struct RequestContext {
     for (const auto& [k, v] : headers)
       if (k == lower_name) return &v;
     return nullptr;
+  }
+  // The User-Agent header ("" when absent).
+  std::string_view user_agent() const {
+    const std::string* ua = FindHeader("user-agent");
+    return ua ? std::string_view(*ua) : std::string_view();
   }
 
   // --- The outcome: set only through these two, so that the status, the error code and the

@@ -80,7 +80,7 @@ class SseClientStream final : public ClientStream {
     res.set(http::field::content_type, "text/event-stream");
     res.set(http::field::cache_control, "no-cache");
     res.set("x-request-id", ctx.request_id);
-    res.set("x-moat-action", ctx.action);
+    res.set("x-moat-action", ToString(ctx.action));
     for (const auto& [k, v] : ctx.response_headers) res.set(k, v);
     res.keep_alive(keep_alive());
     res.chunked(chunked_);
@@ -208,7 +208,6 @@ std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip
 void Gateway::FillFromHead(const HttpRequest& req, const std::string& peer_ip,
                            const std::vector<std::string>& trusted_proxies, RequestContext* ctx) {
   ctx->client_ip = ClientIp(req, peer_ip, trusted_proxies);
-  ctx->user_agent = std::string(req[http::field::user_agent]);
   ctx->headers.reserve(16);
   for (const auto& f : req) ctx->headers.emplace_back(Lower(f.name_string()), std::string(f.value()));
   auto auth = req[http::field::authorization];
@@ -241,7 +240,7 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.end_user = ctx.end_user;
   r.key_id = ctx.key_id;
   r.client_ip = ctx.client_ip;
-  r.user_agent = ctx.user_agent.substr(0, kMaxAuditedUserAgentBytes);
+  r.user_agent = std::string(ctx.user_agent().substr(0, kMaxAuditedUserAgentBytes));
   r.endpoint = ctx.endpoint;
   r.model = ctx.model;
   r.params_json = ctx.body_error.empty() ? SamplingParamsJson(ctx.body) : "{}";
@@ -251,8 +250,8 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.latency_ms = static_cast<double>(end_ns - ctx.start_ns) / 1e6;
   r.http_status = ctx.http_status();
   r.error_code = ctx.error_code();
-  r.verdict = ctx.verdict;
-  r.action = ctx.action;
+  r.verdict = ToString(ctx.verdict);
+  r.action = ToString(ctx.action);
   json::array reasons;
   for (const auto& s : ctx.reasons) reasons.emplace_back(s);
   r.reasons_json = json::serialize(reasons);
@@ -285,7 +284,7 @@ void Gateway::RecordDone(const RequestContext& ctx, int status) {
   const int64_t end = parts_.clock->NowNanos();
   requests_->With({ctx.endpoint, std::to_string(status)}).Inc();
   latency_->With({ctx.endpoint}).Observe(static_cast<double>(end - ctx.start_ns) / 1e9);
-  actions_->With({ctx.action}).Inc();
+  actions_->With({std::string(ToString(ctx.action))}).Inc();
 }
 
 asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, ClientConnection& conn,
@@ -329,11 +328,11 @@ std::pair<std::string, Response> Gateway::Route(const HttpRequest& req, std::str
                                      "Method not allowed: use POST for " + std::string(path),
                                      {{"allow", "POST"}}, ""})};
   }
-  if (path == "/healthz" && get) return {"/healthz", Response{200, "{\"status\":\"ok\"}"}};
+  if (path == "/healthz" && get) return {"/healthz", Response{200, "{\"status\":\"ok\"}", "application/json", {}}};
   if (path == "/metrics" && get) {
-    return {"/metrics", Response{200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4"}};
+    return {"/metrics", Response{200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {}}};
   }
-  if (path == "/v1/models" && get) return {"/v1/models", Response{200, ModelsJson()}};
+  if (path == "/v1/models" && get) return {"/v1/models", Response{200, ModelsJson(), "application/json", {}}};
   return {"other", ErrorResponse(LocalReply{404, "invalid_request_error", "unknown_url",
                                             "Unknown request URL: " + std::string(req.method_string()) +
                                                 " " + std::string(path),
@@ -510,10 +509,10 @@ asio::awaitable<bool> Gateway::Answer(HttpRequest& req, ClientConnection& conn, 
     RecordDone(ctx, 200);
     co_return ok && client.keep_alive();
   }
-  Response answer = failure ? ErrorResponse(*failure) : Response{ctx.http_status(), std::move(body)};
+  Response answer = failure ? ErrorResponse(*failure) : Response{ctx.http_status(), std::move(body), "application/json", {}};
   HeaderList headers = ctx.response_headers;
   headers.emplace_back("x-request-id", ctx.request_id);
-  headers.emplace_back("x-moat-action", ctx.action);
+  headers.emplace_back("x-moat-action", ToString(ctx.action));
   headers.insert(headers.end(), answer.headers.begin(), answer.headers.end());
   answer.headers = std::move(headers);
   RecordDone(ctx, answer.status);

@@ -34,16 +34,15 @@ class AnalysisFilter final : public Filter {
     ev.end_user = ctx.end_user;
     ev.tier = ctx.tier;
     ev.client_ip = ctx.client_ip;
-    ev.user_agent = ctx.user_agent;
+    ev.user_agent = std::string(ctx.user_agent());
     ev.headers = ctx.headers;
     ev.endpoint = ctx.endpoint;
     ev.body_json = std::string(ctx.raw_body);
     detect::Verdict v = f_.engine()->Observe(ev);
 
-    const std::string action(detect::ActionName(v.action));
-    f_.verdicts().With({action}).Inc();
-    ctx.verdict = action;
-    ctx.action = action;
+    f_.verdicts().With({std::string(ToString(v.action))}).Inc();
+    ctx.verdict = v.action;
+    ctx.action = v.action;
     ctx.reasons.insert(ctx.reasons.end(), v.reasons.begin(), v.reasons.end());
     const auto& s = f_.settings();
     // What the client may see: the action, a coarse category and a reference it can quote.
@@ -59,7 +58,7 @@ class AnalysisFilter final : public Filter {
       case detect::Action::kDegrade:
         Degrade(ctx);
         if (s.silent_degrade) {
-          ctx.action = "allow";  // what the client sees; the audit keeps the verdict
+          ctx.action = Action::kAllow;  // what the client sees; the audit keeps the verdict
         } else {
           ctx.response_headers.insert(ctx.response_headers.end(), visible.begin(), visible.end());
         }

@@ -36,7 +36,7 @@ RequestContext MakeRequest(const std::string& account, const std::string& body, 
   ctx.key_id = "key_" + account;
   ctx.tier = tier;
   ctx.client_ip = "203.0.113.9";
-  ctx.user_agent = "test-agent";
+  ctx.headers = {{"user-agent", "test-agent"}};
   ctx.raw_body = body;
   ctx.body = json::parse(body).as_object();
   ctx.max_tokens = 2000;
@@ -78,7 +78,7 @@ Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account, co
     const FilterStatus st = factory.Create()->OnRequest(ctx);
     last.ctx = std::move(ctx);
     if (st.is_local_reply()) last.reply = st.reply();
-    if (st.is_local_reply() || last.ctx.action != "allow" || last.ctx.verdict != "allow") break;
+    if (st.is_local_reply() || last.ctx.action != Action::kAllow || last.ctx.verdict != Action::kAllow) break;
   }
   return last;
 }
@@ -94,7 +94,7 @@ TEST(AnalysisFilterTest, DenyListBlocksNamingOnlyACategoryAndAReference) {
   ASSERT_TRUE(ctx_status.is_local_reply());
   EXPECT_EQ(ctx_status.reply().http_status, 403);
   EXPECT_EQ(ctx_status.reply().code, "account_blocked");
-  EXPECT_EQ(ctx.action, "block");
+  EXPECT_EQ(ctx.action, Action::kBlock);
   ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-category"), nullptr);
   EXPECT_EQ(*Header(ctx_status.reply().headers, "x-moat-category"), "account_policy");
   ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-reference"), nullptr);
@@ -110,7 +110,7 @@ TEST(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"what should I cook tonight with leeks?"}]})";
   RequestContext ctx = MakeRequest("acct_ok", body, 1'700'000'000'000'000'000);
   EXPECT_TRUE(factory.Create()->OnRequest(ctx).is_continue());
-  EXPECT_EQ(ctx.action, "allow");
+  EXPECT_EQ(ctx.action, Action::kAllow);
   EXPECT_FALSE(ctx.strip_reasoning);
   EXPECT_EQ(ctx.max_tokens, 2000);
   EXPECT_TRUE(ctx.response_headers.empty());
@@ -126,7 +126,7 @@ TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidenc
   settings.degrade_max_tokens = 128;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
   RequestContext last = Harvest(factory, "acct_harvest", "verified").ctx;
-  ASSERT_EQ(last.action, "degrade");
+  ASSERT_EQ(last.action, Action::kDegrade);
   EXPECT_TRUE(last.strip_reasoning);
   EXPECT_FALSE(last.body.contains("logprobs"));
   EXPECT_FALSE(last.body.contains("top_logprobs"));
@@ -165,7 +165,7 @@ TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
   MetricsRegistry metrics;
   AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
   RequestContext last = Harvest(factory, "acct_partner", "enterprise").ctx;
-  ASSERT_EQ(last.action, "degrade");
+  ASSERT_EQ(last.action, Action::kDegrade);
   const std::string* reason = Header(last.response_headers, "x-moat-reason");
   ASSERT_NE(reason, nullptr);
   EXPECT_NE(reason->find("content"), std::string::npos) << *reason;
@@ -179,8 +179,8 @@ TEST(AnalysisFilterTest, SilentDegradeHidesTheRestrictionFromTheClientOnly) {
   settings.silent_degrade = true;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
   RequestContext last = Harvest(factory, "acct_quiet", "verified").ctx;
-  ASSERT_EQ(last.verdict, "degrade");
-  EXPECT_EQ(last.action, "allow");  // what the client is told
+  ASSERT_EQ(last.verdict, Action::kDegrade);
+  EXPECT_EQ(last.action, Action::kAllow);  // what the client is told
   EXPECT_TRUE(last.response_headers.empty());
   EXPECT_FALSE(last.body.contains("logprobs"));
 }

@@ -36,7 +36,7 @@ class RateLimitFilter final : public Filter {
             {{"x-moat-limit-scope", denial->scope}}, "max_tokens");
       }
       int64_t retry = static_cast<int64_t>(std::ceil(std::max(denial->retry_after_s, 0.001)));
-      ctx.action = "throttle";
+      ctx.action = Action::kThrottle;
       ctx.reasons.push_back("rate_limit:" + denial->scope);
       return FilterStatus::Reply(
           429, "rate_limit_error", "rate_limit_exceeded",

@@ -58,7 +58,7 @@ TEST(RateLimitFilterTest, RequestsOverTheKeyLimitAre429WithRetryAfter) {
   ASSERT_TRUE(refused_status.is_local_reply());
   EXPECT_EQ(refused_status.reply().http_status, 429);
   EXPECT_EQ(refused_status.reply().code, "rate_limit_exceeded");
-  EXPECT_EQ(refused.action, "throttle");
+  EXPECT_EQ(refused.action, Action::kThrottle);
   EXPECT_EQ(Header(refused_status.reply(), "x-moat-limit-scope"), "key_requests");
   EXPECT_GE(std::stoi(Header(refused_status.reply(), "retry-after")), 1);
   EXPECT_EQ(factory->rejections().With({"key_requests"}).value(), 1u);
