@@ -19,13 +19,13 @@
 #include "common/metrics.h"
 #include "filters/auth/auth_filter.h"
 #include "filters/ratelimit/ratelimit_filter.h"
+#include "filters/validate/validate_filter.h"
 #include "moat/clock.h"
 #include "ratelimit/failed_auth_limiter.h"
 #include "ratelimit/quota_enforcer.h"
 #include "server/config.h"
 #include "server/gateway.h"
 #include "server/request_framing.h"
-#include "server/validate_filter.h"
 #include "store/account_store.h"
 
 namespace {
@@ -59,8 +59,12 @@ struct Pipeline {
     limits.key_requests = {60, 60};
     limits.key_tokens = {100'000, 100'000};
     factories.push_back(std::make_unique<moat::filters::AuthFilterFactory>(accounts.get(), &metrics, failed_auth.get()));
-    factories.push_back(std::make_unique<moat::server::RequestValidationFilterFactory>(
-        std::set<std::string>{"test-model"}, config.default_max_tokens, config.max_tokens_limit, config.end_user_header));
+    moat::filters::ValidationSettings validation;
+    validation.models = {"test-model"};
+    validation.default_max_tokens = config.default_max_tokens;
+    validation.max_tokens_limit = config.max_tokens_limit;
+    validation.end_user_header = config.end_user_header;
+    factories.push_back(std::make_unique<moat::filters::RequestValidationFilterFactory>(validation, &metrics));
     factories.push_back(std::make_unique<moat::filters::RateLimitFilterFactory>(
         std::make_unique<moat::ratelimit::QuotaEnforcer>(&clock, std::map<std::string, moat::ratelimit::TierLimits>{{"unverified", limits}},
                                                          kMaxTrackedKeys),

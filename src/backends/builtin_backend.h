@@ -15,23 +15,23 @@
 #include "server/config.h"
 #include "watermark/watermark_key.h"
 
-namespace moat::server {
+namespace moat::backends {
 
-class BuiltinBackend final : public Backend {
+class BuiltinBackend final : public server::Backend {
  public:
   // Loads the model file and the watermark master secret (created when missing).
-  static moat::StatusOr<std::unique_ptr<BuiltinBackend>> Create(const ModelConfig& model,
-                                                                const WatermarkSettings& wm,
+  static moat::StatusOr<std::unique_ptr<BuiltinBackend>> Create(const server::ModelConfig& model,
+                                                                const server::WatermarkSettings& wm,
                                                                 const std::string& secret_path);
   ~BuiltinBackend() override;
 
-  boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
+  boost::asio::awaitable<server::BackendResult> Handle(server::BackendCall& call) override;
 
  private:
-  BuiltinBackend(const ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
+  BuiltinBackend(const server::ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
                  watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch);
 
-  const ModelConfig config_;
+  const server::ModelConfig config_;
   std::unique_ptr<model::BuiltinEngine> engine_;
   const watermark::MasterSecret secret_;
   const bool watermark_enabled_;
@@ -40,6 +40,6 @@ class BuiltinBackend final : public Backend {
 };
 
 // Converts the gateway's watermark settings to the library's config.
-moat::StatusOr<watermark::WatermarkConfig> ToWatermarkConfig(const WatermarkSettings& settings);
+moat::StatusOr<watermark::WatermarkConfig> ToWatermarkConfig(const server::WatermarkSettings& settings);
 
-}  // namespace moat::server
+}  // namespace moat::backends

@@ -1,4 +1,4 @@
-#include "server/upstream_backend.h"
+#include "backends/upstream_backend.h"
 
 #include <algorithm>
 
@@ -18,7 +18,18 @@
 #include "server/sse_relay.h"
 #include "watermark/logit_bias.h"
 
-namespace moat::server {
+namespace moat::backends {
+
+using server::Backend;
+using server::BackendCall;
+using server::BackendResult;
+using server::ModelConfig;
+using server::ParseBaseUrl;
+using server::EstimateTokens;
+using server::SseRelay;
+using server::StripReasoning;
+using server::TakeUsageAndText;
+using server::WatermarkSettings;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -468,4 +479,4 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   co_return BackendResult{};
 }
 
-}  // namespace moat::server
+}  // namespace moat::backends

@@ -1,5 +1,6 @@
-#include "server/builtin_backend.h"
+#include "backends/builtin_backend.h"
 
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -15,7 +16,14 @@
 #include "moat/clock.h"
 #include "server/openai.h"
 
-namespace moat::server {
+namespace moat::backends {
+
+using server::Backend;
+using server::BackendCall;
+using server::BackendResult;
+using server::ModelConfig;
+using server::PromptText;
+using server::WatermarkSettings;
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -40,59 +48,40 @@ struct Handoff {
   }
 };
 
-// Fills the generation request from the OpenAI body; InvalidArgument names the bad field.
-moat::Status BuildRequest(const RequestContext& ctx, model::GenerationRequest* req) {
+// The generation request for an OpenAI body the validate filter has checked (it refuses the
+// parameters the engine does not support before a request reaches a backend).
+model::GenerationRequest ToGenerationRequest(const RequestContext& ctx) {
+  model::GenerationRequest req;
   const json::object& b = ctx.body;
-  req->prompt = PromptText(ctx.endpoint, b);
-  if (ctx.endpoint == "/v1/chat/completions") req->prompt += "\nassistant:";
-  req->max_tokens = static_cast<int>(std::min<int64_t>(ctx.max_tokens, 1'000'000));
-  if (const auto* v = b.if_contains("temperature"); v && v->is_number()) req->temperature = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_p"); v && v->is_number()) req->top_p = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_k"); v && !v->is_null()) {
-    if (!v->is_int64() || v->as_int64() < 0) return moat::InvalidArgumentError("'top_k' must be a non-negative integer");
-    req->top_k = static_cast<int>(v->as_int64());
+  const bool chat = ctx.endpoint == "/v1/chat/completions";
+  req.prompt = PromptText(ctx.endpoint, b);
+  if (chat) req.prompt += "\nassistant:";
+  req.max_tokens = static_cast<int>(std::min<int64_t>(ctx.max_tokens, 1'000'000));
+  if (const auto* v = b.if_contains("temperature"); v && v->is_number()) req.temperature = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_p"); v && v->is_number()) req.top_p = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_k"); v && v->is_int64()) req.top_k = static_cast<int>(v->as_int64());
+  if (const auto* v = b.if_contains("seed"); v && v->is_int64()) req.seed = static_cast<uint64_t>(v->as_int64());
+  if (const auto* v = b.if_contains("seed"); v && v->is_uint64()) req.seed = v->as_uint64();
+  if (const auto* v = b.if_contains("stop"); v && v->is_string()) req.stop.emplace_back(v->as_string());
+  if (const auto* v = b.if_contains("stop"); v && v->is_array()) {
+    for (const auto& s : v->as_array())
+      if (s.is_string()) req.stop.emplace_back(s.as_string());
   }
-  if (const auto* v = b.if_contains("seed"); v && !v->is_null()) {
-    if (v->is_int64()) req->seed = static_cast<uint64_t>(v->as_int64());
-    else if (v->is_uint64()) req->seed = v->as_uint64();
-    else return moat::InvalidArgumentError("'seed' must be an integer");
-  }
-  if (const auto* v = b.if_contains("stop"); v && !v->is_null()) {
-    if (v->is_string()) req->stop.emplace_back(v->as_string());
-    else if (v->is_array()) {
-      for (const auto& s : v->as_array()) {
-        if (!s.is_string()) return moat::InvalidArgumentError("'stop' must be a string or an array of strings");
-        req->stop.emplace_back(s.as_string());
-      }
-      if (req->stop.size() > 4) return moat::InvalidArgumentError("'stop' may hold at most 4 sequences");
-    }
-  }
-  if (ctx.endpoint == "/v1/chat/completions") {
+  if (chat) {
     if (const auto* v = b.if_contains("logprobs"); v && v->is_bool() && v->as_bool()) {
-      req->top_logprobs = 0;
-      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64()) {
-        if (t->as_int64() < 0 || t->as_int64() > 20) return moat::InvalidArgumentError("'top_logprobs' must be 0..20");
-        req->top_logprobs = static_cast<int>(t->as_int64());
-      }
+      req.top_logprobs = 0;
+      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64()) req.top_logprobs = static_cast<int>(t->as_int64());
     }
   } else if (const auto* v = b.if_contains("logprobs"); v && v->is_int64()) {
-    if (v->as_int64() < 0 || v->as_int64() > 20) return moat::InvalidArgumentError("'logprobs' must be 0..20");
-    req->top_logprobs = static_cast<int>(v->as_int64());
+    req.top_logprobs = static_cast<int>(v->as_int64());
   }
-  if (const auto* v = b.if_contains("logit_bias"); v && !v->is_null()) {
-    if (!v->is_object()) return moat::InvalidArgumentError("'logit_bias' must be an object of token id -> bias");
+  if (const auto* v = b.if_contains("logit_bias"); v && v->is_object()) {
     for (const auto& [k, bias] : v->as_object()) {
-      char* end = nullptr;
-      long id = std::strtol(std::string(k).c_str(), &end, 10);
-      if (!end || *end != '\0' || id < 0) return moat::InvalidArgumentError("'logit_bias' keys must be token ids");
-      if (!bias.is_number() || bias.to_number<double>() < -100 || bias.to_number<double>() > 100)
-        return moat::InvalidArgumentError("'logit_bias' values must be numbers in [-100, 100]");
-      req->logit_bias.emplace_back(static_cast<model::TokenId>(id), static_cast<float>(bias.to_number<double>()));
+      const long id = std::strtol(std::string(k).c_str(), nullptr, 10);
+      if (bias.is_number()) req.logit_bias.emplace_back(static_cast<model::TokenId>(id), static_cast<float>(bias.to_number<double>()));
     }
   }
-  if (const auto* v = b.if_contains("n"); v && v->is_int64() && v->as_int64() != 1)
-    return moat::InvalidArgumentError("the builtin model supports only n = 1");
-  return moat::Status::Ok();
+  return req;
 }
 
 json::value LogprobsJson(const std::vector<model::GeneratedPiece>& pieces, bool chat) {
@@ -171,11 +160,7 @@ BuiltinBackend::~BuiltinBackend() {
 asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   RequestContext& ctx = call.ctx;
   const bool chat = ctx.endpoint == "/v1/chat/completions";
-  model::GenerationRequest req;
-  if (auto s = BuildRequest(ctx, &req); !s.ok()) {
-    ctx.SetLocalReply(LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}, ""});
-    co_return BackendResult{};
-  }
+  model::GenerationRequest req = ToGenerationRequest(ctx);
   std::optional<watermark::WatermarkKey> key;
   if (watermark_enabled_ && !ctx.account_id.empty()) {
     key = watermark::DeriveKey(secret_, ctx.account_id, epoch_);
@@ -322,4 +307,4 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   co_return BackendResult{json::serialize(o)};
 }
 
-}  // namespace moat::server
+}  // namespace moat::backends
