@@ -14,6 +14,7 @@
 #include "cli_common.h"
 #include "commands.h"
 #include "common/metrics.h"
+#include "common/random.h"
 #include "detect/engine.h"
 #include "filters/analysis/analysis_filter.h"
 #include "filters/auth/auth_filter.h"
@@ -132,6 +133,7 @@ int Serve(const ServeOpts& opts) {
   parts.config = &cfg;
   parts.metrics = &metrics;
   parts.clock = SystemClock::Get();
+  parts.random = SystemRandom::Get();
   parts.audit = audit_log->get();
   for (auto& m : cfg.models) {
     if (Status s = VerifyModelAttestation(m); !s.ok()) return Fail(s);
@@ -144,11 +146,13 @@ int Serve(const ServeOpts& opts) {
     validation.models.insert(m.name);
     if (m.backend == "builtin") validation.builtin_models.insert(m.name);
     if (m.backend == "upstream") {
-      auto b = backends::UpstreamBackend::Create(m, workers, &metrics, cfg.watermark, cfg.storage.watermark_secret);
+      auto b = backends::UpstreamBackend::Create(m, workers, &metrics, SystemClock::Get(), cfg.watermark,
+                                                 cfg.storage.watermark_secret);
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     } else {
-      auto b = backends::BuiltinBackend::Create(m, cfg.watermark, cfg.storage.watermark_secret);
+      auto b = backends::BuiltinBackend::Create(m, cfg.watermark, cfg.storage.watermark_secret,
+                                                SystemClock::Get(), SystemRandom::Get());
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     }

@@ -133,7 +133,8 @@ moat::StatusOr<watermark::WatermarkConfig> ToWatermarkConfig(const WatermarkSett
 
 moat::StatusOr<std::unique_ptr<BuiltinBackend>> BuiltinBackend::Create(const ModelConfig& model,
                                                                        const WatermarkSettings& wm,
-                                                                       const std::string& secret_path) {
+                                                                       const std::string& secret_path,
+                                                                       const Clock* clock, Random* random) {
   MOAT_ASSIGN_OR_RETURN(watermark::WatermarkConfig wcfg, ToWatermarkConfig(wm));
   auto engine = model::BuiltinEngine::Load(model.model_path, wcfg);
   if (!engine.ok())
@@ -142,13 +143,14 @@ moat::StatusOr<std::unique_ptr<BuiltinBackend>> BuiltinBackend::Create(const Mod
                                          model.model_path + "`");
   MOAT_ASSIGN_OR_RETURN(watermark::MasterSecret secret, watermark::MasterSecret::LoadOrCreate(secret_path));
   return std::unique_ptr<BuiltinBackend>(
-      new BuiltinBackend(model, std::move(*engine), std::move(secret), wm.enabled, wm.epoch));
+      new BuiltinBackend(model, std::move(*engine), std::move(secret), wm.enabled, wm.epoch, clock, random));
 }
 
 BuiltinBackend::BuiltinBackend(const ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
-                               watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch)
+                               watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch,
+                               const Clock* clock, Random* random)
     : config_(model), engine_(std::move(engine)), secret_(std::move(secret)),
-      watermark_enabled_(watermark_enabled), epoch_(epoch),
+      watermark_enabled_(watermark_enabled), epoch_(epoch), clock_(clock), random_(random),
       pool_(model.generation_threads > 0 ? model.generation_threads
                                          : std::max(1u, std::thread::hardware_concurrency())) {}
 
@@ -161,6 +163,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   RequestContext& ctx = call.ctx;
   const bool chat = ctx.endpoint == "/v1/chat/completions";
   model::GenerationRequest req = ToGenerationRequest(ctx);
+  if (!req.seed) req.seed = random_->Next();
   std::optional<watermark::WatermarkKey> key;
   if (watermark_enabled_ && !ctx.account_id.empty()) {
     key = watermark::DeriveKey(secret_, ctx.account_id, epoch_);
@@ -191,7 +194,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   });
 
   const std::string id = (chat ? "chatcmpl-" : "cmpl-") + ctx.request_id;
-  const int64_t created = SystemClock::Get()->NowNanos() / 1'000'000'000;
+  const int64_t created = clock_->NowNanos() / 1'000'000'000;
   bool client_wants_usage = false;
   if (const auto* so = ctx.body.if_contains("stream_options"); so && so->is_object())
     if (const auto* iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool())

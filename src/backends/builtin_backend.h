@@ -9,7 +9,9 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include "common/random.h"
 #include "model/builtin_engine.h"
+#include "moat/clock.h"
 #include "moat/status.h"
 #include "server/backend.h"
 #include "server/config.h"
@@ -20,22 +22,27 @@ namespace moat::backends {
 class BuiltinBackend final : public server::Backend {
  public:
   // Loads the model file and the watermark master secret (created when missing).
+  // `clock` dates the responses; `random` seeds the sampling of requests that name no seed.
   static moat::StatusOr<std::unique_ptr<BuiltinBackend>> Create(const server::ModelConfig& model,
                                                                 const server::WatermarkSettings& wm,
-                                                                const std::string& secret_path);
+                                                                const std::string& secret_path,
+                                                                const Clock* clock, Random* random);
   ~BuiltinBackend() override;
 
   boost::asio::awaitable<server::BackendResult> Handle(server::BackendCall& call) override;
 
  private:
   BuiltinBackend(const server::ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
-                 watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch);
+                 watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch,
+                 const Clock* clock, Random* random);
 
   const server::ModelConfig config_;
   std::unique_ptr<model::BuiltinEngine> engine_;
   const watermark::MasterSecret secret_;
   const bool watermark_enabled_;
   const uint32_t epoch_;
+  const Clock* const clock_;
+  Random* const random_;
   boost::asio::thread_pool pool_;
 };
 

@@ -90,7 +90,8 @@ void SetGatewayError(RequestContext& ctx, int status, const std::string& code, s
 }  // namespace
 
 moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
-    const ModelConfig& config, int workers, MetricsRegistry* metrics, const WatermarkSettings& wm,
+    const ModelConfig& config, int workers, MetricsRegistry* metrics, const Clock* clock,
+    const WatermarkSettings& wm,
     const std::string& wm_secret_path) {
   MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseBaseUrl(config.base_url));
   std::shared_ptr<ssl::context> tls;
@@ -105,7 +106,7 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
     return moat::UnavailableError("cannot resolve upstream host \"" + url.host + "\" for model \"" +
                                   config.name + "\": " + ec.message());
   std::unique_ptr<UpstreamBackend> backend(
-      new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics));
+      new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics, clock));
   backend->tls_context_ = std::move(tls);
   backend->tls_server_name_ = config.tls_server_name.empty() ? url.host : config.tls_server_name;
   if (config.watermark_vocab_size > 0 && wm.enabled) {
@@ -120,8 +121,8 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
 }
 
 UpstreamBackend::UpstreamBackend(const ModelConfig& config, HttpUrl url, tcp::endpoint ep,
-                                 int workers, MetricsRegistry* metrics)
-    : config_(config), url_(std::move(url)), endpoint_(ep), pools_(workers) {
+                                 int workers, MetricsRegistry* metrics, const Clock* clock)
+    : config_(config), clock_(clock), url_(std::move(url)), endpoint_(ep), pools_(workers) {
   static std::once_flag once;
   static Family<Counter>* errors = nullptr;
   static Family<Histogram>* ttfb = nullptr;
@@ -251,7 +252,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
   const auto read_timeout = std::chrono::milliseconds(config_.read_timeout_ms);
   beast::tcp_stream& lowest = beast::get_lowest_layer(conn);
   Attempt attempt;
-  const int64_t sent_ns = SystemClock::Get()->NowNanos();
+  const int64_t sent_ns = clock_->NowNanos();
 
   lowest.expires_after(read_timeout);
   auto [wec, wn] = co_await http::async_write(conn, req, kNoThrow);
@@ -285,7 +286,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     co_return attempt;
   }
   upstream_ttfb_->With({config_.name}).Observe(
-      static_cast<double>(SystemClock::Get()->NowNanos() - sent_ns) / 1e9);
+      static_cast<double>(clock_->NowNanos() - sent_ns) / 1e9);
 
   const int status = parser.get().result_int();
   ctx.SetResponseStatus(status);

@@ -24,6 +24,7 @@
 #include <boost/json/object.hpp>
 
 #include "common/metrics.h"
+#include "moat/clock.h"
 #include "moat/status.h"
 #include "server/backend.h"
 #include "server/config.h"
@@ -41,7 +42,7 @@ class UpstreamBackend final : public server::Backend {
   // number of worker threads; each gets its own connection pool, touched only from that thread.
   // `wm_secret` is used only when config.watermark_vocab_size > 0 (upstream-mode watermark).
   static moat::StatusOr<std::unique_ptr<UpstreamBackend>> Create(
-      const server::ModelConfig& config, int workers, MetricsRegistry* metrics,
+      const server::ModelConfig& config, int workers, MetricsRegistry* metrics, const Clock* clock,
       const server::WatermarkSettings& wm = {}, const std::string& wm_secret_path = "");
   ~UpstreamBackend() override;
 
@@ -50,7 +51,7 @@ class UpstreamBackend final : public server::Backend {
 
  private:
   UpstreamBackend(const server::ModelConfig& config, HttpUrl url, boost::asio::ip::tcp::endpoint ep,
-                  int workers, MetricsRegistry* metrics);
+                  int workers, MetricsRegistry* metrics, const Clock* clock);
 
   // One pooled connection to the upstream: exactly one of the two streams is set.
   struct Connection {
@@ -91,6 +92,7 @@ class UpstreamBackend final : public server::Backend {
   void CountError(const char* kind);
 
   const server::ModelConfig config_;
+  const Clock* const clock_;  // times the upstream's first byte
   const HttpUrl url_;
   const boost::asio::ip::tcp::endpoint endpoint_;
   std::string tls_server_name_;

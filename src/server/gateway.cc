@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <random>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -124,8 +123,7 @@ class SseClientStream final : public ClientStream {
 Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {
   auto r = audit::ParseRetention(parts_.config->audit.retention);
   retention_ = r.ok() ? *r : TextRetention::kFull;
-  std::random_device rd;
-  id_prefix_ = fmt::format("{:08x}", rd());
+  id_prefix_ = fmt::format("{:08x}", static_cast<uint32_t>(parts_.random->Next()));
   auto* m = parts_.metrics;
   requests_ = &m->AddCounter("moat_requests_total", "HTTP requests answered, by endpoint and status.",
                              {"endpoint", "status"});

@@ -24,6 +24,7 @@
 #include "audit/admin_record.h"
 #include "audit/audit_log.h"
 #include "common/metrics.h"
+#include "common/random.h"
 #include "moat/audit_record.h"
 #include "moat/clock.h"
 #include "moat/filter.h"
@@ -49,6 +50,7 @@ struct GatewayParts {
   ratelimit::FailedAuthLimiter* failed_auth = nullptr;
   MetricsRegistry* metrics = nullptr;
   const Clock* clock = nullptr;
+  Random* random = nullptr;  // required: draws the request-id prefix
 };
 
 class Gateway final : public RequestHandler {
