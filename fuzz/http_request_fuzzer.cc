@@ -64,7 +64,8 @@ struct Pipeline {
     validation.default_max_tokens = config.default_max_tokens;
     validation.max_tokens_limit = config.max_tokens_limit;
     validation.end_user_header = config.end_user_header;
-    factories.push_back(std::make_unique<moat::filters::RequestValidationFilterFactory>(validation, &metrics));
+    factories.push_back(
+        std::make_unique<moat::filters::RequestValidationFilterFactory>(validation, &metrics));
     factories.push_back(std::make_unique<moat::filters::RateLimitFilterFactory>(
         std::make_unique<moat::ratelimit::QuotaEnforcer>(&clock, std::map<std::string, moat::ratelimit::TierLimits>{{"unverified", limits}},
                                                          kMaxTrackedKeys),

@@ -146,8 +146,8 @@ int Serve(const ServeOpts& opts) {
     validation.models.insert(m.name);
     if (m.backend == "builtin") validation.builtin_models.insert(m.name);
     if (m.backend == "upstream") {
-      auto b = backends::UpstreamBackend::Create(m, workers, &metrics, SystemClock::Get(), cfg.watermark,
-                                                 cfg.storage.watermark_secret);
+      auto b = backends::UpstreamBackend::Create(m, workers, &metrics, SystemClock::Get(),
+                                                 cfg.watermark, cfg.storage.watermark_secret);
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     } else {
@@ -162,7 +162,8 @@ int Serve(const ServeOpts& opts) {
                            cfg.auth.max_tracked_addresses});
   parts.failed_auth = &failed_auth;
   parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics, &failed_auth));
-  parts.filters.push_back(std::make_unique<filters::RequestValidationFilterFactory>(std::move(validation), &metrics));
+  parts.filters.push_back(
+      std::make_unique<filters::RequestValidationFilterFactory>(std::move(validation), &metrics));
   parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
       std::make_unique<ratelimit::QuotaEnforcer>(SystemClock::Get(), ToTierLimits(cfg.limits), 200'000),
       &metrics));

@@ -57,12 +57,17 @@ model::GenerationRequest ToGenerationRequest(const RequestContext& ctx) {
   req.prompt = PromptText(ctx.endpoint, b);
   if (chat) req.prompt += "\nassistant:";
   req.max_tokens = static_cast<int>(std::min<int64_t>(ctx.max_tokens, 1'000'000));
-  if (const auto* v = b.if_contains("temperature"); v && v->is_number()) req.temperature = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_p"); v && v->is_number()) req.top_p = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_k"); v && v->is_int64()) req.top_k = static_cast<int>(v->as_int64());
-  if (const auto* v = b.if_contains("seed"); v && v->is_int64()) req.seed = static_cast<uint64_t>(v->as_int64());
+  if (const auto* v = b.if_contains("temperature"); v && v->is_number())
+    req.temperature = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_p"); v && v->is_number())
+    req.top_p = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_k"); v && v->is_int64())
+    req.top_k = static_cast<int>(v->as_int64());
+  if (const auto* v = b.if_contains("seed"); v && v->is_int64())
+    req.seed = static_cast<uint64_t>(v->as_int64());
   if (const auto* v = b.if_contains("seed"); v && v->is_uint64()) req.seed = v->as_uint64();
-  if (const auto* v = b.if_contains("stop"); v && v->is_string()) req.stop.emplace_back(v->as_string());
+  if (const auto* v = b.if_contains("stop"); v && v->is_string())
+    req.stop.emplace_back(v->as_string());
   if (const auto* v = b.if_contains("stop"); v && v->is_array()) {
     for (const auto& s : v->as_array())
       if (s.is_string()) req.stop.emplace_back(s.as_string());
@@ -70,7 +75,8 @@ model::GenerationRequest ToGenerationRequest(const RequestContext& ctx) {
   if (chat) {
     if (const auto* v = b.if_contains("logprobs"); v && v->is_bool() && v->as_bool()) {
       req.top_logprobs = 0;
-      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64()) req.top_logprobs = static_cast<int>(t->as_int64());
+      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64())
+        req.top_logprobs = static_cast<int>(t->as_int64());
     }
   } else if (const auto* v = b.if_contains("logprobs"); v && v->is_int64()) {
     req.top_logprobs = static_cast<int>(v->as_int64());
@@ -78,7 +84,9 @@ model::GenerationRequest ToGenerationRequest(const RequestContext& ctx) {
   if (const auto* v = b.if_contains("logit_bias"); v && v->is_object()) {
     for (const auto& [k, bias] : v->as_object()) {
       const long id = std::strtol(std::string(k).c_str(), nullptr, 10);
-      if (bias.is_number()) req.logit_bias.emplace_back(static_cast<model::TokenId>(id), static_cast<float>(bias.to_number<double>()));
+      if (bias.is_number())
+        req.logit_bias.emplace_back(static_cast<model::TokenId>(id),
+                                    static_cast<float>(bias.to_number<double>()));
     }
   }
   return req;

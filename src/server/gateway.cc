@@ -297,8 +297,10 @@ asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, Clien
   // connection closes (its state is unknown).
   if (conn.bytes_written() == written_before) {
     const Response failed = ErrorResponse(LocalReply{
-        500, "server_error", "internal_error", "The gateway failed while handling this request.", {}, ""});
-    co_await Respond(conn, nullptr, failed, std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
+        500, "server_error", "internal_error", "The gateway failed while handling this request.",
+        {}, ""});
+    co_await Respond(conn, nullptr, failed,
+                     std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
   }
   co_return false;
 }
@@ -318,7 +320,8 @@ asio::awaitable<bool> Gateway::Dispatch(HttpRequest& req, RequestBody& body, Cli
                              std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
 }
 
-std::pair<std::string, Response> Gateway::Route(const HttpRequest& req, std::string_view path) const {
+std::pair<std::string, Response> Gateway::Route(const HttpRequest& req,
+                                                std::string_view path) const {
   const bool get = req.method() == http::verb::get;
   if (IsCompletionPath(path)) {
     return {std::string(path),
@@ -326,11 +329,16 @@ std::pair<std::string, Response> Gateway::Route(const HttpRequest& req, std::str
                                      "Method not allowed: use POST for " + std::string(path),
                                      {{"allow", "POST"}}, ""})};
   }
-  if (path == "/healthz" && get) return {"/healthz", Response{200, "{\"status\":\"ok\"}", "application/json", {}}};
-  if (path == "/metrics" && get) {
-    return {"/metrics", Response{200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {}}};
+  if (path == "/healthz" && get) {
+    return {"/healthz", Response{200, "{\"status\":\"ok\"}", "application/json", {}}};
   }
-  if (path == "/v1/models" && get) return {"/v1/models", Response{200, ModelsJson(), "application/json", {}}};
+  if (path == "/metrics" && get) {
+    return {"/metrics",
+            Response{200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {}}};
+  }
+  if (path == "/v1/models" && get) {
+    return {"/v1/models", Response{200, ModelsJson(), "application/json", {}}};
+  }
   return {"other", ErrorResponse(LocalReply{404, "invalid_request_error", "unknown_url",
                                             "Unknown request URL: " + std::string(req.method_string()) +
                                                 " " + std::string(path),
@@ -507,14 +515,16 @@ asio::awaitable<bool> Gateway::Answer(HttpRequest& req, ClientConnection& conn, 
     RecordDone(ctx, 200);
     co_return ok && client.keep_alive();
   }
-  Response answer = failure ? ErrorResponse(*failure) : Response{ctx.http_status(), std::move(body), "application/json", {}};
+  Response answer = failure ? ErrorResponse(*failure)
+                            : Response{ctx.http_status(), std::move(body), "application/json", {}};
   HeaderList headers = ctx.response_headers;
   headers.emplace_back("x-request-id", ctx.request_id);
   headers.emplace_back("x-moat-action", ToString(ctx.action));
   headers.insert(headers.end(), answer.headers.begin(), answer.headers.end());
   answer.headers = std::move(headers);
   RecordDone(ctx, answer.status);
-  co_return co_await Respond(conn, &req, answer, std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
+  co_return co_await Respond(conn, &req, answer,
+                             std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
 }
 
 }  // namespace moat::server

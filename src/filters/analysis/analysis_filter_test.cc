@@ -67,7 +67,8 @@ struct Harvested {
 
 // Sends reasoning-harvest requests (with logprobs) from `account` until one is restricted;
 // returns the last request.
-Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account, const std::string& tier) {
+Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account,
+                  const std::string& tier) {
   const auto texts = detect::testing::SyntheticTexts(detect::kHeadReasoning, 60, 31);
   const int64_t t = 1'700'000'000'000'000'000;
   Harvested last;
@@ -78,7 +79,8 @@ Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account, co
     const FilterStatus st = factory.Create()->OnRequest(ctx);
     last.ctx = std::move(ctx);
     if (st.is_local_reply()) last.reply = st.reply();
-    if (st.is_local_reply() || last.ctx.action != Action::kAllow || last.ctx.verdict != Action::kAllow) break;
+    const bool restricted = last.ctx.action != Action::kAllow || last.ctx.verdict != Action::kAllow;
+    if (st.is_local_reply() || restricted) break;
   }
   return last;
 }

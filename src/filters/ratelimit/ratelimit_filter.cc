@@ -40,7 +40,8 @@ class RateLimitFilter final : public Filter {
       ctx.reasons.push_back("rate_limit:" + denial->scope);
       return FilterStatus::Reply(
           429, "rate_limit_error", "rate_limit_exceeded",
-          "Rate limit reached (" + denial->scope + "). Please try again in " + std::to_string(retry) + "s.",
+          "Rate limit reached (" + denial->scope + "). Please try again in " +
+              std::to_string(retry) + "s.",
           {{"retry-after", std::to_string(retry)}, {"x-moat-limit-scope", denial->scope}});
     }
     reservation_ = std::get<ratelimit::Reservation>(std::move(result));
@@ -51,7 +52,8 @@ class RateLimitFilter final : public Filter {
     if (!reservation_) return FilterStatus::Continue();
     int64_t used = ctx.prompt_tokens_estimate + ctx.completion_tokens;
     if (used <= reservation_->reserved_tokens) return FilterStatus::Continue();
-    if (f_.enforcer().Extend(*reservation_, used - reservation_->reserved_tokens)) return FilterStatus::Continue();
+    if (f_.enforcer().Extend(*reservation_, used - reservation_->reserved_tokens))
+      return FilterStatus::Continue();
     f_.rejections().With({"stream_tokens"}).Inc();
     return FilterStatus::Reply(429, "rate_limit_error", "rate_limit_exceeded",
                                "Token rate limit reached while streaming; the stream was cut short.");
