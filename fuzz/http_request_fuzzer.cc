@@ -19,19 +19,18 @@
 #include "common/metrics.h"
 #include "filters/auth/auth_filter.h"
 #include "filters/ratelimit/ratelimit_filter.h"
+#include "filters/validate/validate_filter.h"
 #include "moat/clock.h"
 #include "ratelimit/failed_auth_limiter.h"
 #include "ratelimit/quota_enforcer.h"
 #include "server/config.h"
 #include "server/gateway.h"
 #include "server/request_framing.h"
-#include "server/validate_filter.h"
 #include "store/account_store.h"
 
 namespace {
 
 namespace http = boost::beast::http;
-using moat::FilterStatus;
 using moat::RequestContext;
 
 // What the fuzzer may write as its key to reach the filters after authentication.
@@ -60,8 +59,13 @@ struct Pipeline {
     limits.key_requests = {60, 60};
     limits.key_tokens = {100'000, 100'000};
     factories.push_back(std::make_unique<moat::filters::AuthFilterFactory>(accounts.get(), &metrics, failed_auth.get()));
-    factories.push_back(std::make_unique<moat::server::RequestValidationFilterFactory>(
-        std::set<std::string>{"test-model"}, config.default_max_tokens, config.max_tokens_limit, config.end_user_header));
+    moat::filters::ValidationSettings validation;
+    validation.models = {"test-model"};
+    validation.default_max_tokens = config.default_max_tokens;
+    validation.max_tokens_limit = config.max_tokens_limit;
+    validation.end_user_header = config.end_user_header;
+    factories.push_back(
+        std::make_unique<moat::filters::RequestValidationFilterFactory>(validation, &metrics));
     factories.push_back(std::make_unique<moat::filters::RateLimitFilterFactory>(
         std::make_unique<moat::ratelimit::QuotaEnforcer>(&clock, std::map<std::string, moat::ratelimit::TierLimits>{{"unverified", limits}},
                                                          kMaxTrackedKeys),
@@ -111,7 +115,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::unique_ptr<moat::Filter>> filters;
   for (const auto& f : p->factories) {
     filters.push_back(f->Create());
-    if (filters.back()->OnHeaders(ctx) == FilterStatus::kStop) return 0;
+    if (filters.back()->OnHeaders(ctx).is_local_reply()) return 0;
   }
 
   parser.eager(true);
@@ -120,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t ran = 0;
   for (auto& f : filters) {
     ++ran;
-    if (f->OnRequest(ctx) == FilterStatus::kStop) break;
+    if (f->OnRequest(ctx).is_local_reply()) break;
   }
   ctx.prompt_tokens = ctx.prompt_tokens_estimate;
   for (size_t i = ran; i-- > 0;) filters[i]->OnComplete(ctx);

@@ -8,6 +8,7 @@
 #include "moat/filter.h"
 #include "server/config.h"
 #include "server/openai.h"
+#include "server/response.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   boost::json::error_code ec;

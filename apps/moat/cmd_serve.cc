@@ -9,23 +9,24 @@
 #include <thread>
 
 #include "audit/audit_log.h"
+#include "backends/builtin_backend.h"
+#include "backends/upstream_backend.h"
 #include "cli_common.h"
 #include "commands.h"
 #include "common/metrics.h"
+#include "common/random.h"
 #include "detect/engine.h"
 #include "filters/analysis/analysis_filter.h"
 #include "filters/auth/auth_filter.h"
 #include "store/risk_lists.h"
 #include "filters/ratelimit/ratelimit_filter.h"
 #include "indicators/indicator_set.h"
+#include "filters/validate/validate_filter.h"
 #include "ratelimit/failed_auth_limiter.h"
 #include "server/admin_api.h"
 #include "provenance/attestation.h"
-#include "server/builtin_backend.h"
 #include "server/gateway.h"
 #include "server/http_server.h"
-#include "server/upstream_backend.h"
-#include "server/validate_filter.h"
 
 namespace moat::cli {
 namespace {
@@ -155,19 +156,26 @@ int Serve(const ServeOpts& opts) {
   parts.config = &cfg;
   parts.metrics = &metrics;
   parts.clock = SystemClock::Get();
+  parts.random = SystemRandom::Get();
   parts.audit = audit_log->get();
   for (auto& m : cfg.models) {
     if (Status s = VerifyModelAttestation(m); !s.ok()) return Fail(s);
   }
-  std::set<std::string> model_names;
+  filters::ValidationSettings validation;
+  validation.default_max_tokens = cfg.server.default_max_tokens;
+  validation.max_tokens_limit = cfg.server.max_tokens_limit;
+  validation.end_user_header = cfg.server.end_user_header;
   for (const auto& m : cfg.models) {
-    model_names.insert(m.name);
+    validation.models.insert(m.name);
+    if (m.backend == "builtin") validation.builtin_models.insert(m.name);
     if (m.backend == "upstream") {
-      auto b = server::UpstreamBackend::Create(m, workers, &metrics, cfg.watermark, cfg.storage.watermark_secret);
+      auto b = backends::UpstreamBackend::Create(m, workers, &metrics, SystemClock::Get(),
+                                                 cfg.watermark, cfg.storage.watermark_secret);
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     } else {
-      auto b = server::BuiltinBackend::Create(m, cfg.watermark, cfg.storage.watermark_secret);
+      auto b = backends::BuiltinBackend::Create(m, cfg.watermark, cfg.storage.watermark_secret,
+                                                SystemClock::Get(), SystemRandom::Get());
       if (!b.ok()) return Fail(b.status());
       parts.backends[m.name] = std::move(*b);
     }
@@ -177,8 +185,8 @@ int Serve(const ServeOpts& opts) {
                            cfg.auth.max_tracked_addresses});
   parts.failed_auth = &failed_auth;
   parts.filters.push_back(std::make_unique<filters::AuthFilterFactory>(accounts->get(), &metrics, &failed_auth));
-  parts.filters.push_back(std::make_unique<server::RequestValidationFilterFactory>(
-      model_names, cfg.server.default_max_tokens, cfg.server.max_tokens_limit, cfg.server.end_user_header));
+  parts.filters.push_back(
+      std::make_unique<filters::RequestValidationFilterFactory>(std::move(validation), &metrics));
   parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
       std::make_unique<ratelimit::QuotaEnforcer>(SystemClock::Get(), ToTierLimits(cfg.limits), 200'000),
       &metrics));
@@ -221,7 +229,7 @@ int Serve(const ServeOpts& opts) {
   }
 
   server::Gateway gateway(std::move(parts));
-  server::HttpServer http(cfg.server, &gateway);
+  server::HttpServer http(cfg.server, &gateway, &metrics);
   if (auto s = http.Start(); !s.ok()) return Fail(s);
   std::cerr << "moat: listening on http://" << cfg.server.host << ":" << http.port() << " with "
             << http.workers() << " worker threads, " << cfg.models.size() << " model(s)\n";

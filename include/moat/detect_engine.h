@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "moat/action.h"
+
 namespace moat::detect {
 
 // One API request as the gateway sees it after authentication.
@@ -24,20 +26,11 @@ struct RequestEvent {
   std::string body_json;  // raw OpenAI request body
 };
 
-// The policy verdict, ordered by severity.
-enum class Action { kAllow, kThrottle, kDegrade, kStepUp, kBlock };
+// The policy verdict (moat::Action, ordered by severity).
+using moat::Action;
 
-// "allow", "throttle", "degrade", "step_up", "block".
-inline std::string_view ActionName(Action action) {
-  switch (action) {
-    case Action::kAllow: return "allow";
-    case Action::kThrottle: return "throttle";
-    case Action::kDegrade: return "degrade";
-    case Action::kStepUp: return "step_up";
-    case Action::kBlock: return "block";
-  }
-  return "unknown";
-}
+// "allow", "throttle", "degrade", "step_up", "block" (moat::ToString).
+inline std::string_view ActionName(Action action) { return moat::ToString(action); }
 
 struct Verdict {
   Action action = Action::kAllow;

@@ -9,8 +9,8 @@
 // the audit record. Each stage is a Filter created per request by its
 // FilterFactory (built once at start-up from the config and shared read-only by all
 // threads). Filters never touch the server's control flow: they answer with a closed
-// FilterStatus, and when they stop a request they fill RequestContext::local_reply.
-// See docs/architecture.md.
+// FilterStatus, either Continue or a LocalReply that carries the client's answer; the
+// pipeline records it in the RequestContext (SetLocalReply). See docs/architecture.md.
 
 #include <cstdint>
 #include <memory>
@@ -21,6 +21,8 @@
 #include <vector>
 
 #include <boost/json/object.hpp>
+
+#include "moat/action.h"
 
 namespace moat {
 
@@ -47,7 +49,6 @@ struct RequestContext {
   std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
   std::string client_ip;     // the socket's peer, or X-Forwarded-For's client when the peer
                              // is a trusted proxy
-  std::string user_agent;
   HeaderList headers;        // request headers, names lower-cased
   std::string bearer_token;  // the presented API key ("" when missing)
   std::string_view raw_body;  // the request body as received (valid while the request runs)
@@ -66,8 +67,8 @@ struct RequestContext {
   std::string end_user;  // OpenAI `user` field or the configured end-user header
 
   // --- Set by the rate-limit and analysis (detection and policy) filters.
-  std::string verdict = "allow";  // the detection verdict ("allow" when detection is off)
-  std::string action = "allow";   // the action taken: allow, degrade, step_up, throttle, block
+  Action verdict = Action::kAllow;  // the detection verdict (allow when detection is off)
+  Action action = Action::kAllow;   // the action taken, which the client is told
   std::vector<std::string> reasons;  // why, e.g. "rate_limit:key_requests", "campaign:<id>"
   bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
 
@@ -75,16 +76,12 @@ struct RequestContext {
   std::string watermark_key_id;
 
   // --- Set by the backend as the response is produced.
-  int http_status = 0;
-  std::string error_code;          // OpenAI error code when the request failed
   int64_t prompt_tokens = 0;       // real usage when known, else our own count
   int64_t completion_tokens = 0;
   bool usage_from_upstream = false;
   std::string completion_text;     // concatenated output text (for audit and watermark)
   HeaderList response_headers;     // extra headers filters add to the client's response
 
-  // --- Set by a filter that stops the request.
-  std::optional<LocalReply> local_reply;
   // Set with a refusal that must not write an audit record of its own: failed-authentication
   // throttling, whose records would otherwise let an unauthenticated client fill the audit
   // disk. The gateway counts such refusals in its metrics instead.
@@ -95,11 +92,65 @@ struct RequestContext {
       if (k == lower_name) return &v;
     return nullptr;
   }
+  // The User-Agent header ("" when absent).
+  std::string_view user_agent() const {
+    const std::string* ua = FindHeader("user-agent");
+    return ua ? std::string_view(*ua) : std::string_view();
+  }
+
+  // --- The outcome: set only through these two, so that the status, the error code and the
+  // reply always agree.
+  // The request ends with the gateway's own answer `reply` (a filter's LocalReply, a backend
+  // failure, an audit failure): the status and code are the reply's.
+  void SetLocalReply(LocalReply reply) {
+    http_status_ = reply.http_status;
+    error_code_ = reply.code;
+    local_reply_ = std::move(reply);
+  }
+  // The backend's answer, or how the exchange ended without one: its HTTP status and, for an
+  // error the upstream made itself or a client that went away (499), its code.
+  void SetResponseStatus(int status, std::string code = {}) {
+    http_status_ = status;
+    error_code_ = std::move(code);
+  }
+  int http_status() const { return http_status_; }  // what the client got; 0 until known
+  const std::string& error_code() const { return error_code_; }  // OpenAI code; "" on success
+  const std::optional<LocalReply>& local_reply() const { return local_reply_; }
+
+ private:
+  int http_status_ = 0;
+  std::string error_code_;
+  std::optional<LocalReply> local_reply_;
 };
 
-enum class FilterStatus {
-  kContinue,  // pass the request to the next stage
-  kStop,      // stop here; ctx.local_reply holds the answer
+// A filter's answer, closed: Continue (pass the request to the next stage) or LocalReply (stop
+// here and answer the client with the reply it carries). A stop without a reply cannot be
+// expressed.
+class [[nodiscard]] FilterStatus {
+ public:
+  static FilterStatus Continue() { return FilterStatus(); }
+  static FilterStatus Reply(LocalReply reply) {
+    FilterStatus status;
+    status.reply_ = std::move(reply);
+    return status;
+  }
+  // A reply in the OpenAI error format: HTTP status, error type (e.g. "rate_limit_error"),
+  // code (e.g. "rate_limit_exceeded"), message, extra headers and the offending parameter.
+  static FilterStatus Reply(int http_status, std::string type, std::string code,
+                            std::string message, HeaderList headers = {}, std::string param = {}) {
+    return Reply(LocalReply{http_status, std::move(type), std::move(code), std::move(message),
+                            std::move(headers), std::move(param)});
+  }
+
+  bool is_continue() const { return !reply_.has_value(); }
+  bool is_local_reply() const { return reply_.has_value(); }
+  // The reply of a LocalReply status (precondition: is_local_reply()).
+  const LocalReply& reply() const { return *reply_; }
+  LocalReply&& TakeReply() && { return std::move(*reply_); }
+
+ private:
+  FilterStatus() = default;
+  std::optional<LocalReply> reply_;
 };
 
 // One stage's per-request state and hooks. Created by FilterFactory::Create for each request.
@@ -107,16 +158,15 @@ class Filter {
  public:
   virtual ~Filter() = default;
   // After the request headers, before the body is read: only the server-set fields above the
-  // body are valid. Returns kStop with ctx.local_reply set to answer without reading the body
-  // (the request then gets no OnRequest and no OnComplete in any filter).
-  virtual FilterStatus OnHeaders(RequestContext& ctx) { return FilterStatus::kContinue; }
-  // Before the backend, with the body parsed. Returns kStop with ctx.local_reply set to answer
-  // the request itself.
+  // body are valid. A LocalReply answers without reading the body (the request then gets no
+  // OnRequest and no OnComplete in any filter).
+  virtual FilterStatus OnHeaders(RequestContext& ctx) { return FilterStatus::Continue(); }
+  // Before the backend, with the body parsed. A LocalReply answers the request here.
   virtual FilterStatus OnRequest(RequestContext& ctx) = 0;
   // During a streamed response, after each event that added output tokens
-  // (ctx.completion_tokens is up to date). Returning kStop ends the stream with an error
-  // event built from ctx.local_reply.
-  virtual FilterStatus OnStreamProgress(RequestContext& ctx) { return FilterStatus::kContinue; }
+  // (ctx.completion_tokens is up to date). A LocalReply ends the stream with an error event
+  // made from the reply.
+  virtual FilterStatus OnStreamProgress(RequestContext& ctx) { return FilterStatus::Continue(); }
   // Exactly once per request whose OnRequest reached this filter (the filter that stopped the
   // request included), in reverse pipeline order, once the backend has finished or failed or a
   // filter stopped the request: before the audit record is written and before the client gets
@@ -132,13 +182,5 @@ class FilterFactory {
   virtual std::string_view name() const = 0;
   virtual std::unique_ptr<Filter> Create() const = 0;
 };
-
-// Fills ctx.local_reply and returns kStop: the one way filters refuse a request.
-inline FilterStatus StopWith(RequestContext& ctx, int http_status, std::string type,
-                             std::string code, std::string message, HeaderList headers = {}) {
-  ctx.local_reply = LocalReply{http_status, std::move(type), std::move(code), std::move(message),
-                               std::move(headers), ""};
-  return FilterStatus::kStop;
-}
 
 }  // namespace moat

@@ -1,8 +1,8 @@
 #include "model/builtin_engine.h"
 
 #include <algorithm>
-#include <random>
 
+#include "common/random.h"
 #include "model/ngram_model.h"
 #include "model/sampler.h"
 #include "watermark/watermark_sampler.h"
@@ -80,10 +80,7 @@ StatusOr<GenerationResult> BuiltinEngine::Generate(
     chain.Add(std::make_unique<TemperatureSampler>(req.temperature));
     chain.Add(std::make_unique<TopKSampler>(req.top_k));
     chain.Add(std::make_unique<TopPSampler>(req.top_p));
-    const uint64_t seed = req.seed.has_value()
-                              ? *req.seed
-                              : (static_cast<uint64_t>(std::random_device{}()) << 32) ^
-                                    std::random_device{}();
+    const uint64_t seed = req.seed.has_value() ? *req.seed : SystemRandom::Get()->Next();
     chain.Add(std::make_unique<DistSampler>(seed));
   }
 

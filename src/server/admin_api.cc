@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include "server/openai.h"
+#include "server/response.h"
 
 namespace moat::server {
 

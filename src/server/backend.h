@@ -33,14 +33,14 @@ struct BackendCall {
   boost::asio::io_context* io = nullptr;  // the worker's io_context
   ClientStream* client = nullptr;      // set when ctx.stream
   // Called after each stream event that added output; returns false to stop the stream
-  // (the caller has set ctx.local_reply).
+  // (the caller has set the context's local reply).
   std::function<bool()> on_progress;
 };
 
 // What a backend produced. For a non-streamed request `body` is the full JSON response to
-// send with ctx.http_status. For a streamed request the events were already sent; the
+// send with ctx.http_status(). For a streamed request the events were already sent; the
 // pipeline finishes the stream ("data: [DONE]") after the audit record is durable, or sends
-// an error event when ctx.local_reply is set.
+// an error event when ctx.local_reply() is set.
 struct BackendResult {
   std::string body;
 };
@@ -48,8 +48,9 @@ struct BackendResult {
 class Backend {
  public:
   virtual ~Backend() = default;
-  // Runs the request. Never throws; failures set ctx.http_status / ctx.error_code and
-  // ctx.local_reply (gateway-made error) or body (the upstream's own error).
+  // Runs the request. Never throws. Sets the outcome with ctx.SetResponseStatus (the answer's
+  // status; for the upstream's own error also its code, with the error in `body`) or
+  // ctx.SetLocalReply (an error the gateway makes: unreachable upstream, invalid parameter).
   virtual boost::asio::awaitable<BackendResult> Handle(BackendCall& call) = 0;
   // Releases per-worker resources (pooled upstream connections). Called once, after the worker
   // threads have stopped and before their io_contexts are destroyed.

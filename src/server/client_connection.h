@@ -27,6 +27,7 @@ namespace moat::server {
 
 using RequestParser = boost::beast::http::request_parser<boost::beast::http::string_body>;
 using StringResponse = boost::beast::http::response<boost::beast::http::string_body>;
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
 
 class ClientConnection {
  public:

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <random>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
@@ -17,6 +16,7 @@
 #include "audit/audit_export.h"
 #include "server/admin_api.h"
 #include "server/openai.h"
+#include "server/response.h"
 
 namespace moat::server {
 
@@ -31,6 +31,36 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Audit records keep at most this much of the client-chosen User-Agent header.
 constexpr size_t kMaxAuditedUserAgentBytes = 512;
 constexpr std::string_view kBearerPrefix = "Bearer ";
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view PathOf(std::string_view target) {
+  auto q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+LocalReply AuditUnavailable(const moat::Status& health, std::string_view what) {
+  return LocalReply{503, "server_error", "audit_unavailable",
+                    std::string(what) + ": the gateway cannot write audit records (" +
+                        health.message() + "). Retry shortly.",
+                    {{"retry-after", "1"}}, ""};
+}
+
+// The answer to a request whose audit record could not be made durable.
+LocalReply AuditWriteFailed(const moat::Status& audited) {
+  return LocalReply{503, "server_error", "audit_unavailable",
+                    "the audit record could not be written: " + audited.message(), {}, ""};
+}
+
+bool IsCompletionPath(std::string_view path) {
+  return path == "/v1/chat/completions" || path == "/v1/completions";
+}
+
+}  // namespace
 
 // The client side of an SSE response: HTTP/1.1 chunked encoding, or for an HTTP/1.0 client (which
 // cannot parse chunks) the raw events delimited by closing the connection.
@@ -49,7 +79,7 @@ class SseClientStream final : public ClientStream {
     res.set(http::field::content_type, "text/event-stream");
     res.set(http::field::cache_control, "no-cache");
     res.set("x-request-id", ctx.request_id);
-    res.set("x-moat-action", ctx.action);
+    res.set("x-moat-action", ToString(ctx.action));
     for (const auto& [k, v] : ctx.response_headers) res.set(k, v);
     res.keep_alive(keep_alive());
     res.chunked(chunked_);
@@ -90,31 +120,10 @@ class SseClientStream final : public ClientStream {
   bool ok_ = true;
 };
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view PathOf(std::string_view target) {
-  auto q = target.find('?');
-  return q == std::string_view::npos ? target : target.substr(0, q);
-}
-
-LocalReply AuditUnavailable(const moat::Status& health, std::string_view what) {
-  return LocalReply{503, "server_error", "audit_unavailable",
-                    std::string(what) + ": the gateway cannot write audit records (" +
-                        health.message() + "). Retry shortly.",
-                    {{"retry-after", "1"}}, ""};
-}
-
-}  // namespace
-
 Gateway::Gateway(GatewayParts parts) : parts_(std::move(parts)) {
   auto r = audit::ParseRetention(parts_.config->audit.retention);
   retention_ = r.ok() ? *r : TextRetention::kFull;
-  std::random_device rd;
-  id_prefix_ = fmt::format("{:08x}", rd());
+  id_prefix_ = fmt::format("{:08x}", static_cast<uint32_t>(parts_.random->Next()));
   auto* m = parts_.metrics;
   requests_ = &m->AddCounter("moat_requests_total", "HTTP requests answered, by endpoint and status.",
                              {"endpoint", "status"});
@@ -145,24 +154,6 @@ void Gateway::Shutdown() {
 
 std::string Gateway::NextRequestId() {
   return fmt::format("req_{}{:012x}", id_prefix_, next_id_.fetch_add(1, std::memory_order_relaxed));
-}
-
-Gateway::HttpResponse Gateway::MakeResponse(const HttpRequest* req, int status, std::string body,
-                                            std::string_view content_type, const HeaderList& headers) {
-  HttpResponse res{static_cast<http::status>(status), req ? req->version() : 11};
-  res.set(http::field::content_type, content_type);
-  res.set(http::field::server, "moat");
-  for (const auto& [k, v] : headers) res.set(k, v);
-  res.keep_alive(req ? req->keep_alive() : false);
-  res.body() = std::move(body);
-  res.prepare_payload();
-  return res;
-}
-
-asio::awaitable<bool> Gateway::SendResponse(ClientConnection& conn, HttpResponse& res,
-                                            int64_t write_timeout_ms) {
-  beast::error_code ec = co_await conn.Write(res, std::chrono::milliseconds(write_timeout_ms));
-  co_return !ec && res.keep_alive();
 }
 
 std::string Gateway::ModelsJson() const {
@@ -215,7 +206,6 @@ std::string Gateway::ClientIp(const HttpRequest& req, const std::string& peer_ip
 void Gateway::FillFromHead(const HttpRequest& req, const std::string& peer_ip,
                            const std::vector<std::string>& trusted_proxies, RequestContext* ctx) {
   ctx->client_ip = ClientIp(req, peer_ip, trusted_proxies);
-  ctx->user_agent = std::string(req[http::field::user_agent]);
   ctx->headers.reserve(16);
   for (const auto& f : req) ctx->headers.emplace_back(Lower(f.name_string()), std::string(f.value()));
   auto auth = req[http::field::authorization];
@@ -248,7 +238,7 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.end_user = ctx.end_user;
   r.key_id = ctx.key_id;
   r.client_ip = ctx.client_ip;
-  r.user_agent = ctx.user_agent.substr(0, kMaxAuditedUserAgentBytes);
+  r.user_agent = std::string(ctx.user_agent().substr(0, kMaxAuditedUserAgentBytes));
   r.endpoint = ctx.endpoint;
   r.model = ctx.model;
   r.params_json = ctx.body_error.empty() ? SamplingParamsJson(ctx.body) : "{}";
@@ -256,10 +246,10 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   r.prompt_tokens = ctx.prompt_tokens;
   r.completion_tokens = ctx.completion_tokens;
   r.latency_ms = static_cast<double>(end_ns - ctx.start_ns) / 1e6;
-  r.http_status = ctx.http_status;
-  r.error_code = ctx.error_code;
-  r.verdict = ctx.verdict;
-  r.action = ctx.action;
+  r.http_status = ctx.http_status();
+  r.error_code = ctx.error_code();
+  r.verdict = ToString(ctx.verdict);
+  r.action = ToString(ctx.action);
   json::array reasons;
   for (const auto& s : ctx.reasons) reasons.emplace_back(s);
   r.reasons_json = json::serialize(reasons);
@@ -292,7 +282,7 @@ void Gateway::RecordDone(const RequestContext& ctx, int status) {
   const int64_t end = parts_.clock->NowNanos();
   requests_->With({ctx.endpoint, std::to_string(status)}).Inc();
   latency_->With({ctx.endpoint}).Observe(static_cast<double>(end - ctx.start_ns) / 1e9);
-  actions_->With({ctx.action}).Inc();
+  actions_->With({std::string(ToString(ctx.action))}).Inc();
 }
 
 asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, ClientConnection& conn,
@@ -306,53 +296,53 @@ asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, Clien
   // The one boundary for exceptions from handlers: a 500 if nothing was sent yet, and the
   // connection closes (its state is unknown).
   if (conn.bytes_written() == written_before) {
-    auto res = MakeResponse(nullptr, 500,
-                            ErrorBody("The gateway failed while handling this request.",
-                                      "server_error", "internal_error"),
-                            "application/json", {});
-    co_await SendResponse(conn, res, parts_.config->server.write_timeout_ms);
+    const Response failed = ErrorResponse(LocalReply{
+        500, "server_error", "internal_error", "The gateway failed while handling this request.",
+        {}, ""});
+    co_await Respond(conn, nullptr, failed,
+                     std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
   }
   co_return false;
 }
 
 asio::awaitable<bool> Gateway::Dispatch(HttpRequest& req, RequestBody& body, ClientConnection& conn,
                                         const std::string& peer_ip, int worker, asio::io_context& io) {
-  const int64_t wt = parts_.config->server.write_timeout_ms;
-  std::string_view path = PathOf(req.target());
-  auto finish = [&](std::string_view endpoint, int status) {
-    requests_->With({std::string(endpoint), std::to_string(status)}).Inc();
-  };
-
-  if (path == "/v1/chat/completions" || path == "/v1/completions") {
-    if (req.method() != http::verb::post) {
-      finish(path, 405);
-      auto res = MakeResponse(&req, 405, ErrorBody("Method not allowed: use POST for " + std::string(path), "invalid_request_error", "method_not_allowed"), "application/json", {{"allow", "POST"}});
-      co_return co_await SendResponse(conn, res, wt);
-    }
+  const std::string_view path = PathOf(req.target());
+  if (IsCompletionPath(path) && req.method() == http::verb::post) {
     co_return co_await HandleCompletion(req, body, conn, peer_ip, worker, io, std::string(path));
-  }
-  if (path == "/healthz" && req.method() == http::verb::get) {
-    finish("/healthz", 200);
-    auto res = MakeResponse(&req, 200, "{\"status\":\"ok\"}", "application/json", {});
-    co_return co_await SendResponse(conn, res, wt);
-  }
-  if (path == "/metrics" && req.method() == http::verb::get) {
-    finish("/metrics", 200);
-    auto res = MakeResponse(&req, 200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {});
-    co_return co_await SendResponse(conn, res, wt);
-  }
-  if (path == "/v1/models" && req.method() == http::verb::get) {
-    finish("/v1/models", 200);
-    auto res = MakeResponse(&req, 200, ModelsJson(), "application/json", {});
-    co_return co_await SendResponse(conn, res, wt);
   }
   if (path.rfind("/admin/", 0) == 0 || path == "/admin") {
     co_return co_await HandleAdmin(req, body, conn, peer_ip);
   }
-  finish("other", 404);
-  auto res = MakeResponse(&req, 404, ErrorBody("Unknown request URL: " + std::string(req.method_string()) + " " + std::string(path),
-                "invalid_request_error", "unknown_url"), "application/json", {});
-  co_return co_await SendResponse(conn, res, wt);
+  const std::pair<std::string, Response> routed = Route(req, path);
+  requests_->With({routed.first, std::to_string(routed.second.status)}).Inc();
+  co_return co_await Respond(conn, &req, routed.second,
+                             std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
+}
+
+std::pair<std::string, Response> Gateway::Route(const HttpRequest& req,
+                                                std::string_view path) const {
+  const bool get = req.method() == http::verb::get;
+  if (IsCompletionPath(path)) {
+    return {std::string(path),
+            ErrorResponse(LocalReply{405, "invalid_request_error", "method_not_allowed",
+                                     "Method not allowed: use POST for " + std::string(path),
+                                     {{"allow", "POST"}}, ""})};
+  }
+  if (path == "/healthz" && get) {
+    return {"/healthz", Response{200, "{\"status\":\"ok\"}", "application/json", {}}};
+  }
+  if (path == "/metrics" && get) {
+    return {"/metrics",
+            Response{200, parts_.metrics->RenderPrometheus(), "text/plain; version=0.0.4", {}}};
+  }
+  if (path == "/v1/models" && get) {
+    return {"/v1/models", Response{200, ModelsJson(), "application/json", {}}};
+  }
+  return {"other", ErrorResponse(LocalReply{404, "invalid_request_error", "unknown_url",
+                                            "Unknown request URL: " + std::string(req.method_string()) +
+                                                " " + std::string(path),
+                                            {}, ""})};
 }
 
 asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
@@ -405,34 +395,8 @@ asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
   }
   requests_->With({"/admin", std::to_string(r.status)}).Inc();
   latency_->With({"/admin"}).Observe(static_cast<double>(parts_.clock->NowNanos() - t0) / 1e9);
-  auto res = MakeResponse(&req, r.status, std::move(r.body), "application/json", headers);
-  co_return co_await SendResponse(conn, res, scfg.write_timeout_ms);
-}
-
-asio::awaitable<bool> Gateway::Refuse(HttpRequest& req, ClientConnection& conn, RequestContext& ctx) {
-  const LocalReply reply = *ctx.local_reply;
-  ctx.http_status = reply.http_status;
-  if (ctx.error_code.empty()) ctx.error_code = reply.code;
-  moat::Status audited = moat::Status::Ok();
-  if (parts_.audit && !ctx.skip_audit) {
-    audited = co_await WriteAudit(MakeAuditRecord(ctx, parts_.clock->NowNanos()));
-    if (!audited.ok()) audit_failures_->With({"write"}).Inc();
-  }
-  HeaderList headers = ctx.response_headers;
-  headers.emplace_back("x-request-id", ctx.request_id);
-  headers.emplace_back("x-moat-action", ctx.action);
-  int status = reply.http_status;
-  std::string text;
-  if (!audited.ok()) {
-    status = 503;
-    text = ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable");
-  } else {
-    for (const auto& h : reply.headers) headers.push_back(h);
-    text = ErrorBody(reply);
-  }
-  RecordDone(ctx, status);
-  auto res = MakeResponse(&req, status, std::move(text), "application/json", headers);
-  co_return co_await SendResponse(conn, res, parts_.config->server.write_timeout_ms);
+  const Response answer{r.status, std::move(r.body), "application/json", std::move(headers)};
+  co_return co_await Respond(conn, &req, answer, std::chrono::milliseconds(scfg.write_timeout_ms));
 }
 
 asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& request_body,
@@ -440,19 +404,22 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
                                                 int worker, asio::io_context& io,
                                                 const std::string& endpoint) {
   const auto& scfg = parts_.config->server;
-  const int64_t wt = scfg.write_timeout_ms;
   RequestContext ctx;
   ctx.request_id = NextRequestId();
   ctx.start_ns = parts_.clock->NowNanos();
   ctx.endpoint = endpoint;
   FillFromHead(req, peer_ip, scfg.trusted_proxies, &ctx);
+  SseClientStream client(conn, req, scfg.write_timeout_ms);
 
-  // Refuse new work rather than lose audit records when the writer cannot keep up.
+  // Refuse new work rather than lose audit records when the writer cannot keep up (and do not
+  // add a record to the backlog for it).
   if (parts_.audit && parts_.audit->queue_depth() >= scfg.audit_backlog_limit) {
     audit_failures_->With({"backlog"}).Inc();
-    RecordDone(ctx, 503);
-    auto res = MakeResponse(&req, 503, ErrorBody("The gateway's audit log is backlogged; retry shortly.", "server_error", "audit_backlog"), "application/json", {{"retry-after", "1"}, {"x-request-id", ctx.request_id}});
-    co_return co_await SendResponse(conn, res, wt);
+    ctx.skip_audit = true;
+    ctx.SetLocalReply(LocalReply{503, "server_error", "audit_backlog",
+                                  "The gateway's audit log is backlogged; retry shortly.",
+                                  {{"retry-after", "1"}}, ""});
+    co_return co_await Answer(req, conn, ctx, client, {});
   }
 
   // Header phase (authentication): a refusal here never reads, parses or stores the body.
@@ -460,19 +427,23 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   filters.reserve(parts_.filters.size());
   for (const auto& factory : parts_.filters) {
     filters.push_back(factory->Create());
-    if (filters.back()->OnHeaders(ctx) == FilterStatus::kStop) co_return co_await Refuse(req, conn, ctx);
+    FilterStatus status = filters.back()->OnHeaders(ctx);
+    if (status.is_local_reply()) {
+      ctx.SetLocalReply(std::move(status).TakeReply());
+      co_return co_await Answer(req, conn, ctx, client, {});
+    }
   }
   // Nothing is served whose record is known to be unwritable.
   if (parts_.audit) {
     if (moat::Status health = parts_.audit->health(); !health.ok()) {
       audit_failures_->With({"unhealthy"}).Inc();
-      ctx.local_reply = AuditUnavailable(health, "The request was refused before it was forwarded");
-      co_return co_await Refuse(req, conn, ctx);
+      ctx.SetLocalReply(AuditUnavailable(health, "The request was refused before it was forwarded"));
+      co_return co_await Answer(req, conn, ctx, client, {});
     }
   }
   if (auto refused = co_await request_body.Read()) {
-    ctx.local_reply = std::move(*refused);
-    co_return co_await Refuse(req, conn, ctx);
+    ctx.SetLocalReply(std::move(*refused));
+    co_return co_await Answer(req, conn, ctx, client, {});
   }
   ParseBody(req.body(), &ctx);
 
@@ -481,19 +452,16 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   bool stopped = false;
   for (auto& f : filters) {
     ++ran;
-    if (f->OnRequest(ctx) == FilterStatus::kStop) {
+    FilterStatus status = f->OnRequest(ctx);
+    if (status.is_local_reply()) {
+      ctx.SetLocalReply(std::move(status).TakeReply());
       stopped = true;
       break;
     }
   }
 
-  SseClientStream client(conn, req, wt);
   std::string body;
-  if (stopped) {
-    if (!ctx.local_reply) ctx.local_reply = LocalReply{500, "server_error", "filter_error", "a filter stopped the request without a reason", {}, ""};
-    ctx.http_status = ctx.local_reply->http_status;
-    if (ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
-  } else {
+  if (!stopped) {
     Backend* backend = parts_.backends.at(ctx.model).get();
     BackendCall call{ctx, worker, &io, ctx.stream ? &client : nullptr, nullptr};
     call.on_progress = [&]() {
@@ -501,68 +469,62 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
       if (parts_.audit) {
         if (moat::Status health = parts_.audit->health(); !health.ok()) {
           audit_failures_->With({"unhealthy"}).Inc();
-          ctx.local_reply = AuditUnavailable(health, "The stream was stopped");
-          ctx.error_code = "audit_unavailable";
+          ctx.SetLocalReply(AuditUnavailable(health, "The stream was stopped"));
           return false;
         }
       }
-      for (auto& f : filters)
-        if (f->OnStreamProgress(ctx) == FilterStatus::kStop) return false;
+      for (auto& f : filters) {
+        FilterStatus status = f->OnStreamProgress(ctx);
+        if (status.is_local_reply()) {
+          ctx.SetLocalReply(std::move(status).TakeReply());
+          return false;
+        }
+      }
       return true;
     };
     BackendResult result = co_await backend->Handle(call);
     body = std::move(result.body);
-    if (ctx.local_reply && ctx.error_code.empty()) ctx.error_code = ctx.local_reply->code;
-    if (ctx.local_reply && ctx.http_status == 200) ctx.http_status = ctx.local_reply->http_status;
   }
   for (size_t i = ran; i-- > 0;) filters[i]->OnComplete(ctx);
+  co_return co_await Answer(req, conn, ctx, client, std::move(body));
+}
 
+asio::awaitable<bool> Gateway::Answer(HttpRequest& req, ClientConnection& conn, RequestContext& ctx,
+                                      SseClientStream& client, std::string body) {
   // The audit record must be durable before the client sees the end of the response.
   moat::Status audited = moat::Status::Ok();
-  if (parts_.audit) {
+  if (parts_.audit && !ctx.skip_audit) {
     audited = co_await WriteAudit(MakeAuditRecord(ctx, parts_.clock->NowNanos()));
     if (!audited.ok()) audit_failures_->With({"write"}).Inc();
   }
+  std::optional<LocalReply> failure = ctx.local_reply();
+  if (!audited.ok()) failure = AuditWriteFailed(audited);
 
-  HeaderList headers = ctx.response_headers;
-  headers.emplace_back("x-request-id", ctx.request_id);
-  headers.emplace_back("x-moat-action", ctx.action);
   if (client.begun()) {
-    // A stream whose record failed ends with an error event and without [DONE]: the client can
-    // tell that the answer is not complete.
-    std::string tail;
-    if (!audited.ok()) {
-      tail = "data: " + ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable") + "\n\n";
-    } else if (ctx.local_reply) {
-      tail = "data: " + ErrorBody(*ctx.local_reply) + "\n\n";
-    } else {
-      tail = "data: [DONE]\n\n";
-    }
+    // A stream that failed, or whose record failed, ends with an error event and without
+    // [DONE]: the client can tell that the answer is not complete.
+    const std::string tail = failure ? "data: " + ErrorBody(*failure) + "\n\n" : "data: [DONE]\n\n";
     bool ok = co_await client.Send(tail) && co_await client.Finish();
-    RecordDone(ctx, ctx.http_status);
+    RecordDone(ctx, ctx.http_status());
     co_return ok && client.keep_alive();
   }
-  if (!audited.ok()) {
-    RecordDone(ctx, 503);
-    auto res = MakeResponse(&req, 503, ErrorBody("the audit record could not be written: " + audited.message(), "server_error", "audit_unavailable"), "application/json", headers);
-    co_return co_await SendResponse(conn, res, wt);
-  }
-  if (ctx.local_reply) {
-    for (const auto& h : ctx.local_reply->headers) headers.push_back(h);
-    int status = ctx.local_reply->http_status;
-    RecordDone(ctx, status);
-    auto res = MakeResponse(&req, status, ErrorBody(*ctx.local_reply), "application/json", headers);
-    co_return co_await SendResponse(conn, res, wt);
-  }
-  if (ctx.stream && ctx.http_status == 200) {
+  if (!failure && ctx.stream && ctx.http_status() == 200) {
     // The backend produced no events at all: still answer with a well-formed stream.
-    bool ok = co_await client.Begin(ctx) && co_await client.Send("data: [DONE]\n\n") && co_await client.Finish();
+    const std::string done = "data: [DONE]\n\n";
+    bool ok = co_await client.Begin(ctx) && co_await client.Send(done) && co_await client.Finish();
     RecordDone(ctx, 200);
     co_return ok && client.keep_alive();
   }
-  RecordDone(ctx, ctx.http_status);
-  auto res = MakeResponse(&req, ctx.http_status, std::move(body), "application/json", headers);
-  co_return co_await SendResponse(conn, res, wt);
+  Response answer = failure ? ErrorResponse(*failure)
+                            : Response{ctx.http_status(), std::move(body), "application/json", {}};
+  HeaderList headers = ctx.response_headers;
+  headers.emplace_back("x-request-id", ctx.request_id);
+  headers.emplace_back("x-moat-action", ToString(ctx.action));
+  headers.insert(headers.end(), answer.headers.begin(), answer.headers.end());
+  answer.headers = std::move(headers);
+  RecordDone(ctx, answer.status);
+  co_return co_await Respond(conn, &req, answer,
+                             std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
 }
 
 }  // namespace moat::server

@@ -24,6 +24,7 @@
 #include "audit/admin_record.h"
 #include "audit/audit_log.h"
 #include "common/metrics.h"
+#include "common/random.h"
 #include "moat/audit_record.h"
 #include "moat/clock.h"
 #include "moat/filter.h"
@@ -31,10 +32,13 @@
 #include "server/backend.h"
 #include "server/client_connection.h"
 #include "server/config.h"
+#include "server/request_handler.h"
+#include "server/response.h"
 
 namespace moat::server {
 
 class AdminApi;
+class SseClientStream;
 
 struct GatewayParts {
   const GatewayConfig* config = nullptr;
@@ -46,48 +50,22 @@ struct GatewayParts {
   ratelimit::FailedAuthLimiter* failed_auth = nullptr;
   MetricsRegistry* metrics = nullptr;
   const Clock* clock = nullptr;
+  Random* random = nullptr;  // required: draws the request-id prefix
 };
 
-using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
-
-// The body of the request being handled. The server reads it only when the pipeline asks, i.e.
-// after the header-phase filters (authentication) admitted the request; a request answered
-// without asking never has its body read (the server then closes the connection).
-class RequestBody {
- public:
-  virtual ~RequestBody() = default;
-  // Reads the whole body into the request (sending "100 Continue" first when the client waits
-  // for it). Returns nullopt on success, else the refusal to answer: 408 (too slow), 413 (too
-  // large), 400 (malformed chunked framing) or 503 (the gateway's memory for request bodies is
-  // taken); the connection is closed after that answer. Call at most once.
-  virtual boost::asio::awaitable<std::optional<LocalReply>> Read() = 0;
-};
-
-class Gateway {
+class Gateway final : public RequestHandler {
  public:
   explicit Gateway(GatewayParts parts);
 
-  // Answers the request whose head is `req` on `conn`; `body` reads the body when the pipeline
-  // wants it. Returns false when the connection must be closed. Never throws: an exception from
-  // a handler becomes a 500 and closes the connection.
+  // Answers the request (RequestHandler). An exception from a handler becomes a 500 and closes
+  // the connection.
   boost::asio::awaitable<bool> Handle(HttpRequest& req, RequestBody& body, ClientConnection& conn,
                                       const std::string& peer_ip, int worker,
-                                      boost::asio::io_context& io);
-
-  using HttpResponse = StringResponse;
-  // Builds a complete non-streamed response (keep-alive as the request asked; `req` may be null
-  // for protocol errors, which close the connection).
-  static HttpResponse MakeResponse(const HttpRequest* req, int status, std::string body,
-                                   std::string_view content_type, const HeaderList& headers);
-  // Writes it. Returns false when the connection must be closed. (Responses are built outside
-  // the co_await expression: GCC 12 miscompiles string literals inside co_await arguments.)
-  static boost::asio::awaitable<bool> SendResponse(ClientConnection& conn, HttpResponse& res,
-                                                   int64_t write_timeout_ms);
+                                      boost::asio::io_context& io) override;
 
   // Releases the backends' per-worker resources; call after HttpServer::Wait().
   void Shutdown();
 
-  MetricsRegistry* metrics() const { return parts_.metrics; }
   const GatewayConfig& config() const { return *parts_.config; }
 
   // The client address of a request: the peer, or the X-Forwarded-For client when the peer is a
@@ -111,9 +89,14 @@ class Gateway {
                                                 const std::string& endpoint);
   boost::asio::awaitable<bool> HandleAdmin(HttpRequest& req, RequestBody& body,
                                            ClientConnection& conn, const std::string& peer_ip);
-  // Answers a request refused before its backend ran (ctx.local_reply set), writing its audit
-  // record first unless ctx.skip_audit.
-  boost::asio::awaitable<bool> Refuse(HttpRequest& req, ClientConnection& conn, RequestContext& ctx);
+  // The simple routes (health, metrics, models, 404, 405): the endpoint label and the answer.
+  std::pair<std::string, Response> Route(const HttpRequest& req, std::string_view path) const;
+  // Ends a completion request once its filters' OnComplete ran: writes the audit record (unless
+  // ctx.skip_audit), then the rest of the answer: the end of a begun stream, or the whole
+  // response (the context's local reply, or `body` with its http_status()).
+  boost::asio::awaitable<bool> Answer(HttpRequest& req, ClientConnection& conn,
+                                      RequestContext& ctx, SseClientStream& client,
+                                      std::string body);
   std::string ModelsJson() const;
   AuditRecord MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) const;
   boost::asio::awaitable<moat::Status> WriteAudit(AuditRecord record);

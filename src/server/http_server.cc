@@ -18,8 +18,8 @@
 
 #include "common/private_files.h"
 #include "ratelimit/ip_prefix.h"
-#include "server/openai.h"
 #include "server/request_framing.h"
+#include "server/response.h"
 
 namespace moat::server {
 
@@ -69,11 +69,6 @@ int64_t EffectiveMaxConnections(int64_t configured) {
   return std::min(configured, fit);
 }
 
-// Protocol errors close the connection (MakeResponse with no request: no keep-alive).
-Gateway::HttpResponse ErrorResponse(int status, const std::string& message, const char* code,
-                                    const char* type = "invalid_request_error") {
-  return Gateway::MakeResponse(nullptr, status, ErrorBody(message, type, code), "application/json", {});
-}
 
 // RAII: a counter decremented however the scope is left.
 class ScopedCount {
@@ -164,9 +159,9 @@ int HttpServer::WorkerCount(const ServerConfig& config) {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-HttpServer::HttpServer(const ServerConfig& config, Gateway* gateway)
-    : config_(config), gateway_(gateway) {
-  auto* m = gateway_->metrics();
+HttpServer::HttpServer(const ServerConfig& config, RequestHandler* handler, MetricsRegistry* metrics)
+    : config_(config), handler_(handler) {
+  auto* m = metrics;
   open_connections_ = &m->AddGauge("moat_open_connections", "Client connections currently open.", {});
   protocol_errors_ = &m->AddCounter("moat_protocol_errors_total",
                                     "Client connections refused or closed for protocol reasons.", {"kind"});
@@ -383,11 +378,11 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     });
   };
   // Protocol errors: the response is built first, then sent (not inside co_await, see
-  // Gateway::SendResponse), and the connection closes.
-  std::optional<Gateway::HttpResponse> error;
-  auto fail = [&](const char* kind, int status, const std::string& message, const char* code) {
+  // Respond), and the connection closes.
+  std::optional<Response> error;
+  auto fail = [&](const char* kind, int status, std::string message, const char* code) {
     protocol_errors_->With({kind}).Inc();
-    error = ErrorResponse(status, message, code);
+    error = ErrorResponse(LocalReply{status, "invalid_request_error", code, std::move(message), {}, ""});
   };
 
   size_t drain = 0;
@@ -417,7 +412,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     }
     if (auto refused = CheckRequestFraming(parser.get())) {
       protocol_errors_->With({"bad_framing"}).Inc();
-      error = Gateway::MakeResponse(nullptr, refused->http_status, ErrorBody(*refused), "application/json", {});
+      error = ErrorResponse(*refused);
       drain = kLingerDrainBytes;  // discarded unparsed: it may hold a smuggled request
       break;
     }
@@ -433,7 +428,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     {
       ScopedCount in_flight(in_flight_);
       SessionBody body(*this, *conn, buffer, parser, deadline, timed_out, arm);
-      keep = co_await gateway_->Handle(parser.get(), body, *conn, peer, index, io);
+      keep = co_await handler_->Handle(parser.get(), body, *conn, peer, index, io);
     }
     if (!parser.is_done()) {
       // Answered without reading the body (e.g. a bad API key): the answer said
@@ -443,7 +438,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     }
     if (!keep) break;
   }
-  if (error) co_await Gateway::SendResponse(*conn, *error, config_.write_timeout_ms);
+  if (error) co_await Respond(*conn, nullptr, *error, std::chrono::milliseconds(config_.write_timeout_ms));
   co_await conn->Close(drain > 0 ? kLingerTimeout : kTlsShutdownTimeout, drain);
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // HttpServer: accepts HTTP/1.1 connections (plain, and HTTPS when server.tls_listen is set) and
-// hands each request to the Gateway. One io_context per worker thread, each with its own
-// acceptors on the same ports (SO_REUSEPORT), so a connection and everything it touches
-// (upstream pools included) stays on one thread. Each connection is a C++20 coroutine.
+// hands each request to its RequestHandler (the Gateway). One io_context per worker thread, each
+// with its own acceptors on the same ports (SO_REUSEPORT), so a connection and everything it
+// touches (upstream pools included) stays on one thread. Each connection is a C++20 coroutine.
 //
 // What the server bounds, whatever clients do:
 //  - connections: at most max_connections in all (lowered to what the descriptor limit allows)
@@ -31,15 +31,17 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
+#include "common/metrics.h"
 #include "moat/status.h"
 #include "server/config.h"
-#include "server/gateway.h"
+#include "server/request_handler.h"
 
 namespace moat::server {
 
 class HttpServer {
  public:
-  HttpServer(const ServerConfig& config, Gateway* gateway);
+  // `handler` and `metrics` must outlive the server.
+  HttpServer(const ServerConfig& config, RequestHandler* handler, MetricsRegistry* metrics);
   ~HttpServer();
 
   // Loads the TLS certificate (when configured), binds and starts the worker threads. With port
@@ -88,7 +90,7 @@ class HttpServer {
   boost::asio::awaitable<void> Session(boost::asio::ip::tcp::socket socket, int index, bool tls);
 
   const ServerConfig config_;
-  Gateway* gateway_;
+  RequestHandler* handler_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint16_t port_ = 0;
   uint16_t tls_port_ = 0;

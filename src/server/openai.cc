@@ -6,30 +6,6 @@ namespace moat::server {
 
 namespace json = boost::json;
 
-std::string ErrorBody(std::string_view message, std::string_view type, std::string_view code,
-                      std::string_view param) {
-  json::object err;
-  err["message"] = message;
-  err["type"] = type;
-  if (param.empty()) {
-    err["param"] = nullptr;
-  } else {
-    err["param"] = param;
-  }
-  if (code.empty()) {
-    err["code"] = nullptr;
-  } else {
-    err["code"] = code;
-  }
-  json::object root;
-  root["error"] = std::move(err);
-  return json::serialize(root);
-}
-
-std::string ErrorBody(const LocalReply& reply) {
-  return ErrorBody(reply.message, reply.type, reply.code, reply.param);
-}
-
 namespace {
 
 moat::Status Bad(std::string* param, std::string_view p, std::string message) {

@@ -1,6 +1,6 @@
 #pragma once
-// Helpers for the OpenAI wire format: error bodies, request validation, and the text and
-// sampling parameters the gateway records for each request.
+// Helpers for the OpenAI wire format: request validation, and the text and sampling parameters
+// the gateway records for each request. (Error bodies: server/response.h.)
 
 #include <cstdint>
 #include <string>
@@ -13,11 +13,6 @@
 #include "moat/status.h"
 
 namespace moat::server {
-
-// {"error":{"message":..., "type":..., "param":null|..., "code":...}}
-std::string ErrorBody(std::string_view message, std::string_view type, std::string_view code,
-                      std::string_view param = {});
-std::string ErrorBody(const LocalReply& reply);
 
 // Checks an /v1/chat/completions or /v1/completions body against the fields the gateway
 // relies on and fills ctx.model / ctx.stream / ctx.max_tokens / ctx.prompt_tokens_estimate.

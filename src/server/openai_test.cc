@@ -1,4 +1,5 @@
 #include "server/openai.h"
+#include "server/response.h"
 
 #include <gtest/gtest.h>
 

@@ -34,16 +34,15 @@ class AnalysisFilter final : public Filter {
     ev.end_user = ctx.end_user;
     ev.tier = ctx.tier;
     ev.client_ip = ctx.client_ip;
-    ev.user_agent = ctx.user_agent;
+    ev.user_agent = std::string(ctx.user_agent());
     ev.headers = ctx.headers;
     ev.endpoint = ctx.endpoint;
     ev.body_json = std::string(ctx.raw_body);
     detect::Verdict v = f_.engine()->Observe(ev);
 
-    const std::string action(detect::ActionName(v.action));
-    f_.verdicts().With({action}).Inc();
-    ctx.verdict = action;
-    ctx.action = action;
+    f_.verdicts().With({std::string(ToString(v.action))}).Inc();
+    ctx.verdict = v.action;
+    ctx.action = v.action;
     ctx.reasons.insert(ctx.reasons.end(), v.reasons.begin(), v.reasons.end());
     const auto& s = f_.settings();
     // What the client may see: the action, a coarse category and a reference it can quote.
@@ -55,37 +54,34 @@ class AnalysisFilter final : public Filter {
 
     switch (v.action) {
       case detect::Action::kAllow:
-        return FilterStatus::kContinue;
+        return FilterStatus::Continue();
       case detect::Action::kDegrade:
         Degrade(ctx);
         if (s.silent_degrade) {
-          ctx.action = "allow";  // what the client sees; the audit keeps the verdict
+          ctx.action = Action::kAllow;  // what the client sees; the audit keeps the verdict
         } else {
           ctx.response_headers.insert(ctx.response_headers.end(), visible.begin(), visible.end());
         }
-        return FilterStatus::kContinue;
+        return FilterStatus::Continue();
       case detect::Action::kThrottle:
-        ctx.error_code = "throttled_by_policy";
         visible.emplace_back("retry-after", std::to_string(s.throttle_retry_after_s));
-        return StopWith(ctx, 429, "rate_limit_error", "throttled_by_policy",
+        return FilterStatus::Reply(429, "rate_limit_error", "throttled_by_policy",
                         "Requests from this account are being throttled (" + v.category +
                             "). Retry later, or contact support to review the account." + quote,
                         std::move(visible));
       case detect::Action::kStepUp:
-        ctx.error_code = "step_up_required";
-        return StopWith(ctx, 403, "permission_error", "step_up_required",
+        return FilterStatus::Reply(403, "permission_error", "step_up_required",
                         "This account must complete identity verification before it can continue (" +
                             v.category + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url + ".") +
                             quote,
                         std::move(visible));
       case detect::Action::kBlock:
-        ctx.error_code = "account_blocked";
-        return StopWith(ctx, 403, "permission_error", "account_blocked",
+        return FilterStatus::Reply(403, "permission_error", "account_blocked",
                         "This account is blocked (" + v.category +
                             "). Contact support if you believe this is a mistake." + quote,
                         std::move(visible));
     }
-    return FilterStatus::kContinue;
+    return FilterStatus::Continue();
   }
 
  private:

@@ -36,7 +36,7 @@ RequestContext MakeRequest(const std::string& account, const std::string& body, 
   ctx.key_id = "key_" + account;
   ctx.tier = tier;
   ctx.client_ip = "203.0.113.9";
-  ctx.user_agent = "test-agent";
+  ctx.headers = {{"user-agent", "test-agent"}};
   ctx.raw_body = body;
   ctx.body = json::parse(body).as_object();
   ctx.max_tokens = 2000;
@@ -60,19 +60,27 @@ detect::DetectionConfig SmallBudgets() {
   return c;
 }
 
+struct Harvested {
+  RequestContext ctx;               // the last request's context
+  std::optional<LocalReply> reply;  // the filter's LocalReply to it, when it refused it
+};
+
 // Sends reasoning-harvest requests (with logprobs) from `account` until one is restricted;
-// returns the context of the last request.
-RequestContext Harvest(AnalysisFilterFactory& factory, const std::string& account, const std::string& tier) {
+// returns the last request.
+Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account,
+                  const std::string& tier) {
   const auto texts = detect::testing::SyntheticTexts(detect::kHeadReasoning, 60, 31);
   const int64_t t = 1'700'000'000'000'000'000;
-  RequestContext last;
+  Harvested last;
   for (int i = 0; i < 60; ++i) {
     const std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"max_tokens":2000,"messages":[{"role":"user","content":")" +
                              Escape(texts[i]) + R"("}]})";
     RequestContext ctx = MakeRequest(account, body, t + i * 60'000'000'000LL, tier);
     const FilterStatus st = factory.Create()->OnRequest(ctx);
-    last = std::move(ctx);
-    if (st == FilterStatus::kStop || last.action != "allow" || last.verdict != "allow") break;
+    last.ctx = std::move(ctx);
+    if (st.is_local_reply()) last.reply = st.reply();
+    const bool restricted = last.ctx.action != Action::kAllow || last.ctx.verdict != Action::kAllow;
+    if (st.is_local_reply() || restricted) break;
   }
   return last;
 }
@@ -84,16 +92,16 @@ TEST(AnalysisFilterTest, DenyListBlocksNamingOnlyACategoryAndAReference) {
   engine.SetListEntry("acct_bad", detect::ListEntry::kDeny);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"hello"}]})";
   RequestContext ctx = MakeRequest("acct_bad", body, 1'700'000'000'000'000'000);
-  EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply);
-  EXPECT_EQ(ctx.local_reply->http_status, 403);
-  EXPECT_EQ(ctx.local_reply->code, "account_blocked");
-  EXPECT_EQ(ctx.action, "block");
-  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-category"), nullptr);
-  EXPECT_EQ(*Header(ctx.local_reply->headers, "x-moat-category"), "account_policy");
-  ASSERT_NE(Header(ctx.local_reply->headers, "x-moat-reference"), nullptr);
-  EXPECT_EQ(Header(ctx.local_reply->headers, "x-moat-reason"), nullptr);
-  EXPECT_NE(ctx.local_reply->message.find("ref_"), std::string::npos);
+  const FilterStatus ctx_status = factory.Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 403);
+  EXPECT_EQ(ctx_status.reply().code, "account_blocked");
+  EXPECT_EQ(ctx.action, Action::kBlock);
+  ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-category"), nullptr);
+  EXPECT_EQ(*Header(ctx_status.reply().headers, "x-moat-category"), "account_policy");
+  ASSERT_NE(Header(ctx_status.reply().headers, "x-moat-reference"), nullptr);
+  EXPECT_EQ(Header(ctx_status.reply().headers, "x-moat-reason"), nullptr);
+  EXPECT_NE(ctx_status.reply().message.find("ref_"), std::string::npos);
   EXPECT_EQ(factory.verdicts().With({"block"}).value(), 1u);
 }
 
@@ -103,8 +111,8 @@ TEST(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
   AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
   std::string body = R"({"model":"m","messages":[{"role":"user","content":"what should I cook tonight with leeks?"}]})";
   RequestContext ctx = MakeRequest("acct_ok", body, 1'700'000'000'000'000'000);
-  EXPECT_EQ(factory.Create()->OnRequest(ctx), FilterStatus::kContinue);
-  EXPECT_EQ(ctx.action, "allow");
+  EXPECT_TRUE(factory.Create()->OnRequest(ctx).is_continue());
+  EXPECT_EQ(ctx.action, Action::kAllow);
   EXPECT_FALSE(ctx.strip_reasoning);
   EXPECT_EQ(ctx.max_tokens, 2000);
   EXPECT_TRUE(ctx.response_headers.empty());
@@ -119,8 +127,8 @@ TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidenc
   AnalysisSettings settings;
   settings.degrade_max_tokens = 128;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_harvest", "verified");
-  ASSERT_EQ(last.action, "degrade");
+  RequestContext last = Harvest(factory, "acct_harvest", "verified").ctx;
+  ASSERT_EQ(last.action, Action::kDegrade);
   EXPECT_TRUE(last.strip_reasoning);
   EXPECT_FALSE(last.body.contains("logprobs"));
   EXPECT_FALSE(last.body.contains("top_logprobs"));
@@ -143,13 +151,13 @@ TEST(AnalysisFilterTest, UnverifiedAccountsAreAskedToVerify) {
   AnalysisSettings settings;
   settings.step_up_url = "https://example.com/verify";
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_new", "unverified");
-  ASSERT_TRUE(last.local_reply);
-  EXPECT_EQ(last.local_reply->http_status, 403);
-  EXPECT_EQ(last.local_reply->code, "step_up_required");
-  EXPECT_NE(last.local_reply->message.find("https://example.com/verify"), std::string::npos);
-  EXPECT_NE(last.local_reply->message.find("ref_"), std::string::npos);
-  EXPECT_EQ(last.local_reply->message.find("reasoning"), std::string::npos) << last.local_reply->message;
+  const Harvested last = Harvest(factory, "acct_new", "unverified");
+  ASSERT_TRUE(last.reply.has_value());
+  EXPECT_EQ(last.reply->http_status, 403);
+  EXPECT_EQ(last.reply->code, "step_up_required");
+  EXPECT_NE(last.reply->message.find("https://example.com/verify"), std::string::npos);
+  EXPECT_NE(last.reply->message.find("ref_"), std::string::npos);
+  EXPECT_EQ(last.reply->message.find("reasoning"), std::string::npos) << last.reply->message;
 }
 
 TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
@@ -158,8 +166,8 @@ TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
   detect::DetectionEngine engine(c);
   MetricsRegistry metrics;
   AnalysisFilterFactory factory(&engine, AnalysisSettings{}, &metrics);
-  RequestContext last = Harvest(factory, "acct_partner", "enterprise");
-  ASSERT_EQ(last.action, "degrade");
+  RequestContext last = Harvest(factory, "acct_partner", "enterprise").ctx;
+  ASSERT_EQ(last.action, Action::kDegrade);
   const std::string* reason = Header(last.response_headers, "x-moat-reason");
   ASSERT_NE(reason, nullptr);
   EXPECT_NE(reason->find("content"), std::string::npos) << *reason;
@@ -172,9 +180,9 @@ TEST(AnalysisFilterTest, SilentDegradeHidesTheRestrictionFromTheClientOnly) {
   AnalysisSettings settings;
   settings.silent_degrade = true;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_quiet", "verified");
-  ASSERT_EQ(last.verdict, "degrade");
-  EXPECT_EQ(last.action, "allow");  // what the client is told
+  RequestContext last = Harvest(factory, "acct_quiet", "verified").ctx;
+  ASSERT_EQ(last.verdict, Action::kDegrade);
+  EXPECT_EQ(last.action, Action::kAllow);  // what the client is told
   EXPECT_TRUE(last.response_headers.empty());
   EXPECT_FALSE(last.body.contains("logprobs"));
 }

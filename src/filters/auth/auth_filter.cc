@@ -24,35 +24,32 @@ class AuthFilter final : public Filter {
       ctx.org_id = principal->account.org_id;
       ctx.key_id = principal->key_id;
       ctx.tier = std::string(store::TierName(principal->account.tier));
-      return FilterStatus::kContinue;
+      return FilterStatus::Continue();
     }
     ratelimit::FailedAuthLimiter* limiter = f_.failed_auth();
     double retry_s = 0;
     if (limiter != nullptr && !limiter->Allowed(ctx.client_ip, &retry_s)) {
       f_.failures().With({"throttled"}).Inc();
       const int64_t retry = static_cast<int64_t>(std::ceil(std::max(retry_s, 1.0)));
-      ctx.error_code = "too_many_auth_failures";
       ctx.skip_audit = true;
-      return StopWith(ctx, 429, "rate_limit_error", "too_many_auth_failures",
-                      "Too many failed authentications from your address. Please try again in " +
-                          std::to_string(retry) + "s.",
-                      {{"retry-after", std::to_string(retry)}});
+      return FilterStatus::Reply(429, "rate_limit_error", "too_many_auth_failures",
+                                 "Too many failed authentications from your address. Please try "
+                                 "again in " + std::to_string(retry) + "s.",
+                                 {{"retry-after", std::to_string(retry)}});
     }
     if (limiter != nullptr) limiter->RecordFailure(ctx.client_ip);
     if (missing) {
       f_.failures().With({"missing_key"}).Inc();
-      ctx.error_code = "missing_api_key";
-      return StopWith(ctx, 401, "invalid_request_error", "missing_api_key",
-                      "You didn't provide an API key. Send it in the Authorization header as "
-                      "'Authorization: Bearer YOUR_KEY'.");
+      return FilterStatus::Reply(401, "invalid_request_error", "missing_api_key",
+                                 "You didn't provide an API key. Send it in the Authorization "
+                                 "header as 'Authorization: Bearer YOUR_KEY'.");
     }
     f_.failures().With({"invalid_key"}).Inc();
-    ctx.error_code = "invalid_api_key";
-    return StopWith(ctx, 401, "invalid_request_error", "invalid_api_key",
-                    "Incorrect, revoked or disabled API key provided.");
+    return FilterStatus::Reply(401, "invalid_request_error", "invalid_api_key",
+                               "Incorrect, revoked or disabled API key provided.");
   }
 
-  FilterStatus OnRequest(RequestContext& ctx) override { return FilterStatus::kContinue; }
+  FilterStatus OnRequest(RequestContext& ctx) override { return FilterStatus::Continue(); }
 
  private:
   const AuthFilterFactory& f_;

@@ -66,11 +66,10 @@ TEST_F(AuthFilterTest, ValidKeyFillsTheAccountFields) {
   MetricsRegistry metrics;
   AuthFilterFactory factory(accounts_.get(), &metrics);
   RequestContext ctx = Request(key_.secret);
-  EXPECT_EQ(factory.Create()->OnHeaders(ctx), FilterStatus::kContinue);
+  EXPECT_TRUE(factory.Create()->OnHeaders(ctx).is_continue());
   EXPECT_EQ(ctx.account_id, account_.id);
   EXPECT_EQ(ctx.key_id, key_.info.key_id);
   EXPECT_EQ(ctx.tier, "verified");
-  EXPECT_FALSE(ctx.local_reply.has_value());
   EXPECT_EQ(Failures(factory, "missing_key"), 0u);
   EXPECT_EQ(Failures(factory, "invalid_key"), 0u);
 }
@@ -79,12 +78,11 @@ TEST_F(AuthFilterTest, MissingKeyIs401AndCounted) {
   MetricsRegistry metrics;
   AuthFilterFactory factory(accounts_.get(), &metrics);
   RequestContext ctx = Request("");
-  ASSERT_EQ(factory.Create()->OnHeaders(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 401);
-  EXPECT_EQ(ctx.local_reply->type, "invalid_request_error");
-  EXPECT_EQ(ctx.local_reply->code, "missing_api_key");
-  EXPECT_EQ(ctx.error_code, "missing_api_key");
+  const FilterStatus ctx_status = factory.Create()->OnHeaders(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 401);
+  EXPECT_EQ(ctx_status.reply().type, "invalid_request_error");
+  EXPECT_EQ(ctx_status.reply().code, "missing_api_key");
   EXPECT_FALSE(ctx.skip_audit);
   EXPECT_TRUE(ctx.account_id.empty());
   EXPECT_EQ(Failures(factory, "missing_key"), 1u);
@@ -95,17 +93,18 @@ TEST_F(AuthFilterTest, UnknownAndRevokedKeysAre401AndCounted) {
   MetricsRegistry metrics;
   AuthFilterFactory factory(accounts_.get(), &metrics);
   RequestContext unknown = Request(std::string(store::kKeyPrefix) + "not-a-real-key");
-  ASSERT_EQ(factory.Create()->OnHeaders(unknown), FilterStatus::kStop);
-  ASSERT_TRUE(unknown.local_reply.has_value());
-  EXPECT_EQ(unknown.local_reply->http_status, 401);
-  EXPECT_EQ(unknown.local_reply->code, "invalid_api_key");
+  const FilterStatus unknown_status = factory.Create()->OnHeaders(unknown);
+  ASSERT_TRUE(unknown_status.is_local_reply());
+  EXPECT_EQ(unknown_status.reply().http_status, 401);
+  EXPECT_EQ(unknown_status.reply().code, "invalid_api_key");
   // The refusal never echoes the presented key.
-  EXPECT_EQ(unknown.local_reply->message.find("not-a-real-key"), std::string::npos);
+  EXPECT_EQ(unknown_status.reply().message.find("not-a-real-key"), std::string::npos);
 
   ASSERT_TRUE(accounts_->RevokeKey(key_.info.key_id).ok());
   RequestContext revoked = Request(key_.secret);
-  ASSERT_EQ(factory.Create()->OnHeaders(revoked), FilterStatus::kStop);
-  EXPECT_EQ(revoked.local_reply->code, "invalid_api_key");
+  const FilterStatus revoked_status = factory.Create()->OnHeaders(revoked);
+  ASSERT_TRUE(revoked_status.is_local_reply());
+  EXPECT_EQ(revoked_status.reply().code, "invalid_api_key");
   EXPECT_TRUE(revoked.account_id.empty());
   EXPECT_EQ(Failures(factory, "invalid_key"), 2u);
 }
@@ -120,17 +119,18 @@ TEST_F(AuthFilterTest, FailuresBeyondTheAddressBudgetAre429WithoutAudit) {
 
   for (int i = 0; i < 2; ++i) {
     RequestContext ctx = Request("sk-moat-wrong");
-    ASSERT_EQ(factory.Create()->OnHeaders(ctx), FilterStatus::kStop);
-    EXPECT_EQ(ctx.local_reply->http_status, 401) << "failure " << i;
+    const FilterStatus ctx_status = factory.Create()->OnHeaders(ctx);
+    ASSERT_TRUE(ctx_status.is_local_reply());
+    EXPECT_EQ(ctx_status.reply().http_status, 401) << "failure " << i;
   }
   RequestContext throttled = Request("sk-moat-wrong");
-  ASSERT_EQ(factory.Create()->OnHeaders(throttled), FilterStatus::kStop);
-  ASSERT_TRUE(throttled.local_reply.has_value());
-  EXPECT_EQ(throttled.local_reply->http_status, 429);
-  EXPECT_EQ(throttled.local_reply->code, "too_many_auth_failures");
+  const FilterStatus throttled_status = factory.Create()->OnHeaders(throttled);
+  ASSERT_TRUE(throttled_status.is_local_reply());
+  EXPECT_EQ(throttled_status.reply().http_status, 429);
+  EXPECT_EQ(throttled_status.reply().code, "too_many_auth_failures");
   EXPECT_TRUE(throttled.skip_audit);
   bool has_retry_after = false;
-  for (const auto& [name, value] : throttled.local_reply->headers) {
+  for (const auto& [name, value] : throttled_status.reply().headers) {
     if (name == "retry-after") {
       has_retry_after = true;
       EXPECT_GE(std::stoi(value), 1);
@@ -142,13 +142,14 @@ TEST_F(AuthFilterTest, FailuresBeyondTheAddressBudgetAre429WithoutAudit) {
 
   // A valid key from the throttled address is still accepted: the address may be shared.
   RequestContext valid = Request(key_.secret);
-  EXPECT_EQ(factory.Create()->OnHeaders(valid), FilterStatus::kContinue);
+  EXPECT_TRUE(factory.Create()->OnHeaders(valid).is_continue());
   EXPECT_EQ(valid.account_id, account_.id);
 
   // Another address has its own budget.
   RequestContext other = Request("sk-moat-wrong", "198.51.100.4");
-  ASSERT_EQ(factory.Create()->OnHeaders(other), FilterStatus::kStop);
-  EXPECT_EQ(other.local_reply->http_status, 401);
+  const FilterStatus other_status = factory.Create()->OnHeaders(other);
+  ASSERT_TRUE(other_status.is_local_reply());
+  EXPECT_EQ(other_status.reply().http_status, 401);
 }
 
 }  // namespace

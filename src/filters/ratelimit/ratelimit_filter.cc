@@ -21,45 +21,42 @@ class RateLimitFilter final : public Filter {
       f_.rejections().With({denial->scope}).Inc();
       if (denial->scope == kTierScope) {
         // No limits exist for the account's tier: a configuration error, refused (fail closed).
-        ctx.error_code = "tier_not_configured";
-        return StopWith(ctx, 403, "permission_error", "tier_not_configured",
-                        "No rate limits are configured for this account's tier '" + ctx.tier +
-                            "'; ask the gateway operator to add [limits." + ctx.tier + "].");
+        return FilterStatus::Reply(403, "permission_error", "tier_not_configured",
+                                   "No rate limits are configured for this account's tier '" +
+                                       ctx.tier + "'; ask the gateway operator to add [limits." +
+                                       ctx.tier + "].");
       }
       if (!std::isfinite(denial->retry_after_s)) {
         // More tokens than the scope's burst: waiting would never help, so this is not a 429.
-        ctx.error_code = "request_exceeds_limit";
-        LocalReply reply{400, "invalid_request_error", "request_exceeds_limit",
-                         "This request reserves " +
-                             std::to_string(ctx.prompt_tokens_estimate + ctx.max_tokens) +
-                             " tokens (prompt estimate + max_tokens x n), more than the " +
-                             denial->scope + " limit allows at once; lower max_tokens or n.",
-                         {{"x-moat-limit-scope", denial->scope}}, "max_tokens"};
-        ctx.local_reply = std::move(reply);
-        return FilterStatus::kStop;
+        return FilterStatus::Reply(
+            400, "invalid_request_error", "request_exceeds_limit",
+            "This request reserves " + std::to_string(ctx.prompt_tokens_estimate + ctx.max_tokens) +
+                " tokens (prompt estimate + max_tokens x n), more than the " + denial->scope +
+                " limit allows at once; lower max_tokens or n.",
+            {{"x-moat-limit-scope", denial->scope}}, "max_tokens");
       }
       int64_t retry = static_cast<int64_t>(std::ceil(std::max(denial->retry_after_s, 0.001)));
-      ctx.error_code = "rate_limit_exceeded";
-      ctx.action = "throttle";
+      ctx.action = Action::kThrottle;
       ctx.reasons.push_back("rate_limit:" + denial->scope);
-      return StopWith(ctx, 429, "rate_limit_error", "rate_limit_exceeded",
-                      "Rate limit reached (" + denial->scope + "). Please try again in " +
-                          std::to_string(retry) + "s.",
-                      {{"retry-after", std::to_string(retry)}, {"x-moat-limit-scope", denial->scope}});
+      return FilterStatus::Reply(
+          429, "rate_limit_error", "rate_limit_exceeded",
+          "Rate limit reached (" + denial->scope + "). Please try again in " +
+              std::to_string(retry) + "s.",
+          {{"retry-after", std::to_string(retry)}, {"x-moat-limit-scope", denial->scope}});
     }
     reservation_ = std::get<ratelimit::Reservation>(std::move(result));
-    return FilterStatus::kContinue;
+    return FilterStatus::Continue();
   }
 
   FilterStatus OnStreamProgress(RequestContext& ctx) override {
-    if (!reservation_) return FilterStatus::kContinue;
+    if (!reservation_) return FilterStatus::Continue();
     int64_t used = ctx.prompt_tokens_estimate + ctx.completion_tokens;
-    if (used <= reservation_->reserved_tokens) return FilterStatus::kContinue;
-    if (f_.enforcer().Extend(*reservation_, used - reservation_->reserved_tokens)) return FilterStatus::kContinue;
+    if (used <= reservation_->reserved_tokens) return FilterStatus::Continue();
+    if (f_.enforcer().Extend(*reservation_, used - reservation_->reserved_tokens))
+      return FilterStatus::Continue();
     f_.rejections().With({"stream_tokens"}).Inc();
-    ctx.error_code = "rate_limit_exceeded";
-    return StopWith(ctx, 429, "rate_limit_error", "rate_limit_exceeded",
-                    "Token rate limit reached while streaming; the stream was cut short.");
+    return FilterStatus::Reply(429, "rate_limit_error", "rate_limit_exceeded",
+                               "Token rate limit reached while streaming; the stream was cut short.");
   }
 
   void OnComplete(RequestContext& ctx) override {

@@ -51,25 +51,24 @@ TEST(RateLimitFilterTest, RequestsOverTheKeyLimitAre429WithRetryAfter) {
 
   for (int i = 0; i < 2; ++i) {
     RequestContext ctx = Request("k1");
-    EXPECT_EQ(factory->Create()->OnRequest(ctx), FilterStatus::kContinue) << "request " << i;
+    EXPECT_TRUE(factory->Create()->OnRequest(ctx).is_continue()) << "request " << i;
   }
   RequestContext refused = Request("k1");
-  ASSERT_EQ(factory->Create()->OnRequest(refused), FilterStatus::kStop);
-  ASSERT_TRUE(refused.local_reply.has_value());
-  EXPECT_EQ(refused.local_reply->http_status, 429);
-  EXPECT_EQ(refused.local_reply->code, "rate_limit_exceeded");
-  EXPECT_EQ(refused.error_code, "rate_limit_exceeded");
-  EXPECT_EQ(refused.action, "throttle");
-  EXPECT_EQ(Header(*refused.local_reply, "x-moat-limit-scope"), "key_requests");
-  EXPECT_GE(std::stoi(Header(*refused.local_reply, "retry-after")), 1);
+  const FilterStatus refused_status = factory->Create()->OnRequest(refused);
+  ASSERT_TRUE(refused_status.is_local_reply());
+  EXPECT_EQ(refused_status.reply().http_status, 429);
+  EXPECT_EQ(refused_status.reply().code, "rate_limit_exceeded");
+  EXPECT_EQ(refused.action, Action::kThrottle);
+  EXPECT_EQ(Header(refused_status.reply(), "x-moat-limit-scope"), "key_requests");
+  EXPECT_GE(std::stoi(Header(refused_status.reply(), "retry-after")), 1);
   EXPECT_EQ(factory->rejections().With({"key_requests"}).value(), 1u);
 
   // Another key has its own budget; the refused key is admitted again once the limit refills.
   RequestContext other = Request("k2");
-  EXPECT_EQ(factory->Create()->OnRequest(other), FilterStatus::kContinue);
+  EXPECT_TRUE(factory->Create()->OnRequest(other).is_continue());
   clock.AdvanceSeconds(1.5);
   RequestContext later = Request("k1");
-  EXPECT_EQ(factory->Create()->OnRequest(later), FilterStatus::kContinue);
+  EXPECT_TRUE(factory->Create()->OnRequest(later).is_continue());
   EXPECT_EQ(factory->rejections().With({"key_requests"}).value(), 1u);
 }
 
@@ -80,12 +79,12 @@ TEST(RateLimitFilterTest, ARequestAboveTheBurstIs400NotRetryable) {
   limits.key_tokens = {100, 100};
   auto factory = MakeFactory(&clock, &metrics, limits);
   RequestContext ctx = Request("k1", "verified", /*max_tokens=*/500);
-  ASSERT_EQ(factory->Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 400);
-  EXPECT_EQ(ctx.local_reply->code, "request_exceeds_limit");
-  EXPECT_EQ(ctx.local_reply->param, "max_tokens");
-  EXPECT_EQ(Header(*ctx.local_reply, "retry-after"), "");
+  const FilterStatus ctx_status = factory->Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 400);
+  EXPECT_EQ(ctx_status.reply().code, "request_exceeds_limit");
+  EXPECT_EQ(ctx_status.reply().param, "max_tokens");
+  EXPECT_EQ(Header(ctx_status.reply(), "retry-after"), "");
   EXPECT_EQ(factory->rejections().With({"key_tokens"}).value(), 1u);
 }
 
@@ -96,10 +95,10 @@ TEST(RateLimitFilterTest, ATierWithoutLimitsIsRefused403) {
   limits.key_requests = {60, 10};
   auto factory = MakeFactory(&clock, &metrics, limits);
   RequestContext ctx = Request("k1", "enterprise");
-  ASSERT_EQ(factory->Create()->OnRequest(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 403);
-  EXPECT_EQ(ctx.local_reply->code, "tier_not_configured");
+  const FilterStatus ctx_status = factory->Create()->OnRequest(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 403);
+  EXPECT_EQ(ctx_status.reply().code, "tier_not_configured");
   EXPECT_EQ(factory->rejections().With({"tier"}).value(), 1u);
 }
 
@@ -113,13 +112,13 @@ TEST(RateLimitFilterTest, StreamIsCutWhenItOutgrowsTheTokenLimitAndUsageIsReconc
   // Reserves 5 + 10 tokens; the stream may grow to the burst of 100 and no further.
   RequestContext ctx = Request("k1");
   std::unique_ptr<Filter> filter = factory->Create();
-  ASSERT_EQ(filter->OnRequest(ctx), FilterStatus::kContinue);
+  ASSERT_TRUE(filter->OnRequest(ctx).is_continue());
   ctx.completion_tokens = 60;
-  EXPECT_EQ(filter->OnStreamProgress(ctx), FilterStatus::kContinue);
+  EXPECT_TRUE(filter->OnStreamProgress(ctx).is_continue());
   ctx.completion_tokens = 200;
-  ASSERT_EQ(filter->OnStreamProgress(ctx), FilterStatus::kStop);
-  ASSERT_TRUE(ctx.local_reply.has_value());
-  EXPECT_EQ(ctx.local_reply->http_status, 429);
+  const FilterStatus ctx_status = filter->OnStreamProgress(ctx);
+  ASSERT_TRUE(ctx_status.is_local_reply());
+  EXPECT_EQ(ctx_status.reply().http_status, 429);
   EXPECT_EQ(factory->rejections().With({"stream_tokens"}).value(), 1u);
 
   // Reconciling to a small real usage refunds the rest of the reservation.
@@ -127,7 +126,7 @@ TEST(RateLimitFilterTest, StreamIsCutWhenItOutgrowsTheTokenLimitAndUsageIsReconc
   ctx.completion_tokens = 5;
   filter->OnComplete(ctx);
   RequestContext next = Request("k1", "verified", /*max_tokens=*/80);
-  EXPECT_EQ(factory->Create()->OnRequest(next), FilterStatus::kContinue);
+  EXPECT_TRUE(factory->Create()->OnRequest(next).is_continue());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-#include "server/builtin_backend.h"
+#include "backends/builtin_backend.h"
 
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -15,7 +16,14 @@
 #include "moat/clock.h"
 #include "server/openai.h"
 
-namespace moat::server {
+namespace moat::backends {
+
+using server::Backend;
+using server::BackendCall;
+using server::BackendResult;
+using server::ModelConfig;
+using server::PromptText;
+using server::WatermarkSettings;
 
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -40,59 +48,48 @@ struct Handoff {
   }
 };
 
-// Fills the generation request from the OpenAI body; InvalidArgument names the bad field.
-moat::Status BuildRequest(const RequestContext& ctx, model::GenerationRequest* req) {
+// The generation request for an OpenAI body the validate filter has checked (it refuses the
+// parameters the engine does not support before a request reaches a backend).
+model::GenerationRequest ToGenerationRequest(const RequestContext& ctx) {
+  model::GenerationRequest req;
   const json::object& b = ctx.body;
-  req->prompt = PromptText(ctx.endpoint, b);
-  if (ctx.endpoint == "/v1/chat/completions") req->prompt += "\nassistant:";
-  req->max_tokens = static_cast<int>(std::min<int64_t>(ctx.max_tokens, 1'000'000));
-  if (const auto* v = b.if_contains("temperature"); v && v->is_number()) req->temperature = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_p"); v && v->is_number()) req->top_p = v->to_number<double>();
-  if (const auto* v = b.if_contains("top_k"); v && !v->is_null()) {
-    if (!v->is_int64() || v->as_int64() < 0) return moat::InvalidArgumentError("'top_k' must be a non-negative integer");
-    req->top_k = static_cast<int>(v->as_int64());
+  const bool chat = ctx.endpoint == "/v1/chat/completions";
+  req.prompt = PromptText(ctx.endpoint, b);
+  if (chat) req.prompt += "\nassistant:";
+  req.max_tokens = static_cast<int>(std::min<int64_t>(ctx.max_tokens, 1'000'000));
+  if (const auto* v = b.if_contains("temperature"); v && v->is_number())
+    req.temperature = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_p"); v && v->is_number())
+    req.top_p = v->to_number<double>();
+  if (const auto* v = b.if_contains("top_k"); v && v->is_int64())
+    req.top_k = static_cast<int>(v->as_int64());
+  if (const auto* v = b.if_contains("seed"); v && v->is_int64())
+    req.seed = static_cast<uint64_t>(v->as_int64());
+  if (const auto* v = b.if_contains("seed"); v && v->is_uint64()) req.seed = v->as_uint64();
+  if (const auto* v = b.if_contains("stop"); v && v->is_string())
+    req.stop.emplace_back(v->as_string());
+  if (const auto* v = b.if_contains("stop"); v && v->is_array()) {
+    for (const auto& s : v->as_array())
+      if (s.is_string()) req.stop.emplace_back(s.as_string());
   }
-  if (const auto* v = b.if_contains("seed"); v && !v->is_null()) {
-    if (v->is_int64()) req->seed = static_cast<uint64_t>(v->as_int64());
-    else if (v->is_uint64()) req->seed = v->as_uint64();
-    else return moat::InvalidArgumentError("'seed' must be an integer");
-  }
-  if (const auto* v = b.if_contains("stop"); v && !v->is_null()) {
-    if (v->is_string()) req->stop.emplace_back(v->as_string());
-    else if (v->is_array()) {
-      for (const auto& s : v->as_array()) {
-        if (!s.is_string()) return moat::InvalidArgumentError("'stop' must be a string or an array of strings");
-        req->stop.emplace_back(s.as_string());
-      }
-      if (req->stop.size() > 4) return moat::InvalidArgumentError("'stop' may hold at most 4 sequences");
-    }
-  }
-  if (ctx.endpoint == "/v1/chat/completions") {
+  if (chat) {
     if (const auto* v = b.if_contains("logprobs"); v && v->is_bool() && v->as_bool()) {
-      req->top_logprobs = 0;
-      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64()) {
-        if (t->as_int64() < 0 || t->as_int64() > 20) return moat::InvalidArgumentError("'top_logprobs' must be 0..20");
-        req->top_logprobs = static_cast<int>(t->as_int64());
-      }
+      req.top_logprobs = 0;
+      if (const auto* t = b.if_contains("top_logprobs"); t && t->is_int64())
+        req.top_logprobs = static_cast<int>(t->as_int64());
     }
   } else if (const auto* v = b.if_contains("logprobs"); v && v->is_int64()) {
-    if (v->as_int64() < 0 || v->as_int64() > 20) return moat::InvalidArgumentError("'logprobs' must be 0..20");
-    req->top_logprobs = static_cast<int>(v->as_int64());
+    req.top_logprobs = static_cast<int>(v->as_int64());
   }
-  if (const auto* v = b.if_contains("logit_bias"); v && !v->is_null()) {
-    if (!v->is_object()) return moat::InvalidArgumentError("'logit_bias' must be an object of token id -> bias");
+  if (const auto* v = b.if_contains("logit_bias"); v && v->is_object()) {
     for (const auto& [k, bias] : v->as_object()) {
-      char* end = nullptr;
-      long id = std::strtol(std::string(k).c_str(), &end, 10);
-      if (!end || *end != '\0' || id < 0) return moat::InvalidArgumentError("'logit_bias' keys must be token ids");
-      if (!bias.is_number() || bias.to_number<double>() < -100 || bias.to_number<double>() > 100)
-        return moat::InvalidArgumentError("'logit_bias' values must be numbers in [-100, 100]");
-      req->logit_bias.emplace_back(static_cast<model::TokenId>(id), static_cast<float>(bias.to_number<double>()));
+      const long id = std::strtol(std::string(k).c_str(), nullptr, 10);
+      if (bias.is_number())
+        req.logit_bias.emplace_back(static_cast<model::TokenId>(id),
+                                    static_cast<float>(bias.to_number<double>()));
     }
   }
-  if (const auto* v = b.if_contains("n"); v && v->is_int64() && v->as_int64() != 1)
-    return moat::InvalidArgumentError("the builtin model supports only n = 1");
-  return moat::Status::Ok();
+  return req;
 }
 
 json::value LogprobsJson(const std::vector<model::GeneratedPiece>& pieces, bool chat) {
@@ -144,7 +141,8 @@ moat::StatusOr<watermark::WatermarkConfig> ToWatermarkConfig(const WatermarkSett
 
 moat::StatusOr<std::unique_ptr<BuiltinBackend>> BuiltinBackend::Create(const ModelConfig& model,
                                                                        const WatermarkSettings& wm,
-                                                                       const std::string& secret_path) {
+                                                                       const std::string& secret_path,
+                                                                       const Clock* clock, Random* random) {
   MOAT_ASSIGN_OR_RETURN(watermark::WatermarkConfig wcfg, ToWatermarkConfig(wm));
   auto engine = model::BuiltinEngine::Load(model.model_path, wcfg);
   if (!engine.ok())
@@ -153,13 +151,14 @@ moat::StatusOr<std::unique_ptr<BuiltinBackend>> BuiltinBackend::Create(const Mod
                                          model.model_path + "`");
   MOAT_ASSIGN_OR_RETURN(watermark::MasterSecret secret, watermark::MasterSecret::LoadOrCreate(secret_path));
   return std::unique_ptr<BuiltinBackend>(
-      new BuiltinBackend(model, std::move(*engine), std::move(secret), wm.enabled, wm.epoch));
+      new BuiltinBackend(model, std::move(*engine), std::move(secret), wm.enabled, wm.epoch, clock, random));
 }
 
 BuiltinBackend::BuiltinBackend(const ModelConfig& model, std::unique_ptr<model::BuiltinEngine> engine,
-                               watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch)
+                               watermark::MasterSecret secret, bool watermark_enabled, uint32_t epoch,
+                               const Clock* clock, Random* random)
     : config_(model), engine_(std::move(engine)), secret_(std::move(secret)),
-      watermark_enabled_(watermark_enabled), epoch_(epoch),
+      watermark_enabled_(watermark_enabled), epoch_(epoch), clock_(clock), random_(random),
       pool_(model.generation_threads > 0 ? model.generation_threads
                                          : std::max(1u, std::thread::hardware_concurrency())) {}
 
@@ -171,13 +170,8 @@ BuiltinBackend::~BuiltinBackend() {
 asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   RequestContext& ctx = call.ctx;
   const bool chat = ctx.endpoint == "/v1/chat/completions";
-  model::GenerationRequest req;
-  if (auto s = BuildRequest(ctx, &req); !s.ok()) {
-    ctx.http_status = 400;
-    ctx.error_code = "invalid_value";
-    ctx.local_reply = LocalReply{400, "invalid_request_error", "invalid_value", s.message(), {}, ""};
-    co_return BackendResult{};
-  }
+  model::GenerationRequest req = ToGenerationRequest(ctx);
+  if (!req.seed) req.seed = random_->Next();
   std::optional<watermark::WatermarkKey> key;
   if (watermark_enabled_ && !ctx.account_id.empty()) {
     key = watermark::DeriveKey(secret_, ctx.account_id, epoch_);
@@ -208,7 +202,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   });
 
   const std::string id = (chat ? "chatcmpl-" : "cmpl-") + ctx.request_id;
-  const int64_t created = SystemClock::Get()->NowNanos() / 1'000'000'000;
+  const int64_t created = clock_->NowNanos() / 1'000'000'000;
   bool client_wants_usage = false;
   if (const auto* so = ctx.body.if_contains("stream_options"); so && so->is_object())
     if (const auto* iu = so->as_object().if_contains("include_usage"); iu && iu->is_bool())
@@ -260,7 +254,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
         if (client_gone) h->cancelled.store(true);
         if (!client_gone && call.on_progress && !call.on_progress()) {
           h->cancelled.store(true);
-          client_gone = true;  // stop sending; the pipeline reports ctx.local_reply
+          client_gone = true;  // stop sending; the pipeline reports the local reply
         }
       }
     } else if (!stream) {
@@ -273,11 +267,9 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
 
   if (!h->result.ok()) {
     const auto& s = h->result.status();
-    int status = s.code() == moat::StatusCode::kInvalidArgument ? 400 : 500;
-    ctx.http_status = status;
-    ctx.error_code = status == 400 ? "invalid_value" : "generation_failed";
-    ctx.local_reply = LocalReply{status, status == 400 ? "invalid_request_error" : "server_error",
-                                 ctx.error_code, s.message(), {}, ""};
+    const bool invalid = s.code() == moat::StatusCode::kInvalidArgument;
+    ctx.SetLocalReply(LocalReply{invalid ? 400 : 500, invalid ? "invalid_request_error" : "server_error",
+                                 invalid ? "invalid_value" : "generation_failed", s.message(), {}, ""});
     co_return BackendResult{};
   }
   const model::GenerationResult& r = *h->result;
@@ -286,13 +278,12 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   ctx.usage_from_upstream = true;
   ctx.completion_text = r.text;
   if (!r.watermark_key_id.empty()) ctx.watermark_key_id = r.watermark_key_id;
-  if (ctx.local_reply) co_return BackendResult{};  // a filter stopped the stream
+  if (ctx.local_reply()) co_return BackendResult{};  // a filter stopped the stream
   if (client_gone) {
-    ctx.http_status = 499;
-    ctx.error_code = "client_disconnected";
+    ctx.SetResponseStatus(499, "client_disconnected");
     co_return BackendResult{};
   }
-  ctx.http_status = 200;
+  ctx.SetResponseStatus(200);
   const std::string finish = r.finish_reason == "cancelled" ? "stop" : r.finish_reason;
 
   if (stream) {
@@ -306,8 +297,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     if (!call.client->begun() && !co_await call.client->Begin(ctx)) client_gone = true;
     if (!client_gone && !co_await call.client->Send(out)) client_gone = true;
     if (client_gone) {
-      ctx.http_status = 499;
-      ctx.error_code = "client_disconnected";
+      ctx.SetResponseStatus(499, "client_disconnected");
     }
     co_return BackendResult{};
   }
@@ -328,4 +318,4 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
   co_return BackendResult{json::serialize(o)};
 }
 
-}  // namespace moat::server
+}  // namespace moat::backends

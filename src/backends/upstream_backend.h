@@ -24,6 +24,7 @@
 #include <boost/json/object.hpp>
 
 #include "common/metrics.h"
+#include "moat/clock.h"
 #include "moat/status.h"
 #include "server/backend.h"
 #include "server/config.h"
@@ -32,25 +33,25 @@
 
 typedef struct ssl_session_st SSL_SESSION;
 
-namespace moat::server {
+namespace moat::backends {
 
-class UpstreamBackend final : public Backend {
+class UpstreamBackend final : public server::Backend {
  public:
   // Resolves the upstream's address once and, for https://, builds the TLS client context
   // (InvalidArgument when its CA or client certificate files cannot be loaded). `workers` is the
   // number of worker threads; each gets its own connection pool, touched only from that thread.
   // `wm_secret` is used only when config.watermark_vocab_size > 0 (upstream-mode watermark).
   static moat::StatusOr<std::unique_ptr<UpstreamBackend>> Create(
-      const ModelConfig& config, int workers, MetricsRegistry* metrics,
-      const WatermarkSettings& wm = {}, const std::string& wm_secret_path = "");
+      const server::ModelConfig& config, int workers, MetricsRegistry* metrics, const Clock* clock,
+      const server::WatermarkSettings& wm = {}, const std::string& wm_secret_path = "");
   ~UpstreamBackend() override;
 
-  boost::asio::awaitable<BackendResult> Handle(BackendCall& call) override;
+  boost::asio::awaitable<server::BackendResult> Handle(server::BackendCall& call) override;
   void Shutdown() override;
 
  private:
-  UpstreamBackend(const ModelConfig& config, HttpUrl url, boost::asio::ip::tcp::endpoint ep,
-                  int workers, MetricsRegistry* metrics);
+  UpstreamBackend(const server::ModelConfig& config, HttpUrl url, boost::asio::ip::tcp::endpoint ep,
+                  int workers, MetricsRegistry* metrics, const Clock* clock);
 
   // One pooled connection to the upstream: exactly one of the two streams is set.
   struct Connection {
@@ -71,15 +72,15 @@ class UpstreamBackend final : public Backend {
     bool retry = false;     // a pooled connection had gone stale: try again on a fresh one
     bool reusable = false;  // the connection may go back to the pool
     bool complete = false;  // the whole response was read
-    BackendResult result;
+    server::BackendResult result;
   };
 
   // Opens a connection (TCP connect, then the TLS handshake for https). On failure sets the
   // gateway error on ctx and returns null.
-  boost::asio::awaitable<std::unique_ptr<Connection>> Connect(Pool& pool, BackendCall& call);
+  boost::asio::awaitable<std::unique_ptr<Connection>> Connect(Pool& pool, server::BackendCall& call);
   // Sends `req` on `stream` and reads (or relays) the answer.
   template <class Stream>
-  boost::asio::awaitable<Attempt> Exchange(Stream& stream, bool reused, BackendCall& call,
+  boost::asio::awaitable<Attempt> Exchange(Stream& stream, bool reused, server::BackendCall& call,
                                            boost::beast::http::request<boost::beast::http::string_body>& req,
                                            bool client_wants_usage);
 
@@ -90,7 +91,8 @@ class UpstreamBackend final : public Backend {
   std::string ForwardBody(Pool& pool, RequestContext& ctx) const;
   void CountError(const char* kind);
 
-  const ModelConfig config_;
+  const server::ModelConfig config_;
+  const Clock* const clock_;  // times the upstream's first byte
   const HttpUrl url_;
   const boost::asio::ip::tcp::endpoint endpoint_;
   std::string tls_server_name_;
@@ -104,4 +106,4 @@ class UpstreamBackend final : public Backend {
   uint32_t wm_epoch_ = 0;
 };
 
-}  // namespace moat::server
+}  // namespace moat::backends

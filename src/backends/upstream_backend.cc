@@ -1,4 +1,4 @@
-#include "server/upstream_backend.h"
+#include "backends/upstream_backend.h"
 
 #include <algorithm>
 
@@ -18,7 +18,18 @@
 #include "server/sse_relay.h"
 #include "watermark/logit_bias.h"
 
-namespace moat::server {
+namespace moat::backends {
+
+using server::Backend;
+using server::BackendCall;
+using server::BackendResult;
+using server::ModelConfig;
+using server::ParseBaseUrl;
+using server::EstimateTokens;
+using server::SseRelay;
+using server::StripReasoning;
+using server::TakeUsageAndText;
+using server::WatermarkSettings;
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -73,15 +84,14 @@ moat::StatusOr<std::shared_ptr<ssl::context>> MakeClientTlsContext(const ModelCo
 }
 
 void SetGatewayError(RequestContext& ctx, int status, const std::string& code, std::string message) {
-  ctx.http_status = status;
-  ctx.error_code = code;
-  ctx.local_reply = LocalReply{status, "upstream_error", code, std::move(message), {}, ""};
+  ctx.SetLocalReply(LocalReply{status, "upstream_error", code, std::move(message), {}, ""});
 }
 
 }  // namespace
 
 moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
-    const ModelConfig& config, int workers, MetricsRegistry* metrics, const WatermarkSettings& wm,
+    const ModelConfig& config, int workers, MetricsRegistry* metrics, const Clock* clock,
+    const WatermarkSettings& wm,
     const std::string& wm_secret_path) {
   MOAT_ASSIGN_OR_RETURN(HttpUrl url, ParseBaseUrl(config.base_url));
   std::shared_ptr<ssl::context> tls;
@@ -96,7 +106,7 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
     return moat::UnavailableError("cannot resolve upstream host \"" + url.host + "\" for model \"" +
                                   config.name + "\": " + ec.message());
   std::unique_ptr<UpstreamBackend> backend(
-      new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics));
+      new UpstreamBackend(config, url, results.begin()->endpoint(), workers, metrics, clock));
   backend->tls_context_ = std::move(tls);
   backend->tls_server_name_ = config.tls_server_name.empty() ? url.host : config.tls_server_name;
   if (config.watermark_vocab_size > 0 && wm.enabled) {
@@ -111,8 +121,8 @@ moat::StatusOr<std::unique_ptr<UpstreamBackend>> UpstreamBackend::Create(
 }
 
 UpstreamBackend::UpstreamBackend(const ModelConfig& config, HttpUrl url, tcp::endpoint ep,
-                                 int workers, MetricsRegistry* metrics)
-    : config_(config), url_(std::move(url)), endpoint_(ep), pools_(workers) {
+                                 int workers, MetricsRegistry* metrics, const Clock* clock)
+    : config_(config), clock_(clock), url_(std::move(url)), endpoint_(ep), pools_(workers) {
   static std::once_flag once;
   static Family<Counter>* errors = nullptr;
   static Family<Histogram>* ttfb = nullptr;
@@ -242,7 +252,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
   const auto read_timeout = std::chrono::milliseconds(config_.read_timeout_ms);
   beast::tcp_stream& lowest = beast::get_lowest_layer(conn);
   Attempt attempt;
-  const int64_t sent_ns = SystemClock::Get()->NowNanos();
+  const int64_t sent_ns = clock_->NowNanos();
 
   lowest.expires_after(read_timeout);
   auto [wec, wn] = co_await http::async_write(conn, req, kNoThrow);
@@ -276,10 +286,10 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     co_return attempt;
   }
   upstream_ttfb_->With({config_.name}).Observe(
-      static_cast<double>(SystemClock::Get()->NowNanos() - sent_ns) / 1e9);
+      static_cast<double>(clock_->NowNanos() - sent_ns) / 1e9);
 
   const int status = parser.get().result_int();
-  ctx.http_status = status;
+  ctx.SetResponseStatus(status);
   const std::string content_type(parser.get()[http::field::content_type]);
   const bool is_sse = content_type.find("text/event-stream") != std::string::npos;
   if (status == 429 || status == 503) {
@@ -323,8 +333,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
         }
         forward.clear();
         if (stopped) {
-          ctx.http_status = 499;
-          ctx.error_code = "client_disconnected";
+          ctx.SetResponseStatus(499, "client_disconnected");
           break;
         }
       }
@@ -387,10 +396,13 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
   }
   if (status != 200) {
     CountError(status >= 500 ? "status_5xx" : "status_4xx");
+    // The upstream's own error: its body goes to the client as it is, its code to the audit.
+    std::string code;
     if (const auto* e = v.as_object().if_contains("error"); e && e->is_object())
       if (const auto* c = e->as_object().if_contains("code"); c && c->is_string())
-        ctx.error_code = std::string(c->as_string());
-    if (ctx.error_code.empty()) ctx.error_code = "upstream_status_" + std::to_string(status);
+        code = std::string(c->as_string());
+    if (code.empty()) code = "upstream_status_" + std::to_string(status);
+    ctx.SetResponseStatus(status, std::move(code));
     attempt.result.body = std::move(body);
     co_return attempt;
   }
@@ -404,8 +416,7 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     // Asked for a stream but got plain JSON: send it as one event so the client's stream
     // parser still works.
     if (!co_await call.client->Begin(ctx) || !co_await call.client->Send("data: " + body + "\n\n")) {
-      ctx.http_status = 499;
-      ctx.error_code = "client_disconnected";
+      ctx.SetResponseStatus(499, "client_disconnected");
     }
     co_return attempt;
   }
@@ -469,4 +480,4 @@ asio::awaitable<BackendResult> UpstreamBackend::Handle(BackendCall& call) {
   co_return BackendResult{};
 }
 
-}  // namespace moat::server
+}  // namespace moat::backends
