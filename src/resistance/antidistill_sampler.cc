@@ -72,9 +72,14 @@ void AntidistillSampler::Apply(model::CandidateArray* c) {
   // Teacher probabilities and its nucleus (without reordering the candidates).
   const double lse = model::LogSumExp(*c);
   if (!std::isfinite(lse)) return;
+  // Tokens below tau = (1 - nucleus) / size cannot be in the nucleus: together they hold less
+  // than 1 - nucleus, so the tokens above tau reach the nucleus mass first. Skipping them keeps
+  // the sort small on a large vocabulary.
+  const double tau = std::max(1e-12, (1.0 - options_.nucleus) / static_cast<double>(c->data.size()));
+  const double log_tau = std::log(tau) + lse;
   nucleus_.clear();
   for (size_t i = 0; i < c->data.size(); ++i) {
-    if (std::exp(static_cast<double>(c->data[i].logit) - lse) > 1e-9) nucleus_.push_back(i);
+    if (static_cast<double>(c->data[i].logit) >= log_tau) nucleus_.push_back(i);
   }
   std::sort(nucleus_.begin(), nucleus_.end(), [&](size_t a, size_t b) {
     return c->data[a].logit > c->data[b].logit || (c->data[a].logit == c->data[b].logit && a < b);
