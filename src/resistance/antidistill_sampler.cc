@@ -30,6 +30,14 @@ double TiltKl(const std::vector<double>& p_in, const std::vector<double>& b, dou
   return std::max(0.0, t * zb / z - std::log(z));
 }
 
+AntidistillOptions KeyedAntidistill(double kl_budget, uint64_t key) {
+  AntidistillOptions o;
+  o.direction = AntidistillOptions::Direction::kKeyed;
+  o.kl_budget = kl_budget;
+  o.key = key;
+  return o;
+}
+
 void AntidistillSampler::Accept(model::TokenId token) {
   if (options_.proxy_context <= 0) return;
   history_.push_back(token);

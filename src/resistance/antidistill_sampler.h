@@ -73,6 +73,11 @@ class AntidistillSampler final : public model::Sampler {
   std::vector<float> proxy_logits_;
 };
 
+// The options the gateway uses: the keyed direction (measured to cost a short-context student
+// more than the proxy direction, docs/resistance.md) with the default nucleus, strength and
+// context, and this budget and key.
+AntidistillOptions KeyedAntidistill(double kl_budget, uint64_t key);
+
 // KL(q || p) in nats of the tilt q_i ~ p_i exp(t b_i) (b_i = 0 for tokens outside `p_in`, whose
 // total mass is 1 - sum(p_in)). Exposed for the tests of the bound.
 double TiltKl(const std::vector<double>& p_in, const std::vector<double>& b, double t);
