@@ -23,13 +23,13 @@ void ForEachPart(json::object& o, const char* part, Fn fn) {
 }
 
 // Applies the trace mode to the reasoning fields of `m`; true when something changed.
-bool HardenTrace(const HardeningProfile& p, bool streaming, json::object& m) {
+bool HardenTrace(const HardeningProfile& p, json::object& m) {
   if (p.trace == TraceMode::kKeep) return false;
   bool changed = false;
   for (const char* field : {"reasoning_content", "reasoning"}) {
     auto* v = m.if_contains(field);
     if (v == nullptr) continue;
-    if (p.trace == TraceMode::kRemove || streaming || !v->is_string()) {
+    if (p.trace == TraceMode::kRemove || !v->is_string()) {
       m.erase(field);
     } else {
       *v = SummarizeTrace(std::string(v->as_string()), p.summary_words);
@@ -55,16 +55,10 @@ bool HardenResponse(const HardeningProfile& p, std::string_view request_body, js
                            (p.answer_only == AnswerOnlyMode::kWhenAsked && RequestAsksForSteps(request_body));
   bool changed = false;
   ForEachPart(response, "message", [&](json::object& m) {
-    changed |= HardenTrace(p, false, m);
+    changed |= HardenTrace(p, m);
     if (answer_only) changed |= HardenContent(m, "content");
   });
   if (answer_only) ForEachPart(response, nullptr, [&](json::object& ch) { changed |= HardenContent(ch, "text"); });
-  return changed;
-}
-
-bool HardenStreamEvent(const HardeningProfile& p, json::object& event) {
-  bool changed = false;
-  ForEachPart(event, "delta", [&](json::object& d) { changed |= HardenTrace(p, true, d); });
   return changed;
 }
 

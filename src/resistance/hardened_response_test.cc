@@ -55,17 +55,5 @@ TEST(HardenResponseTest, TextCompletionsAnswerOnly) {
   EXPECT_EQ(o.at("choices").as_array()[0].as_object().at("text").as_string(), "7");
 }
 
-TEST(HardenStreamEventTest, StreamsDropTheTraceInSummaryModeToo) {
-  HardeningProfile p;
-  p.trace = TraceMode::kSummary;
-  auto e = json::parse(R"({"choices":[{"delta":{"reasoning_content":"thinking"}}]})").as_object();
-  EXPECT_TRUE(HardenStreamEvent(p, e));
-  EXPECT_EQ(Field(e, "delta", "reasoning_content"), "<absent>");
-  p.trace = TraceMode::kKeep;
-  auto k = json::parse(R"({"choices":[{"delta":{"reasoning_content":"thinking"}}]})").as_object();
-  EXPECT_FALSE(HardenStreamEvent(p, k));
-  EXPECT_EQ(Field(k, "delta", "reasoning_content"), "thinking");
-}
-
 }  // namespace
 }  // namespace moat::resistance
