@@ -22,6 +22,10 @@
 
 #include <boost/json/object.hpp>
 
+namespace moat::resistance {
+struct HardeningProfile;
+}
+
 namespace moat {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -70,6 +74,9 @@ struct RequestContext {
   std::string action = "allow";   // the action taken: allow, degrade, step_up, throttle, block
   std::vector<std::string> reasons;  // why, e.g. "rate_limit:key_requests", "campaign:<id>"
   bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
+  // degrade: the response hardening profile (src/resistance), owned by the analysis filter's
+  // factory; nullptr when the request is not degraded.
+  const resistance::HardeningProfile* hardening = nullptr;
 
   // --- Set by the backend that applies the account's watermark.
   std::string watermark_key_id;
