@@ -216,6 +216,10 @@ int Serve(const ServeOpts& opts) {
     as.throttle_retry_after_s = ds.throttle_retry_after_s;
     as.step_up_url = ds.step_up_url;
     as.silent_degrade = ds.silent_degrade;
+    as.hardening = ds.hardening;
+    for (const auto& [tier, ts] : ds.tiers) {
+      if (ts.hardening) as.tier_hardening[tier] = *ts.hardening;
+    }
     parts.filters.push_back(std::make_unique<filters::AnalysisFilterFactory>(engine.get(), as, &metrics));
     detect::DetectionEngine* e = engine.get();
     metrics.AddCallbackGauge("moat_detect_live_subjects", "Accounts and end users held in memory by detection.",

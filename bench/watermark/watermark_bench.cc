@@ -2,6 +2,7 @@
 //   watermark_bench [--corpus DIR] [--model PATH] [--keys N] [--seed S] [--quick]
 //   watermark_bench --radioactivity [--corpus DIR] [--seed S] [--quick] [--null-seeds N]
 //                   [--student-tokens N]
+//   watermark_bench --resistance [--corpus DIR] [--seed S] [--quick] [--check]
 // Trains the built-in model on the corpus (default: the fortunes package) unless --model is
 // given, then measures: generation tokens/s with and without the watermark; the quality cost
 // (perplexity under the unwatermarked model of watermarked vs unwatermarked output); detection
@@ -10,6 +11,8 @@
 // --radioactivity runs only the low-contamination lab instead: p-value of the harvester's key
 // versus the contamination f, unfiltered and with the harvest-context filter, Bonferroni-adjusted
 // among 10^4 and 10^6 keys, and the null (f = 0) over several seeds.
+// --resistance runs only the distillation-resistance lab (resistance_lab.cc): students trained
+// on plain vs hardened teacher outputs, per hardening mode.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,29 +25,20 @@
 #include "model/builtin_engine.h"
 #include "model/corpus.h"
 #include "model/ngram_model.h"
+#include "distill_student.h"
+#include "resistance_lab.h"
 #include "watermark/detector.h"
 #include "watermark/radioactivity.h"
 #include "watermark/tracer.h"
 
 using namespace moat;
+using moat::bench::Borrowed;
+using moat::bench::TrainStudent;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 double Secs(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// A non-owning LanguageModel view so several engines can share one model.
-class Borrowed final : public model::LanguageModel {
- public:
-  explicit Borrowed(const model::LanguageModel& m) : m_(m) {}
-  const model::Tokenizer& tokenizer() const override { return m_.tokenizer(); }
-  void NextTokenLogits(std::span<const model::TokenId> c, std::vector<float>* l) const override {
-    m_.NextTokenLogits(c, l);
-  }
-
- private:
-  const model::LanguageModel& m_;
-};
 
 struct Sample {
   std::vector<model::TokenId> prompt;  // with <s>
@@ -112,28 +106,6 @@ watermark::MasterSecret Secret() {
   std::array<uint8_t, watermark::kMasterSecretBytes> b{};
   for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(i * 7 + 1);
   return watermark::MasterSecret(b);
-}
-
-// The student of the distillation lab: an order-3 n-gram model trained on the first f share of
-// `harvested` topped up with clean `heldout` documents to the harvest's volume.
-std::unique_ptr<model::BuiltinEngine> TrainStudent(const std::vector<std::string>& harvested,
-                                                   const std::vector<std::string>& heldout,
-                                                   double f, const watermark::WatermarkConfig& off) {
-  std::vector<std::string> mix;
-  const size_t n_marked = static_cast<size_t>(f * static_cast<double>(harvested.size()));
-  mix.insert(mix.end(), harvested.begin(), harvested.begin() + static_cast<ptrdiff_t>(n_marked));
-  size_t bytes = 0, target = 0;
-  for (const auto& t : harvested) target += t.size();
-  for (size_t i = 0; i < n_marked; ++i) bytes += harvested[i].size();
-  for (size_t i = 0; bytes < target && i < heldout.size(); ++i) {
-    mix.push_back(heldout[i]);
-    bytes += heldout[i].size();
-  }
-  model::NGramTrainOptions opt;
-  opt.order = 3;
-  opt.min_count_high = 1;
-  auto student = std::move(model::NGramModel::Train(mix, opt)).value();
-  return std::move(model::BuiltinEngine::FromModel(std::move(student), off)).value();
 }
 
 // The student's answers re-tokenised with the teacher's tokenizer (what detection sees).
@@ -301,6 +273,22 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   bool quick = false, radioactivity = false;
   int null_seeds = 20, student_tokens = 0;
+  if (argc > 1 && std::string(argv[1]) == "--resistance") {
+    bench::ResistanceLabOptions lab;
+    lab.corpus = corpus;
+    for (int i = 2; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--corpus" && i + 1 < argc) lab.corpus = argv[++i];
+      else if (a == "--seed" && i + 1 < argc) lab.seed = std::strtoull(argv[++i], nullptr, 10);
+      else if (a == "--quick") lab.quick = true;
+      else if (a == "--check") lab.check = true;
+      else {
+        std::fprintf(stderr, "usage: %s --resistance [--corpus DIR] [--seed S] [--quick] [--check]\n", argv[0]);
+        return 2;
+      }
+    }
+    return bench::RunResistanceLab(lab);
+  }
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--radioactivity") { radioactivity = true; continue; }

@@ -24,6 +24,10 @@
 
 #include "moat/action.h"
 
+namespace moat::resistance {
+struct HardeningProfile;
+}
+
 namespace moat {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
@@ -71,6 +75,9 @@ struct RequestContext {
   Action action = Action::kAllow;   // the action taken, which the client is told
   std::vector<std::string> reasons;  // why, e.g. "rate_limit:key_requests", "campaign:<id>"
   bool strip_reasoning = false;  // degrade: drop reasoning traces from the response
+  // degrade: the response hardening profile (src/resistance), owned by the analysis filter's
+  // factory; nullptr when the request is not degraded.
+  const resistance::HardeningProfile* hardening = nullptr;
 
   // --- Set by the backend that applies the account's watermark.
   std::string watermark_key_id;

@@ -14,6 +14,7 @@
 #include <boost/json.hpp>
 
 #include "moat/clock.h"
+#include "resistance/hardening.h"
 #include "server/openai.h"
 
 namespace moat::backends {
@@ -178,6 +179,11 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     req.key = &*key;
     ctx.watermark_key_id = key->key_id;
   }
+  if (ctx.hardening != nullptr) {
+    // One gateway-wide key: sybil accounts pooling their answers see the same shift.
+    req.antidistill_kl = ctx.hardening->antidistill_kl;
+    req.antidistill_key = watermark::DeriveKey(secret_, "moat.antidistill", epoch_).seed;
+  }
 
   auto executor = co_await asio::this_coro::executor;
   auto h = std::make_shared<Handoff>(executor);
@@ -304,10 +310,14 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
 
   json::object choice;
   choice["index"] = 0;
+  std::string answer = r.text;
+  if (ctx.hardening != nullptr) {
+    resistance::HardenAnswer(*ctx.hardening, resistance::RequestAsksForSteps(ctx.raw_body), &answer, nullptr);
+  }
   if (chat) {
-    choice["message"] = json::object{{"role", "assistant"}, {"content", r.text}};
+    choice["message"] = json::object{{"role", "assistant"}, {"content", answer}};
   } else {
-    choice["text"] = r.text;
+    choice["text"] = answer;
   }
   choice["logprobs"] = req.top_logprobs >= 0 ? LogprobsJson(all, chat) : json::value(nullptr);
   choice["finish_reason"] = finish;

@@ -14,6 +14,7 @@
 
 #include "common/private_files.h"
 #include "moat/clock.h"
+#include "resistance/hardened_response.h"
 #include "server/openai.h"
 #include "server/sse_relay.h"
 #include "watermark/logit_bias.h"
@@ -407,7 +408,10 @@ asio::awaitable<UpstreamBackend::Attempt> UpstreamBackend::Exchange(
     co_return attempt;
   }
   TakeUsageAndText(v.as_object(), ctx, nullptr);
-  if (ctx.strip_reasoning && StripReasoning(v.as_object())) body = json::serialize(v);
+  if (ctx.hardening != nullptr ? resistance::HardenResponse(*ctx.hardening, ctx.raw_body, v.as_object())
+                               : ctx.strip_reasoning && StripReasoning(v.as_object())) {
+    body = json::serialize(v);
+  }
   if (!ctx.usage_from_upstream) {
     ctx.prompt_tokens = ctx.prompt_tokens_estimate;
     ctx.completion_tokens = EstimateTokens(ctx.completion_text);

@@ -5,6 +5,7 @@
 #include "common/random.h"
 #include "model/ngram_model.h"
 #include "model/sampler.h"
+#include "resistance/antidistill_sampler.h"
 #include "watermark/watermark_sampler.h"
 
 namespace moat::model {
@@ -16,6 +17,7 @@ Status ValidateRequest(const GenerationRequest& r, int32_t vocab) {
   if (!(r.top_p > 0 && r.top_p <= 1)) return InvalidArgumentError("top_p must be in (0, 1]");
   if (r.top_k < 0) return InvalidArgumentError("top_k must be >= 0");
   if (r.top_logprobs < -1 || r.top_logprobs > 20) return InvalidArgumentError("top_logprobs must be in [0, 20]");
+  if (!(r.antidistill_kl >= 0 && r.antidistill_kl <= 5)) return InvalidArgumentError("antidistill_kl must be in [0, 5]");
   for (const auto& s : r.stop) {
     if (s.empty()) return InvalidArgumentError("empty stop sequence");
   }
@@ -64,6 +66,10 @@ StatusOr<GenerationResult> BuiltinEngine::Generate(
   SamplerChain chain;
   if (!req.logit_bias.empty()) chain.Add(std::make_unique<LogitBiasSampler>(req.logit_bias));
   GenerationResult result;
+  if (req.antidistill_kl > 0) {
+    chain.Add(std::make_unique<resistance::AntidistillSampler>(
+        resistance::KeyedAntidistill(req.antidistill_kl, req.antidistill_key), model_.get()));
+  }
   if (req.key != nullptr && config_.enabled) {
     chain.Add(std::make_unique<watermark::WatermarkSampler>(*req.key, config_));
     result.watermark_key_id = req.key->key_id;

@@ -1,7 +1,8 @@
 #pragma once
 // BuiltinEngine: the embedded default backend. It owns an immutable LanguageModel and turns a
 // GenerationRequest into text with a fresh sampler chain per call:
-//   logit_bias -> watermark (when a key is given) -> logprob capture -> temperature -> top-k ->
+//   logit_bias -> anti-distillation (when antidistill_kl > 0) -> watermark (when a key is
+//   given) -> logprob capture -> temperature -> top-k ->
 //   top-p -> dist(seed)      (temperature 0: ... -> logprob capture -> greedy)
 // Stop sequences and max_tokens are handled here, not in the chain. Thread-safe: any number of
 // Generate calls may run concurrently on one engine.
@@ -34,6 +35,10 @@ struct GenerationRequest {
   int top_logprobs = -1;  // -1: no logprobs; 0..20: logprob of the token plus that many top ones
   const watermark::WatermarkKey* key = nullptr;  // the account's key; nullptr: no watermark
   std::vector<std::pair<TokenId, float>> logit_bias;  // OpenAI logit_bias, already validated
+  // Anti-distillation sampling (src/resistance): per-token KL budget in nats (0: off) and the
+  // secret of its keyed direction.
+  double antidistill_kl = 0;
+  uint64_t antidistill_key = 0;
 };
 
 // One streamed piece. text may be empty (held back while it could start a stop sequence) and

@@ -1,5 +1,6 @@
 #include "server/config.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -202,11 +203,31 @@ moat::Status ParseLimits(const toml::table& t, const std::string& tier, TierLimi
   return moat::Status::Ok();
 }
 
+// A hardening table (docs/resistance.md) onto `p`; values are strings or numbers.
+moat::Status ParseHardening(const toml::table& t, const std::string& where, resistance::HardeningProfile* p) {
+  for (const auto& [key, node] : t) {
+    std::string text;
+    if (node.is_string()) {
+      text = *node.value<std::string>();
+    } else if (node.is_integer()) {
+      text = std::to_string(*node.value<int64_t>());
+    } else if (node.is_floating_point()) {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", *node.value<double>());
+      text = buf;
+    } else {
+      return moat::InvalidArgumentError(where + "." + std::string(key.str()) + " must be a string or a number");
+    }
+    MOAT_RETURN_IF_ERROR(resistance::SetHardeningField(where, key.str(), text, p));
+  }
+  return moat::Status::Ok();
+}
+
 moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(CheckKeys(d, "detection", {"enabled", "model", "stages", "restrict_posterior",
       "release_posterior", "typical_answer_tokens", "tiers", "settings", "silent_degrade", "degrade_max_tokens",
       "throttle_retry_after_s", "step_up_url", "max_subjects", "max_evicted_subjects", "indicators_dir",
-      "indicator_salt_file"}));
+      "indicator_salt_file", "hardening"}));
   MOAT_RETURN_IF_ERROR(Get(d, "enabled", "detection", &ds->enabled));
   MOAT_RETURN_IF_ERROR(Get(d, "model", "detection", &ds->model));
   MOAT_RETURN_IF_ERROR(Get(d, "stages", "detection", &ds->stages));
@@ -228,6 +249,11 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       return moat::InvalidArgumentError("detection.restrict_posterior and release_posterior must be in (0, 1)");
     }
   }
+  if (d.get("hardening") != nullptr) {
+    const toml::table* h = d["hardening"].as_table();
+    if (h == nullptr) return moat::InvalidArgumentError("detection.hardening must be a table");
+    MOAT_RETURN_IF_ERROR(ParseHardening(*h, "detection.hardening", &ds->hardening));
+  }
   if (const auto* settings = d["settings"].as_table()) {
     for (const auto& [name, node] : *settings) {
       const auto v = node.value<double>();
@@ -245,7 +271,7 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       const toml::table* t = node.as_table();
       if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
       MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "action",
-                                                 "show_evidence"}));
+                                                 "show_evidence", "hardening"}));
       DetectionTierSettings ts;
       double x = 0;
       bool b = false;
@@ -271,6 +297,12 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       if (t->get("show_evidence")) {
         MOAT_RETURN_IF_ERROR(Get(*t, "show_evidence", where, &b));
         ts.show_evidence = b;
+      }
+      if (t->get("hardening") != nullptr) {
+        const toml::table* h = (*t)["hardening"].as_table();
+        if (h == nullptr) return moat::InvalidArgumentError(where + ".hardening must be a table");
+        ts.hardening = ds->hardening;
+        MOAT_RETURN_IF_ERROR(ParseHardening(*h, where + ".hardening", &*ts.hardening));
       }
       ds->tiers[tier] = ts;
     }

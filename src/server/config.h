@@ -11,6 +11,7 @@
 
 #include "common/http_url.h"
 #include "moat/status.h"
+#include "resistance/hardening.h"
 
 namespace moat::server {
 
@@ -132,6 +133,8 @@ struct DetectionTierSettings {
   std::optional<double> pool_budget;
   std::string action;                    // degrade | step_up | throttle | block; "" default
   std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
+  // [detection.tiers.<tier>.hardening]: the detection-level profile with these keys overridden.
+  std::optional<resistance::HardeningProfile> hardening;
 };
 
 struct DetectionSettings {
@@ -147,6 +150,7 @@ struct DetectionSettings {
   std::map<std::string, double> settings;
   bool silent_degrade = false;  // opt-in: degrade without the x-moat-* headers
   int64_t degrade_max_tokens = 256;
+  resistance::HardeningProfile hardening;  // [detection.hardening]: how degraded answers are hardened
   int64_t throttle_retry_after_s = 30;
   std::string step_up_url;
   // Indicators shared by other providers (docs/indicators.md): the folder `moat indicators

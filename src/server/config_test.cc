@@ -98,6 +98,33 @@ TEST(ConfigTest, HardeningKeysHaveSafeDefaults) {
   EXPECT_EQ(cfg.detection.max_evicted_subjects, 4'000'000u);
 }
 
+TEST(ConfigTest, ParsesResponseHardeningWithTierOverrides) {
+  auto cfg = ParseGatewayConfig(R"(
+[detection.hardening]
+trace = "summary"
+summary_words = 12
+antidistill_kl = 0.3
+[detection.tiers.enterprise.hardening]
+trace = "keep"
+logprobs = "allow"
+antidistill_kl = 0
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(resistance::Describe(cfg->detection.hardening),
+            "trace=summary(12 words) answer_only=off logprobs=refuse max_tokens=default antidistill_kl=0.3");
+  ASSERT_TRUE(cfg->detection.tiers.at("enterprise").hardening.has_value());
+  EXPECT_EQ(resistance::Describe(*cfg->detection.tiers.at("enterprise").hardening),
+            "trace=keep answer_only=off logprobs=allow max_tokens=default antidistill_kl=0");
+  EXPECT_EQ(resistance::Describe(DefaultGatewayConfig().detection.hardening),
+            resistance::Describe(resistance::HardeningProfile{}));
+  for (const char* bad : {"[detection.hardening]\ntrace = \"shred\"\n", "[detection.hardening]\ncolour = 1\n",
+                          "[detection.tiers.verified.hardening]\nantidistill_kl = true\n"}) {
+    auto r = ParseGatewayConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("hardening"), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(ConfigTest, ParsesTheHardeningKeys) {
   auto cfg = ParseGatewayConfig(R"(
 [server]

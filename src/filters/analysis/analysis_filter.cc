@@ -85,18 +85,25 @@ class AnalysisFilter final : public Filter {
   }
 
  private:
-  // Response hardening for risky accounts: no logprobs, shorter answers, no reasoning traces.
+  // Response hardening for risky accounts, by the tier's profile: by default no logprobs,
+  // shorter answers, no reasoning traces. The backends apply the profile's answer modes.
   void Degrade(RequestContext& ctx) const {
+    const auto& s = f_.settings();
+    const auto tier = s.tier_hardening.find(ctx.tier);
+    const resistance::HardeningProfile& h = tier != s.tier_hardening.end() ? tier->second : s.hardening;
+    ctx.hardening = &h;
     auto& b = ctx.body;
-    b.erase("logprobs");
-    b.erase("top_logprobs");
+    if (h.refuse_logprobs) {
+      b.erase("logprobs");
+      b.erase("top_logprobs");
+    }
     b.erase("n");
-    int64_t cap = f_.settings().degrade_max_tokens;
+    int64_t cap = h.max_tokens > 0 ? h.max_tokens : s.degrade_max_tokens;
     if (ctx.max_tokens > cap) ctx.max_tokens = cap;
     for (const char* k : {"max_tokens", "max_completion_tokens"})
       if (auto* v = b.if_contains(k); v && v->is_int64() && v->as_int64() > cap) *v = cap;
     if (!b.contains("max_tokens") && !b.contains("max_completion_tokens")) b["max_tokens"] = cap;
-    ctx.strip_reasoning = true;  // the backend drops reasoning_content from the answer
+    ctx.strip_reasoning = h.trace != resistance::TraceMode::kKeep;  // streams drop the trace
   }
 
   const AnalysisFilterFactory& f_;

@@ -3,7 +3,8 @@
 // behavioural DetectionEngine (src/detect) and applies the verdict:
 //   allow    -> pass
 //   throttle -> 429 rate_limit_error, code "throttled_by_policy", Retry-After
-//   degrade  -> pass, but refuse logprobs, cap max_tokens and strip reasoning traces
+//   degrade  -> pass, hardened by the tier's HardeningProfile (by default: refuse logprobs, cap
+//               max_tokens, strip reasoning traces; see docs/resistance.md)
 //   step_up  -> 403 permission_error, code "step_up_required" (verify the account to continue)
 //   block    -> 403 permission_error, code "account_blocked"
 // Every restriction is visible by default: the client sees the action (`x-moat-action`), a
@@ -16,9 +17,12 @@
 
 #include <string>
 
+#include <map>
+
 #include "common/metrics.h"
 #include "moat/detect_engine.h"
 #include "moat/filter.h"
+#include "resistance/hardening.h"
 
 namespace moat::filters {
 
@@ -28,6 +32,9 @@ struct AnalysisSettings {
   std::string step_up_url;       // where a customer verifies the account (in the message)
   bool silent_degrade = false;   // opt-in: degrade without telling the client
   size_t max_reason_header = 4;  // evidence items listed in x-moat-reason (show_evidence tiers)
+  // How degraded answers are hardened (docs/resistance.md): the default profile, and per tier.
+  resistance::HardeningProfile hardening;
+  std::map<std::string, resistance::HardeningProfile> tier_hardening;
 };
 
 class AnalysisFilterFactory final : public FilterFactory {

@@ -145,6 +145,37 @@ TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidenc
   EXPECT_EQ(factory.verdicts().With({"degrade"}).value(), 1u);
 }
 
+// The tier's hardening profile replaces the default one: it decides logprobs, the cap and
+// whether streams lose the trace, and rides on the context for the backend.
+TEST(AnalysisFilterTest, DegradedRequestsCarryTheirTiersHardeningProfile) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
+  AnalysisSettings settings;
+  settings.degrade_max_tokens = 128;
+  resistance::HardeningProfile verified;
+  verified.trace = resistance::TraceMode::kKeep;
+  verified.refuse_logprobs = false;
+  verified.max_tokens = 64;
+  verified.antidistill_kl = 0.3;
+  settings.tier_hardening["verified"] = verified;
+  AnalysisFilterFactory factory(&engine, settings, &metrics);
+  RequestContext last = Harvest(factory, "acct_harvest", "verified");
+  ASSERT_EQ(last.action, "degrade");
+  ASSERT_NE(last.hardening, nullptr);
+  EXPECT_EQ(last.hardening, &factory.settings().tier_hardening.at("verified"));
+  EXPECT_EQ(last.hardening->antidistill_kl, 0.3);
+  EXPECT_FALSE(last.strip_reasoning);
+  EXPECT_TRUE(last.body.contains("logprobs"));
+  EXPECT_EQ(last.max_tokens, 64);
+
+  RequestContext other = Harvest(factory, "acct_other", "enterprise");
+  ASSERT_EQ(other.action, "degrade");
+  EXPECT_EQ(other.hardening, &factory.settings().hardening);
+  EXPECT_TRUE(other.strip_reasoning);
+  EXPECT_FALSE(other.body.contains("logprobs"));
+  EXPECT_EQ(other.max_tokens, 128);
+}
+
 TEST(AnalysisFilterTest, UnverifiedAccountsAreAskedToVerify) {
   detect::DetectionEngine engine(SmallBudgets());
   MetricsRegistry metrics;
