@@ -159,8 +159,8 @@ TEST(AnalysisFilterTest, DegradedRequestsCarryTheirTiersHardeningProfile) {
   verified.antidistill_kl = 0.3;
   settings.tier_hardening["verified"] = verified;
   AnalysisFilterFactory factory(&engine, settings, &metrics);
-  RequestContext last = Harvest(factory, "acct_harvest", "verified");
-  ASSERT_EQ(last.action, "degrade");
+  const RequestContext last = Harvest(factory, "acct_harvest", "verified").ctx;
+  ASSERT_EQ(last.action, Action::kDegrade);
   ASSERT_NE(last.hardening, nullptr);
   EXPECT_EQ(last.hardening, &factory.settings().tier_hardening.at("verified"));
   EXPECT_EQ(last.hardening->antidistill_kl, 0.3);
@@ -168,8 +168,8 @@ TEST(AnalysisFilterTest, DegradedRequestsCarryTheirTiersHardeningProfile) {
   EXPECT_TRUE(last.body.contains("logprobs"));
   EXPECT_EQ(last.max_tokens, 64);
 
-  RequestContext other = Harvest(factory, "acct_other", "enterprise");
-  ASSERT_EQ(other.action, "degrade");
+  const RequestContext other = Harvest(factory, "acct_other", "enterprise").ctx;
+  ASSERT_EQ(other.action, Action::kDegrade);
   EXPECT_EQ(other.hardening, &factory.settings().hardening);
   EXPECT_TRUE(other.strip_reasoning);
   EXPECT_FALSE(other.body.contains("logprobs"));
