@@ -55,6 +55,9 @@ struct RequestView {
   LinkKeys link_keys;
   CampaignLinker::Assessment link;
   uint64_t campaign_root = 0;
+  // Shared indicators (IndicatorStage): index + 1 of the indicator the request matched, 0 none;
+  // matched once per request, then read for the account and its end user.
+  uint32_t indicator_match = 0;
 };
 
 // What the engine tells a stage about the account while it judges one of the account's end

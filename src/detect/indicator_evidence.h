@@ -43,6 +43,7 @@ class IndicatorStage final : public EvidenceStage {
   explicit IndicatorStage(std::shared_ptr<const IndicatorMatcher> matcher) : matcher_(std::move(matcher)) {}
   std::string_view name() const override { return "indicators"; }
   const std::vector<std::string_view>& reason_names() const override;
+  void OnRequest(RequestView& r, StageEvidence* out) override;
   void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
                  StageEvidence* out) override;
 
