@@ -42,6 +42,14 @@ moat::StatusOr<std::string> SaltPath(const IndicatorOpts& o, const server::Gatew
   return path;
 }
 
+// The id of the configured salt, "" when none is configured (only network prefixes can match).
+moat::StatusOr<std::string> SaltIdOf(const IndicatorOpts& o, const server::GatewayConfig& cfg) {
+  auto path = SaltPath(o, cfg);
+  if (!path.ok()) return std::string();
+  MOAT_ASSIGN_OR_RETURN(const std::string salt, indicators::ReadSaltFile(*path));
+  return indicators::IndicatorHasher(salt).salt_id();
+}
+
 moat::Status Export(const IndicatorOpts& o) {
   if (o.format != "stix") return moat::InvalidArgumentError("--format: only stix (STIX 2.1) is supported");
   MOAT_ASSIGN_OR_RETURN(auto cfg, LoadConfigOrDefaults(o.config));
@@ -108,11 +116,7 @@ moat::Status Import(const IndicatorOpts& o) {
   const std::string dir = o.dir.empty() ? cfg.detection.indicators_dir : o.dir;
   MOAT_ASSIGN_OR_RETURN(const std::string id, indicators::ImportBundle(dir, text, io));
   // What the gateway will be able to match, under this deployment's salt.
-  std::string salt_id;
-  if (auto path = SaltPath(o, cfg); path.ok()) {
-    MOAT_ASSIGN_OR_RETURN(const std::string salt, indicators::ReadSaltFile(*path));
-    salt_id = indicators::IndicatorHasher(salt).salt_id();
-  }
+  MOAT_ASSIGN_OR_RETURN(const std::string salt_id, SaltIdOf(o, cfg));
   indicators::ImportSummary summary;
   indicators::ReadIndicators(boost::json::parse(text), salt_id, io, io.imported_ns, &summary);
   std::cout << "imported " << id << " into " << dir << ": ";
@@ -123,11 +127,7 @@ moat::Status Import(const IndicatorOpts& o) {
 
 moat::Status List(const IndicatorOpts& o) {
   MOAT_ASSIGN_OR_RETURN(auto cfg, LoadConfigOrDefaults(o.config));
-  std::string salt_id;
-  if (auto path = SaltPath(o, cfg); path.ok()) {
-    MOAT_ASSIGN_OR_RETURN(const std::string salt, indicators::ReadSaltFile(*path));
-    salt_id = indicators::IndicatorHasher(salt).salt_id();
-  }
+  MOAT_ASSIGN_OR_RETURN(const std::string salt_id, SaltIdOf(o, cfg));
   indicators::ImportSummary summary;
   const std::string dir = o.dir.empty() ? cfg.detection.indicators_dir : o.dir;
   MOAT_ASSIGN_OR_RETURN(auto list, indicators::LoadIndicatorDir(dir, salt_id, NowNs(), &summary));
