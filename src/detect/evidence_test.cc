@@ -210,6 +210,36 @@ TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
   EXPECT_LE(popular.request_llr, -3.0f);
 }
 
+TEST(WorkQueueStageTest, MachinePacedSubjectsEarnNoCrowdCredit) {
+  WorkQueueStage stage({});
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 20, 71);
+  std::unordered_map<std::string, SubjectState> s;
+  // As the engine does: the subject's pacing is observed before the stages judge it.
+  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+    Req r(who, text, t);
+    ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
+    StageEvidence out;
+    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
+    return out;
+  };
+  // A crowd asks items 0..9 within minutes of each other.
+  const int64_t t1 = kT0 + 2 * kHour;
+  for (int k = 0; k < 4; ++k) {
+    for (int i = 0; i < 10; ++i) ask("crowd" + std::to_string(k), items[i], t1 + k * 60 * kSec + i * kSec);
+  }
+  // A queue worker asks them again at machine pace (two seconds apart): after its first request
+  // (one request has no pace yet) it earns no organic credit.
+  StageEvidence bot;
+  for (int i = 0; i < 10; ++i) bot = ask("worker", items[i], t1 + 400 * kSec + i * 2 * kSec);
+  EXPECT_GE(bot.request_llr, 0.0f);
+  EXPECT_EQ(s["worker"].items_dense, 1.0f);
+  // A person asking the same items minutes apart is one of the crowd.
+  StageEvidence person;
+  for (int i = 0; i < 3; ++i) person = ask("student", items[i], t1 + 420 * kSec + i * 120 * kSec);
+  EXPECT_LE(person.request_llr, -3.0f);
+  EXPECT_GT(s["student"].items_dense, 0.0f);
+}
+
 TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
   auto model = testing::SyntheticModel();
   auto baseline = std::make_shared<OrganicBaseline>(OrganicBaseline::Config{}, model->content.organic_distribution(), 0.9);

@@ -1,6 +1,7 @@
 #include "detect/workqueue_evidence.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "detect/sketches.h"
 #include "detect/shards.h"
@@ -113,7 +114,8 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   }
   // Sharing a jailbreak template with others is how a probing campaign works, not a class.
   if ((dense || popular) && r.features.content.top_head == kHeadJailbreak) return;
-  if (dense || popular) {
+  const bool machine_paced = s.requests >= 2 && s.log_gap.mean() < std::log10(config_.machine_gap_s);
+  if ((dense || popular) && !machine_paced) {
     s.items_dense += 1;
     out->request_llr = static_cast<float>(popular ? config_.popular_llr : config_.dense_llr);
     if (s.items_dense >= config_.group_min_items) out->prior = static_cast<float>(config_.group_prior);

@@ -8,8 +8,9 @@
 //            across many accounts (and recycled), paraphrased per account;
 //   dense    its items were asked by the *same* few subjects again and again: a class doing
 //            the same homework, researchers running the same benchmark, a team.
-//   popular  other subjects asked it minutes ago: a class's homework, a trending question (a
-//            work queue hands an item out once per pass, hours apart).
+//   popular  other subjects asked it within the hour: a class's homework, a trending question
+//            (a work queue hands an item out once per pass, hours apart). Only people earn
+//            this credit: a machine-paced subject asking what others asked is a queue worker.
 // Diffuse repeats of campaign-like content are evidence of a campaign; dense and popular ones
 // are evidence of organic use (except jailbreak templates, which probing campaigns share).
 // A subject remembers its last few co-askers to tell dense from diffuse.
@@ -33,16 +34,22 @@ struct WorkQueueStageConfig {
                                 // scaled by how campaign-like its content is (content llr / 3)
   double dense_llr = -2.0;      // evidence of a campaign-like item shared with known co-askers
                                 // or popular right now
-  double popular_llr = -4.0;    // evidence of a campaign-like item many asked within hours
+  double popular_llr = -8.0;    // evidence of a campaign-like item many asked within the hour
   double group_min_items = 3;   // shared items after which the subject is a group's member
   double group_prior = -6.0;    // standing evidence of a group member (a class, a team)
   double min_content_llr = 0.5; // diffuse repeats count only for content at least this campaign-like
   // An item is "popular" when fresh_askers other subjects asked it within fresh_minutes: a
   // class or a team asks the same things at the same time, a work queue hands an item out once
   // per pass. (Three: distinct items of a templated set can look alike, and campaigns drawing
-  // on the same public sets may ask one item twice the same hour.)
-  double fresh_minutes = 240;
+  // on the same public sets may ask one item twice the same hour.) One hour: a queue recycled
+  // by thousands of accounts hands one item out again within a few hours, a class asks it
+  // together (measured, docs/detection.md: 240 minutes and -4 took topic-sweep leakage to
+  // 16-19% and the stealth reseller's to 25-28%; 60 and -8 give 10-12% and 15-17%).
+  double fresh_minutes = 60;
   double fresh_askers = 3;
+  // A class or a team is people: a subject whose mean gap between requests is below this
+  // (machine-paced) earns no organic credit for items others asked too.
+  double machine_gap_s = 15;
   int64_t memory_hours = 72;    // how long the table remembers an asker
   size_t max_entries = 1 << 21; // band entries kept (all shards)
 };
