@@ -80,6 +80,9 @@ Status VerifyModelAttestation(server::ModelConfig& m) {
     if (!found) return FailedPreconditionError(where + ": no attested subject " + name + " with sha256 " + sha);
   }
   m.attestation_sha256 = verified->envelope_sha256;
+  m.attested_model_name = verified->attestation.predicate.model_name;
+  m.attested_model_version = verified->attestation.predicate.model_version;
+  m.attestation_key_id = verified->key_id;
   std::cerr << "model " << m.name << ": attestation verified (" << verified->attestation.predicate.model_name << " "
             << verified->attestation.predicate.model_version << ", key " << verified->key_id.substr(0, 16) << ")\n";
   return Status::Ok();
@@ -227,8 +230,8 @@ int Serve(const ServeOpts& opts) {
   }
   std::unique_ptr<server::AdminApi> admin;
   if (!cfg.server.admin_token.empty()) {
-    admin = std::make_unique<server::AdminApi>(accounts->get(), cfg.server.admin_token, engine.get(),
-                                               risk_lists.get());
+    admin = std::make_unique<server::AdminApi>(accounts->get(), cfg.server.admin_token,
+                                               engine.get(), risk_lists.get(), &cfg.models);
     parts.admin = admin.get();
   }
 

@@ -43,6 +43,10 @@ struct AuditRecord {
   std::string action;        // policy action taken, e.g. "allow", "throttle", "block"
   std::string reasons_json;  // JSON array of reason strings
   std::string watermark_key_id;
+  // Hex SHA-256 of the attestation envelope of the model that served the request (its
+  // [[models]] attestation, verified at start); "" when the request named no configured model
+  // or that model has no attestation.
+  std::string model_attestation;
   std::string retention;  // "full" | "hash-only" | "none": how the two texts below were kept
   std::string prompt_text;
   std::string completion_text;

@@ -115,6 +115,7 @@ boost::json::object RecordToJson(const AuditRecord& r) {
   PutString(o, "retention", r.retention);
   PutString(o, "prompt_text", r.prompt_text);
   PutString(o, "completion_text", r.completion_text);
+  PutString(o, "model_attestation", r.model_attestation);
   return o;
 }
 

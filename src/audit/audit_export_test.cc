@@ -51,6 +51,7 @@ AuditRecord FromJson(const boost::json::object& o) {
   r.retention = Str(o, "retention");
   r.prompt_text = Str(o, "prompt_text");
   r.completion_text = Str(o, "completion_text");
+  r.model_attestation = Str(o, "model_attestation");
   return r;
 }
 

@@ -78,7 +78,7 @@ std::string Sha256Hex(std::string_view data) {
 std::string CanonicalEncoding(const AuditRecord& r) {
   std::string out;
   out.reserve(512 + r.prompt_text.size() + r.completion_text.size() + r.params_json.size() +
-              r.user_agent.size() + r.reasons_json.size());
+              r.user_agent.size() + r.reasons_json.size() + r.model_attestation.size());
   out.append(kRecordTag);
   AppendBytesField(out, r.prev_hash);
   AppendInt64Field(out, r.seq);
@@ -106,6 +106,11 @@ std::string CanonicalEncoding(const AuditRecord& r) {
   AppendBytesField(out, r.retention);
   AppendBytesField(out, r.prompt_text);
   AppendBytesField(out, r.completion_text);
+  // Optional fields: only when set, so records written before a field existed hash as they did.
+  if (!r.model_attestation.empty()) {
+    AppendBytesField(out, "model_attestation");
+    AppendBytesField(out, r.model_attestation);
+  }
   return out;
 }
 

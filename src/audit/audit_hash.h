@@ -11,6 +11,9 @@
 //     endpoint, model, params_json, stream, prompt_tokens, completion_tokens, latency_ms,
 //     http_status, error_code, verdict, action, reasons_json, watermark_key_id, retention,
 //     prompt_text, completion_text
+//   then the optional fields, in this order, each only when it is not empty, as
+//   F(field name) || F(value):
+//     model_attestation
 //
 //   F(field) = u64be(byte length) || bytes, where the bytes are
 //     strings:  the raw bytes (no normalisation, no terminator)
@@ -20,7 +23,9 @@
 //
 //   record_hash = lowercase hex( SHA-256( canonical encoding ) )
 //
-// Every field is length-prefixed, so no two distinct records share an encoding. record_hash
+// Every field is length-prefixed, so no two distinct records share an encoding; an optional
+// field is named, so a record without it (every record written before it existed) encodes and
+// hashes exactly as it did then, and one with it commits to it. record_hash
 // itself is not part of the encoding. The first record's prev_hash is 64 '0' characters.
 //
 // Checkpoint message (version 1), signed with Ed25519 (crypto_sign_detached):

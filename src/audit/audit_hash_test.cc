@@ -83,8 +83,11 @@ TEST(AuditHashTest, EveryFieldIsCommittedTo) {
       [](AuditRecord& r) { r.retention = "none"; },
       [](AuditRecord& r) { r.prompt_text += "x"; },
       [](AuditRecord& r) { r.completion_text += "x"; },
+      [](AuditRecord& r) { r.model_attestation[0] = 'b'; },
+      [](AuditRecord& r) { r.model_attestation.clear(); },
   };
   AuditRecord base = SampleRecord(5);
+  ASSERT_FALSE(base.model_attestation.empty());
   base.seq = 5;
   base.prev_hash = kGenesisHash;
   std::set<std::string> hashes = {ComputeRecordHash(base)};
@@ -98,6 +101,58 @@ TEST(AuditHashTest, EveryFieldIsCommittedTo) {
   AuditRecord r = base;
   r.record_hash = "anything";
   EXPECT_EQ(ComputeRecordHash(r), ComputeRecordHash(base));
+}
+
+// A record with every version-1 field set and no optional field.
+AuditRecord VersionOneRecord() {
+  AuditRecord r;
+  r.prev_hash = kGenesisHash;
+  r.seq = 7;
+  r.time_ns = 1700000000123456789;
+  r.request_id = "req_1";
+  r.account_id = "acct_1";
+  r.org_id = "org_1";
+  r.end_user = "user-1";
+  r.key_id = "key_1";
+  r.client_ip = "198.51.100.7";
+  r.user_agent = "curl/8.0";
+  r.endpoint = "/v1/chat/completions";
+  r.model = "tiny";
+  r.params_json = R"({"temperature":0.5})";
+  r.stream = true;
+  r.prompt_tokens = 12;
+  r.completion_tokens = 34;
+  r.latency_ms = 56.25;
+  r.http_status = 200;
+  r.verdict = "allow";
+  r.action = "allow";
+  r.reasons_json = "[]";
+  r.watermark_key_id = "wm:acct_1:0";
+  r.retention = "full";
+  r.prompt_text = "hello";
+  r.completion_text = "world";
+  return r;
+}
+
+// Records written before model_attestation existed must keep verifying: without it a record
+// hashes exactly as version 1 did. The expected value was computed by the code before the field
+// was added (and independently from the format in audit_hash.h).
+TEST(AuditHashTest, RecordWithoutAttestationHashesAsBeforeTheFieldExisted) {
+  EXPECT_EQ(ComputeRecordHash(VersionOneRecord()),
+            "be17ea1d4edc79c4028a91525fcad1a3a383d81908eb14159438fd1bf43e0604");
+}
+
+TEST(AuditHashTest, AttestationIsAppendedAsANamedFieldWhenSet) {
+  AuditRecord r = VersionOneRecord();
+  const std::string without = CanonicalEncoding(r);
+  r.model_attestation = std::string(32, 'a') + std::string(32, 'b');
+  const std::string with = CanonicalEncoding(r);
+  ASSERT_EQ(with.substr(0, without.size()), without);
+  EXPECT_EQ(with.substr(without.size()),
+            std::string("\0\0\0\0\0\0\0\x11", 8) + "model_attestation" +
+                std::string("\0\0\0\0\0\0\0\x40", 8) + r.model_attestation);
+  EXPECT_EQ(ComputeRecordHash(r),
+            "1a99cc45e0b82644a14d9d86c4e6559c4bbad56384c1b464af2d3bad3e85673d");
 }
 
 TEST(AuditHashTest, CheckpointMessageCoversSeqTimeAndHash) {

@@ -46,6 +46,8 @@ AuditRecord SampleRecord(int64_t i) {
   r.retention = "full";
   r.prompt_text = "prompt number " + std::to_string(i);
   r.completion_text = "completion number " + std::to_string(i);
+  // Records of both kinds: with an attested model (odd i) and without (even i).
+  if (i % 2 != 0) r.model_attestation = std::string(63, 'a') + std::to_string(i % 10);
   return r;
 }
 

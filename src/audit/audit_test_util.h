@@ -22,7 +22,7 @@ class TempDir {
   std::string path_;
 };
 
-// A record with every gateway field filled; distinct per `i`.
+// A record with every gateway field filled (model_attestation only for odd `i`); distinct per `i`.
 AuditRecord SampleRecord(int64_t i);
 
 // Options for a log under `dir` (audit.db, audit.key).

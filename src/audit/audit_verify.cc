@@ -201,7 +201,8 @@ StatusOr<VerifyReport> VerifyChain(const std::string& db_path, const std::string
   // One read transaction: both cursors see the same snapshot while a writer keeps appending.
   MOAT_ASSIGN_OR_RETURN(SqliteTransaction snapshot,
                         SqliteTransaction::Begin(*db, SqliteTransaction::Kind::kDeferred));
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt records, db->Prepare(SelectRecordsSql() + "ORDER BY seq"));
+  MOAT_ASSIGN_OR_RETURN(std::string select, SelectRecordsSqlFor(*db));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt records, db->Prepare(select + "ORDER BY seq"));
   MOAT_ASSIGN_OR_RETURN(
       SqliteStmt checkpoints,
       db->Prepare("SELECT seq, record_hash, time_ns, signature FROM checkpoints ORDER BY seq"));

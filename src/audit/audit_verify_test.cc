@@ -8,14 +8,16 @@
 #include "audit/audit_hash.h"
 #include "audit/audit_log.h"
 #include "audit/audit_schema.h"
-#include "common/sqlite.h"
 #include "audit/audit_test_util.h"
+#include "audit/record_reader.h"
+#include "common/sqlite.h"
 
 namespace moat::audit {
 namespace {
 
 using testing::ExecSql;
 using testing::OptionsIn;
+using testing::QueryInt;
 using testing::SampleRecord;
 using testing::TempDir;
 
@@ -99,6 +101,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "completion_text = ''", "account_id = 'acct-x'", "time_ns = time_ns + 1",
                       "latency_ms = latency_ms + 0.5", "stream = 1 - stream", "http_status = 403",
                       "prompt_tokens = 0", "params_json = '{}'", "retention = 'none'",
+                      // Record 23 names an attested model: its digest is covered.
+                      "model_attestation = ''",
+                      "model_attestation = 'b' || substr(model_attestation, 2)",
                       // Storage tricks that would read back as the original values.
                       "http_status = http_status + 4294967296",
                       "time_ns = CAST(time_ns AS TEXT) || 'x'", "stream = stream + 2",
@@ -223,6 +228,83 @@ TEST(VerifyChainTest, VerifiesASnapshotWhileTheWriterAppends) {
   }
   stop = true;
   writer.join();
+}
+
+// A database written before records had a model_attestation column: readers read it as it is
+// (never changing the file), it verifies, and a gateway opening it adds the column and extends
+// the chain, old records' hashes unchanged.
+TEST(VerifyChainTest, AVersionOneDatabaseIsReadVerifiedAndMigrated) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir, 4);
+  VerifyOptions every4;
+  every4.checkpoint_every = 4;
+  std::string pub;
+  {
+    auto log = AuditLog::Open(opts);
+    ASSERT_TRUE(log.ok());
+    pub = (*log)->public_key_hex();
+    for (int i = 2; i <= 12; i += 2)
+      ASSERT_TRUE((*log)->Append(SampleRecord(i)).ok());  // unattested
+  }
+  // What version 1 wrote: the same table without the column.
+  ExecSql(opts.db_path,
+          "ALTER TABLE records DROP COLUMN model_attestation;"
+          "UPDATE audit_meta SET value = '1' WHERE key = 'schema_version'");
+  auto read_all = [&] {
+    std::vector<AuditRecord> out;
+    auto reader = AuditRecordReader::Open(opts.db_path);
+    EXPECT_TRUE(reader.ok()) << reader.status().ToString();
+    AuditRecord r;
+    while (reader.ok()) {
+      auto more = reader->Next(&r);
+      EXPECT_TRUE(more.ok()) << more.status().ToString();
+      if (!more.ok() || !*more) break;
+      out.push_back(r);
+    }
+    return out;
+  };
+  std::vector<AuditRecord> old_records = read_all();
+  ASSERT_EQ(old_records.size(), 6u);
+  EXPECT_EQ(old_records[0].model_attestation, "");
+  auto report = VerifyChain(opts.db_path, pub, every4);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(QueryInt(opts.db_path,
+                     "SELECT COUNT(*) FROM pragma_table_info('records') "
+                     "WHERE name = 'model_attestation'"),
+            0);  // reading did not migrate
+
+  {
+    auto log = AuditLog::Open(opts);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    ASSERT_TRUE((*log)->Append(SampleRecord(13)).ok());  // attested
+  }
+  EXPECT_EQ(QueryInt(opts.db_path,
+                     "SELECT CAST(value AS INTEGER) FROM audit_meta "
+                     "WHERE key = 'schema_version'"),
+            kSchemaVersion);
+  std::vector<AuditRecord> all = read_all();
+  ASSERT_EQ(all.size(), 7u);
+  for (size_t i = 0; i < old_records.size(); ++i) {
+    EXPECT_EQ(all[i].record_hash, old_records[i].record_hash);
+    EXPECT_EQ(all[i].model_attestation, "");
+  }
+  EXPECT_EQ(all[6].model_attestation, SampleRecord(13).model_attestation);
+  report = VerifyChain(opts.db_path, pub, every4);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->records, 7);
+}
+
+TEST(VerifyChainTest, OpeningNeverLowersANewerSchemaVersion) {
+  TempDir dir;
+  AuditLogOptions opts = OptionsIn(dir);
+  ASSERT_TRUE(AuditLog::Open(opts).ok());
+  ExecSql(opts.db_path, "UPDATE audit_meta SET value = '99' WHERE key = 'schema_version'");
+  ASSERT_TRUE(AuditLog::Open(opts).ok());
+  EXPECT_EQ(QueryInt(opts.db_path,
+                     "SELECT CAST(value AS INTEGER) FROM audit_meta WHERE key = 'schema_version'"),
+            99);
 }
 
 // ---------------------------------------------------------------------------------------------

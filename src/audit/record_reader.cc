@@ -6,8 +6,8 @@ namespace moat::audit {
 
 StatusOr<AuditRecordReader> AuditRecordReader::Open(const std::string& db_path, int64_t since_ns) {
   MOAT_ASSIGN_OR_RETURN(auto db, SqliteDb::Open(db_path, SqliteDb::Mode::kReadOnly));
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows,
-                        db->Prepare(SelectRecordsSql() + "WHERE time_ns >= ? ORDER BY seq"));
+  MOAT_ASSIGN_OR_RETURN(std::string select, SelectRecordsSqlFor(*db));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt rows, db->Prepare(select + "WHERE time_ns >= ? ORDER BY seq"));
   rows.BindInt64(1, since_ns);
   return AuditRecordReader(std::move(db), std::move(rows));
 }

@@ -1,7 +1,8 @@
 #pragma once
 // UpstreamBackend: forwards completion requests to an OpenAI-compatible server (vLLM,
-// llama.cpp server, SGLang, TGI, ...) over pooled HTTP/1.1 keep-alive connections, plain or
-// TLS, passing streamed responses through event by event as they arrive.
+// llama.cpp server, SGLang, TGI, ...) through the internal HTTP client (src/net), one
+// net::AsyncHttpClient per worker thread (its pool of HTTP/1.1 keep-alive connections, plain or
+// TLS), passing streamed responses through event by event as they arrive.
 //
 // TLS (https:// base URLs): the upstream's certificate chain is verified against
 // ModelConfig::tls_ca_file or the system trust store, and its name against tls_server_name (or
@@ -9,29 +10,21 @@
 // presented when configured. Connections stay pooled after their handshake, and a new connection
 // resumes the worker's last TLS session, so handshakes are rare and mostly abbreviated.
 
+#include <boost/json/object.hpp>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/json/object.hpp>
-
 #include "common/metrics.h"
 #include "moat/clock.h"
 #include "moat/status.h"
+#include "net/http_client.h"
 #include "server/backend.h"
 #include "server/config.h"
 #include "watermark/green_list.h"
 #include "watermark/watermark_key.h"
-
-typedef struct ssl_session_st SSL_SESSION;
 
 namespace moat::backends {
 
@@ -50,39 +43,21 @@ class UpstreamBackend final : public server::Backend {
   void Shutdown() override;
 
  private:
-  UpstreamBackend(const server::ModelConfig& config, HttpUrl url, boost::asio::ip::tcp::endpoint ep,
-                  int workers, MetricsRegistry* metrics, const Clock* clock);
+  UpstreamBackend(const server::ModelConfig& config, HttpUrl url, int workers,
+                  MetricsRegistry* metrics, const Clock* clock);
 
-  // One pooled connection to the upstream: exactly one of the two streams is set.
-  struct Connection {
-    std::unique_ptr<boost::beast::tcp_stream> plain;
-    std::unique_ptr<boost::beast::ssl_stream<boost::beast::tcp_stream>> tls;
-  };
-  struct SessionFree {
-    void operator()(SSL_SESSION* s) const;
-  };
+  // One worker's state, touched only by that worker's thread.
   struct Pool {
-    std::vector<std::unique_ptr<Connection>> idle;
-    std::unique_ptr<SSL_SESSION, SessionFree> tls_session;  // offered to new TLS connections
+    std::optional<net::AsyncHttpClient> http;  // created on the worker's first request
     // account -> its serialized-ready logit_bias map (upstream watermark), bounded.
     std::unordered_map<std::string, boost::json::object> bias_cache;
   };
-  // What one attempt on one connection came to.
-  struct Attempt {
-    bool retry = false;     // a pooled connection had gone stale: try again on a fresh one
-    bool reusable = false;  // the connection may go back to the pool
-    bool complete = false;  // the whole response was read
-    server::BackendResult result;
-  };
 
-  // Opens a connection (TCP connect, then the TLS handshake for https). On failure sets the
-  // gateway error on ctx and returns null.
-  boost::asio::awaitable<std::unique_ptr<Connection>> Connect(Pool& pool, server::BackendCall& call);
-  // Sends `req` on `stream` and reads (or relays) the answer.
-  template <class Stream>
-  boost::asio::awaitable<Attempt> Exchange(Stream& stream, bool reused, server::BackendCall& call,
-                                           boost::beast::http::request<boost::beast::http::string_body>& req,
-                                           bool client_wants_usage);
+  // The request sent upstream for `ctx`.
+  net::HttpRequest UpstreamRequest(Pool& pool, RequestContext& ctx) const;
+  // Turns a failed call into the gateway's error on ctx (by the stage the call reached).
+  void FailCall(RequestContext& ctx, const moat::Status& status, const net::HttpCallTrace& trace,
+                bool relay_stream);
 
   // Adds the account's watermark logit_bias to `body` (summing with the client's own entries).
   void InjectWatermark(Pool& pool, RequestContext& ctx, boost::json::object& body) const;
@@ -94,9 +69,7 @@ class UpstreamBackend final : public server::Backend {
   const server::ModelConfig config_;
   const Clock* const clock_;  // times the upstream's first byte
   const HttpUrl url_;
-  const boost::asio::ip::tcp::endpoint endpoint_;
-  std::string tls_server_name_;
-  std::shared_ptr<boost::asio::ssl::context> tls_context_;  // null for http://
+  net::HttpClientOptions http_options_;  // shared by the workers' clients (TLS context included)
   std::vector<Pool> pools_;  // one per worker, each touched only by its worker thread
   Family<Counter>* upstream_errors_;
   Family<Histogram>* upstream_ttfb_;

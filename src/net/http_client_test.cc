@@ -4,27 +4,29 @@
 #include "net/http_client.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <string>
-#include <thread>
-#include <vector>
-
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <gtest/gtest.h>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace moat::net {
 namespace {
@@ -325,7 +327,6 @@ TEST(HttpClientTest, ConnectDeadlineExpiresOnAFullListenQueue) {
 }
 
 TEST(HttpClientTest, RejectsUrlsItCannotServe) {
-  EXPECT_EQ(HttpClient::Create("https://127.0.0.1:1").status().code(), StatusCode::kUnimplemented);
   EXPECT_EQ(HttpClient::Create("ftp://x").status().code(), StatusCode::kInvalidArgument);
   auto client = HttpClient::Create("http://127.0.0.1:1");
   ASSERT_TRUE(client.ok());
@@ -360,23 +361,218 @@ TEST(AsyncHttpClientTest, CoroutineCallsShareOneConnection) {
   EXPECT_EQ(server.accepted(), 1);
 }
 
-TEST(AsyncHttpClientTest, OverlappingCallIsRefused) {
+TEST(AsyncHttpClientTest, OverlappingCallsEachGetAConnectionAndThePoolKeepsThem) {
   LoopbackServer server;
   HttpClientOptions options;
   options.total_timeout = 300ms;
+  options.max_idle_connections = 2;
   asio::io_context io;
   auto client = AsyncHttpClient::Create(io.get_executor(), server.url(), options);
   ASSERT_TRUE(client.ok());
-  std::vector<StatusCode> codes;
+  std::vector<std::string> outcomes;
   auto call = [&](std::string target) -> asio::awaitable<void> {
-    StatusOr<HttpResponse> res = co_await client->Send(Get(std::move(target)));
-    codes.push_back(res.status().code());
+    StatusOr<HttpResponse> res = co_await client->Send(Get(target));
+    outcomes.push_back(target + " " +
+                       (res.ok() ? res->body : std::string(StatusCodeName(res.status().code()))));
   };
+  // A slow call does not hold up the next one: each has a connection of its own.
   asio::co_spawn(io, call("/slow"), asio::detached);
   asio::co_spawn(io, call("/hello"), asio::detached);
   io.run();
-  EXPECT_EQ(codes, (std::vector<StatusCode>{StatusCode::kFailedPrecondition,
-                                            StatusCode::kDeadlineExceeded}));
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"/hello hello", "/slow DEADLINE_EXCEEDED"}));
+  EXPECT_EQ(server.accepted(), 2);
+  EXPECT_EQ(client->idle_connections(), 1u);  // the timed-out one was closed
+
+  // Two at once again: one reuses the pooled connection, one opens another; both are kept.
+  outcomes.clear();
+  io.restart();
+  asio::co_spawn(io, call("/hello"), asio::detached);
+  asio::co_spawn(io, call("/hello"), asio::detached);
+  io.run();
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"/hello hello", "/hello hello"}));
+  EXPECT_EQ(server.accepted(), 3);
+  EXPECT_EQ(client->idle_connections(), 2u);
+  io.restart();
+  asio::co_spawn(io, call("/hello"), asio::detached);
+  asio::co_spawn(io, call("/hello"), asio::detached);
+  io.run();
+  EXPECT_EQ(server.accepted(), 3);
+}
+
+// Runs `body` as a coroutine on a fresh io_context until it finishes.
+void RunCoroutine(const std::function<asio::awaitable<void>(asio::io_context&)>& body) {
+  asio::io_context io;
+  asio::co_spawn(io, body(io), asio::detached);
+  io.run();
+}
+
+TEST(AsyncHttpClientTest, StreamedCallHandsOverTheHeadThenTheBodyAndKeepsTheConnection) {
+  LoopbackServer server;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    auto client = AsyncHttpClient::Create(io.get_executor(), server.url());
+    EXPECT_TRUE(client.ok());
+    std::string events;
+    HttpStreamHandlers handlers;
+    handlers.on_request_sent = [&] { events += "sent;"; };
+    handlers.on_head = [&](const HttpResponseHead& head) {
+      events +=
+          "head " + std::to_string(head.status) + " " + head.Header("Transfer-Encoding") + ";";
+      return true;
+    };
+    std::string body;
+    handlers.on_body = [&](std::string_view piece, bool) -> asio::awaitable<bool> {
+      if (events.back() != '+') events += "body+";
+      body.append(piece);
+      co_return true;
+    };
+    HttpCallTrace trace;
+    StatusOr<HttpStreamedAnswer> answer =
+        co_await client->SendStreamed(Get("/chunked"), handlers, &trace);
+    EXPECT_TRUE(answer.ok()) << answer.status().ToString();
+    if (!answer.ok()) co_return;
+    EXPECT_TRUE(answer->complete);
+    EXPECT_EQ(answer->head.status, 200);
+    EXPECT_EQ(events, "sent;head 200 chunked;body+");
+    EXPECT_EQ(body, "hello, world");  // chunk framing removed
+    EXPECT_EQ(trace.stage, HttpCallStage::kBody);
+    EXPECT_TRUE(trace.request_sent);
+    StatusOr<HttpResponse> again = co_await client->Send(Get("/hello"));
+    EXPECT_TRUE(again.ok());
+    EXPECT_EQ(client->connections_opened(), 1);
+  });
+  EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST(AsyncHttpClientTest, StreamedCallReadsOnlyWhileNoPieceIsBeingHandled) {
+  LoopbackServer server;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    auto client = AsyncHttpClient::Create(io.get_executor(), server.url());
+    EXPECT_TRUE(client.ok());
+    int in_handler = 0, most_in_handler = 0, pieces = 0;
+    size_t bytes = 0;
+    HttpStreamHandlers handlers;
+    handlers.on_body = [&](std::string_view piece, bool) -> asio::awaitable<bool> {
+      most_in_handler = std::max(most_in_handler, ++in_handler);
+      ++pieces;
+      bytes += piece.size();
+      asio::steady_timer slow_consumer(co_await asio::this_coro::executor, 2ms);
+      co_await slow_consumer.async_wait(asio::use_awaitable);
+      --in_handler;
+      co_return true;
+    };
+    StatusOr<HttpStreamedAnswer> answer = co_await client->SendStreamed(Get("/big"), handlers);
+    EXPECT_TRUE(answer.ok()) << answer.status().ToString();
+    EXPECT_EQ(bytes, 100000u);
+    EXPECT_GT(pieces, 1);  // more than one read's worth
+    EXPECT_EQ(most_in_handler, 1);
+  });
+}
+
+TEST(AsyncHttpClientTest, StoppingAStreamClosesItsConnection) {
+  LoopbackServer server;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    auto client = AsyncHttpClient::Create(io.get_executor(), server.url());
+    EXPECT_TRUE(client.ok());
+    HttpStreamHandlers handlers;
+    handlers.on_body = [&](std::string_view, bool) -> asio::awaitable<bool> { co_return false; };
+    StatusOr<HttpStreamedAnswer> answer = co_await client->SendStreamed(Get("/big"), handlers);
+    EXPECT_TRUE(answer.ok()) << answer.status().ToString();
+    EXPECT_FALSE(answer.ok() && answer->complete);
+    EXPECT_EQ(client->idle_connections(), 0u);
+    StatusOr<HttpResponse> next = co_await client->Send(Get("/hello"));
+    EXPECT_TRUE(next.ok());
+  });
+  EXPECT_EQ(server.accepted(), 2);
+}
+
+TEST(AsyncHttpClientTest, StreamedCallIsRetriedOnceOnAStalePooledConnection) {
+  LoopbackServer server;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    auto client = AsyncHttpClient::Create(io.get_executor(), server.url());
+    EXPECT_TRUE(client.ok());
+    EXPECT_TRUE((co_await client->Send(Get("/drop-after"))).ok());
+    asio::steady_timer settle(io, 50ms);  // let the server's close arrive
+    co_await settle.async_wait(asio::use_awaitable);
+    int sent = 0;
+    std::string body;
+    HttpStreamHandlers handlers;
+    handlers.on_request_sent = [&] { ++sent; };
+    handlers.on_body = [&](std::string_view piece, bool) -> asio::awaitable<bool> {
+      body.append(piece);
+      co_return true;
+    };
+    HttpCallTrace trace;
+    StatusOr<HttpStreamedAnswer> answer =
+        co_await client->SendStreamed(Get("/hello"), handlers, &trace);
+    EXPECT_TRUE(answer.ok()) << answer.status().ToString();
+    EXPECT_EQ(body, "hello");
+    EXPECT_FALSE(trace.reused);  // answered on the fresh connection
+    EXPECT_GE(sent, 1);
+  });
+  EXPECT_EQ(server.accepted(), 2);
+}
+
+TEST(AsyncHttpClientTest, IdleTimeoutBoundsTheWaitForTheAnswer) {
+  LoopbackServer server;
+  HttpClientOptions options;
+  options.total_timeout = 0ms;  // none
+  options.idle_timeout = 200ms;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    auto client = AsyncHttpClient::Create(io.get_executor(), server.url(), options);
+    EXPECT_TRUE(client.ok());
+    const auto start = std::chrono::steady_clock::now();
+    HttpCallTrace trace;
+    StatusOr<HttpResponse> res = co_await client->Send(Get("/slow"), &trace);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(res.status().code(), StatusCode::kDeadlineExceeded) << res.status().ToString();
+    EXPECT_EQ(trace.stage, HttpCallStage::kExchange);
+    EXPECT_TRUE(trace.request_sent);
+    EXPECT_GE(elapsed, 180ms);
+    EXPECT_LT(elapsed, 2s);
+  });
+}
+
+TEST(AsyncHttpClientTest, TraceNamesTheStageOfAFailure) {
+  LoopbackServer server;
+  RunCoroutine([&](asio::io_context& io) -> asio::awaitable<void> {
+    HttpCallTrace trace;
+    auto refused = AsyncHttpClient::Create(io.get_executor(), "http://127.0.0.1:1");
+    EXPECT_TRUE(refused.ok());
+    StatusOr<HttpResponse> res = co_await refused->Send(Get("/"), &trace);
+    EXPECT_EQ(res.status().code(), StatusCode::kUnavailable);
+    EXPECT_EQ(trace.stage, HttpCallStage::kConnect);
+    EXPECT_FALSE(trace.request_sent);
+
+    // TLS to a server that speaks plain HTTP: the handshake fails, nothing is sent.
+    const std::string https = "https" + server.url().substr(4);
+    TlsClientOptions tls_options;
+    tls_options.verify = false;
+    auto tls = TlsClientContext::Create(tls_options, "127.0.0.1");
+    EXPECT_TRUE(tls.ok()) << tls.status().ToString();
+    HttpClientOptions options;
+    options.tls = *tls;
+    int handshakes = 0;
+    options.on_tls_handshake = [&](bool) { ++handshakes; };
+    auto client = AsyncHttpClient::Create(io.get_executor(), https, options);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    res = co_await client->Send(Get("/hello"), &trace);
+    EXPECT_EQ(res.status().code(), StatusCode::kUnavailable) << res.status().ToString();
+    EXPECT_EQ(trace.stage, HttpCallStage::kTlsHandshake);
+    EXPECT_FALSE(trace.request_sent);
+    EXPECT_EQ(handshakes, 0);
+  });
+}
+
+TEST(TlsClientContextTest, RefusesFilesItCannotLoad) {
+  TlsClientOptions missing_ca;
+  missing_ca.ca_file = "/nonexistent/ca.pem";
+  EXPECT_EQ(TlsClientContext::Create(missing_ca, "localhost").status().code(),
+            StatusCode::kInvalidArgument);
+  TlsClientOptions missing_key;
+  missing_key.client_cert_file = "/nonexistent/client.pem";
+  missing_key.client_key_file = "/nonexistent/client.key";
+  EXPECT_EQ(TlsClientContext::Create(missing_key, "localhost").status().code(),
+            StatusCode::kNotFound);
 }
 
 }  // namespace

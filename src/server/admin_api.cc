@@ -85,8 +85,13 @@ std::string Str(const json::object& o, const char* key) {
 }  // namespace
 
 AdminApi::AdminApi(store::AccountStore* accounts, std::string admin_token,
-                   detect::DetectionEngine* engine, store::RiskLists* lists)
-    : accounts_(accounts), admin_token_(std::move(admin_token)), engine_(engine), lists_(lists) {
+                   detect::DetectionEngine* engine, store::RiskLists* lists,
+                   const std::vector<ModelConfig>* models)
+    : accounts_(accounts),
+      admin_token_(std::move(admin_token)),
+      engine_(engine),
+      lists_(lists),
+      models_(models) {
   unsigned char digest[kActorFingerprintBytes];
   crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(admin_token_.data()),
                      admin_token_.size(), nullptr, 0);
@@ -211,8 +216,37 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
   return ok(o);
 }
 
+// Each served model, with what its attestation (verified at start) says; "attestation" is null
+// for a model without one.
+AdminApi::Response AdminApi::Models() const {
+  json::array data;
+  if (models_) {
+    for (const ModelConfig& m : *models_) {
+      json::object o{{"name", m.name}, {"object", "model"}, {"backend", m.backend}};
+      if (m.backend == "upstream")
+        o["upstream_model"] = m.upstream_model.empty() ? m.name : m.upstream_model;
+      if (m.attestation_sha256.empty()) {
+        o["attestation"] = nullptr;
+      } else {
+        o["attestation"] = json::object{{"sha256", m.attestation_sha256},
+                                        {"model_name", m.attested_model_name},
+                                        {"model_version", m.attested_model_version},
+                                        {"key_id", m.attestation_key_id},
+                                        {"file", m.attestation}};
+      }
+      data.push_back(std::move(o));
+    }
+  }
+  return Response{200, json::serialize(json::object{{"object", "list"}, {"data", std::move(data)}}),
+                  std::nullopt};
+}
+
 AdminApi::Response AdminApi::Route(std::string_view method, std::string_view path,
                                    std::string_view body) const {
+  if (path == "/admin/models") {
+    if (method != "GET") return Error(405, "use GET on /admin/models", "method_not_allowed");
+    return Models();
+  }
   if (path == "/admin/campaigns" || path == "/admin/lists" || RiskAccountId(path)) {
     return RouteDetection(method, path, body);
   }

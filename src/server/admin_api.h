@@ -7,25 +7,29 @@
 //   GET    /admin/accounts                                            -> {"data": [accounts]}
 //   GET    /admin/accounts/{id|name}                                  -> account + its keys
 //   PATCH  /admin/accounts/{id}        {"tier"?, "disabled"?}         -> account
-//   POST   /admin/keys                 {"account", "label"?}          -> 201 {"key_id", "key"} (shown once)
-//   POST   /admin/keys/{key_id}/revoke                                -> {"key_id", "revoked": true}
-//   DELETE /admin/keys/{key_id}                                       -> same as revoke
-//   GET    /admin/campaigns                                           -> detected campaigns
-//   GET    /admin/accounts/{id}/risk                                  -> score history, reasons, links
-//   POST   /admin/lists                {"account", "entry": allow|deny|none, "note"?}
-//   GET    /admin/lists                                               -> {"account": "allow"|"deny"}
+//   POST   /admin/keys                 {"account", "label"?}          -> 201 {"key_id", "key"}
+//   (shown once) POST   /admin/keys/{key_id}/revoke                                -> {"key_id",
+//   "revoked": true} DELETE /admin/keys/{key_id}                                       -> same as
+//   revoke GET    /admin/campaigns                                           -> detected campaigns
+//   GET    /admin/accounts/{id}/risk                                  -> score history, reasons,
+//   links POST   /admin/lists                {"account", "entry": allow|deny|none, "note"?} GET
+//   /admin/lists                                               -> {"account": "allow"|"deny"} GET
+//   /admin/models                                              -> configured models and
+//                                                                        their verified
+//                                                                        attestations
 //
 // Every change (POST/PATCH/DELETE that passed the admin token) is described in
 // Response::change so that the gateway writes it into the audit hash chain (audit/admin_record.h).
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
-
-#include <optional>
+#include <vector>
 
 #include "audit/admin_record.h"
 #include "detect/engine.h"
+#include "server/config.h"
 #include "store/account_store.h"
 #include "store/risk_lists.h"
 
@@ -40,9 +44,11 @@ class AdminApi {
     // who, from where and when, and writes it to the audit log.
     std::optional<audit::AdminAction> change;
   };
-  // `engine` and `lists` may be null (detection disabled).
+  // `engine` and `lists` may be null (detection disabled). `models` (the served models, their
+  // attestations verified) must outlive the API; null lists none.
   AdminApi(store::AccountStore* accounts, std::string admin_token,
-           detect::DetectionEngine* engine = nullptr, store::RiskLists* lists = nullptr);
+           detect::DetectionEngine* engine = nullptr, store::RiskLists* lists = nullptr,
+           const std::vector<ModelConfig>* models = nullptr);
 
   // True when the raw Authorization header carries the admin token (constant-time comparison).
   bool Authorized(std::string_view authorization) const;
@@ -55,11 +61,13 @@ class AdminApi {
  private:
   Response Route(std::string_view method, std::string_view path, std::string_view body) const;
   Response RouteDetection(std::string_view method, std::string_view path, std::string_view body) const;
+  Response Models() const;
   store::AccountStore* accounts_;
   const std::string admin_token_;
   std::string actor_;
   detect::DetectionEngine* engine_;
   store::RiskLists* lists_;
+  const std::vector<ModelConfig>* models_;
 };
 
 // Makes the engine's list entries equal `lists` (account -> "allow"|"deny"); `applied` holds

@@ -111,8 +111,13 @@ struct ModelConfig {
   std::string attestation;
   std::string attestation_public_key;
   std::vector<std::string> attested_artifacts;
-  // Set by `moat serve` once the attestation verified: hex SHA-256 of the attestation file.
+  // Set by `moat serve` once the attestation verified: hex SHA-256 of the attestation file (also
+  // each audit record's model_attestation), the predicate's model name and version, and the id
+  // of the key it verified under (hex SHA-256 of the public key).
   std::string attestation_sha256;
+  std::string attested_model_name;
+  std::string attested_model_version;
+  std::string attestation_key_id;
 };
 
 // The per-account output watermark applied by the builtin backend.

@@ -254,6 +254,13 @@ AuditRecord Gateway::MakeAuditRecord(const RequestContext& ctx, int64_t end_ns) 
   for (const auto& s : ctx.reasons) reasons.emplace_back(s);
   r.reasons_json = json::serialize(reasons);
   r.watermark_key_id = ctx.watermark_key_id;
+  // The configured model the request named (a handful: a scan beats a map's allocation).
+  for (const auto& m : parts_.config->models) {
+    if (m.name == ctx.model) {
+      r.model_attestation = m.attestation_sha256;
+      break;
+    }
+  }
   r.retention = parts_.config->audit.retention;
   // A request refused on its headers never had its body read: its record is metadata only.
   r.prompt_text = audit::ApplyRetention(retention_, PromptText(ctx.endpoint, ctx.body));

@@ -1,6 +1,7 @@
 // Provenance against the real binary: `moat provenance sign|verify` on a trained builtin model,
-// a gateway that verifies the model's attestation at start and names it in /v1/models, and one
-// that refuses to start when the model file no longer matches its attested digest.
+// a gateway that verifies the model's attestation at start and names it in /v1/models, in every
+// audit record of a request for the model and in GET /admin/models, and one that refuses to
+// start when the model file no longer matches its attested digest.
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -15,6 +16,7 @@ namespace {
 
 namespace json = boost::json;
 using moat::testing::HttpClient;
+using moat::testing::HttpHeaders;
 using moat::testing::TempDir;
 
 class ProvenanceIntegrationTest : public ::testing::Test {
@@ -33,10 +35,11 @@ class ProvenanceIntegrationTest : public ::testing::Test {
   }
 
   std::string Config() const {
-    return "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 1\n[storage]\ndata_dir = \"{data_dir}\"\n"
-           "[[models]]\nname = \"tiny\"\nbackend = \"builtin\"\nmodel_path = \"" + model_ +
-           "\"\ngeneration_threads = 1\nattestation = \"" + attestation_ + "\"\nattestation_public_key = \"" + key_ +
-           ".pub\"\n";
+    return "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 1\nadmin_token = "
+           "\"prov-admin\"\n[storage]\ndata_dir = \"{data_dir}\"\n"
+           "[[models]]\nname = \"tiny\"\nbackend = \"builtin\"\nmodel_path = \"" +
+           model_ + "\"\ngeneration_threads = 1\nattestation = \"" + attestation_ +
+           "\"\nattestation_public_key = \"" + key_ + ".pub\"\n";
   }
 
   TempDir dir_{"moat-provenance"};
@@ -75,9 +78,51 @@ TEST_F(ProvenanceIntegrationTest, GatewayServesOnlyTheAttestedModelAndNamesTheAt
     ASSERT_EQ(res->status, 200) << res->body;
     const json::object model = json::parse(res->body).at("data").as_array().at(0).as_object();
     ASSERT_TRUE(model.contains("attestation_sha256")) << res->body;
-    EXPECT_EQ(model.at("attestation_sha256").as_string().size(), 64u);
+    const std::string digest(model.at("attestation_sha256").as_string());
+    EXPECT_EQ(digest.size(), 64u);
     EXPECT_NE(moat.Log().find("attestation verified"), std::string::npos) << moat.Log();
+
+    // A served request's audit record names the attestation; one for an unknown model does not.
+    const HttpHeaders auth = {{"authorization", "Bearer " + *key}};
+    auto served = client.Request(
+        "POST", "/v1/chat/completions",
+        R"({"model":"tiny","max_tokens":4,"messages":[{"role":"user","content":"hi"}]})", auth);
+    ASSERT_TRUE(served.ok()) << served.status().ToString();
+    ASSERT_EQ(served->status, 200) << served->body;
+    auto unknown =
+        client.Request("POST", "/v1/chat/completions",
+                       R"({"model":"other","messages":[{"role":"user","content":"hi"}]})", auth);
+    ASSERT_TRUE(unknown.ok()) << unknown.status().ToString();
+    EXPECT_EQ(unknown->status, 404) << unknown->body;
+    auto record = moat.AuditRecord(served->Header("x-request-id"));
+    ASSERT_TRUE(record.ok()) << record.status().ToString();
+    EXPECT_EQ(record->at("model_attestation").as_string(), digest);
+    auto unknown_record = moat.AuditRecord(unknown->Header("x-request-id"));
+    ASSERT_TRUE(unknown_record.ok()) << unknown_record.status().ToString();
+    EXPECT_EQ(unknown_record->at("model_attestation").as_string(), "");
+
+    // The admin API lists the model with what its attestation says.
+    auto admin =
+        client.Request("GET", "/admin/models", "", {{"authorization", "Bearer prov-admin"}});
+    ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+    ASSERT_EQ(admin->status, 200) << admin->body;
+    const json::object listed = json::parse(admin->body).at("data").as_array().at(0).as_object();
+    EXPECT_EQ(listed.at("name").as_string(), "tiny");
+    EXPECT_EQ(listed.at("backend").as_string(), "builtin");
+    const json::object& att = listed.at("attestation").as_object();
+    EXPECT_EQ(att.at("sha256").as_string(), digest);
+    EXPECT_EQ(att.at("model_name").as_string(), "tiny");
+    EXPECT_EQ(att.at("model_version").as_string(), "1.0");
+    EXPECT_EQ(att.at("key_id").as_string().size(), 64u);
+    auto no_token = client.Request("GET", "/admin/models");
+    ASSERT_TRUE(no_token.ok()) << no_token.status().ToString();
+    EXPECT_EQ(no_token->status, 401) << no_token->body;
+
     EXPECT_TRUE(moat.Stop(SIGTERM).ok());
+    // The chain, with the attested records in it, verifies.
+    CommandResult verify = moat.Cli({"audit", "verify"});
+    EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+    EXPECT_NE(verify.out.find("OK"), std::string::npos) << verify.out;
   }
 
   // The same config after the model file changed: the gateway does not start, and says why.
