@@ -27,7 +27,7 @@ struct EndUserStageConfig {
   // An account churns when, among at least churn_min_users end users, fewer than
   // churn_return_share ever came back: every request a fresh `user`.
   double churn_weight = 3.0;       // prior of an account whose end users churn
-  double churn_min_users = 20;
+  double churn_min_users = 8;      // (20 let a rotating-`user` account take ~10 answers more)
   double churn_return_share = 0.1;
   double churn_min_hours = 2;      // the account is seen this long before churn is judged
   double share_weight = 1.0;       // multiplies an end user's prior from its account
