@@ -327,10 +327,8 @@ moat::Status ParseStepUp(const toml::table& t, StepUpSettings* s) {
   MOAT_RETURN_IF_ERROR(Get(t, "retry_backoff_ms", "step_up", &s->retry_backoff_ms));
   MOAT_RETURN_IF_ERROR(Get(t, "max_retry_backoff_ms", "step_up", &s->max_retry_backoff_ms));
   if (s->webhook_url.empty()) return moat::Status::Ok();
-  if (auto url = ParseHttpUrl(s->webhook_url, UrlSchemes::kHttpOnly); !url.ok()) {
-    return moat::InvalidArgumentError("step_up.webhook_url: " + url.status().message() +
-                                      " (the webhook client has no TLS yet: the body is signed, not encrypted)");
-  }
+  if (auto url = ParseHttpUrl(s->webhook_url, UrlSchemes::kHttpOrHttps); !url.ok())
+    return moat::InvalidArgumentError("step_up.webhook_url: " + url.status().message());
   if (s->webhook_secret_file.empty())
     return moat::InvalidArgumentError("step_up.webhook_secret_file is required with step_up.webhook_url");
   if (s->webhook_timeout_ms < 1 || s->queue_limit < 1 || s->max_attempts < 1 || s->retry_backoff_ms < 1)

@@ -172,7 +172,7 @@ struct DetectionSettings {
 // [step_up]: the signed webhook that tells the operator's identity service that a subject must
 // verify (docs/detection.md, "Step-up verification"); off while webhook_url is "".
 struct StepUpSettings {
-  std::string webhook_url;          // http://host[:port][/path] the events are POSTed to
+  std::string webhook_url;          // http(s)://host[:port][/path] the events are POSTed to
   std::string webhook_secret_file;  // the HMAC key, mode 0600; required with webhook_url
   int64_t webhook_timeout_ms = 5000;     // one delivery attempt, connect included
   int64_t dedup_interval_s = 3600;       // a subject is notified at most once per interval

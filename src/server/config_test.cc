@@ -97,6 +97,8 @@ max_retry_backoff_ms = 4000
   EXPECT_EQ(cfg->step_up.max_attempts, 3);
   EXPECT_EQ(cfg->step_up.retry_backoff_ms, 250);
   EXPECT_EQ(cfg->step_up.max_retry_backoff_ms, 4000);
+  auto https = ParseGatewayConfig("[step_up]\nwebhook_url = \"https://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n");
+  ASSERT_TRUE(https.ok()) << https.status().ToString();
   // Off by default.
   EXPECT_TRUE(DefaultGatewayConfig().step_up.webhook_url.empty());
   EXPECT_TRUE(DefaultGatewayConfig().detection.step_up_url.empty());
@@ -111,7 +113,8 @@ TEST(ConfigTest, RejectsBadStepUpSettingsClearly) {
       {"[detection]\nstep_up_url = \"https://id.example/?a={account\"\n", "unmatched '{'"},
       {"[detection]\nstep_up_url = \"ftp://id.example/{account}\"\n", "detection.step_up_url"},
       {"[detection]\nstep_up_url = \"/verify/{account}\"\n", "http://"},
-      {"[step_up]\nwebhook_url = \"https://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n", "no TLS yet"},
+      {"[step_up]\nwebhook_url = \"ftp://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n",
+       "step_up.webhook_url: only http:// and https://"},
       {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\n", "webhook_secret_file is required"},
       {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\nwebhook_secret_file = \"/k\"\nmax_attempts = 0\n",
        "at least 1"},

@@ -60,7 +60,7 @@ struct StepUpEvent {
 std::string WebhookBody(const StepUpEvent& event, std::string_view event_id);
 
 struct StepUpNotifierOptions {
-  std::string url;      // http://host[:port][/path] the events are POSTed to
+  std::string url;      // http(s)://host[:port][/path] the events are POSTed to
   std::string secret;   // the HMAC-SHA256 key (LoadWebhookSecret), at least kMinSecretBytes
   std::chrono::milliseconds timeout{5000};  // one delivery attempt, connect included
   int64_t dedup_interval_s = 3600;          // a subject is notified at most once per interval
@@ -75,9 +75,9 @@ class StepUpNotifier {
  public:
   enum class Outcome { kQueued, kDeduplicated, kDropped };
 
-  // Starts the sender thread. InvalidArgument for a URL that is not http://host[:port][/path]
-  // (https:// is Unimplemented: net::HttpClient has no TLS yet), a short secret or a zero
-  // limit. `clock` (the signature's timestamp) and `metrics` must outlive the notifier.
+  // Starts the sender thread. InvalidArgument for a URL that is not http(s)://host[:port][/path]
+  // (an https:// receiver is verified against the system trust store), a short secret or a
+  // zero limit. `clock` (the signature's timestamp) and `metrics` must outlive the notifier.
   static StatusOr<std::unique_ptr<StepUpNotifier>> Create(StepUpNotifierOptions options, const Clock* clock,
                                                           MetricsRegistry* metrics);
   ~StepUpNotifier();
