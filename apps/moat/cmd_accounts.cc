@@ -1,4 +1,4 @@
-// moat org create | account create/list/show/set-tier/disable | key create/revoke/list
+// moat org create | account create/list/show/set-tier/verify/disable | key create/revoke/list
 #include <iostream>
 
 #include <boost/json.hpp>
@@ -13,7 +13,12 @@ namespace {
 
 void PrintAccount(const store::Account& a) {
   std::cout << "id: " << a.id << "\nname: " << a.name << "\norg: " << a.org_id
-            << "\ntier: " << store::TierName(a.tier) << "\ndisabled: " << (a.disabled ? "yes" : "no") << "\n";
+            << "\ntier: " << store::TierName(a.tier);
+  if (a.tier_expires_ns != 0) {
+    std::cout << " until " << a.tier_expires_ns / 1'000'000'000 << " (unix seconds), then "
+              << store::TierName(a.tier_after_expiry);
+  }
+  std::cout << "\ndisabled: " << (a.disabled ? "yes" : "no") << "\n";
 }
 
 // Prints the gateway's live risk view of an account (score history, reasons, links).
@@ -75,6 +80,8 @@ struct Opts {
   std::string url, admin_token, note;
   std::string name, org, tier = "unverified", account, label, key_id;
   bool disabled = true;
+  int64_t valid_for_s = 0;
+  std::string verify_tier = "verified", method, reference;
 };
 
 }  // namespace
@@ -230,6 +237,38 @@ void AddAccountCommands(CLI::App& app) {
         a, "account.update",
         Details({{"tier_before", std::string(store::TierName(a.tier))}, {"tier", opts->tier}}));
     return recorded(audit, std::move(change), s.SetTier(a.id, *tier));
+  }));
+  auto* verify = account->add_subcommand(
+      "verify", "Verify an account for a period (step-up): the tier until it expires, then the tier before");
+  verify->add_option("account", opts->account, "Account id or name")->required();
+  verify->add_option("--tier", opts->verify_tier, "verified (default) | enterprise");
+  verify->add_option("--valid-for-s", opts->valid_for_s, "How long the verification holds, in seconds")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, int64_t{10LL * 366 * 24 * 3600}));
+  verify->add_option("--method", opts->method, "How the identity was checked (kept in the audit record)");
+  verify->add_option("--reference", opts->reference, "The identity check's own reference (kept in the audit record)");
+  verify->add_option("--config,-c", opts->config, "Config file");
+  verify->callback(with_audited_account([opts, recorded](store::AccountStore& s, CliAdminAudit& audit,
+                                                      const store::Account& a) {
+    auto tier = store::ParseTier(opts->verify_tier);
+    if (!tier.ok()) return Fail(tier.status());
+    if (*tier == store::Tier::kUnverified) return Fail(InvalidArgumentError("--tier must be verified or enterprise"));
+    const int64_t expires_ns = SystemClock::Get()->NowNanos() + opts->valid_for_s * 1'000'000'000;
+    auto v = s.VerifyUntil(a.id, *tier, expires_ns);
+    boost::json::object details{{"account", a.id},
+                                {"tier", opts->verify_tier},
+                                {"valid_for_s", opts->valid_for_s},
+                                {"method", opts->method},
+                                {"reference", opts->reference},
+                                {"tier_before", store::TierName(a.tier)},
+                                {"tier_expires_ns_before", a.tier_expires_ns}};
+    if (v.ok()) {
+      details["tier_after"] = store::TierName(v->after.tier);
+      details["tier_expires_ns"] = v->after.tier_expires_ns;
+      details["tier_after_expiry"] = store::TierName(v->after.tier_after_expiry);
+      PrintAccount(v->after);
+    }
+    return recorded(audit, AccountChange(a, "account.verify", boost::json::serialize(details)), v.status());
   }));
   auto* disable = account->add_subcommand("disable", "Disable (or --enable) an account");
   disable->add_option("account", opts->account, "Account id or name")->required();

@@ -27,6 +27,9 @@
 #include "provenance/attestation.h"
 #include "server/gateway.h"
 #include "server/http_server.h"
+#include "stepup/step_up_notifier.h"
+#include "stepup/verification_url.h"
+#include "stepup/webhook_signature.h"
 
 namespace moat::cli {
 namespace {
@@ -51,6 +54,25 @@ StatusOr<std::shared_ptr<const detect::IndicatorMatcher>> LoadSharedIndicators(c
             << summary.unsupported << " not matchable, " << summary.expired << " expired\n";
   if (list.empty()) return std::shared_ptr<const detect::IndicatorMatcher>();
   return std::shared_ptr<const detect::IndicatorMatcher>(std::make_shared<indicators::IndicatorSet>(std::move(list), hasher));
+}
+
+// The step-up webhook's sender ([step_up]), with its secret read from the private secret file.
+StatusOr<std::unique_ptr<stepup::StepUpNotifier>> StartStepUpNotifier(const server::StepUpSettings& su,
+                                                                      MetricsRegistry* metrics) {
+  MOAT_ASSIGN_OR_RETURN(std::string secret, stepup::LoadWebhookSecret(su.webhook_secret_file));
+  stepup::StepUpNotifierOptions o;
+  o.url = su.webhook_url;
+  o.secret = std::move(secret);
+  o.timeout = std::chrono::milliseconds(su.webhook_timeout_ms);
+  o.dedup_interval_s = su.dedup_interval_s;
+  o.queue_limit = static_cast<size_t>(su.queue_limit);
+  o.max_attempts = static_cast<int>(su.max_attempts);
+  o.retry_backoff = std::chrono::milliseconds(su.retry_backoff_ms);
+  o.max_retry_backoff = std::chrono::milliseconds(su.max_retry_backoff_ms);
+  MOAT_ASSIGN_OR_RETURN(auto notifier, stepup::StepUpNotifier::Create(std::move(o), SystemClock::Get(), metrics));
+  std::cerr << "moat: step-up webhook to " << su.webhook_url << " (a subject at most once per "
+            << su.dedup_interval_s << " s)\n";
+  return notifier;
 }
 
 // Checks a model's attestation (when it has one) and records its digest in the model's config:
@@ -193,6 +215,18 @@ int Serve(const ServeOpts& opts) {
   parts.filters.push_back(std::make_unique<filters::RateLimitFilterFactory>(
       std::make_unique<ratelimit::QuotaEnforcer>(SystemClock::Get(), ToTierLimits(cfg.limits), 200'000),
       &metrics));
+  // The step-up webhook (off the request path: its own sender thread), before the filter that
+  // queues its events and destroyed after the server that runs that filter.
+  std::unique_ptr<stepup::StepUpNotifier> step_up_notifier;
+  if (!cfg.step_up.webhook_url.empty()) {
+    if (!cfg.detection.enabled) {
+      std::cerr << "moat: warning: [step_up] webhook_url is set but detection is off: no step-up events\n";
+    } else {
+      auto notifier = StartStepUpNotifier(cfg.step_up, &metrics);
+      if (!notifier.ok()) return Fail(notifier.status());
+      step_up_notifier = std::move(*notifier);
+    }
+  }
   // Detection and policy: after the rate limits, before the backend.
   std::unique_ptr<detect::DetectionEngine> engine;
   std::unique_ptr<store::RiskLists> risk_lists;
@@ -217,13 +251,16 @@ int Serve(const ServeOpts& opts) {
     filters::AnalysisSettings as;
     as.degrade_max_tokens = ds.degrade_max_tokens;
     as.throttle_retry_after_s = ds.throttle_retry_after_s;
-    as.step_up_url = ds.step_up_url;
+    auto step_up_url = stepup::ParseVerificationUrl(ds.step_up_url);
+    if (!step_up_url.ok()) return Fail(step_up_url.status());
+    as.step_up_url = std::move(*step_up_url);
     as.silent_degrade = ds.silent_degrade;
     as.hardening = ds.hardening;
     for (const auto& [tier, ts] : ds.tiers) {
       if (ts.hardening) as.tier_hardening[tier] = *ts.hardening;
     }
-    parts.filters.push_back(std::make_unique<filters::AnalysisFilterFactory>(engine.get(), as, &metrics));
+    parts.filters.push_back(
+        std::make_unique<filters::AnalysisFilterFactory>(engine.get(), as, &metrics, step_up_notifier.get()));
     detect::DetectionEngine* e = engine.get();
     metrics.AddCallbackGauge("moat_detect_live_subjects", "Accounts and end users held in memory by detection.",
                              [e] { return static_cast<double>(e->live_subjects()); });

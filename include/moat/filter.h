@@ -33,7 +33,7 @@ namespace moat {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 // An error answered by the gateway itself, in the OpenAI error format:
-// {"error": {"message", "type", "param", "code"}}.
+// {"error": {"message", "type", "param", "code"}}, plus "verification_url" when it is set.
 struct LocalReply {
   int http_status = 500;
   std::string type;     // e.g. "rate_limit_error"
@@ -41,6 +41,9 @@ struct LocalReply {
   std::string message;  // human-readable, actionable
   HeaderList headers;   // extra headers, e.g. Retry-After
   std::string param;    // the offending request parameter, "" when none
+  // step_up_required: where the account is verified ([detection] step_up_url filled in),
+  // written as the error's "verification_url" field; "" when none (the field is then absent).
+  std::string verification_url;
 };
 
 // Everything the pipeline knows about one request. Owned by the server's request handler;
@@ -146,7 +149,7 @@ class [[nodiscard]] FilterStatus {
   static FilterStatus Reply(int http_status, std::string type, std::string code,
                             std::string message, HeaderList headers = {}, std::string param = {}) {
     return Reply(LocalReply{http_status, std::move(type), std::move(code), std::move(message),
-                            std::move(headers), std::move(param)});
+                            std::move(headers), std::move(param), {}});
   }
 
   bool is_continue() const { return !reply_.has_value(); }

@@ -275,7 +275,7 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     const auto& s = h->result.status();
     const bool invalid = s.code() == moat::StatusCode::kInvalidArgument;
     ctx.SetLocalReply(LocalReply{invalid ? 400 : 500, invalid ? "invalid_request_error" : "server_error",
-                                 invalid ? "invalid_value" : "generation_failed", s.message(), {}, ""});
+                                 invalid ? "invalid_value" : "generation_failed", s.message(), {}, "", {}});
     co_return BackendResult{};
   }
   const model::GenerationResult& r = *h->result;

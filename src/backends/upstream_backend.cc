@@ -38,7 +38,7 @@ constexpr size_t kCoalesceBytes = 32768;  // most stream bytes gathered into one
 constexpr size_t kMaxResponseHeaderBytes = 8192;
 
 void SetGatewayError(RequestContext& ctx, int status, const std::string& code, std::string message) {
-  ctx.SetLocalReply(LocalReply{status, "upstream_error", code, std::move(message), {}, ""});
+  ctx.SetLocalReply(LocalReply{status, "upstream_error", code, std::move(message), {}, "", {}});
 }
 
 }  // namespace

@@ -223,6 +223,9 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
   subjects_.With(hash, id, [&](SubjectState& s, bool) {
     const int64_t dt = s.requests == 0 ? 0 : r.now_ns - s.last_seen_ns;
     ObserveRequest(s, f, r.event.client_ip, r.now_ns, config_.decay);
+    // A tier change (a verification, or its expiry) ends a held restriction: the subject is
+    // judged afresh under its new tier's budgets.
+    const bool same_tier = s.tier == static_cast<uint8_t>(r.tier);
     s.tier = static_cast<uint8_t>(r.tier);
     // Content counters: what share of the subject's traffic is campaign-like.
     const float keep = 1.0f - 1.0f / static_cast<float>(config_.content_half_life_requests);
@@ -277,7 +280,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget &&
                j.evidence >= p.pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
-    } else if (s.restricted && j.posterior >= p.release_posterior) {
+    } else if (s.restricted && same_tier && j.posterior >= p.release_posterior) {
       rule = RestrictionRule::kHeld;
     }
     s.pool_pending = rule == RestrictionRule::kNone && j.posterior >= p.restrict_posterior &&

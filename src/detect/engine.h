@@ -13,7 +13,9 @@
 //   4. the policy restricts a subject whose posterior reached `restrict_posterior` once its own
 //      value exceeds its tier's subject budget, or the value of a pool it belongs to (shifted
 //      cohort, linked campaign, a reseller's end users) exceeds the tier's pool budget. A
-//      restricted subject stays restricted while p >= `release_posterior`.
+//      restricted subject stays restricted while p >= `release_posterior` and its tier is the
+//      same; a tier change (a step-up verification, or its expiry) ends that hold and the
+//      subject is judged afresh under the new tier's budgets (its value is kept).
 // The request gets the end user's verdict; the account's verdict applies too unless the
 // account serves many end users and most of its traffic is not a campaign's (a reseller's
 // real customers are not cut off for its campaign end users).

@@ -102,6 +102,47 @@ TEST(DetectionEngineTest, ALoneHarvesterIsRestrictedOnceOverItsBudgetAndTheClien
   EXPECT_GE(report->value, 3000);
 }
 
+TEST(DetectionEngineTest, AVerificationEndsAHeldRestrictionUntilTheVerifiedBudgetIsSpent) {
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "tier.unverified.subject_budget", 3000).ok());
+  ASSERT_TRUE(ApplySetting(c, "tier.verified.subject_budget", 9000).ok());
+  DetectionEngine engine(c);
+  const auto texts = testing::SyntheticTexts(kHeadReasoning, 100, 4);
+  int i = 0;
+  auto next = [&](const std::string& tier) {
+    Verdict v = engine.Observe(Event("harvester", kT0 + i * 90 * kSec, texts[i % 100], tier));
+    ++i;
+    return v;
+  };
+  while (i < 60 && next("unverified").action == Action::kAllow) {
+  }
+  ASSERT_LT(i, 60) << "never restricted";
+  EXPECT_EQ(next("unverified").action, Action::kStepUp);  // held while unverified
+  auto held = engine.Account("harvester");
+  ASSERT_TRUE(held.has_value());
+  const double value_when_verified = held->value;
+  ASSERT_LT(value_when_verified, 9000);
+
+  // Verified: served again, though the posterior alone would have held the restriction.
+  Verdict verified = next("verified");
+  EXPECT_EQ(verified.action, Action::kAllow);
+  auto report = engine.Account("harvester");
+  ASSERT_TRUE(report.has_value());
+  EXPECT_GT(report->score, c.policy.release_posterior);
+  EXPECT_FALSE(report->restricted);
+  EXPECT_EQ(report->tier, "verified");
+  // ... until its value passes the verified budget: then the verified tier's action.
+  int served = 1;
+  Verdict v;
+  while (i < 200 && (v = next("verified")).action == Action::kAllow) ++served;
+  ASSERT_LT(i, 200) << "never restricted again";
+  EXPECT_EQ(v.action, Action::kDegrade);
+  EXPECT_GE(served, 5);  // about (9,000 - value) / 300 tokens per answer
+  EXPECT_GE(engine.Account("harvester")->value, 9000);
+  // The verification expires: back to the unverified tier, whose budget is long spent.
+  EXPECT_EQ(next("unverified").action, Action::kStepUp);
+}
+
 TEST(DetectionEngineTest, AVerifiedResearcherRunningOneBenchmarkStaysWithinBudget) {
   DetectionEngine engine(Config());
   const auto items = testing::SyntheticTexts(kHeadBenchmark, 400, 5);

@@ -35,9 +35,23 @@ json::object AccountJson(const store::Account& a) {
   o["name"] = a.name;
   o["org_id"] = a.org_id;
   o["tier"] = store::TierName(a.tier);
+  // A verification for a period: when it ends (ns since the epoch) and the tier after it.
+  o["tier_expires_ns"] = a.tier_expires_ns;
+  o["tier_after_expiry"] = a.tier_expires_ns != 0 ? json::value(store::TierName(a.tier_after_expiry)) : json::value(nullptr);
   o["created_ns"] = a.created_ns;
   o["disabled"] = a.disabled;
   return o;
+}
+
+// The {id} of "/admin/accounts/{id}<suffix>" (non-empty, no further slash); nullopt otherwise.
+std::optional<std::string_view> AccountIdBefore(std::string_view path, std::string_view suffix) {
+  constexpr std::string_view kPrefix = "/admin/accounts/";
+  if (path.size() <= kPrefix.size() + suffix.size()) return std::nullopt;
+  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+  if (path.substr(path.size() - suffix.size()) != suffix) return std::nullopt;
+  std::string_view id = path.substr(kPrefix.size(), path.size() - kPrefix.size() - suffix.size());
+  if (id.find('/') != std::string_view::npos) return std::nullopt;
+  return id;
 }
 
 json::object KeyJson(const store::ApiKeyInfo& k) {
@@ -60,17 +74,8 @@ bool ParseBody(std::string_view body, json::object* out) {
   return true;
 }
 
-// The {id} of "/admin/accounts/{id}/risk" (non-empty, no further slash); nullopt otherwise.
-std::optional<std::string_view> RiskAccountId(std::string_view path) {
-  constexpr std::string_view kPrefix = "/admin/accounts/";
-  constexpr std::string_view kSuffix = "/risk";
-  if (path.size() <= kPrefix.size() + kSuffix.size()) return std::nullopt;
-  if (path.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
-  if (path.substr(path.size() - kSuffix.size()) != kSuffix) return std::nullopt;
-  std::string_view id = path.substr(kPrefix.size(), path.size() - kPrefix.size() - kSuffix.size());
-  if (id.find('/') != std::string_view::npos) return std::nullopt;
-  return id;
-}
+// The {id} of "/admin/accounts/{id}/risk"; nullopt otherwise.
+std::optional<std::string_view> RiskAccountId(std::string_view path) { return AccountIdBefore(path, "/risk"); }
 
 AdminApi::Response WithChange(AdminApi::Response r, audit::AdminAction change) {
   r.change = std::move(change);
@@ -86,12 +91,13 @@ std::string Str(const json::object& o, const char* key) {
 
 AdminApi::AdminApi(store::AccountStore* accounts, std::string admin_token,
                    detect::DetectionEngine* engine, store::RiskLists* lists,
-                   const std::vector<ModelConfig>* models)
+                   const std::vector<ModelConfig>* models, const Clock* clock)
     : accounts_(accounts),
       admin_token_(std::move(admin_token)),
       engine_(engine),
       lists_(lists),
-      models_(models) {
+      models_(models),
+      clock_(clock != nullptr ? clock : SystemClock::Get()) {
   unsigned char digest[kActorFingerprintBytes];
   crypto_generichash(digest, sizeof(digest), reinterpret_cast<const unsigned char*>(admin_token_.data()),
                      admin_token_.size(), nullptr, 0);
@@ -241,6 +247,49 @@ AdminApi::Response AdminApi::Models() const {
                   std::nullopt};
 }
 
+AdminApi::Response AdminApi::Verify(const std::string& id, const json::object& in) const {
+  const std::string tier_name = in.contains("tier") ? Str(in, "tier") : "verified";
+  const json::value* valid_for = in.if_contains("valid_for_s");
+  json::object details{{"account", id}, {"tier", tier_name}, {"method", Str(in, "method")},
+                       {"reference", Str(in, "reference")}};
+  if (valid_for != nullptr) details["valid_for_s"] = *valid_for;
+  auto acct = accounts_->GetAccount(id);
+  if (acct.ok()) {
+    details["tier_before"] = store::TierName(acct->tier);
+    details["tier_expires_ns_before"] = acct->tier_expires_ns;
+  }
+  auto change = [&] {
+    audit::AdminAction c = audit::AdminAction::Of("account.verify", json::serialize(details));
+    c.account_id = acct.ok() ? acct->id : std::string();
+    c.org_id = acct.ok() ? acct->org_id : std::string();
+    return c;
+  };
+  if (!acct.ok()) return WithChange(Error(acct.status()), change());
+  auto tier = store::ParseTier(tier_name);
+  if (!tier.ok()) return WithChange(Error(tier.status()), change());
+  if (*tier == store::Tier::kUnverified)
+    return WithChange(Error(400, "'tier' must be verified or enterprise", "invalid_value"), change());
+  constexpr int64_t kMaxValidForS = 10LL * 366 * 24 * 3600;  // ten years
+  if (valid_for == nullptr || !valid_for->is_int64() || valid_for->as_int64() < 1 ||
+      valid_for->as_int64() > kMaxValidForS) {
+    return WithChange(Error(400, "'valid_for_s' must be an integer number of seconds, 1 to " +
+                                     std::to_string(kMaxValidForS), "invalid_value"),
+                      change());
+  }
+  for (const char* key : {"method", "reference"}) {
+    if (const auto* v = in.if_contains(key); v != nullptr && (!v->is_string() || v->as_string().size() > 256))
+      return WithChange(Error(400, std::string("'") + key + "' must be a string of at most 256 bytes", "invalid_value"),
+                        change());
+  }
+  const int64_t expires_ns = clock_->NowNanos() + valid_for->as_int64() * 1'000'000'000;
+  auto v = accounts_->VerifyUntil(acct->id, *tier, expires_ns);
+  if (!v.ok()) return WithChange(Error(v.status()), change());
+  details["tier_after"] = store::TierName(v->after.tier);
+  details["tier_expires_ns"] = v->after.tier_expires_ns;
+  details["tier_after_expiry"] = store::TierName(v->after.tier_after_expiry);
+  return WithChange(Response{200, json::serialize(AccountJson(v->after)), std::nullopt}, change());
+}
+
 AdminApi::Response AdminApi::Route(std::string_view method, std::string_view path,
                                    std::string_view body) const {
   if (path == "/admin/models") {
@@ -292,6 +341,10 @@ AdminApi::Response AdminApi::Route(std::string_view method, std::string_view pat
     o["object"] = "list";
     o["data"] = std::move(data);
     return ok(200, o);
+  }
+  if (auto id = AccountIdBefore(path, "/verify")) {
+    if (method != "POST") return Error(405, "use POST on /admin/accounts/{id}/verify", "method_not_allowed");
+    return Verify(std::string(*id), in);
   }
   const std::string_view acct_prefix = "/admin/accounts/";
   if (path.rfind(acct_prefix, 0) == 0) {

@@ -8,6 +8,9 @@
 #include <limits>
 #include <toml++/toml.h>
 
+#include "common/http_url.h"
+#include "stepup/verification_url.h"
+
 namespace moat::server {
 namespace {
 
@@ -238,6 +241,8 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(Get(d, "degrade_max_tokens", "detection", &ds->degrade_max_tokens));
   MOAT_RETURN_IF_ERROR(Get(d, "throttle_retry_after_s", "detection", &ds->throttle_retry_after_s));
   MOAT_RETURN_IF_ERROR(Get(d, "step_up_url", "detection", &ds->step_up_url));
+  if (auto url = stepup::ParseVerificationUrl(ds->step_up_url); !url.ok())
+    return moat::InvalidArgumentError("detection.step_up_url: " + url.status().message());
   MOAT_RETURN_IF_ERROR(Get(d, "max_subjects", "detection", &ds->max_subjects));
   MOAT_RETURN_IF_ERROR(Get(d, "max_evicted_subjects", "detection", &ds->max_evicted_subjects));
   MOAT_RETURN_IF_ERROR(Get(d, "indicators_dir", "detection", &ds->indicators_dir));
@@ -310,6 +315,31 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   return moat::Status::Ok();
 }
 
+moat::Status ParseStepUp(const toml::table& t, StepUpSettings* s) {
+  MOAT_RETURN_IF_ERROR(CheckKeys(t, "step_up", {"webhook_url", "webhook_secret_file", "webhook_timeout_ms",
+      "dedup_interval_s", "queue_limit", "max_attempts", "retry_backoff_ms", "max_retry_backoff_ms"}));
+  MOAT_RETURN_IF_ERROR(Get(t, "webhook_url", "step_up", &s->webhook_url));
+  MOAT_RETURN_IF_ERROR(Get(t, "webhook_secret_file", "step_up", &s->webhook_secret_file));
+  MOAT_RETURN_IF_ERROR(Get(t, "webhook_timeout_ms", "step_up", &s->webhook_timeout_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "dedup_interval_s", "step_up", &s->dedup_interval_s));
+  MOAT_RETURN_IF_ERROR(Get(t, "queue_limit", "step_up", &s->queue_limit));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_attempts", "step_up", &s->max_attempts));
+  MOAT_RETURN_IF_ERROR(Get(t, "retry_backoff_ms", "step_up", &s->retry_backoff_ms));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_retry_backoff_ms", "step_up", &s->max_retry_backoff_ms));
+  if (s->webhook_url.empty()) return moat::Status::Ok();
+  if (auto url = ParseHttpUrl(s->webhook_url, UrlSchemes::kHttpOrHttps); !url.ok())
+    return moat::InvalidArgumentError("step_up.webhook_url: " + url.status().message());
+  if (s->webhook_secret_file.empty())
+    return moat::InvalidArgumentError("step_up.webhook_secret_file is required with step_up.webhook_url");
+  if (s->webhook_timeout_ms < 1 || s->queue_limit < 1 || s->max_attempts < 1 || s->retry_backoff_ms < 1)
+    return moat::InvalidArgumentError(
+        "step_up.webhook_timeout_ms, queue_limit, max_attempts and retry_backoff_ms must be at least 1");
+  if (s->max_attempts > 20) return moat::InvalidArgumentError("step_up.max_attempts must be at most 20");
+  if (s->max_retry_backoff_ms < s->retry_backoff_ms)
+    return moat::InvalidArgumentError("step_up.max_retry_backoff_ms must not be below retry_backoff_ms");
+  return moat::Status::Ok();
+}
+
 // Limits used when the config has no [limits] section.
 std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
   TierLimitsConfig unverified{60, 100'000, 120, 200'000, 600, 1'000'000, 3'000, 5'000'000};
@@ -321,7 +351,7 @@ std::map<std::string, TierLimitsConfig> DefaultTierLimits() {
 moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   GatewayConfig cfg;
   MOAT_RETURN_IF_ERROR(CheckKeys(root, "", {"server", "auth", "storage", "audit", "limits", "models",
-                                            "watermark", "detection"}));
+                                            "watermark", "detection", "step_up"}));
   if (const auto* a = root["auth"].as_table()) {
     auto& as = cfg.auth;
     MOAT_RETURN_IF_ERROR(CheckKeys(*a, "auth", {"failures_per_ip_per_minute", "failures_per_prefix_per_minute",
@@ -334,6 +364,7 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
     if (as.max_tracked_addresses < 1) return moat::InvalidArgumentError("auth.max_tracked_addresses must be >= 1");
   }
   if (const auto* d = root["detection"].as_table()) MOAT_RETURN_IF_ERROR(ParseDetection(*d, &cfg.detection));
+  if (const auto* su = root["step_up"].as_table()) MOAT_RETURN_IF_ERROR(ParseStepUp(*su, &cfg.step_up));
   if (const auto* w = root["watermark"].as_table()) {
     auto& ws = cfg.watermark;
     MOAT_RETURN_IF_ERROR(CheckKeys(*w, "watermark", {"enabled", "scheme", "gamma", "delta", "context_width", "epoch"}));

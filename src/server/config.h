@@ -157,6 +157,8 @@ struct DetectionSettings {
   int64_t degrade_max_tokens = 256;
   resistance::HardeningProfile hardening;  // [detection.hardening]: how degraded answers are hardened
   int64_t throttle_retry_after_s = 30;
+  // Where a step_up_required client verifies the account: a URL template with {account},
+  // {end_user} and {reference} (src/stepup/verification_url.h), checked at load; "" none.
   std::string step_up_url;
   // Indicators shared by other providers (docs/indicators.md): the folder `moat indicators
   // import` writes (default <data_dir>/indicators) and the salt file shared with them out of
@@ -167,6 +169,19 @@ struct DetectionSettings {
   size_t max_evicted_subjects = 4'000'000;  // idle subjects kept (in memory) for their return
 };
 
+// [step_up]: the signed webhook that tells the operator's identity service that a subject must
+// verify (docs/detection.md, "Step-up verification"); off while webhook_url is "".
+struct StepUpSettings {
+  std::string webhook_url;          // http(s)://host[:port][/path] the events are POSTed to
+  std::string webhook_secret_file;  // the HMAC key, mode 0600; required with webhook_url
+  int64_t webhook_timeout_ms = 5000;     // one delivery attempt, connect included
+  int64_t dedup_interval_s = 3600;       // a subject is notified at most once per interval
+  int64_t queue_limit = 1024;            // events waiting to be sent; more are dropped
+  int64_t max_attempts = 5;              // per event, the first included
+  int64_t retry_backoff_ms = 1000;       // before the second attempt, doubled after each
+  int64_t max_retry_backoff_ms = 60000;  // the longest wait between attempts
+};
+
 struct GatewayConfig {
   ServerConfig server;
   AuthConfig auth;
@@ -174,6 +189,7 @@ struct GatewayConfig {
   AuditConfig audit;
   WatermarkSettings watermark;
   DetectionSettings detection;
+  StepUpSettings step_up;
   std::map<std::string, TierLimitsConfig> limits;  // by tier name
   std::vector<ModelConfig> models;
 };

@@ -73,6 +73,65 @@ TEST(ConfigTest, RejectsBadConfigsWithTheKeyInTheMessage) {
   EXPECT_EQ(https->path, "");
 }
 
+TEST(ConfigTest, ParsesStepUpVerification) {
+  auto cfg = ParseGatewayConfig(R"toml(
+[detection]
+step_up_url = "https://id.example/verify?account={account}&user={end_user}&ref={reference}"
+[step_up]
+webhook_url = "http://127.0.0.1:9000/hooks/moat"
+webhook_secret_file = "/etc/moat/webhook.key"
+webhook_timeout_ms = 2000
+dedup_interval_s = 600
+queue_limit = 50
+max_attempts = 3
+retry_backoff_ms = 250
+max_retry_backoff_ms = 4000
+)toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->detection.step_up_url, "https://id.example/verify?account={account}&user={end_user}&ref={reference}");
+  EXPECT_EQ(cfg->step_up.webhook_url, "http://127.0.0.1:9000/hooks/moat");
+  EXPECT_EQ(cfg->step_up.webhook_secret_file, "/etc/moat/webhook.key");
+  EXPECT_EQ(cfg->step_up.webhook_timeout_ms, 2000);
+  EXPECT_EQ(cfg->step_up.dedup_interval_s, 600);
+  EXPECT_EQ(cfg->step_up.queue_limit, 50);
+  EXPECT_EQ(cfg->step_up.max_attempts, 3);
+  EXPECT_EQ(cfg->step_up.retry_backoff_ms, 250);
+  EXPECT_EQ(cfg->step_up.max_retry_backoff_ms, 4000);
+  auto https = ParseGatewayConfig("[step_up]\nwebhook_url = \"https://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n");
+  ASSERT_TRUE(https.ok()) << https.status().ToString();
+  // Off by default.
+  EXPECT_TRUE(DefaultGatewayConfig().step_up.webhook_url.empty());
+  EXPECT_TRUE(DefaultGatewayConfig().detection.step_up_url.empty());
+}
+
+TEST(ConfigTest, RejectsBadStepUpSettingsClearly) {
+  struct Case {
+    const char* toml;
+    const char* message;
+  } cases[] = {
+      {"[detection]\nstep_up_url = \"https://id.example/?a={acount}\"\n", "unknown placeholder {acount}"},
+      {"[detection]\nstep_up_url = \"https://id.example/?a={account\"\n", "unmatched '{'"},
+      {"[detection]\nstep_up_url = \"ftp://id.example/{account}\"\n", "detection.step_up_url"},
+      {"[detection]\nstep_up_url = \"/verify/{account}\"\n", "http://"},
+      {"[step_up]\nwebhook_url = \"ftp://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n",
+       "step_up.webhook_url: only http:// and https://"},
+      {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\n", "webhook_secret_file is required"},
+      {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\nwebhook_secret_file = \"/k\"\nmax_attempts = 0\n",
+       "at least 1"},
+      {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\nwebhook_secret_file = \"/k\"\nmax_attempts = 21\n",
+       "at most 20"},
+      {"[step_up]\nwebhook_url = \"http://id.example/hooks\"\nwebhook_secret_file = \"/k\"\n"
+       "retry_backoff_ms = 5000\nmax_retry_backoff_ms = 1000\n",
+       "max_retry_backoff_ms"},
+      {"[step_up]\nwebhook = \"http://id.example/hooks\"\n", "step_up.webhook"},
+  };
+  for (const Case& c : cases) {
+    auto cfg = ParseGatewayConfig(c.toml);
+    ASSERT_FALSE(cfg.ok()) << c.toml;
+    EXPECT_NE(cfg.status().message().find(c.message), std::string::npos) << cfg.status().message();
+  }
+}
+
 TEST(ConfigTest, DefaultsHaveTierLimitsButNoModels) {
   GatewayConfig cfg = DefaultGatewayConfig();
   EXPECT_TRUE(cfg.models.empty());

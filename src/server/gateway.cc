@@ -47,13 +47,13 @@ LocalReply AuditUnavailable(const moat::Status& health, std::string_view what) {
   return LocalReply{503, "server_error", "audit_unavailable",
                     std::string(what) + ": the gateway cannot write audit records (" +
                         health.message() + "). Retry shortly.",
-                    {{"retry-after", "1"}}, ""};
+                    {{"retry-after", "1"}}, "", {}};
 }
 
 // The answer to a request whose audit record could not be made durable.
 LocalReply AuditWriteFailed(const moat::Status& audited) {
   return LocalReply{503, "server_error", "audit_unavailable",
-                    "the audit record could not be written: " + audited.message(), {}, ""};
+                    "the audit record could not be written: " + audited.message(), {}, "", {}};
 }
 
 bool IsCompletionPath(std::string_view path) {
@@ -305,7 +305,7 @@ asio::awaitable<bool> Gateway::Handle(HttpRequest& req, RequestBody& body, Clien
   if (conn.bytes_written() == written_before) {
     const Response failed = ErrorResponse(LocalReply{
         500, "server_error", "internal_error", "The gateway failed while handling this request.",
-        {}, ""});
+        {}, "", {}});
     co_await Respond(conn, nullptr, failed,
                      std::chrono::milliseconds(parts_.config->server.write_timeout_ms));
   }
@@ -334,7 +334,7 @@ std::pair<std::string, Response> Gateway::Route(const HttpRequest& req,
     return {std::string(path),
             ErrorResponse(LocalReply{405, "invalid_request_error", "method_not_allowed",
                                      "Method not allowed: use POST for " + std::string(path),
-                                     {{"allow", "POST"}}, ""})};
+                                     {{"allow", "POST"}}, "", {}})};
   }
   if (path == "/healthz" && get) {
     return {"/healthz", Response{200, "{\"status\":\"ok\"}", "application/json", {}}};
@@ -349,7 +349,7 @@ std::pair<std::string, Response> Gateway::Route(const HttpRequest& req,
   return {"other", ErrorResponse(LocalReply{404, "invalid_request_error", "unknown_url",
                                             "Unknown request URL: " + std::string(req.method_string()) +
                                                 " " + std::string(path),
-                                            {}, ""})};
+                                            {}, "", {}})};
 }
 
 asio::awaitable<bool> Gateway::HandleAdmin(HttpRequest& req, RequestBody& body,
@@ -425,7 +425,7 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
     ctx.skip_audit = true;
     ctx.SetLocalReply(LocalReply{503, "server_error", "audit_backlog",
                                   "The gateway's audit log is backlogged; retry shortly.",
-                                  {{"retry-after", "1"}}, ""});
+                                  {{"retry-after", "1"}}, "", {}});
     co_return co_await Answer(req, conn, ctx, client, {});
   }
 

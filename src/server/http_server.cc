@@ -109,13 +109,13 @@ class HttpServer::SessionBody final : public RequestBody {
       server_.protocol_errors_->With({"body_memory"}).Inc();
       co_return LocalReply{503, "server_error", "server_busy",
                            "The gateway is holding too many request bodies; retry shortly.",
-                           {{"retry-after", "1"}}, ""};
+                           {{"retry-after", "1"}}, "", {}};
     }
     reserved_ = want;
     if (ExpectsContinue(parser_.get())) {
       const std::string_view go_ahead = kContinueResponse;
       if (co_await conn_.WriteRaw(go_ahead, std::chrono::milliseconds(cfg.write_timeout_ms))) {
-        co_return LocalReply{400, "invalid_request_error", "connection_lost", "The connection was lost.", {}, ""};
+        co_return LocalReply{400, "invalid_request_error", "connection_lost", "The connection was lost.", {}, "", {}};
       }
     }
     arm_(cfg.body_timeout_ms);
@@ -125,17 +125,17 @@ class HttpServer::SessionBody final : public RequestBody {
       if (timed_out_) {
         server_.protocol_errors_->With({"body_timeout"}).Inc();
         co_return LocalReply{408, "invalid_request_error", "request_timeout",
-                             "Timed out waiting for the request body.", {}, ""};
+                             "Timed out waiting for the request body.", {}, "", {}};
       }
       if (ec == http::error::body_limit) {
         server_.protocol_errors_->With({"body_too_large"}).Inc();
         co_return LocalReply{413, "invalid_request_error", "request_too_large",
                              "Request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes.",
-                             {}, ""};
+                             {}, "", {}};
       }
       server_.protocol_errors_->With({"bad_body"}).Inc();
       co_return LocalReply{400, "invalid_request_error", "bad_http_request",
-                           "Malformed request body: " + ec.message(), {}, ""};
+                           "Malformed request body: " + ec.message(), {}, "", {}};
     }
     parser_.get().keep_alive(keep_alive_);
     co_return std::nullopt;
@@ -382,7 +382,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
   std::optional<Response> error;
   auto fail = [&](const char* kind, int status, std::string message, const char* code) {
     protocol_errors_->With({kind}).Inc();
-    error = ErrorResponse(LocalReply{status, "invalid_request_error", code, std::move(message), {}, ""});
+    error = ErrorResponse(LocalReply{status, "invalid_request_error", code, std::move(message), {}, "", {}});
   };
 
   size_t drain = 0;

@@ -32,7 +32,7 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 LocalReply Refusal(int status, std::string code, std::string message) {
-  return LocalReply{status, "invalid_request_error", std::move(code), std::move(message), {}, ""};
+  return LocalReply{status, "invalid_request_error", std::move(code), std::move(message), {}, "", {}};
 }
 
 }  // namespace

@@ -9,8 +9,11 @@ namespace moat::server {
 namespace http = boost::beast::http;
 namespace json = boost::json;
 
-std::string ErrorBody(std::string_view message, std::string_view type, std::string_view code,
-                      std::string_view param) {
+namespace {
+
+// The "error" object of an OpenAI error body.
+json::object ErrorObject(std::string_view message, std::string_view type, std::string_view code,
+                         std::string_view param) {
   json::object err;
   err["message"] = message;
   err["type"] = type;
@@ -24,13 +27,26 @@ std::string ErrorBody(std::string_view message, std::string_view type, std::stri
   } else {
     err["code"] = code;
   }
+  return err;
+}
+
+std::string Serialized(json::object err) {
   json::object root;
   root["error"] = std::move(err);
   return json::serialize(root);
 }
 
+}  // namespace
+
+std::string ErrorBody(std::string_view message, std::string_view type, std::string_view code,
+                      std::string_view param) {
+  return Serialized(ErrorObject(message, type, code, param));
+}
+
 std::string ErrorBody(const LocalReply& reply) {
-  return ErrorBody(reply.message, reply.type, reply.code, reply.param);
+  json::object err = ErrorObject(reply.message, reply.type, reply.code, reply.param);
+  if (!reply.verification_url.empty()) err["verification_url"] = reply.verification_url;
+  return Serialized(std::move(err));
 }
 
 Response ErrorResponse(const LocalReply& reply) {

@@ -24,6 +24,7 @@ struct Response {
 // The OpenAI error body for a message, error type, code ("" -> null) and parameter ("" -> null).
 std::string ErrorBody(std::string_view message, std::string_view type, std::string_view code,
                       std::string_view param = {});
+// The body of `reply`, with its "verification_url" field when the reply has one.
 std::string ErrorBody(const LocalReply& reply);
 
 // The answer that carries `reply`: its status, its OpenAI error body and its extra headers.

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS accounts (
   created_ns INTEGER NOT NULL,
   disabled INTEGER NOT NULL DEFAULT 0
 );
+-- Columns added since (a verification's period): MigrateLocked adds them to older databases.
 CREATE TABLE IF NOT EXISTS api_keys (
   key_id TEXT PRIMARY KEY,
   account_id TEXT NOT NULL REFERENCES accounts(id),
@@ -76,6 +77,18 @@ Account AccountFromRow(const SqliteStmt& s, int col) {
   a.tier = tier.ok() ? *tier : Tier::kUnverified;  // unknown tier in DB: least privileged
   a.created_ns = s.ColumnInt64(col + 4);
   a.disabled = s.ColumnInt64(col + 5) != 0;
+  a.tier_expires_ns = s.ColumnInt64(col + 6);
+  auto after = ParseTier(s.ColumnText(col + 7));
+  a.tier_after_expiry = after.ok() ? *after : Tier::kUnverified;
+  return a;
+}
+
+// The account as it stands at `now_ns`: a verification whose period is over is undone.
+Account AsOf(Account a, int64_t now_ns) {
+  if (a.tier_expires_ns != 0 && now_ns >= a.tier_expires_ns) {
+    a.tier = a.tier_after_expiry;
+    a.tier_expires_ns = 0;
+  }
   return a;
 }
 
@@ -91,7 +104,14 @@ Status Failed(const Status& s, std::string_view what) {
   return Status(s.code(), std::string(what) + ": " + s.message());
 }
 
-constexpr const char* kAccountCols = "id, name, IFNULL(org_id, ''), tier, created_ns, disabled";
+constexpr const char* kAccountCols =
+    "id, name, IFNULL(org_id, ''), tier, created_ns, disabled, tier_expires_ns, tier_after_expiry";
+
+// Columns added after the first schema: name -> definition (ALTER TABLE accounts ADD COLUMN).
+constexpr std::pair<const char*, const char*> kAddedAccountColumns[] = {
+    {"tier_expires_ns", "INTEGER NOT NULL DEFAULT 0"},
+    {"tier_after_expiry", "TEXT NOT NULL DEFAULT 'unverified'"},
+};
 
 // The keyed hash is uniformly random, so its first bytes are already a good bucket hash.
 struct KeyHashHasher {
@@ -167,7 +187,31 @@ Status AccountStore::Init() {
   MOAT_RETURN_IF_ERROR(db_->Exec("PRAGMA synchronous=NORMAL"));
   MOAT_RETURN_IF_ERROR(db_->Exec("PRAGMA foreign_keys=ON"));
   MOAT_RETURN_IF_ERROR(db_->Exec(kSchema));
+  MOAT_RETURN_IF_ERROR(MigrateLocked());
   return ReloadLocked();
+}
+
+Status AccountStore::MigrateLocked() {
+  // Immediate: two processes opening an old database at once add each column once.
+  MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn, SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
+  std::vector<std::string> columns;
+  {
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("SELECT name FROM pragma_table_info('accounts')"));
+    for (;;) {
+      StatusOr<bool> row = s.Step();
+      if (!row.ok()) return Failed(row.status(), "reading the accounts table's columns");
+      if (!*row) break;
+      columns.push_back(s.ColumnText(0));
+    }
+  }
+  for (const auto& [name, definition] : kAddedAccountColumns) {
+    if (std::find(columns.begin(), columns.end(), name) != columns.end()) continue;
+    if (Status added = db_->Exec(std::string("ALTER TABLE accounts ADD COLUMN ") + name + " " + definition);
+        !added.ok()) {
+      return Failed(added, std::string("adding column accounts.") + name);
+    }
+  }
+  return txn.Commit();
 }
 
 std::string AccountStore::KeyHash(std::string_view key) const {
@@ -194,7 +238,8 @@ Status AccountStore::ReloadLocked() {
     MOAT_ASSIGN_OR_RETURN(
         SqliteStmt s,
         db_->Prepare("SELECT k.key_hash, k.key_id, a.id, a.name, IFNULL(a.org_id, ''), a.tier, "
-                     "a.created_ns, a.disabled FROM api_keys k JOIN accounts a ON "
+                     "a.created_ns, a.disabled, a.tier_expires_ns, a.tier_after_expiry "
+                     "FROM api_keys k JOIN accounts a ON "
                      "a.id = k.account_id WHERE k.revoked_ns = 0"));
     for (;;) {
       StatusOr<bool> row = s.Step();
@@ -239,7 +284,8 @@ StatusOr<Principal> AccountStore::Authenticate(std::string_view presented_key) c
   auto it = snap->by_hash.find(hash);
   if (it == snap->by_hash.end()) return UnauthenticatedError("invalid API key");
   if (it->second.account.disabled) return UnauthenticatedError("account is disabled");
-  return it->second;
+  if (it->second.account.tier_expires_ns == 0) return it->second;
+  return Principal{AsOf(it->second.account, clock_->NowNanos()), it->second.key_id};
 }
 
 StatusOr<Organization> AccountStore::CreateOrganization(const std::string& name) {
@@ -277,7 +323,7 @@ StatusOr<Account> AccountStore::CreateAccount(const std::string& name, const std
     return InvalidArgumentError(
         "account name must be 1..128 chars of [A-Za-z0-9._@+-] and not start with 'acct_'");
   }
-  Account a{"acct_" + RandomHex(6), name, org_id, tier, clock_->NowNanos(), false};
+  Account a{"acct_" + RandomHex(6), name, org_id, tier, clock_->NowNanos(), false, 0, Tier::kUnverified};
   std::lock_guard lock(db_mu_);
   MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
                         SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
@@ -319,7 +365,7 @@ StatusOr<Account> AccountStore::GetAccount(const std::string& id_or_name) const 
   StatusOr<bool> row = s.Step();
   if (!row.ok()) return Failed(row.status(), "reading account");
   if (!*row) return NotFoundError("no account '" + id_or_name + "'");
-  return AccountFromRow(s, 0);
+  return AsOf(AccountFromRow(s, 0), clock_->NowNanos());
 }
 
 std::vector<Account> AccountStore::ListAccounts() const {
@@ -328,18 +374,56 @@ std::vector<Account> AccountStore::ListAccounts() const {
   std::string sql = std::string("SELECT ") + kAccountCols + " FROM accounts ORDER BY created_ns, rowid";
   StatusOr<SqliteStmt> s = db_->Prepare(sql);
   if (!s.ok()) return out;
-  while (RowReady(*s)) out.push_back(AccountFromRow(*s, 0));
+  const int64_t now = clock_->NowNanos();
+  while (RowReady(*s)) out.push_back(AsOf(AccountFromRow(*s, 0), now));
   return out;
 }
 
 Status AccountStore::SetTier(const std::string& account_id, Tier tier) {
   std::lock_guard lock(db_mu_);
-  MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("UPDATE accounts SET tier = ? WHERE id = ?"));
+  MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("UPDATE accounts SET tier = ?, tier_expires_ns = 0, "
+                                                   "tier_after_expiry = 'unverified' WHERE id = ?"));
   s.BindText(1, TierName(tier));
   s.BindText(2, account_id);
   if (Status updated = s.Run(); !updated.ok()) return Failed(updated, "setting tier");
   if (db_->changes() == 0) return NotFoundError("no account '" + account_id + "'");
   return ReloadLocked();
+}
+
+StatusOr<AccountStore::Verification> AccountStore::VerifyUntil(const std::string& account_id, Tier tier,
+                                                               int64_t expires_ns) {
+  const int64_t now = clock_->NowNanos();
+  if (expires_ns <= now) return InvalidArgumentError("a verification must expire in the future");
+  std::lock_guard lock(db_mu_);
+  Verification v;
+  {
+    MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
+                          SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
+    {
+      MOAT_ASSIGN_OR_RETURN(SqliteStmt q, db_->Prepare(std::string("SELECT ") + kAccountCols +
+                                                       " FROM accounts WHERE id = ?"));
+      q.BindText(1, account_id);
+      MOAT_ASSIGN_OR_RETURN(bool found, q.Step());
+      if (!found) return NotFoundError("no account '" + account_id + "'");
+      const Account stored = AccountFromRow(q, 0);
+      v.before = AsOf(stored, now);
+      v.after = v.before;
+      // The tier to return to: the one under any verification, running or expired.
+      v.after.tier_after_expiry = stored.tier_expires_ns != 0 ? stored.tier_after_expiry : stored.tier;
+    }
+    v.after.tier = tier;
+    v.after.tier_expires_ns = expires_ns;
+    MOAT_ASSIGN_OR_RETURN(SqliteStmt s, db_->Prepare("UPDATE accounts SET tier = ?, tier_expires_ns = ?, "
+                                                     "tier_after_expiry = ? WHERE id = ?"));
+    s.BindText(1, TierName(tier));
+    s.BindInt64(2, expires_ns);
+    s.BindText(3, TierName(v.after.tier_after_expiry));
+    s.BindText(4, account_id);
+    if (Status updated = s.Run(); !updated.ok()) return Failed(updated, "verifying account");
+    MOAT_RETURN_IF_ERROR(txn.Commit());
+  }
+  MOAT_RETURN_IF_ERROR(ReloadLocked());
+  return v;
 }
 
 Status AccountStore::SetDisabled(const std::string& account_id, bool disabled) {

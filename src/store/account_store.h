@@ -44,9 +44,13 @@ struct Account {
   std::string id;  // "acct_" + 12 hex
   std::string name;
   std::string org_id;  // "" when the account belongs to no organisation
-  Tier tier = Tier::kUnverified;
+  Tier tier = Tier::kUnverified;  // the tier in force (an expired verification already undone)
   int64_t created_ns = 0;
   bool disabled = false;
+  // A verification for a period (AccountStore::VerifyUntil): `tier` holds until
+  // tier_expires_ns, then the account is back to tier_after_expiry. 0: `tier` does not expire.
+  int64_t tier_expires_ns = 0;
+  Tier tier_after_expiry = Tier::kUnverified;
 };
 
 // The public facts about one API key (never the secret).
@@ -95,14 +99,27 @@ class AccountStore {
   // "acct_"). `org_id` may be "" or must name an existing organisation (NotFound otherwise).
   moat::StatusOr<Account> CreateAccount(const std::string& name, const std::string& org_id,
                                         Tier tier);
-  // Finds an account by id or by name; NotFound otherwise.
+  // Finds an account by id or by name; NotFound otherwise. Accounts are returned as they stand
+  // now (Account::tier: an expired verification is already undone).
   moat::StatusOr<Account> GetAccount(const std::string& id_or_name) const;
   // All accounts, oldest first.
   std::vector<Account> ListAccounts() const;
   // All organisations, oldest first.
   std::vector<Organization> ListOrganizations() const;
-  // NotFound if the account does not exist.
+  // Sets the account's tier for good (a verification's expiry is cleared). NotFound if the
+  // account does not exist.
   moat::Status SetTier(const std::string& account_id, Tier tier);
+  // Verifies the account for a period: `tier` holds until `expires_ns` (ns since the epoch,
+  // later than now), then the account falls back to the tier it had before, i.e. its tier
+  // without any verification still running (verifying again replaces the period, not that
+  // tier). SetTier ends the period early. Returns the account as it was before and as it is
+  // now (for the audit record). NotFound if missing, InvalidArgument for an expiry not in the
+  // future.
+  struct Verification {
+    Account before;
+    Account after;
+  };
+  moat::StatusOr<Verification> VerifyUntil(const std::string& account_id, Tier tier, int64_t expires_ns);
   // A disabled account's keys stop authenticating (they are not revoked). NotFound if missing.
   moat::Status SetDisabled(const std::string& account_id, bool disabled);
   // Issues a new key for an existing, enabled account (NotFound / FailedPrecondition otherwise).
@@ -130,6 +147,8 @@ class AccountStore {
   AccountStore(std::unique_ptr<moat::SqliteDb> db, std::string pepper, const moat::Clock* clock);
 
   moat::Status Init();
+  // Adds the columns of newer versions to a database made by an older one. Requires db_mu_.
+  moat::Status MigrateLocked();
   // Rebuilds the snapshot from the database. Requires db_mu_.
   moat::Status ReloadLocked();
   moat::StatusOr<int64_t> DataVersionLocked() const;

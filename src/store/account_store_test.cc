@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/sqlite.h"
+
 namespace moat::store {
 namespace {
 
@@ -187,6 +189,90 @@ TEST_F(AccountStoreTest, AccountsOrganisationsAndTiers) {
   auto all = store->ListAccounts();
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(store->ListOrganizations().size(), 1u);
+}
+
+TEST_F(AccountStoreTest, AVerificationHoldsForItsPeriodThenFallsBack) {
+  constexpr int64_t kSec = 1'000'000'000;
+  auto store = OpenStore();
+  auto a = store->CreateAccount("alice", "", Tier::kUnverified);
+  ASSERT_TRUE(a.ok());
+  auto key = store->CreateKey(a->id, "");
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(store->VerifyUntil(a->id, Tier::kVerified, clock_.NowNanos()).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->VerifyUntil("acct_nobody", Tier::kVerified, clock_.NowNanos() + kSec).status().code(),
+            StatusCode::kNotFound);
+
+  const int64_t until = clock_.NowNanos() + 60 * kSec;
+  auto v = store->VerifyUntil(a->id, Tier::kVerified, until);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->before.tier, Tier::kUnverified);
+  EXPECT_EQ(v->before.tier_expires_ns, 0);
+  EXPECT_EQ(v->after.tier, Tier::kVerified);
+  EXPECT_EQ(v->after.tier_expires_ns, until);
+  EXPECT_EQ(v->after.tier_after_expiry, Tier::kUnverified);
+  auto p = store->Authenticate(key->secret);
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->account.tier, Tier::kVerified);
+  EXPECT_EQ(store->GetAccount("alice")->tier_expires_ns, until);
+
+  // Verifying again during the period moves its end; the tier to return to stays unverified.
+  clock_.AdvanceSeconds(30);
+  auto again = store->VerifyUntil(a->id, Tier::kEnterprise, until + 60 * kSec);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->before.tier, Tier::kVerified);
+  EXPECT_EQ(again->after.tier_after_expiry, Tier::kUnverified);
+  clock_.AdvanceSeconds(40);  // past the first period, inside the second
+  EXPECT_EQ(store->Authenticate(key->secret)->account.tier, Tier::kEnterprise);
+
+  // Once the period is over every reader sees the tier before it, without a write.
+  clock_.AdvanceSeconds(60);
+  EXPECT_EQ(store->Authenticate(key->secret)->account.tier, Tier::kUnverified);
+  auto expired = store->GetAccount(a->id);
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(expired->tier, Tier::kUnverified);
+  EXPECT_EQ(expired->tier_expires_ns, 0);
+  EXPECT_EQ(store->ListAccounts().at(0).tier, Tier::kUnverified);
+  // Another process sees the same.
+  auto other = OpenStore();
+  EXPECT_EQ(other->Authenticate(key->secret)->account.tier, Tier::kUnverified);
+
+  // A verification after an expired one still returns to the tier under both.
+  auto third = store->VerifyUntil(a->id, Tier::kVerified, clock_.NowNanos() + 10 * kSec);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->before.tier, Tier::kUnverified);
+  EXPECT_EQ(third->after.tier_after_expiry, Tier::kUnverified);
+  // SetTier is for good: it ends the period.
+  ASSERT_TRUE(store->SetTier(a->id, Tier::kVerified).ok());
+  clock_.AdvanceSeconds(3600);
+  EXPECT_EQ(store->Authenticate(key->secret)->account.tier, Tier::kVerified);
+  EXPECT_EQ(store->GetAccount(a->id)->tier_expires_ns, 0);
+}
+
+TEST_F(AccountStoreTest, ADatabaseFromBeforeVerificationPeriodsOpensAndGainsThem) {
+  {
+    // The accounts table as the first schema made it, with one account in it.
+    auto db = SqliteDb::Open(db_path_, SqliteDb::Mode::kReadWriteCreate, 1000);
+    ASSERT_TRUE(db.ok()) << db.status().ToString();
+    ASSERT_TRUE((*db)->Exec("CREATE TABLE accounts (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                            "org_id TEXT, tier TEXT NOT NULL, created_ns INTEGER NOT NULL, "
+                            "disabled INTEGER NOT NULL DEFAULT 0);"
+                            "INSERT INTO accounts VALUES ('acct_000000000001', 'old', NULL, 'verified', 5, 0);")
+                    .ok());
+  }
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto old = store->GetAccount("old");
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->tier, Tier::kVerified);
+  EXPECT_EQ(old->tier_expires_ns, 0);
+  auto v = store->VerifyUntil(old->id, Tier::kEnterprise, clock_.NowNanos() + 1'000'000'000);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->after.tier_after_expiry, Tier::kVerified);
+  store.reset();
+  auto reopened = OpenStore();  // the migration runs once; opening again changes nothing
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->GetAccount("old")->tier, Tier::kEnterprise);
 }
 
 TEST_F(AccountStoreTest, SecretsNeverStoredInClear) {

@@ -1,5 +1,7 @@
 #include "filters/analysis/analysis_filter.h"
 
+#include "stepup/verification_url.h"
+
 namespace moat::filters {
 namespace {
 
@@ -70,11 +72,7 @@ class AnalysisFilter final : public Filter {
                             "). Retry later, or contact support to review the account." + quote,
                         std::move(visible));
       case detect::Action::kStepUp:
-        return FilterStatus::Reply(403, "permission_error", "step_up_required",
-                        "This account must complete identity verification before it can continue (" +
-                            v.category + ")." + (s.step_up_url.empty() ? "" : " Verify at " + s.step_up_url + ".") +
-                            quote,
-                        std::move(visible));
+        return StepUp(ctx, v, quote, std::move(visible));
       case detect::Action::kBlock:
         return FilterStatus::Reply(403, "permission_error", "account_blocked",
                         "This account is blocked (" + v.category +
@@ -85,6 +83,23 @@ class AnalysisFilter final : public Filter {
   }
 
  private:
+  // The step_up_required answer, with the verification URL filled for this subject; the
+  // identity service is notified (queued, never waited for).
+  FilterStatus StepUp(const RequestContext& ctx, const detect::Verdict& v, const std::string& quote,
+                      HeaderList visible) const {
+    const auto& s = f_.settings();
+    std::string url = stepup::FillVerificationUrl(s.step_up_url, ctx.account_id, ctx.end_user, v.reference);
+    if (f_.notifier() != nullptr) {
+      f_.notifier()->Notify(stepup::StepUpEvent{ctx.account_id, ctx.end_user, v.reference, v.category,
+                                                ctx.request_id, ctx.start_ns, url});
+    }
+    LocalReply reply{403, "permission_error", "step_up_required",
+                     "This account must complete identity verification before it can continue (" + v.category +
+                         ")." + (url.empty() ? "" : " Verify at " + url + ".") + quote,
+                     std::move(visible), "", url};
+    return FilterStatus::Reply(std::move(reply));
+  }
+
   // Response hardening for risky accounts, by the tier's profile: by default no logprobs,
   // shorter answers, no reasoning traces. The backends apply the profile's answer modes.
   void Degrade(RequestContext& ctx) const {
@@ -112,10 +127,11 @@ class AnalysisFilter final : public Filter {
 }  // namespace
 
 AnalysisFilterFactory::AnalysisFilterFactory(detect::Engine* engine, AnalysisSettings settings,
-                                             MetricsRegistry* metrics)
+                                             MetricsRegistry* metrics, stepup::StepUpNotifier* notifier)
     : engine_(engine), settings_(std::move(settings)),
       verdicts_(&metrics->AddCounter("moat_analysis_verdicts_total",
-                                     "Detection verdicts by action.", {"action"})) {}
+                                     "Detection verdicts by action.", {"action"})),
+      notifier_(notifier) {}
 
 std::unique_ptr<Filter> AnalysisFilterFactory::Create() const {
   return std::make_unique<AnalysisFilter>(*this);

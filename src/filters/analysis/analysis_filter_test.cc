@@ -7,6 +7,13 @@
 #include "detect/detection_settings.h"
 #include "detect/engine.h"
 #include "detect/test_corpus.h"
+#include "stepup/verification_url.h"
+#include "test/upstream/test_http_server.h"
+
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace moat::filters {
 namespace {
@@ -180,15 +187,66 @@ TEST(AnalysisFilterTest, UnverifiedAccountsAreAskedToVerify) {
   detect::DetectionEngine engine(SmallBudgets());
   MetricsRegistry metrics;
   AnalysisSettings settings;
-  settings.step_up_url = "https://example.com/verify";
+  settings.step_up_url = *stepup::ParseVerificationUrl("https://example.com/verify");
   AnalysisFilterFactory factory(&engine, settings, &metrics);
   const Harvested last = Harvest(factory, "acct_new", "unverified");
   ASSERT_TRUE(last.reply.has_value());
   EXPECT_EQ(last.reply->http_status, 403);
   EXPECT_EQ(last.reply->code, "step_up_required");
   EXPECT_NE(last.reply->message.find("https://example.com/verify"), std::string::npos);
+  EXPECT_EQ(last.reply->verification_url, "https://example.com/verify");
   EXPECT_NE(last.reply->message.find("ref_"), std::string::npos);
   EXPECT_EQ(last.reply->message.find("reasoning"), std::string::npos) << last.reply->message;
+}
+
+TEST(AnalysisFilterTest, AStepUpCarriesItsSubjectsVerificationUrlAndNotifiesTheIdentityServiceOnce) {
+  detect::DetectionEngine engine(SmallBudgets());
+  MetricsRegistry metrics;
+  std::mutex mu;
+  std::vector<std::string> bodies;
+  moat::testing::TestHttpServer identity([&](const moat::testing::TestHttpServer::Request& r) {
+    std::lock_guard lock(mu);
+    bodies.push_back(r.body);
+    return moat::testing::TestHttpServer::Reply{204, "", "application/json"};
+  });
+  stepup::StepUpNotifierOptions options;
+  options.url = identity.url() + "/hooks";
+  options.secret = "whsec_0123456789abcdef";
+  auto notifier = stepup::StepUpNotifier::Create(options, SystemClock::Get(), &metrics);
+  ASSERT_TRUE(notifier.ok()) << notifier.status().ToString();
+  AnalysisSettings settings;
+  settings.step_up_url = *stepup::ParseVerificationUrl("https://id.example/v?a={account}&u={end_user}&r={reference}");
+  AnalysisFilterFactory factory(&engine, settings, &metrics, notifier->get());
+  const Harvested last = Harvest(factory, "acct_new", "unverified");
+  ASSERT_TRUE(last.reply.has_value());
+  ASSERT_EQ(last.reply->code, "step_up_required");
+  const std::string* ref = Header(last.reply->headers, "x-moat-reference");
+  ASSERT_NE(ref, nullptr);
+  const std::string url = "https://id.example/v?a=acct_new&u=&r=" + *ref;
+  EXPECT_EQ(last.reply->verification_url, url);
+  EXPECT_NE(last.reply->message.find("Verify at " + url + "."), std::string::npos) << last.reply->message;
+
+  // Asked again: the same answer, but the identity service heard of the subject once.
+  std::string body = R"({"model":"m","messages":[{"role":"user","content":"hello"}]})";
+  RequestContext again = MakeRequest("acct_new", body, last.ctx.start_ns + 1'000'000'000, "unverified");
+  const FilterStatus st = factory.Create()->OnRequest(again);
+  ASSERT_TRUE(st.is_local_reply());
+  EXPECT_EQ(st.reply().code, "step_up_required");
+  for (int i = 0; i < 1000; ++i) {  // delivered off this thread: wait for it
+    {
+      std::lock_guard lock(mu);
+      if (!bodies.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  notifier->reset();  // the second step-up was deduplicated when it was asked: nothing queued
+  std::lock_guard lock(mu);
+  ASSERT_EQ(bodies.size(), 1u);
+  const json::object event = json::parse(bodies[0]).as_object();
+  EXPECT_EQ(event.at("account_id").as_string(), "acct_new");
+  EXPECT_EQ(event.at("reference").as_string(), *ref);
+  EXPECT_EQ(event.at("verification_url").as_string(), url);
+  EXPECT_EQ(event.at("request_id").as_string(), "req_test");
 }
 
 TEST(AnalysisFilterTest, TrustedTiersSeeTheEvidence) {
