@@ -104,16 +104,18 @@ std::string LeakageSvg(const Report& r) {
 std::string FormatTable(const Report& r) {
   std::string s = fmt::format("scenario {}  seed {}  engine {}  events {}  simulated {:.1f} h\n",
                               r.scenario, r.seed, r.engine, r.events, r.simulated_hours);
-  s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9}\n", "variant", "camp",
-                   "subjects", "requests", "recall", "leakage", "req-to-det", "time-to-det", "ans/burn");
+  s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9} {:>9}\n", "variant", "camp",
+                   "subjects", "requests", "recall", "leakage", "req-to-det", "time-to-det", "ans/burn",
+                   "own/burn");
   for (const auto& v : r.variants) {
     std::string rtd = v.campaigns_detected == v.campaigns
                           ? fmt::format("{:.0f}", v.requests_to_detection)
                           : fmt::format(">{:.0f}", v.requests_to_detection);
     const std::string per_burn = v.answers_per_flagged < 0 ? "-" : fmt::format("{:.1f}", v.answers_per_flagged);
-    s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9}\n", v.variant,
+    const std::string own = v.own_answers_per_flagged < 0 ? "-" : fmt::format("{:.1f}", v.own_answers_per_flagged);
+    s += fmt::format("{:<16} {:>5} {:>8} {:>10} {:>8} {:>8} {:>12} {:>11} {:>9} {:>9}\n", v.variant,
                      v.campaigns, v.subjects, v.requests, Pct(v.recall), Pct(v.leakage), rtd,
-                     Duration(v.seconds_to_detection), per_burn);
+                     Duration(v.seconds_to_detection), per_burn, own);
   }
   const OrganicScore& o = r.organic;
   s += fmt::format("organic: {} subjects, {} requests, false-positive rate {} ({} restricted), "
@@ -158,6 +160,7 @@ std::string ReportToJson(const Report& r) {
                                     {"recall", v.recall},
                                     {"leakage", v.leakage},
                                     {"answers_per_flagged", v.answers_per_flagged},
+                                    {"own_answers_per_flagged", v.own_answers_per_flagged},
                                     {"requests_to_detection", v.requests_to_detection},
                                     {"seconds_to_detection", v.seconds_to_detection},
                                     {"detection_curve", std::move(curve)}});
@@ -190,14 +193,16 @@ std::string ReportToHtml(const Report& r) {
                    r.wall_seconds, r.events_per_second);
   s += "<h2>Campaigns</h2><table><tr><th>variant</th><th>campaigns</th><th>subjects</th>"
        "<th>requests</th><th>recall</th><th>leakage</th><th>requests to detection</th>"
-       "<th>time to detection</th><th>full answers per restricted subject</th></tr>";
+       "<th>time to detection</th><th>full answers per restricted subject</th>"
+       "<th>... of which it got itself</th></tr>";
   for (const auto& v : r.variants) {
     s += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-                     "<td>{}{:.0f}</td><td>{}</td><td>{}</td></tr>",
+                     "<td>{}{:.0f}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                      Escape(v.variant), v.campaigns, v.subjects, v.requests, Pct(v.recall),
                      Pct(v.leakage), v.campaigns_detected == v.campaigns ? "" : "&gt;",
                      v.requests_to_detection, Duration(v.seconds_to_detection),
-                     v.answers_per_flagged < 0 ? std::string("-") : fmt::format("{:.1f}", v.answers_per_flagged));
+                     v.answers_per_flagged < 0 ? std::string("-") : fmt::format("{:.1f}", v.answers_per_flagged),
+                     v.own_answers_per_flagged < 0 ? std::string("-") : fmt::format("{:.1f}", v.own_answers_per_flagged));
   }
   s += "</table>";
   const OrganicScore& o = r.organic;

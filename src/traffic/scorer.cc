@@ -112,6 +112,7 @@ Report Scorer::Finish(int curve_points) const {
         std::max(horizon[g.variant], (g.last_request_ns - g.first_request_ns) / 3.6e12);
   }
   OrganicScore& o = r.organic;
+  std::map<std::string, int64_t> own_leaked;  // full answers of the flagged subjects, per variant
   for (const auto& [key, s] : subjects_) {
     if (s.requests == 0) continue;
     const bool flagged = s.first_flag_ns >= 0;
@@ -128,6 +129,7 @@ Report Scorer::Finish(int curve_points) const {
     ++v.subjects;
     if (flagged) {
       ++v.flagged;
+      own_leaked[g.variant] += s.requests - s.restricted;
       flag_hours[g.variant].push_back((s.first_flag_ns - g.first_request_ns) / 3.6e12);
     }
   }
@@ -140,6 +142,7 @@ Report Scorer::Finish(int curve_points) const {
     v.recall = v.subjects ? double(v.flagged) / v.subjects : 0;
     v.leakage = v.requests ? double(v.leaked) / v.requests : 0;
     v.answers_per_flagged = v.flagged ? double(v.leaked) / v.flagged : -1;
+    v.own_answers_per_flagged = v.flagged ? double(own_leaked[v.variant]) / v.flagged : -1;
     if (v.campaigns > 0) v.requests_to_detection /= v.campaigns;
     if (v.campaigns_detected > 0) v.seconds_to_detection /= v.campaigns_detected;
     std::vector<double>& times = flag_hours[v.variant];

@@ -32,6 +32,9 @@ struct VariantScore {
   // Full-fidelity answers per restricted subject: what a campaign gets for each account it
   // loses (leaked / flagged; -1 when none was flagged).
   double answers_per_flagged = -1;
+  // The part of that a restricted subject got itself (its own full answers, / flagged; -1 when
+  // none was flagged): answers_per_flagged minus this is what never-restricted subjects took.
+  double own_answers_per_flagged = -1;
   // Campaign requests before the campaign's first flag, averaged over its campaigns; an
   // undetected campaign contributes all of its requests.
   double requests_to_detection = 0;

@@ -56,6 +56,8 @@ TEST(ScorerTest, HandComputedAccounts) {
   EXPECT_EQ(bulk->requests, 6);
   EXPECT_EQ(bulk->leaked, 4);
   EXPECT_DOUBLE_EQ(bulk->leakage, 4.0 / 6.0);
+  EXPECT_DOUBLE_EQ(bulk->answers_per_flagged, 4.0);      // 4 full answers, 1 subject restricted
+  EXPECT_DOUBLE_EQ(bulk->own_answers_per_flagged, 2.0);  // X got 2 itself; Y (never restricted) 2
   EXPECT_DOUBLE_EQ(bulk->requests_to_detection, 3);  // X1, Y1, X2 served before X3 was blocked
   EXPECT_DOUBLE_EQ(bulk->seconds_to_detection, 3);   // first request t=1 s, first flag t=4 s
   ASSERT_EQ(bulk->detection_curve.size(), 5u);       // horizon 5 s, 4 steps of 1.25 s
