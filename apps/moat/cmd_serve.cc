@@ -35,7 +35,8 @@ namespace moat::cli {
 namespace {
 
 // The indicators other providers shared ([detection] indicators_dir), as the detection
-// engine's matcher; null when none is usable. Without a salt only network prefixes can match.
+// engine's matcher (an empty set when none is usable, so that bundles imported while the
+// gateway runs can replace it). Without a salt only network prefixes can match.
 StatusOr<std::shared_ptr<const detect::IndicatorMatcher>> LoadSharedIndicators(const server::DetectionSettings& ds) {
   std::string salt;
   if (!ds.indicator_salt_file.empty()) {
@@ -46,13 +47,11 @@ StatusOr<std::shared_ptr<const detect::IndicatorMatcher>> LoadSharedIndicators(c
   const int64_t now = SystemClock::Get()->NowNanos();
   MOAT_ASSIGN_OR_RETURN(auto list, indicators::LoadIndicatorDir(ds.indicators_dir, salt.empty() ? "" : hasher->salt_id(),
                                                                 now, &summary));
-  if (list.empty() && summary.other_salt + summary.unsupported + summary.expired == 0) {
-    return std::shared_ptr<const detect::IndicatorMatcher>();
+  if (!list.empty() || summary.other_salt + summary.unsupported + summary.expired > 0) {
+    std::cerr << "moat: shared indicators from " << ds.indicators_dir << ": " << summary.indicators << " usable, "
+              << summary.other_salt << " under another salt" << (salt.empty() ? " (no indicator_salt_file)" : "")
+              << ", " << summary.unsupported << " not matchable, " << summary.expired << " expired\n";
   }
-  std::cerr << "moat: shared indicators from " << ds.indicators_dir << ": " << summary.indicators << " usable, "
-            << summary.other_salt << " under another salt" << (salt.empty() ? " (no indicator_salt_file)" : "") << ", "
-            << summary.unsupported << " not matchable, " << summary.expired << " expired\n";
-  if (list.empty()) return std::shared_ptr<const detect::IndicatorMatcher>();
   return std::shared_ptr<const detect::IndicatorMatcher>(std::make_shared<indicators::IndicatorSet>(std::move(list), hasher));
 }
 
@@ -231,10 +230,12 @@ int Serve(const ServeOpts& opts) {
   std::unique_ptr<detect::DetectionEngine> engine;
   std::unique_ptr<store::RiskLists> risk_lists;
   std::map<std::string, std::string> applied_lists;
+  std::string indicator_dir_seen;  // IndicatorDirFingerprint when the indicators were last read
   if (cfg.detection.enabled) {
     const auto& ds = cfg.detection;
     auto dc = DetectionConfigFrom(ds);
     if (!dc.ok()) return Fail(dc.status());
+    indicator_dir_seen = indicators::IndicatorDirFingerprint(ds.indicators_dir);
     auto shared = LoadSharedIndicators(ds);
     if (!shared.ok()) return Fail(shared.status());
     dc->indicators = std::move(*shared);
@@ -285,7 +286,8 @@ int Serve(const ServeOpts& opts) {
 
   // Accounts and keys changed by `moat account|key ...` in another process show up here.
   std::atomic<bool> done{false};
-  // So do the allow/deny lists; detection state of accounts idle for an hour is evicted.
+  // So do the allow/deny lists and newly imported indicator bundles; detection state of
+  // accounts idle for an hour is evicted.
   // The audit log's health changes are logged here too (they also show in moat_audit_healthy).
   std::thread refresher([&] {
     int ticks = 0;
@@ -305,6 +307,17 @@ int Serve(const ServeOpts& opts) {
       if (engine) {
         if (auto all = risk_lists->All(); all.ok() && *all != applied_lists)
           server::ApplyRiskLists(*all, engine.get(), &applied_lists);
+        // Bundles imported (`moat indicators import`) while the gateway runs.
+        if (std::string seen = indicators::IndicatorDirFingerprint(cfg.detection.indicators_dir);
+            seen != indicator_dir_seen) {
+          indicator_dir_seen = std::move(seen);
+          if (auto shared = LoadSharedIndicators(cfg.detection); shared.ok()) {
+            engine->SetIndicators(std::move(*shared));
+          } else {
+            std::cerr << "moat: shared indicators not reloaded, the previous set stays in use: "
+                      << shared.status().message() << "\n";
+          }
+        }
         if (++ticks % 60 == 0) engine->EvictIdle(SystemClock::Get()->NowNanos() - 3600LL * 1'000'000'000);
       }
     }

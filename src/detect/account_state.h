@@ -69,7 +69,7 @@ struct SubjectState {
   uint8_t restricted_by = 0; // the rule that restricted it (RestrictionRule), 0 none
   uint8_t pool_pending = 0;  // over the pool budget before min_requests_for_pool: next time
   uint16_t returning_end_users = 0;  // accounts: end users seen again after their first request
-  uint32_t indicator = 0;    // shared indicator it matched (IndicatorMatcher index + 1), 0 none
+  uint32_t indicator = 0;    // key of the shared indicator it matched (IndicatorHit::key), 0 none
   HyperLogLog<32> end_users;  // accounts: distinct end users named
   std::array<ScorePoint, kScoreHistory> history{};
   // Intrusive LRU links inside a table shard (slot indices).

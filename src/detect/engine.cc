@@ -184,12 +184,19 @@ DetectionEngine::DetectionEngine(DetectionConfig config)
     stages_.push_back(std::move(l));
   }
   if (config_.indicators) {
-    indicators_ = config_.indicators.get();
-    stages_.push_back(std::make_unique<IndicatorStage>(config_.indicators));
+    auto i = std::make_unique<IndicatorStage>(config_.indicators);
+    indicators_ = i.get();
+    stages_.push_back(std::move(i));
   }
 }
 
 DetectionEngine::~DetectionEngine() = default;
+
+bool DetectionEngine::SetIndicators(std::shared_ptr<const IndicatorMatcher> indicators) {
+  if (indicators_ == nullptr) return false;
+  indicators_->Replace(std::move(indicators));
+  return true;
+}
 
 std::vector<std::string_view> DetectionEngine::stage_names() const {
   std::vector<std::string_view> out;
@@ -468,7 +475,7 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   for (size_t i = 0; i < stages_.size(); ++i) {
     if (s.reason_bits & (1u << i)) r.reasons.emplace_back(stages_[i]->name());
   }
-  if (indicators_ != nullptr && s.indicator != 0) r.indicator = indicators_->Describe(s.indicator - 1);
+  if (indicators_ != nullptr && s.indicator != 0) r.indicator = indicators_->Describe(s.indicator);
   if (linkage_ != nullptr) {
     if (const uint64_t root = linkage_->linker().CampaignOf(h); root != 0) {
       r.campaign_id = CampaignLinker::CampaignId(root);

@@ -103,7 +103,8 @@ struct DetectionConfig {
   EndUserStageConfig end_users;
   BehaviourStageConfig behaviour;
   LinkageStageConfig linkage;
-  // Indicators shared by other providers (indicator_evidence.h); null: none, no stage.
+  // Indicators shared by other providers (indicator_evidence.h); null: none, no stage. A
+  // gateway passes a set (empty if need be) so that SetIndicators can replace it later.
   std::shared_ptr<const IndicatorMatcher> indicators;
   double request_llr_clip = 4.0;         // one request's summed evidence is clipped to +-this
   double mixed_share = 0.3;              // campaign share of the mixed sequential alternative
@@ -166,6 +167,9 @@ class DetectionEngine final : public Engine {
   // `id` is an account id, or "account/end_user" for an end user.
   std::optional<AccountReport> Account(const std::string& id) const;
   void SetListEntry(const std::string& account, ListEntry entry);
+  // Replaces the shared-indicator set (thread-safe). False, and nothing changes, when the
+  // engine was built without one (config.indicators null: no indicator stage).
+  bool SetIndicators(std::shared_ptr<const IndicatorMatcher> indicators);
 
   // Evicts subjects idle since before `cutoff_ns` to the store; returns how many.
   size_t EvictIdle(int64_t cutoff_ns) { return subjects_.EvictIdle(cutoff_ns); }
@@ -191,7 +195,7 @@ class DetectionEngine final : public Engine {
   std::vector<std::unique_ptr<EvidenceStage>> stages_;
   CohortStage* cohort_ = nullptr;     // owned by stages_, when enabled
   LinkageStage* linkage_ = nullptr;   // owned by stages_, when enabled
-  const IndicatorMatcher* indicators_ = nullptr;  // config_.indicators, when set
+  IndicatorStage* indicators_ = nullptr;  // owned by stages_, when config_.indicators was set
   EndUserStage* end_users_ = nullptr; // owned by stages_, when enabled
   struct ListTable;
   std::unique_ptr<ListTable> lists_;

@@ -39,6 +39,8 @@ std::string_view TierName(Tier tier);
 enum class SubjectRole { kAccount, kEndUser };
 
 // What the engine knows about a request while the stages run.
+class IndicatorMatcher;  // indicator_evidence.h
+
 struct RequestView {
   RequestView(const RequestEvent& e, const RequestFeatures& f) : event(e), features(f) {}
   const RequestEvent& event;
@@ -55,8 +57,10 @@ struct RequestView {
   LinkKeys link_keys;
   CampaignLinker::Assessment link;
   uint64_t campaign_root = 0;
-  // Shared indicators (IndicatorStage): index + 1 of the indicator the request matched, 0 none;
-  // matched once per request, then read for the account and its end user.
+  // Shared indicators (IndicatorStage): the set in use for this request, and the key of the
+  // indicator the request matched (0 none); matched once, then read for the account and its
+  // end user.
+  std::shared_ptr<const IndicatorMatcher> indicators;
   uint32_t indicator_match = 0;
 };
 

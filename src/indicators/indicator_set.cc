@@ -133,6 +133,7 @@ IndicatorSet::IndicatorSet(std::vector<ImportedIndicator> indicators, std::share
     : indicators_(std::move(indicators)), hasher_(std::move(hasher)) {
   for (uint32_t i = 0; i < indicators_.size(); ++i) {
     const ImportedIndicator& ind = indicators_[i];
+    by_key_.emplace(detect::IndicatorKeyOf(ind.stix_id), i);  // the first of a repeated id
     switch (ind.kind) {
       case IndicatorKind::kNetworkPrefix: networks_[ind.network_prefix].push_back(i); break;
       case IndicatorKind::kWorkQueueItem:
@@ -146,7 +147,7 @@ IndicatorSet::IndicatorSet(std::vector<ImportedIndicator> indicators, std::share
 void IndicatorSet::Consider(uint32_t index, int64_t now_ns, std::optional<detect::IndicatorHit>* best) const {
   const ImportedIndicator& ind = indicators_[index];
   if (now_ns < ind.valid_from_ns || now_ns >= ind.valid_until_ns) return;
-  if (!*best || ind.weight > (*best)->weight) *best = detect::IndicatorHit{index, ind.weight};
+  if (!*best || ind.weight > (*best)->weight) *best = detect::IndicatorHit{detect::IndicatorKeyOf(ind.stix_id), ind.weight};
 }
 
 std::optional<detect::IndicatorHit> IndicatorSet::Match(const detect::RequestEvent& event,
@@ -190,16 +191,18 @@ std::optional<detect::IndicatorHit> IndicatorSet::Match(const detect::RequestEve
   return best;
 }
 
-std::optional<float> IndicatorSet::WeightAt(uint32_t index, int64_t now_ns) const {
-  if (index >= indicators_.size()) return std::nullopt;
-  const ImportedIndicator& ind = indicators_[index];
+std::optional<float> IndicatorSet::WeightAt(uint32_t key, int64_t now_ns) const {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return std::nullopt;
+  const ImportedIndicator& ind = indicators_[it->second];
   if (now_ns >= ind.valid_until_ns) return std::nullopt;
   return ind.weight;
 }
 
-std::string IndicatorSet::Describe(uint32_t index) const {
-  if (index >= indicators_.size()) return "";
-  const ImportedIndicator& ind = indicators_[index];
+std::string IndicatorSet::Describe(uint32_t key) const {
+  auto it = by_key_.find(key);
+  if (it == by_key_.end()) return "";
+  const ImportedIndicator& ind = indicators_[it->second];
   return ind.stix_id + " (" + std::string(KindName(ind.kind)) + (ind.name.empty() ? "" : ": " + ind.name) + ")";
 }
 
@@ -228,6 +231,22 @@ StatusOr<std::string> ImportBundle(const std::string& dir, const std::string& bu
   MOAT_RETURN_IF_ERROR(CreateNewFile(base.string() + ".import.json", json::serialize(settings), 0600));
   MOAT_RETURN_IF_ERROR(CreateNewFile(base.string() + ".json", bundle_text, 0600));
   return id;
+}
+
+std::string IndicatorDirFingerprint(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> entries;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::error_code e1, e2;
+    const auto size = entry.file_size(e1);
+    const auto mtime = entry.last_write_time(e2).time_since_epoch().count();
+    entries.push_back(entry.path().filename().string() + "/" + std::to_string(e1 ? 0 : size) + "/" +
+                      std::to_string(e2 ? 0 : mtime));
+  }
+  std::sort(entries.begin(), entries.end());
+  std::string out;
+  for (const std::string& e : entries) out += e + "\n";
+  return out;
 }
 
 StatusOr<std::vector<ImportedIndicator>> LoadIndicatorDir(const std::string& dir, const std::string& salt_id,

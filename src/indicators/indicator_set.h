@@ -56,8 +56,8 @@ class IndicatorSet final : public detect::IndicatorMatcher {
 
   std::optional<detect::IndicatorHit> Match(const detect::RequestEvent& event, const detect::RequestFeatures& f,
                                             int64_t now_ns) const override;
-  std::optional<float> WeightAt(uint32_t index, int64_t now_ns) const override;
-  std::string Describe(uint32_t index) const override;
+  std::optional<float> WeightAt(uint32_t key, int64_t now_ns) const override;
+  std::string Describe(uint32_t key) const override;
 
   size_t size() const { return indicators_.size(); }
   const std::vector<ImportedIndicator>& indicators() const { return indicators_; }
@@ -70,6 +70,7 @@ class IndicatorSet final : public detect::IndicatorMatcher {
   boost::unordered_flat_map<std::string, std::vector<uint32_t>> networks_;
   std::array<boost::unordered_flat_map<uint64_t, std::vector<uint32_t>>, kNumIndicatorKinds> keyed_;
   boost::unordered_flat_map<uint64_t, std::vector<uint32_t>> bands_;  // item band hash -> items
+  boost::unordered_flat_map<uint32_t, uint32_t> by_key_;  // IndicatorKeyOf(stix_id) -> index
 };
 
 // The indicator folder: `<bundle id>.json` (the bundle as imported) and
@@ -79,6 +80,10 @@ class IndicatorSet final : public detect::IndicatorMatcher {
 // (created 0700 if missing). AlreadyExists if that bundle id was imported before.
 StatusOr<std::string> ImportBundle(const std::string& dir, const std::string& bundle_text,
                                    const ImportOptions& options);
+// A fingerprint of the folder's files (names, sizes, modification times), "" for a missing
+// folder: it changes when an import adds a bundle or its settings, so a running gateway can
+// tell when to read the folder again (cheap: one directory listing, no file is opened).
+std::string IndicatorDirFingerprint(const std::string& dir);
 // Reads every imported bundle of `dir` (a missing folder is an empty set). `summary` adds up
 // what was usable and what was not.
 StatusOr<std::vector<ImportedIndicator>> LoadIndicatorDir(const std::string& dir, const std::string& salt_id,

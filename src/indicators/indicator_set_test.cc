@@ -6,6 +6,7 @@
 
 #include "audit/audit_log.h"
 #include "audit/audit_test_util.h"
+#include "detect/engine.h"
 #include "detect/features.h"
 #include "indicators/exporter.h"
 #include "indicators/stix.h"
@@ -114,7 +115,11 @@ TEST(IndicatorSet, MatchesEachKindAndNothingElse) {
   // Each kind alone.
   auto only = [&](const detect::RequestEvent& e) {
     auto hit = set->Match(e, detect::Extract(e), kT0);
-    return hit ? std::string(KindName(set->indicators()[hit->index].kind)) : std::string("none");
+    if (!hit) return std::string("none");
+    for (const auto& ind : set->indicators()) {
+      if (detect::IndicatorKeyOf(ind.stix_id) == hit->key) return std::string(KindName(ind.kind));
+    }
+    return std::string("unknown key");
   };
   EXPECT_EQ(only(Event("198.51.100.99", "curl/8", "what is the capital of peru")), "network-prefix");
   EXPECT_EQ(only(Event("10.1.2.3", "harvester/3.1", "what is the capital of peru")), "client-fingerprint");
@@ -130,7 +135,11 @@ TEST(IndicatorSet, MatchesEachKindAndNothingElse) {
   // Weight: import weight 3 x confidence 0.8.
   auto hit = set->Match(campaign, detect::Extract(campaign), kT0);
   EXPECT_FLOAT_EQ(hit->weight, 2.4f);
-  EXPECT_NE(set->Describe(hit->index).find("indicator--"), std::string::npos);
+  EXPECT_NE(set->Describe(hit->key).find("indicator--"), std::string::npos);
+  // The key names the same indicator in another set read from the same bundle (a reload).
+  auto again = SetFromBundle(bundle, "shared salt", &summary);
+  EXPECT_EQ(again->Describe(hit->key), set->Describe(hit->key));
+  EXPECT_EQ(again->Match(campaign, detect::Extract(campaign), kT0)->key, hit->key);
 }
 
 TEST(IndicatorSet, OtherSaltAndExpiry) {
@@ -149,8 +158,37 @@ TEST(IndicatorSet, OtherSaltAndExpiry) {
   auto live = SetFromBundle(bundle, "salt A", &now);
   auto hit = live->Match(campaign, detect::Extract(campaign), kT0);
   ASSERT_TRUE(hit.has_value());
-  EXPECT_TRUE(live->WeightAt(hit->index, kT0).has_value());
-  EXPECT_FALSE(live->WeightAt(hit->index, kT0 + 31 * kDay).has_value());
+  EXPECT_TRUE(live->WeightAt(hit->key, kT0).has_value());
+  EXPECT_FALSE(live->WeightAt(hit->key, kT0 + 31 * kDay).has_value());
+  EXPECT_FALSE(expired->WeightAt(hit->key, kT0).has_value());  // not in that set
+}
+
+// A running engine takes a new set (what a gateway does when a bundle is imported): the next
+// request matches it; a set that no longer holds the indicator ends the subject's prior.
+TEST(IndicatorSet, AnEngineTakesANewSetWithoutARestart) {
+  IndicatorHasher h("shared salt");
+  const auto campaign = Event("198.51.100.20", "harvester/3.1", Harvest(3));
+  ImportSummary summary;
+  auto live = SetFromBundle(BuildBundle(RecordsFor(campaign, h), Info(h)), "shared salt", &summary);
+  auto none = std::make_shared<IndicatorSet>(std::vector<ImportedIndicator>{},
+                                             std::make_shared<IndicatorHasher>("shared salt"));
+  detect::DetectionConfig config;
+  config.indicators = none;
+  detect::DetectionEngine engine(config);
+  auto at = [&](int minute) {
+    detect::RequestEvent e = campaign;
+    e.time_ns = kT0 + minute * 60'000'000'000LL;
+    engine.Observe(e);
+    return engine.Account("acct")->indicator;
+  };
+  EXPECT_EQ(at(0), "");
+  ASSERT_TRUE(engine.SetIndicators(live));
+  EXPECT_NE(at(1).find("indicator--"), std::string::npos);
+  ASSERT_TRUE(engine.SetIndicators(none));
+  EXPECT_EQ(at(2), "");
+  // An engine built without indicators has no stage to give a set to.
+  detect::DetectionEngine plain{detect::DetectionConfig{}};
+  EXPECT_FALSE(plain.SetIndicators(live));
 }
 
 TEST(IndicatorExport, FromAnAuditLogThroughImportToAMatch) {

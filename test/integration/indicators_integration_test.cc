@@ -1,16 +1,19 @@
 // Indicator sharing between two real gateways: provider A restricts a campaign (its operator
 // deny-lists three harvesting accounts), exports the keys they used as a STIX 2.1 bundle with
-// `moat indicators export`; provider B imports it with `moat indicators import`, and a fresh
-// account on B that uses the same tooling, network and prompt template is matched, named by
-// `moat account show`, while an unrelated account is not.
+// `moat indicators export`; provider B, already running, imports it with `moat indicators
+// import`, and without a restart a fresh account on B that uses the same tooling, network and
+// prompt template is matched, named by `moat account show`, while an unrelated account is not.
 
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <boost/json.hpp>
 
 #include "test/integration/moat_harness.h"
 #include "test/upstream/test_process.h"
@@ -121,9 +124,21 @@ TEST(IndicatorSharing, ExportFromOneGatewayMatchesOnAnother) {
   EXPECT_EQ(ReadFile(bundle).find("203.0.113"), std::string::npos) << "an organic network was exported";
   EXPECT_EQ(ReadFile(bundle).find("harvester"), std::string::npos) << "a raw user agent was exported";
 
-  // ---- Provider B: imports the bundle (a broken one is refused), then sees a newcomer.
+  // ---- Provider B: already running when the bundle arrives. It imports it (a broken one is
+  // refused) and, without a restart, sees a newcomer that matches it.
   MoatInstance b_gw;
   ASSERT_TRUE(b_gw.WriteConfig(Config(upstream.port(), "\n[detection]\nindicator_salt_file = \"" + salt + "\"\n")).ok());
+  auto newcomer = b_gw.CreateAccountAndKeyWithCli("newcomer", "verified");
+  auto bystander = b_gw.CreateAccountAndKeyWithCli("bystander", "verified");
+  ASSERT_TRUE(newcomer.ok() && bystander.ok());
+  ASSERT_TRUE(b_gw.Start().ok()) << b_gw.Log();
+  HttpClient cb("127.0.0.1", b_gw.port());
+  const std::string url = "http://127.0.0.1:" + std::to_string(b_gw.port());
+  Ask(cb, *newcomer, "198.51.100.77", "harvester/3.1", Harvest(39));
+  auto before = b_gw.Cli({"account", "show", "newcomer", "--url", url, "--admin-token", kAdminToken});
+  ASSERT_EQ(before.exit_code, 0) << before.err;
+  EXPECT_EQ(before.out.find("shared indicator"), std::string::npos) << before.out;
+
   std::ofstream(dir.File("broken.json")) << R"({"type":"bundle","id":"bundle--1","objects":[]})";
   auto refused = b_gw.Cli({"indicators", "import", dir.File("broken.json")});
   EXPECT_EQ(refused.exit_code, 2) << refused.out << refused.err;
@@ -133,17 +148,15 @@ TEST(IndicatorSharing, ExportFromOneGatewayMatchesOnAnother) {
   auto listed = b_gw.Cli({"indicators", "list"});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   EXPECT_NE(listed.out.find("client-fingerprint"), std::string::npos) << listed.out;
-  auto newcomer = b_gw.CreateAccountAndKeyWithCli("newcomer", "verified");
-  auto bystander = b_gw.CreateAccountAndKeyWithCli("bystander", "verified");
-  ASSERT_TRUE(newcomer.ok() && bystander.ok());
-  ASSERT_TRUE(b_gw.Start().ok()) << b_gw.Log();
-  EXPECT_NE(b_gw.Log().find("shared indicators"), std::string::npos) << b_gw.Log();
+  // The running gateway reads its indicator folder again within about a second of a change.
+  for (int i = 0; i < 50 && b_gw.Log().find("shared indicators") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(b_gw.Log().find("shared indicators from"), std::string::npos) << b_gw.Log();
 
-  HttpClient cb("127.0.0.1", b_gw.port());
   // Another address in the same /24, the same tooling, a new item in the same template.
   Ask(cb, *newcomer, "198.51.100.77", "harvester/3.1", Harvest(40));
   Ask(cb, *bystander, "192.0.2.9", "OpenAI/Python 1.54.3", "what is a good first synth for lo-fi hip hop");
-  const std::string url = "http://127.0.0.1:" + std::to_string(b_gw.port());
   auto shown = b_gw.Cli({"account", "show", "newcomer", "--url", url, "--admin-token", kAdminToken});
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   EXPECT_NE(shown.out.find("shared indicator matched: indicator--"), std::string::npos) << shown.out;
