@@ -16,16 +16,13 @@
 #include "traffic/generator.h"
 #include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
+#include "scenario_options.h"
 
 namespace moat::bench {
 namespace {
 
-struct DetectBenchOptions {
-  std::string data = "../shared/datasets";
-  std::string scenario = "default";
-  std::string scenarios_dir = MOAT_SCENARIOS_DIR;
-  uint64_t seed = 1;
-  std::string split = "eval";
+struct DetectBenchOptions : ScenarioOptions {
+  DetectBenchOptions() { scenario = "default"; }
   int64_t max_events = 0;  // 0: every event of the scenario
   std::string events;      // replay this events.jsonl (traffic generate) instead of generating
 };
@@ -160,12 +157,7 @@ void AddDetectCommands(CLI::App& app, int& exit_code) {
   CLI::App* bench = detect->add_subcommand(
       "bench", "replay a scenario's real-prompt traffic through DetectionEngine::Observe alone "
                "(generated up front, not timed) and report req/s per core and latency");
-  bench->add_option("--data", o->data, "dataset folder holding MANIFEST.json")->capture_default_str();
-  bench->add_option("--scenario", o->scenario, "scenario name or TOML path")->capture_default_str();
-  bench->add_option("--scenarios-dir", o->scenarios_dir, "where scenario names resolve")
-      ->capture_default_str();
-  bench->add_option("--seed", o->seed, "random seed")->capture_default_str();
-  bench->add_option("--prompt-split", o->split, "eval, train or all (see traffic run)")->capture_default_str();
+  AddScenarioOptions(bench, *o);
   bench->add_option("--max-events", o->max_events, "replay only the first N events (0: all)")
       ->capture_default_str();
   bench->add_option("--events", o->events,

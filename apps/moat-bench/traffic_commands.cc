@@ -18,6 +18,7 @@
 #include "traffic/replay.h"
 #include "traffic/report.h"
 #include "traffic/scenario.h"
+#include "scenario_options.h"
 
 namespace moat::bench {
 namespace {
@@ -26,28 +27,9 @@ using datasets::PromptCorpus;
 using traffic::Report;
 using traffic::Scenario;
 
-struct CommonOptions {
-  std::string data = "../shared/datasets";
-  std::string scenario = "smoke";
-  std::string scenarios_dir = MOAT_SCENARIOS_DIR;
-  uint64_t seed = 1;
-  std::string split = "eval";
+struct CommonOptions : ScenarioOptions {
   std::string out;
 };
-
-void AddCommon(CLI::App* cmd, CommonOptions& o) {
-  cmd->add_option("--data", o.data, "dataset folder holding MANIFEST.json")->capture_default_str();
-  cmd->add_option("--scenario", o.scenario, "scenario name (scenarios/NAME.toml) or TOML path")
-      ->capture_default_str();
-  cmd->add_option("--scenarios-dir", o.scenarios_dir, "where scenario names resolve")
-      ->capture_default_str();
-  cmd->add_option("--seed", o.seed, "random seed; the same seed gives the same traffic")
-      ->capture_default_str();
-  cmd->add_option("--prompt-split", o.split,
-                  "which rows prompts come from: eval (never seen by the shipped detection "
-                  "model), train or all")
-      ->capture_default_str();
-}
 
 void AddEngineOptions(CLI::App* cmd, traffic::EngineOptions& o) {
   cmd->add_option("--rate-limit", o.rate_per_hour, "baseline: requests per account per sliding hour")
@@ -215,7 +197,7 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
 
   auto gen_opts = std::make_shared<CommonOptions>();
   CLI::App* gen = traffic->add_subcommand("generate", "write events.jsonl and labels.jsonl");
-  AddCommon(gen, *gen_opts);
+  AddScenarioOptions(gen, *gen_opts);
   gen->add_option("--out", gen_opts->out, "output folder")->required();
   gen->callback([gen_opts, &exit_code] { exit_code = RunGenerate(*gen_opts); });
 
@@ -224,7 +206,7 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   auto engine_opts = std::make_shared<traffic::EngineOptions>();
   CLI::App* run = traffic->add_subcommand(
       "run", "generate, replay into the engine in-process (simulated clock) and score");
-  AddCommon(run, *run_opts);
+  AddScenarioOptions(run, *run_opts);
   run->add_option("--engine", *engine, "detector: moat (the behavioural engine, src/detect) or baseline (per-account hourly rate)")
       ->capture_default_str();
   AddEngineOptions(run, *engine_opts);

@@ -88,27 +88,29 @@ struct Opts {
 
 void AddAccountCommands(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
-  auto with_store = [opts](auto fn) {
+  // A command callback that loads the config (opts->config), opens the account store and exits
+  // with fn(config, store).
+  auto with_config_and_store = [opts](auto fn) {
     return [opts, fn]() {
       auto cfg = LoadConfigOrDefaults(opts->config);
       if (!cfg.ok()) std::exit(Fail(cfg.status()));
       auto st = OpenAccountStore(*cfg);
       if (!st.ok()) std::exit(Fail(st.status()));
-      std::exit(fn(**st));
+      std::exit(fn(*cfg, **st));
     };
+  };
+  auto with_store = [with_config_and_store](auto fn) {
+    return with_config_and_store(
+        [fn](const server::GatewayConfig&, store::AccountStore& s) { return fn(s); });
   };
   // For commands that change something: the audit log is opened first (no change is made
   // whose record cannot be written) and `fn` records the change it made.
-  auto with_audited_store = [opts](auto fn) {
-    return [opts, fn]() {
-      auto cfg = LoadConfigOrDefaults(opts->config);
-      if (!cfg.ok()) std::exit(Fail(cfg.status()));
-      auto st = OpenAccountStore(*cfg);
-      if (!st.ok()) std::exit(Fail(st.status()));
-      auto audit = CliAdminAudit::Open(*cfg);
-      if (!audit.ok()) std::exit(Fail(audit.status()));
-      std::exit(fn(**st, *audit));
-    };
+  auto with_audited_store = [with_config_and_store](auto fn) {
+    return with_config_and_store([fn](const server::GatewayConfig& cfg, store::AccountStore& s) {
+      auto audit = CliAdminAudit::Open(cfg);
+      if (!audit.ok()) return Fail(audit.status());
+      return fn(s, *audit);
+    });
   };
   // As with_audited_store, for a command on the account opts->account names (looked up first).
   auto with_audited_account = [opts, with_audited_store](auto fn) {
@@ -176,20 +178,18 @@ void AddAccountCommands(CLI::App& app) {
   show->add_option("--config,-c", opts->config, "Config file");
   show->add_option("--url", opts->url, "Gateway URL for the live risk view (default: the config's listen address)");
   show->add_option("--admin-token", opts->admin_token, "Admin token (default: $MOAT_ADMIN_TOKEN)");
-  show->callback(with_store([opts](store::AccountStore& s) {
+  show->callback(with_config_and_store([opts](const server::GatewayConfig& cfg,
+                                              store::AccountStore& s) {
     auto a = s.GetAccount(opts->account);
     if (!a.ok()) return Fail(a.status());
     PrintAccount(*a);
     for (const auto& k : s.ListKeys(a->id))
       std::cout << "key: " << k.key_id << (k.revoked_ns ? " (revoked)" : "") << (k.label.empty() ? "" : " " + k.label) << "\n";
-    auto cfg = LoadConfigOrDefaults(opts->config);
-    if (cfg.ok()) {
-      auto lists = store::RiskLists::Open(cfg->storage.accounts_db, SystemClock::Get());
-      if (lists.ok())
-        if (auto all = (*lists)->All(); all.ok() && all->count(a->id))
-          std::cout << "manual list: " << all->at(a->id) << "\n";
-      PrintRisk(*cfg, opts->url, opts->admin_token, a->id);
-    }
+    auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
+    if (lists.ok())
+      if (auto all = (*lists)->All(); all.ok() && all->count(a->id))
+        std::cout << "manual list: " << all->at(a->id) << "\n";
+    PrintRisk(cfg, opts->url, opts->admin_token, a->id);
     return 0;
   }));
   for (const char* entry : {"allow", "deny", "unlist"}) {
@@ -201,28 +201,25 @@ void AddAccountCommands(CLI::App& app) {
     cmd->add_option("account", opts->account, "Account id or name")->required();
     cmd->add_option("--note", opts->note, "Why (kept with the entry)");
     cmd->add_option("--config,-c", opts->config, "Config file");
-    cmd->callback([opts, e, recorded] {
-      auto cfg = LoadConfigOrDefaults(opts->config);
-      if (!cfg.ok()) std::exit(Fail(cfg.status()));
-      auto st = OpenAccountStore(*cfg);
-      if (!st.ok()) std::exit(Fail(st.status()));
-      auto a = (*st)->GetAccount(opts->account);
-      if (!a.ok()) std::exit(Fail(a.status()));
-      auto lists = store::RiskLists::Open(cfg->storage.accounts_db, SystemClock::Get());
-      if (!lists.ok()) std::exit(Fail(lists.status()));
-      auto audit = CliAdminAudit::Open(*cfg);
-      if (!audit.ok()) std::exit(Fail(audit.status()));
+    cmd->callback(with_config_and_store([opts, e, recorded](const server::GatewayConfig& cfg,
+                                                             store::AccountStore& s) {
+      auto a = s.GetAccount(opts->account);
+      if (!a.ok()) return Fail(a.status());
+      auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
+      if (!lists.ok()) return Fail(lists.status());
+      auto audit = CliAdminAudit::Open(cfg);
+      if (!audit.ok()) return Fail(audit.status());
       const std::string entry = e == "unlist" ? "none" : e;
       audit::AdminAction change = audit::AdminAction::Of(
           "list.set", Details({{"account", a->id}, {"entry", entry}, {"note", opts->note}}));
       change.account_id = a->id;
-      auto s = (*lists)->Set(a->id, entry, opts->note);
-      if (s.ok()) {
+      auto set = (*lists)->Set(a->id, entry, opts->note);
+      if (set.ok()) {
         std::cout << a->id << ": " << (e == "unlist" ? "removed from the lists" : "on the " + e + " list")
                   << " (a running gateway applies it within a second)\n";
       }
-      std::exit(recorded(*audit, std::move(change), s));
-    });
+      return recorded(*audit, std::move(change), set);
+    }));
   }
 
   auto* set_tier = account->add_subcommand("set-tier", "Change an account's verification tier");

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "detect/ascii.h"
+#include "detect/binary_fields.h"
 #include "detect/hash_batch.h"
 #include "detect/sketches.h"
 
@@ -294,22 +295,10 @@ ContentScores ContentModel::Score(std::string_view text) const {
 
 namespace {
 
-void PutU32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  out->append(b, 4);
-}
 void PutF32(std::string* out, float f) {
   uint32_t v;
   std::memcpy(&v, &f, 4);
   PutU32(out, v);
-}
-bool GetU32(std::string_view* in, uint32_t* v) {
-  if (in->size() < 4) return false;
-  *v = 0;
-  for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
-  in->remove_prefix(4);
-  return true;
 }
 bool GetF32(std::string_view* in, float* f) {
   uint32_t v;

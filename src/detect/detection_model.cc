@@ -1,6 +1,7 @@
 #include "detect/detection_model.h"
 
 #include "common/file_contents.h"
+#include "detect/binary_fields.h"
 
 #include <xxhash.h>
 
@@ -16,18 +17,8 @@ namespace {
 constexpr std::string_view kMagic("MOATDM\x01\n", 8);
 constexpr uint32_t kFormatVersion = 1;
 
-void PutU32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
 void PutU64(std::string* out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-bool GetU32(std::string_view* in, uint32_t* v) {
-  if (in->size() < 4) return false;
-  *v = 0;
-  for (int i = 0; i < 4; ++i) *v |= static_cast<uint32_t>(static_cast<unsigned char>((*in)[i])) << (8 * i);
-  in->remove_prefix(4);
-  return true;
 }
 uint64_t GetU64(std::string_view in) {
   uint64_t v = 0;

@@ -7,12 +7,6 @@
 namespace moat::forensics {
 namespace {
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 int ScoreBin(double score) {
   return std::clamp(static_cast<int>(score * kScoreBins), 0, kScoreBins - 1);
 }
@@ -33,7 +27,7 @@ bool LoggedRestricted(const std::string& action) { return !action.empty() && act
 OfflineScanner::OfflineScanner(ScanOptions options)
     : options_(std::move(options)),
       engine_(std::make_unique<detect::DetectionEngine>(options_.detection)),
-      started_ns_(NowNs()) {
+      started_(std::chrono::steady_clock::now()) {
   report_.timeline.assign(kTimelineBins, {});
 }
 
@@ -227,7 +221,8 @@ ScanReport OfflineScanner::Finish() {
   });
   row_index_.clear();
   report_.accounts = std::move(rows_);
-  report_.elapsed_s = static_cast<double>(NowNs() - started_ns_) / 1e9;
+  report_.elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   return std::move(report_);
 }
 

@@ -5,6 +5,7 @@
 // bounded reorder window of events and fixed-size histograms; events are not kept.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -127,7 +128,7 @@ class OfflineScanner {
   std::vector<AccountRow> rows_;
   std::map<std::string, CampaignRow> campaigns_;  // by id, every snapshot merged
   ScanReport report_;
-  int64_t started_ns_ = 0;
+  std::chrono::steady_clock::time_point started_;  // when the scan began (report_.elapsed_s)
 };
 
 }  // namespace moat::forensics

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <initializer_list>
 #include <vector>
 
 namespace moat::resistance {
@@ -81,6 +82,19 @@ bool ParseNumber(std::string_view v, T* out) {
   }
 }
 
+// Sets *out to the one of `modes` whose name (`name_of`) is `value`; false when none is.
+template <typename Mode>
+bool ModeNamed(std::string_view value, std::initializer_list<Mode> modes,
+               std::string_view (*name_of)(Mode), Mode* out) {
+  for (Mode m : modes) {
+    if (value == name_of(m)) {
+      *out = m;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 std::string_view TraceModeName(TraceMode m) {
@@ -104,22 +118,19 @@ std::string_view AnswerOnlyModeName(AnswerOnlyMode m) {
 Status SetHardeningField(std::string_view where, std::string_view key, std::string_view value,
                          HardeningProfile* p) {
   if (key == "trace") {
-    for (TraceMode m : {TraceMode::kRemove, TraceMode::kSummary, TraceMode::kKeep}) {
-      if (value == TraceModeName(m)) {
-        p->trace = m;
-        return Status::Ok();
-      }
+    if (!ModeNamed(value, {TraceMode::kRemove, TraceMode::kSummary, TraceMode::kKeep},
+                   TraceModeName, &p->trace)) {
+      return Bad(where, key, "must be remove, summary or keep");
     }
-    return Bad(where, key, "must be remove, summary or keep");
+    return Status::Ok();
   }
   if (key == "answer_only") {
-    for (AnswerOnlyMode m : {AnswerOnlyMode::kOff, AnswerOnlyMode::kWhenAsked, AnswerOnlyMode::kAlways}) {
-      if (value == AnswerOnlyModeName(m)) {
-        p->answer_only = m;
-        return Status::Ok();
-      }
+    if (!ModeNamed(value,
+                   {AnswerOnlyMode::kOff, AnswerOnlyMode::kWhenAsked, AnswerOnlyMode::kAlways},
+                   AnswerOnlyModeName, &p->answer_only)) {
+      return Bad(where, key, "must be off, when_asked or always");
     }
-    return Bad(where, key, "must be off, when_asked or always");
+    return Status::Ok();
   }
   if (key == "logprobs") {
     if (value != "refuse" && value != "allow") return Bad(where, key, "must be refuse or allow");

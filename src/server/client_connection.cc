@@ -10,17 +10,12 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
-namespace moat::server {
+#include "server/asio_names.h"
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
+namespace moat::server {
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kDrainReadBytes = 16 * 1024;
 
 }  // namespace
@@ -46,23 +41,35 @@ asio::awaitable<beast::error_code> ClientConnection::Handshake(std::chrono::mill
   co_return ec;
 }
 
+template <typename StreamOperation>
+auto ClientConnection::OnStream(StreamOperation operation) {
+  if (tls_) return operation(*tls_);
+  return operation(*plain_);
+}
+
+template <typename WriteOperation>
+asio::awaitable<beast::error_code> ClientConnection::WriteWithin(std::chrono::milliseconds timeout,
+                                                                 WriteOperation write) {
+  tcp().expires_after(timeout);
+  auto [ec, n] = co_await OnStream(write);
+  bytes_written_ += n;
+  tcp().expires_never();
+  co_return ec;
+}
+
 asio::awaitable<beast::error_code> ClientConnection::ReadHeader(beast::flat_buffer& buffer,
                                                                 RequestParser& parser) {
-  if (tls_) {
-    auto [ec, n] = co_await http::async_read_header(*tls_, buffer, parser, kNoThrow);
-    co_return ec;
-  }
-  auto [ec, n] = co_await http::async_read_header(*plain_, buffer, parser, kNoThrow);
+  auto [ec, n] = co_await OnStream([&](auto& stream) {
+    return http::async_read_header(stream, buffer, parser, kNoThrow);
+  });
   co_return ec;
 }
 
 asio::awaitable<beast::error_code> ClientConnection::ReadBody(beast::flat_buffer& buffer,
                                                               RequestParser& parser) {
-  if (tls_) {
-    auto [ec, n] = co_await http::async_read(*tls_, buffer, parser, kNoThrow);
-    co_return ec;
-  }
-  auto [ec, n] = co_await http::async_read(*plain_, buffer, parser, kNoThrow);
+  auto [ec, n] = co_await OnStream([&](auto& stream) {
+    return http::async_read(stream, buffer, parser, kNoThrow);
+  });
   co_return ec;
 }
 
@@ -71,13 +78,9 @@ asio::awaitable<void> ClientConnection::Drain(size_t max_bytes, std::chrono::mil
   size_t drained = 0;
   tcp().expires_after(timeout);
   while (drained < max_bytes) {
-    beast::error_code ec;
-    size_t n = 0;
-    if (tls_) {
-      std::tie(ec, n) = co_await tls_->async_read_some(asio::buffer(scratch), kNoThrow);
-    } else {
-      std::tie(ec, n) = co_await plain_->async_read_some(asio::buffer(scratch), kNoThrow);
-    }
+    auto [ec, n] = co_await OnStream([&](auto& stream) {
+      return stream.async_read_some(asio::buffer(scratch), kNoThrow);
+    });
     if (ec) break;
     drained += n;
   }
@@ -91,78 +94,38 @@ void ClientConnection::CancelReads() {
 
 asio::awaitable<beast::error_code> ClientConnection::Write(StringResponse& response,
                                                            std::chrono::milliseconds timeout) {
-  tcp().expires_after(timeout);
-  beast::error_code ec;
-  size_t n = 0;
-  if (tls_) {
-    std::tie(ec, n) = co_await http::async_write(*tls_, response, kNoThrow);
-  } else {
-    std::tie(ec, n) = co_await http::async_write(*plain_, response, kNoThrow);
-  }
-  bytes_written_ += n;
-  tcp().expires_never();
-  co_return ec;
+  co_return co_await WriteWithin(timeout, [&](auto& stream) {
+    return http::async_write(stream, response, kNoThrow);
+  });
 }
 
 asio::awaitable<beast::error_code> ClientConnection::WriteHead(
     http::response_serializer<http::empty_body>& head, std::chrono::milliseconds timeout) {
-  tcp().expires_after(timeout);
-  beast::error_code ec;
-  size_t n = 0;
-  if (tls_) {
-    std::tie(ec, n) = co_await http::async_write_header(*tls_, head, kNoThrow);
-  } else {
-    std::tie(ec, n) = co_await http::async_write_header(*plain_, head, kNoThrow);
-  }
-  bytes_written_ += n;
-  tcp().expires_never();
-  co_return ec;
+  co_return co_await WriteWithin(timeout, [&](auto& stream) {
+    return http::async_write_header(stream, head, kNoThrow);
+  });
 }
 
 asio::awaitable<beast::error_code> ClientConnection::WriteRaw(std::string_view bytes,
                                                               std::chrono::milliseconds timeout) {
-  tcp().expires_after(timeout);
-  beast::error_code ec;
-  size_t n = 0;
-  if (tls_) {
-    std::tie(ec, n) = co_await asio::async_write(*tls_, asio::buffer(bytes), kNoThrow);
-  } else {
-    std::tie(ec, n) = co_await asio::async_write(*plain_, asio::buffer(bytes), kNoThrow);
-  }
-  bytes_written_ += n;
-  tcp().expires_never();
-  co_return ec;
+  co_return co_await WriteWithin(timeout, [&](auto& stream) {
+    return asio::async_write(stream, asio::buffer(bytes), kNoThrow);
+  });
 }
 
 asio::awaitable<beast::error_code> ClientConnection::WriteChunk(std::string_view bytes,
                                                                 std::chrono::milliseconds timeout) {
-  tcp().expires_after(timeout);
-  beast::error_code ec;
   auto chunk = http::make_chunk(asio::buffer(bytes));
-  size_t n = 0;
-  if (tls_) {
-    std::tie(ec, n) = co_await asio::async_write(*tls_, chunk, kNoThrow);
-  } else {
-    std::tie(ec, n) = co_await asio::async_write(*plain_, chunk, kNoThrow);
-  }
-  bytes_written_ += n;
-  tcp().expires_never();
-  co_return ec;
+  co_return co_await WriteWithin(timeout, [&](auto& stream) {
+    return asio::async_write(stream, chunk, kNoThrow);
+  });
 }
 
 asio::awaitable<beast::error_code> ClientConnection::WriteLastChunk(std::chrono::milliseconds timeout) {
-  tcp().expires_after(timeout);
-  beast::error_code ec;
   auto last = http::make_chunk_last();
-  size_t n = 0;
-  if (tls_) {
-    std::tie(ec, n) = co_await asio::async_write(*tls_, last, kNoThrow);
-  } else {
-    std::tie(ec, n) = co_await asio::async_write(*plain_, last, kNoThrow);
-  }
-  bytes_written_ += n;
-  tcp().expires_never();
-  co_return ec;
+  co_return co_await WriteWithin(timeout, [&](auto& stream) {
+    return asio::async_write(stream, last, kNoThrow);
+  });
 }
 
 asio::awaitable<void> ClientConnection::Close(std::chrono::milliseconds timeout, size_t drain_bytes) {

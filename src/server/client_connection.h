@@ -87,6 +87,15 @@ class ClientConnection {
   std::optional<boost::beast::ssl_stream<boost::beast::tcp_stream>> tls_;
 
   boost::asio::awaitable<void> Drain(size_t max_bytes, std::chrono::milliseconds timeout);
+  // Starts `operation(stream)` on the connection's stream, TLS or plain, and returns what it
+  // returns (an awaitable).
+  template <typename StreamOperation>
+  auto OnStream(StreamOperation operation);
+  // Awaits `write(stream)` (a write returning (error, bytes)) within `timeout`, counts the bytes
+  // written and returns the error.
+  template <typename WriteOperation>
+  boost::asio::awaitable<boost::beast::error_code> WriteWithin(std::chrono::milliseconds timeout,
+                                                               WriteOperation write);
 };
 
 }  // namespace moat::server

@@ -15,19 +15,16 @@
 
 #include "audit/audit_export.h"
 #include "server/admin_api.h"
+#include "server/asio_names.h"
 #include "server/openai.h"
 #include "server/response.h"
 
 namespace moat::server {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
 
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Audit records keep at most this much of the client-chosen User-Agent header.
 constexpr size_t kMaxAuditedUserAgentBytes = 512;
 constexpr std::string_view kBearerPrefix = "Bearer ";

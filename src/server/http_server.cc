@@ -18,20 +18,14 @@
 
 #include "common/private_files.h"
 #include "ratelimit/ip_prefix.h"
+#include "server/asio_names.h"
 #include "server/request_framing.h"
 #include "server/response.h"
 
 namespace moat::server {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace ssl = asio::ssl;
-using tcp = asio::ip::tcp;
-
 namespace {
 
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Accept back-off after a failed accept() (EMFILE, ENFILE, ENOBUFS, ENOMEM): doubles from the
 // first to the last value while failures continue.
 constexpr std::chrono::milliseconds kFirstAcceptBackoff{5};
