@@ -133,7 +133,8 @@ IndicatorSet::IndicatorSet(std::vector<ImportedIndicator> indicators, std::share
     : indicators_(std::move(indicators)), hasher_(std::move(hasher)) {
   for (uint32_t i = 0; i < indicators_.size(); ++i) {
     const ImportedIndicator& ind = indicators_[i];
-    by_key_.emplace(detect::IndicatorKeyOf(ind.stix_id), i);  // the first of a repeated id
+    keys_.push_back(detect::IndicatorKeyOf(ind.stix_id));
+    by_key_.emplace(keys_.back(), i);
     switch (ind.kind) {
       case IndicatorKind::kNetworkPrefix: networks_[ind.network_prefix].push_back(i); break;
       case IndicatorKind::kWorkQueueItem:
@@ -147,7 +148,7 @@ IndicatorSet::IndicatorSet(std::vector<ImportedIndicator> indicators, std::share
 void IndicatorSet::Consider(uint32_t index, int64_t now_ns, std::optional<detect::IndicatorHit>* best) const {
   const ImportedIndicator& ind = indicators_[index];
   if (now_ns < ind.valid_from_ns || now_ns >= ind.valid_until_ns) return;
-  if (!*best || ind.weight > (*best)->weight) *best = detect::IndicatorHit{detect::IndicatorKeyOf(ind.stix_id), ind.weight};
+  if (!*best || ind.weight > (*best)->weight) *best = detect::IndicatorHit{keys_[index], ind.weight};
 }
 
 std::optional<detect::IndicatorHit> IndicatorSet::Match(const detect::RequestEvent& event,

@@ -70,7 +70,8 @@ class IndicatorSet final : public detect::IndicatorMatcher {
   boost::unordered_flat_map<std::string, std::vector<uint32_t>> networks_;
   std::array<boost::unordered_flat_map<uint64_t, std::vector<uint32_t>>, kNumIndicatorKinds> keyed_;
   boost::unordered_flat_map<uint64_t, std::vector<uint32_t>> bands_;  // item band hash -> items
-  boost::unordered_flat_map<uint32_t, uint32_t> by_key_;  // IndicatorKeyOf(stix_id) -> index
+  std::vector<uint32_t> keys_;                            // IndicatorKeyOf(stix_id), per index
+  boost::unordered_flat_map<uint32_t, uint32_t> by_key_;  // key -> index (the first of a repeated id)
 };
 
 // The indicator folder: `<bundle id>.json` (the bundle as imported) and
