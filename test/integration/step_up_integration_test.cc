@@ -69,6 +69,15 @@ class IdentityService {
   IdentityService() : server_([this](const TestHttpServer::Request& r) { return Handle(r); }) {}
 
   void set_gateway_port(std::uint16_t port) { gateway_port_ = port; }
+  // The user finishes the identity check: until then a webhook is received but nobody is
+  // verified, so the test can see the gateway keep refusing meanwhile.
+  void CompleteCheck() {
+    {
+      std::lock_guard lock(mu_);
+      check_completed_ = true;
+    }
+    cv_.notify_all();
+  }
   std::uint16_t port() const { return server_.port(); }
 
   // Waits until an account was verified; returns its verify answer (empty on timeout).
@@ -103,9 +112,11 @@ class IdentityService {
     }
     const json::object event = ParseObject(r.body);
     {
-      std::lock_guard lock(mu_);
+      std::unique_lock lock(mu_);
       events_.push_back(event);
       if (!verified_.empty()) return {204, ""};  // verify once: the expiry must be seen
+      cv_.notify_all();
+      cv_.wait_for(lock, std::chrono::seconds(20), [&] { return check_completed_; });
     }
     // "The user completed the identity check": mark the account verified for a while.
     HttpClient gateway("127.0.0.1", gateway_port_);
@@ -127,6 +138,7 @@ class IdentityService {
   std::vector<json::object> events_;
   std::vector<json::object> verified_;
   int bad_signatures_ = 0;
+  bool check_completed_ = false;
   std::atomic<std::uint16_t> gateway_port_{0};
   TestHttpServer server_;  // last: its thread stops before the state above goes
 };
@@ -223,8 +235,9 @@ TEST(StepUpIntegrationTest, AStepUpIsAFlowFromTheErrorThroughTheWebhookToVerific
   EXPECT_EQ(Str(error, "type"), "permission_error");
   EXPECT_EQ(Str(error, "verification_url"), url);
   EXPECT_NE(Str(error, "message").find("Verify at " + url + "."), std::string::npos) << Str(error, "message");
-  // Asked again before the identity service answered: refused the same way, notified once.
+  // Asked again before the identity check is done: refused the same way, notified once.
   EXPECT_EQ(Chat(client, *alice_key).status, 403);
+  idp.CompleteCheck();
 
   // 2. The signed webhook reached the identity service, which verified alice for a while.
   const json::object verified = idp.WaitForVerified(20s);
