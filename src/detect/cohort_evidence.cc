@@ -110,7 +110,8 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
   out->pool_value = static_cast<float>(value);
   out->reason = 0;
   const double ratio = std::exp((*cohort_loglik - *base_loglik) / config_.nb_temper);
-  const double campaign = (ratio - (1 - pi)) / pi;  // p_campaign / p_organic
+  const double share = std::max(pi, config_.attribution_min_share);
+  const double campaign = (ratio - (1 - share)) / share;  // p_campaign / p_organic
   const double clip = config_.attribution_clip;
   const double llr = campaign > std::exp(-clip) ? std::min(clip, std::log(campaign)) : -clip;
   out->request_llr = static_cast<float>(config_.attribution_weight * llr);

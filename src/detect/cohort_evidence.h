@@ -53,6 +53,11 @@ struct CohortStageConfig {
   double nb_temper = 10.0;        // divides the naive-Bayes log ratio
   double attribution_weight = 1.0;
   double attribution_clip = 2.0;
+  // The attribution divides the excess of the cohort's ratio by the cohort's campaign share, so
+  // in a cohort that is mostly organic it amplifies the noise of the ratio (estimated from
+  // counts) by 1/share. It uses at least this share: a request's evidence then moves at most
+  // twice as much as the ratio does (docs/detection.md, "Cohorts").
+  double attribution_min_share = 0.5;
   double min_cohort_features = 20000;  // feature counts before a cohort's prompts are modelled
   double nb_alpha = 0.5;
   size_t max_cohorts = 256;

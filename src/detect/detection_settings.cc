@@ -54,6 +54,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"cohort.nb_temper", &c.cohort.nb_temper, "divides the cohort-vs-baseline naive-Bayes log ratio"},
       {"cohort.attribution_weight", &c.cohort.attribution_weight, "multiplies a member request's attribution evidence"},
       {"cohort.attribution_clip", &c.cohort.attribution_clip, "attribution evidence is clipped to +-this"},
+      {"cohort.attribution_min_share", &c.cohort.attribution_min_share, "campaign share the attribution assumes at least (limits the noise it amplifies)"},
       {"cohort.min_cohort_features", &c.cohort.min_cohort_features, "feature counts before a cohort's prompts are modelled"},
       {"cohort.nb_alpha", &c.cohort.nb_alpha, "smoothing of a cohort's feature counts"},
       // Work queues (family 6).

@@ -113,7 +113,7 @@ struct CohortFixture {
   std::shared_ptr<OrganicBaseline> baseline;
   std::unique_ptr<CohortStage> stage;
   std::unordered_map<std::string, SubjectState> subjects;
-  CohortFixture() {
+  explicit CohortFixture(double attribution_min_share = 0, double attribution_clip = 2) {
     OrganicBaseline::Config bc;
     bc.min_feature_requests = 100;
     auto model = testing::SyntheticModel();
@@ -121,6 +121,8 @@ struct CohortFixture {
     CohortStageConfig cc;
     cc.min_members = 10;
     cc.min_cohort_features = 2000;
+    cc.attribution_min_share = attribution_min_share;
+    cc.attribution_clip = attribution_clip;
     stage = std::make_unique<CohortStage>(cc, baseline);
     for (const auto& t : testing::SyntheticTexts(LabeledText::kOrganic, 400, 50)) {
       Req r("old", t, kT0);
@@ -165,6 +167,56 @@ TEST(CohortStageTest, AShiftedCohortRaisesItsMembersPriorAndAttributesTheirReque
   EXPECT_FLOAT_EQ(last_organic.prior, last_campaign.prior);
   EXPECT_GT(last_campaign.request_llr, 1.0f);
   EXPECT_LT(last_organic.request_llr, -1.0f);
+}
+
+// In a cohort that is mostly organic the attribution divides the noise of the cohort's ratio by a
+// small campaign share. With a minimum share, the same requests get evidence closer to zero
+// (either way), and the campaign's requests are still attributed to it.
+TEST(CohortStageTest, AMostlyOrganicCohortAttributesWithTheMinimumShare) {
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 63);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 64);
+  struct Seen {
+    double share = 0;
+    std::vector<float> organic_llr;
+    float campaign_llr = 0;  // mean over the last round
+  };
+  auto run = [&](double min_share) {
+    CohortFixture fx(min_share, /*attribution_clip=*/20);  // unclipped: the synthetic texts are far apart
+    Seen seen;
+    int k = 0, n = 0;
+    for (int round = 0; round < 4; ++round) {
+      for (int a = 0; a < 100; ++a) {
+        const bool bad = a % 5 == 0;
+        const std::string account = (bad ? "c" : "o") + std::to_string(a);
+        const int64_t t = kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec;
+        // A quarter of the organic newcomers also ask something the campaign asks.
+        const std::string prompt = bad ? campaign[k % 400]
+                                   : a % 5 == 1 ? organic[k % 400] + " " + campaign[(k + 7) % 400]
+                                                : organic[k % 400];
+        const StageEvidence e = fx.Send(account, prompt, t);
+        ++k;
+        if (!bad) seen.organic_llr.push_back(e.request_llr);
+        if (bad && round == 3) seen.campaign_llr += e.request_llr, ++n;
+      }
+    }
+    const auto cohorts = fx.stage->Cohorts();
+    EXPECT_EQ(cohorts.size(), 1u);
+    EXPECT_TRUE(cohorts[0].shifted);
+    seen.share = cohorts[0].campaign_share;
+    seen.campaign_llr /= n;
+    return seen;
+  };
+  const Seen plain = run(0), floored = run(0.5);
+  EXPECT_LT(plain.share, 0.5);
+  EXPECT_DOUBLE_EQ(plain.share, floored.share);  // the floor changes the attribution, not the test
+  ASSERT_EQ(plain.organic_llr.size(), floored.organic_llr.size());
+  int closer = 0;
+  for (size_t i = 0; i < plain.organic_llr.size(); ++i) {
+    EXPECT_LE(std::abs(floored.organic_llr[i]), std::abs(plain.organic_llr[i]) + 1e-6f);
+    closer += std::abs(floored.organic_llr[i]) < std::abs(plain.organic_llr[i]) - 0.1f ? 1 : 0;
+  }
+  EXPECT_GT(closer, 0);
+  EXPECT_GT(floored.campaign_llr, 1.0f);
 }
 
 TEST(CohortStageTest, AnOrganicCohortIsNotShifted) {
