@@ -1,10 +1,13 @@
 #include "traffic_commands.h"
 
+#include <stdlib.h>
+
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <utility>
@@ -40,6 +43,15 @@ void AddEngineOptions(CLI::App* cmd, traffic::EngineOptions& o) {
                   "moat: evidence stages to run, e.g. '-cohort,-baseline' to drop two (ablation)");
   cmd->add_flag("--explain", o.explain, "print why subjects were restricted, per variant and persona");
   cmd->add_option("--set", o.settings, "moat: detection setting NAME=VALUE (repeatable; see docs/detection.md)");
+}
+
+// The restart options exist for `traffic run` only (a replay of files could take them too).
+void AddRestartOptions(CLI::App* cmd, traffic::EngineOptions& o) {
+  cmd->add_option("--restart-at-hours", o.restart_at_hours,
+                  "moat: restart the engine this many simulated hours in, through its state file as "
+                  "`moat serve` does (docs/detection.md, \"State across restarts\")");
+  cmd->add_flag("--restart-without-state", o.restart_without_state,
+                "moat: ... and start the new engine from nothing (no state file)");
 }
 
 int Fail(const Status& s) {
@@ -106,12 +118,31 @@ int RunRun(const CommonOptions& o, const std::string& engine_name, const traffic
   auto engine = traffic::MakeEngine(engine_name, eo);
   if (!engine.ok()) return Fail(engine.status());
   traffic::Explainer explainer(std::getenv("MOAT_EXPLAIN_TRACE") != nullptr);
-  auto report = traffic::RunInProcess(loaded->corpus, loaded->scenario, o.seed, **engine,
-                                      engine_name, eo.explain ? &explainer : nullptr);
+  traffic::RestartPlan restart;
+  std::unique_ptr<detect::Engine> slot = std::move(*engine);
+  std::string state_dir;
+  if (eo.restart_at_hours >= 0) {
+    if (engine_name != "moat") return Fail(InvalidArgumentError("--restart-at-hours needs --engine moat"));
+    char tmpl[] = "/tmp/moat-bench-state-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return Fail(UnavailableError("cannot create a directory for the state file"));
+    state_dir = tmpl;
+    restart.at_hours = eo.restart_at_hours;
+    restart.keep_state = !eo.restart_without_state;
+    restart.state_path = state_dir + "/detection-state.bin";
+    restart.engine = &slot;
+    restart.make = [&] { return traffic::MakeEngine(engine_name, eo); };
+  }
+  auto report = traffic::RunInProcess(loaded->corpus, loaded->scenario, o.seed, *slot, engine_name,
+                                      eo.explain ? &explainer : nullptr, &restart);
+  if (!state_dir.empty()) std::filesystem::remove_all(state_dir);
   if (!report.ok()) return Fail(report.status());
+  if (eo.restart_at_hours >= 0) {
+    std::printf("engine restarted at hour %.1f %s\n", eo.restart_at_hours,
+                restart.keep_state ? "from its state file" : "from nothing (no state file)");
+  }
   if (eo.explain) {
     std::fputs(explainer.Summary().c_str(), stdout);
-    if (const auto* moat = dynamic_cast<const detect::DetectionEngine*>(engine->get())) {
+    if (const auto* moat = dynamic_cast<const detect::DetectionEngine*>(slot.get())) {
       std::printf("cohorts at the end (tier, window start, members, requests, high share vs baseline, z, campaign share):\n");
       for (const auto& c : moat->Cohorts()) {
         std::printf("  %-11s %lld %8.0f %9.0f  %.3f vs %.3f  z %7.1f  pi %.2f%s\n", c.tier.c_str(),
@@ -210,6 +241,7 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
   run->add_option("--engine", *engine, "detector: moat (the behavioural engine, src/detect) or baseline (per-account hourly rate)")
       ->capture_default_str();
   AddEngineOptions(run, *engine_opts);
+  AddRestartOptions(run, *engine_opts);
   run->add_option("--out", run_opts->out, "write report.json and report.html here");
   run->callback([run_opts, engine, engine_opts, &exit_code] {
     exit_code = RunRun(*run_opts, *engine, *engine_opts);

@@ -118,6 +118,29 @@ struct ServeOpts {
 };
 
 // Writes "<port>\n" to `path` atomically (for tests and supervisors that start on port 0).
+// Detection state across restarts ([detection] state_file, docs/detection.md): what the last run
+// saved is read before the first request; a missing or unusable file only means starting afresh.
+void RestoreDetectionState(detect::DetectionEngine& engine, const std::string& path) {
+  if (path.empty()) return;
+  auto loaded = engine.LoadState(path);
+  if (loaded.ok()) {
+    const int64_t age_s = (SystemClock::Get()->NowNanos() - loaded->saved_at_ns) / 1'000'000'000LL;
+    std::cerr << "moat: detection state restored from " << path << ": " << loaded->live_subjects << " live and "
+              << loaded->evicted_subjects << " idle subjects, " << loaded->cohorts << " cohorts, saved " << age_s
+              << " s ago\n";
+  } else if (loaded.status().code() == StatusCode::kNotFound) {
+    std::cerr << "moat: no detection state at " << path << " yet: detection starts afresh\n";
+  } else {
+    std::cerr << "moat: warning: " << loaded.status().message() << ": detection starts afresh\n";
+  }
+}
+
+void SaveDetectionState(const detect::DetectionEngine& engine, const std::string& path) {
+  if (path.empty()) return;
+  auto saved = engine.SaveState(path, SystemClock::Get()->NowNanos());
+  if (!saved.ok()) std::cerr << "moat: warning: detection state not saved: " << saved.status().message() << "\n";
+}
+
 void WritePortFile(const std::string& path, uint16_t port) {
   if (path.empty()) return;
   std::string tmp = path + ".tmp";
@@ -249,6 +272,7 @@ int Serve(const ServeOpts& opts) {
     auto all = risk_lists->All();
     if (!all.ok()) return Fail(all.status());
     server::ApplyRiskLists(*all, engine.get(), &applied_lists);
+    RestoreDetectionState(*engine, ds.state_file);
     filters::AnalysisSettings as;
     as.degrade_max_tokens = ds.degrade_max_tokens;
     as.throttle_retry_after_s = ds.throttle_retry_after_s;
@@ -291,6 +315,7 @@ int Serve(const ServeOpts& opts) {
   // The audit log's health changes are logged here too (they also show in moat_audit_healthy).
   std::thread refresher([&] {
     int ticks = 0;
+    const int save_every_ticks = static_cast<int>(cfg.detection.state_save_interval_s);
     bool audit_healthy = (*audit_log)->health().ok();
     while (!done.load()) {
       for (int i = 0; i < 10 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -319,6 +344,7 @@ int Serve(const ServeOpts& opts) {
           }
         }
         if (++ticks % 60 == 0) engine->EvictIdle(SystemClock::Get()->NowNanos() - 3600LL * 1'000'000'000);
+        if (ticks % save_every_ticks == 0) SaveDetectionState(*engine, cfg.detection.state_file);
       }
     }
   });
@@ -341,6 +367,7 @@ int Serve(const ServeOpts& opts) {
   gateway.Shutdown();  // pooled upstream sockets must go before the workers' io_contexts
   done.store(true);
   refresher.join();
+  if (engine) SaveDetectionState(*engine, cfg.detection.state_file);  // after the last request
   audit_log->reset();  // commits what is queued and signs a final checkpoint
   std::cerr << "moat: stopped\n";
   return 0;

@@ -1,10 +1,5 @@
 #include "audit/checkpoint_anchor.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -67,19 +62,9 @@ Status AdvanceAnchorFile(const std::string& path, const CheckpointAnchor& anchor
   if (auto existing = ReadAnchorFile(path); existing.ok() && existing->seq >= anchor.seq) {
     return Status::Ok();
   }
-  // One temporary file per process: gateways and the CLI may advance the same anchor.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const std::string text = FormatAnchor(anchor);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return UnavailableError("cannot write " + tmp + ": " + std::strerror(errno));
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return UnavailableError("cannot replace the checkpoint anchor " + path + ": " +
-                            std::strerror(errno));
-  }
-  return Status::Ok();
+  // One temporary file per process (ReplaceFileContents): gateways and the CLI may advance the
+  // same anchor.
+  return ReplaceFileContents(path, FormatAnchor(anchor), "the checkpoint anchor");
 }
 
 }  // namespace moat::audit

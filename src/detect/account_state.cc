@@ -81,6 +81,11 @@ bool InMemorySubjectStore::Peek(uint64_t id_hash, SubjectState* out) const {
   return true;
 }
 
+void InMemorySubjectStore::ForEach(const std::function<void(const SubjectState&)>& fn) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [hash, state] : map_) fn(state);
+}
+
 size_t InMemorySubjectStore::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return map_.size();
@@ -157,6 +162,30 @@ void SubjectTable::With(uint64_t id_hash, std::string_view id,
   s.index.emplace(id_hash, i);
   PushFront(s, i);
   fn(st, created);
+}
+
+void SubjectTable::ForEachLive(const std::function<void(const SubjectState&)>& fn) const {
+  for (const auto& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard->mu);
+    for (const auto& [hash, slot] : shard->index) fn(shard->slots[slot]);
+  }
+}
+
+void SubjectTable::ForEachEvicted(const std::function<void(const SubjectState&)>& fn) const {
+  if (store_) store_->ForEach(fn);
+}
+
+void SubjectTable::RestoreEvicted(const SubjectState& saved) {
+  if (store_) store_->Put(saved);
+}
+
+void SubjectTable::RestoreLive(const SubjectState& saved) {
+  With(saved.id_hash, saved.IdView(), [&](SubjectState& st, bool) {
+    const uint32_t prev = st.lru_prev, next = st.lru_next;
+    st = saved;
+    st.lru_prev = prev;
+    st.lru_next = next;
+  });
 }
 
 bool SubjectTable::Read(uint64_t id_hash, SubjectState* out) const {

@@ -106,6 +106,8 @@ class SubjectStore {
   virtual bool Take(uint64_t id_hash, SubjectState* out) = 0;
   // Copies a kept subject without removing it; returns false if it is not there.
   virtual bool Peek(uint64_t id_hash, SubjectState* out) const = 0;
+  // Calls fn on a copy of every kept subject (the engine's state file, DetectionEngine::SaveState).
+  virtual void ForEach(const std::function<void(const SubjectState&)>& fn) const = 0;
 };
 
 // The default store: an in-memory map, optionally capped (beyond the cap, evicted subjects
@@ -116,6 +118,7 @@ class InMemorySubjectStore final : public SubjectStore {
   void Put(const SubjectState& state) override;
   bool Take(uint64_t id_hash, SubjectState* out) override;
   bool Peek(uint64_t id_hash, SubjectState* out) const override;
+  void ForEach(const std::function<void(const SubjectState&)>& fn) const override;
   size_t size() const;
 
  private:
@@ -138,6 +141,15 @@ class SubjectTable {
   bool Read(uint64_t id_hash, SubjectState* out) const;
   // Evicts subjects idle since before `cutoff_ns` to the store; returns how many.
   size_t EvictIdle(int64_t cutoff_ns);
+  // Calls fn on every live subject, each under its shard's lock (fn must not call back into the
+  // table); ForEachEvicted on every subject of the store.
+  void ForEachLive(const std::function<void(const SubjectState&)>& fn) const;
+  void ForEachEvicted(const std::function<void(const SubjectState&)>& fn) const;
+  // Puts a saved subject back (DetectionEngine::LoadState): live, replacing the subject of the
+  // same id hash, as the most recently seen of its shard (a full shard evicts to the store as
+  // usual); or into the store.
+  void RestoreLive(const SubjectState& saved);
+  void RestoreEvicted(const SubjectState& saved);
   size_t size() const;
   size_t capacity() const { return capacity_; }
   uint64_t evictions() const;

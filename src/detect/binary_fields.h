@@ -1,7 +1,8 @@
 #pragma once
-// The fields of the detection model file (detection_model.h) and of the sections its parts
-// write (content model, corpus index): little-endian 32-bit integers and strings prefixed with
-// their 32-bit length. Put* appends to `out`; Get* reads from the front of `in`, advances it past
+// The fields of the detection model file (detection_model.h), of the sections its parts write
+// (content model, corpus index) and of the engine's state file (engine.h, SaveState):
+// little-endian 32- and 64-bit integers, doubles as their IEEE-754 bits, and strings prefixed
+// with their 32-bit length. Put* appends to `out`; Get* reads from the front of `in`, advances it past
 // what it read and returns false (leaving the output unspecified) when `in` is too short.
 
 #include <cstdint>
@@ -12,6 +13,11 @@ namespace moat::detect {
 
 void PutU32(std::string* out, uint32_t v);
 bool GetU32(std::string_view* in, uint32_t* v);
+
+void PutU64(std::string* out, uint64_t v);
+bool GetU64(std::string_view* in, uint64_t* v);
+void PutF64(std::string* out, double v);
+bool GetF64(std::string_view* in, double* v);
 
 // A string of at most kMaxFieldStringBytes (longer ones are refused when read back).
 constexpr uint32_t kMaxFieldStringBytes = 4096;

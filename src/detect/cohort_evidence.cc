@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "detect/binary_fields.h"
 #include "detect/sketches.h"
 
 namespace moat::detect {
@@ -125,6 +126,48 @@ void CohortStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {
   if (it == cohorts_.end()) return;
   Decay(it->second, r.now_ns);
   it->second.value += r.features.expected_answer_tokens * facts.account_posterior;
+}
+
+void CohortStage::SaveTo(std::string* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  PutU64(out, static_cast<uint64_t>(window_ns_));
+  PutU32(out, static_cast<uint32_t>(cohorts_.size()));
+  for (const auto& [key, c] : cohorts_) {
+    PutU64(out, key);
+    for (double v : {c.n, c.hi, c.members, c.value}) PutF64(out, v);
+    PutU64(out, static_cast<uint64_t>(c.last_ns));
+    PutU64(out, static_cast<uint64_t>(c.window));
+    PutU32(out, static_cast<uint32_t>(c.tier));
+    PutU32(out, c.features ? 1 : 0);
+    if (c.features) c.features->AppendTo(out);
+  }
+}
+
+bool CohortStage::LoadFrom(std::string_view* in) {
+  uint64_t window_ns = 0;
+  uint32_t count = 0;
+  if (!GetU64(in, &window_ns) || !GetU32(in, &count)) return false;
+  std::unordered_map<uint64_t, Stats> loaded;
+  for (uint32_t i = 0; i < count; ++i) {
+    uint64_t key = 0, last_ns = 0, window = 0;
+    uint32_t tier = 0, has_features = 0;
+    Stats c;
+    bool ok = GetU64(in, &key);
+    for (double* v : {&c.n, &c.hi, &c.members, &c.value}) ok = ok && GetF64(in, v) && std::isfinite(*v) && *v >= 0;
+    ok = ok && GetU64(in, &last_ns) && GetU64(in, &window) && GetU32(in, &tier) &&
+         tier < static_cast<uint32_t>(Tier::kCount) && GetU32(in, &has_features) && has_features <= 1 && c.hi <= c.n;
+    if (!ok) return false;
+    c.last_ns = static_cast<int64_t>(last_ns);
+    c.window = static_cast<int64_t>(window);
+    c.tier = static_cast<Tier>(tier);
+    c.features = std::make_unique<FeatureCounts>();
+    if (has_features == 1 && !c.features->ReadFrom(in)) return false;
+    if (loaded.size() < config_.max_cohorts) loaded[key] = std::move(c);
+  }
+  if (static_cast<int64_t>(window_ns) != window_ns_) return true;  // keyed by other windows
+  std::lock_guard<std::mutex> lock(mu_);
+  cohorts_ = std::move(loaded);
+  return true;
 }
 
 CohortInfo CohortStage::InfoOf(const Stats& c) const {

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -85,6 +86,11 @@ class CohortStage final : public EvidenceStage {
   void OnVerdict(RequestView& r, const VerdictFacts& facts) override;
 
   std::vector<CohortInfo> Cohorts() const;
+  // The cohorts' counts as bytes (the engine's state file), and back. LoadFrom replaces the
+  // cohorts; it returns false on bytes that do not hold cohorts, leaving them unchanged, and
+  // loads none (returning true) when they were saved with another cohort.window_hours.
+  void SaveTo(std::string* out) const;
+  bool LoadFrom(std::string_view* in);
 
  private:
   struct Stats {

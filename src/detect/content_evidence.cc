@@ -1,8 +1,11 @@
 #include "detect/content_evidence.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
+
+#include "detect/binary_fields.h"
 
 namespace moat::detect {
 
@@ -72,6 +75,31 @@ double FeatureCounts::LogLikelihood(const RequestFeatures& f, float alpha) const
   return sum;
 }
 
+void FeatureCounts::AppendTo(std::string* out) const {
+  PutU32(out, kBuckets);
+  PutF64(out, total_);
+  for (float c : counts_) PutU32(out, std::bit_cast<uint32_t>(c));
+}
+
+bool FeatureCounts::ReadFrom(std::string_view* in) {
+  uint32_t buckets = 0;
+  double total = 0;
+  if (!GetU32(in, &buckets) || buckets != kBuckets || !GetF64(in, &total) || !std::isfinite(total) || total < 0 ||
+      in->size() < 4ull * kBuckets) {
+    return false;
+  }
+  std::vector<float> counts(kBuckets);
+  for (float& c : counts) {
+    uint32_t bits = 0;
+    (void)GetU32(in, &bits);  // the size was checked above
+    c = std::bit_cast<float>(bits);
+    if (!std::isfinite(c) || c < 0) return false;
+  }
+  counts_ = std::move(counts);
+  total_ = total;
+  return true;
+}
+
 // ---- OrganicBaseline ------------------------------------------------------------------------
 
 OrganicBaseline::OrganicBaseline(Config config, const std::array<float, kLlrBins>& model_organic,
@@ -104,6 +132,41 @@ void OrganicBaseline::Record(const RequestFeatures& f) {
   }
   // Re-derive the published numbers every so often (they move slowly).
   if (++since_refresh_ >= 64) Refresh();
+}
+
+void OrganicBaseline::SaveTo(std::string* out) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  PutU32(out, kLlrBins);
+  for (double c : counts_) PutF64(out, c);
+  PutF64(out, total_);
+  PutF64(out, feature_requests_);
+  PutF64(out, campaign_n_);
+  PutF64(out, campaign_hi_);
+  features_.AppendTo(out);
+}
+
+bool OrganicBaseline::LoadFrom(std::string_view* in) {
+  uint32_t bins = 0;
+  if (!GetU32(in, &bins) || bins != kLlrBins) return false;
+  std::array<double, kLlrBins> counts{};
+  double total = 0, feature_requests = 0, campaign_n = 0, campaign_hi = 0;
+  bool ok = true;
+  for (double& c : counts) ok = ok && GetF64(in, &c) && std::isfinite(c) && c >= 0;
+  for (double* v : {&total, &feature_requests, &campaign_n, &campaign_hi}) ok = ok && GetF64(in, v) && std::isfinite(*v) && *v >= 0;
+  FeatureCounts features;
+  if (!ok || campaign_hi > campaign_n || !features.ReadFrom(in)) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  counts_ = counts;
+  total_ = total;
+  feature_requests_ = feature_requests;
+  campaign_n_ = campaign_n;
+  campaign_hi_ = campaign_hi;
+  features_ = std::move(features);
+  const double a = config_.prior_requests;
+  campaign_high_share_.store(static_cast<float>((campaign_hi_ + a * model_campaign_high_) / (campaign_n_ + a)),
+                             std::memory_order_relaxed);
+  Refresh();
+  return true;
 }
 
 void OrganicBaseline::Refresh() {

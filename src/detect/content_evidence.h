@@ -14,6 +14,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "detect/detection_model.h"
@@ -65,6 +67,10 @@ class FeatureCounts {
   double total() const { return total_; }
   // Sum over the request's features of log P(feature) under add-`alpha` smoothing.
   double LogLikelihood(const RequestFeatures& f, float alpha) const;
+  // The counts as bytes (binary_fields.h), and back; ReadFrom returns false on bytes that are
+  // short or not counts (negative, not finite), leaving *this unchanged.
+  void AppendTo(std::string* out) const;
+  bool ReadFrom(std::string_view* in);
 
  private:
   std::vector<float> counts_;
@@ -89,6 +95,10 @@ class OrganicBaseline {
 
   // Records one request of an established subject (its raw content ratio and features).
   void Record(const RequestFeatures& f);
+  // What it learned, as bytes (the engine's state file), and back; LoadFrom returns false on
+  // bytes that do not hold a baseline, leaving it unchanged.
+  void SaveTo(std::string* out) const;
+  bool LoadFrom(std::string_view* in);
   // log P(f | established traffic) under the feature counts; nullopt before min_requests.
   std::optional<double> FeatureLogLikelihood(const RequestFeatures& f) const;
   // Local / model organic density ratio of a bin, as a log (0 before anything is learned).

@@ -17,15 +17,6 @@ namespace {
 constexpr std::string_view kMagic("MOATDM\x01\n", 8);
 constexpr uint32_t kFormatVersion = 1;
 
-void PutU64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-uint64_t GetU64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return v;
-}
-
 }  // namespace
 
 std::string DetectionModel::Serialize() const {
@@ -35,7 +26,7 @@ std::string DetectionModel::Serialize() const {
   out += metadata_json;
   content.AppendTo(&out);
   corpus.AppendTo(&out);
-  PutU64(&out, XXH64(out.data(), out.size(), 0));
+  PutU64(&out, static_cast<uint64_t>(XXH64(out.data(), out.size(), 0)));
   return out;
 }
 
@@ -45,7 +36,10 @@ StatusOr<DetectionModel> DetectionModel::Parse(std::string_view bytes) {
   }
   if (bytes.size() < kMagic.size() + 16) return DataLossError("detection model truncated");
   const std::string_view body = bytes.substr(0, bytes.size() - 8);
-  if (XXH64(body.data(), body.size(), 0) != GetU64(bytes.substr(bytes.size() - 8))) {
+  std::string_view trailer = bytes.substr(bytes.size() - 8);
+  uint64_t checksum = 0;
+  (void)GetU64(&trailer, &checksum);  // 8 bytes are there
+  if (XXH64(body.data(), body.size(), 0) != checksum) {
     return DataLossError("detection model checksum mismatch (corrupt or truncated file)");
   }
   std::string_view in = body.substr(kMagic.size());

@@ -41,6 +41,7 @@
 #include "detect/subject_evidence.h"
 #include "detect/workqueue_evidence.h"
 #include "moat/detect_engine.h"
+#include "moat/status.h"
 
 namespace moat::detect {
 
@@ -173,6 +174,22 @@ class DetectionEngine final : public Engine {
 
   // Evicts subjects idle since before `cutoff_ns` to the store; returns how many.
   size_t EvictIdle(int64_t cutoff_ns) { return subjects_.EvictIdle(cutoff_ns); }
+
+  // The state file (engine_state.cc, docs/detection.md "State across restarts"): what the engine
+  // learned that a restart would otherwise forget — every subject (its first sighting, evidence,
+  // value and restriction), the organic baseline and the cohorts. The work-queue table and the
+  // campaign linker are not saved: they fill again from traffic within hours.
+  struct StateCounts {
+    size_t live_subjects = 0, evicted_subjects = 0, cohorts = 0;
+    int64_t saved_at_ns = 0;
+  };
+  // Writes the file (replacing it whole: ReplaceFileContents) while requests go on; each
+  // subject shard, the baseline and the cohorts are copied under their own locks.
+  StatusOr<StateCounts> SaveState(const std::string& path, int64_t now_ns) const;
+  // Reads a file SaveState wrote, into an engine that has seen no traffic yet. NotFound when
+  // there is none; DataLoss when it is damaged (checksum) and FailedPrecondition when another
+  // build of SubjectState wrote it: nothing is loaded then, and the engine starts afresh.
+  StatusOr<StateCounts> LoadState(const std::string& path);
   size_t live_subjects() const { return subjects_.size(); }
   const DetectionConfig& config() const { return config_; }
   const DetectionModel* model() const { return model_.get(); }

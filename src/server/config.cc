@@ -230,7 +230,7 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(CheckKeys(d, "detection", {"enabled", "model", "stages", "restrict_posterior",
       "release_posterior", "typical_answer_tokens", "tiers", "settings", "silent_degrade", "degrade_max_tokens",
       "throttle_retry_after_s", "step_up_url", "max_subjects", "max_evicted_subjects", "indicators_dir",
-      "indicator_salt_file", "hardening"}));
+      "indicator_salt_file", "hardening", "state_file", "state_save_interval_s"}));
   MOAT_RETURN_IF_ERROR(Get(d, "enabled", "detection", &ds->enabled));
   MOAT_RETURN_IF_ERROR(Get(d, "model", "detection", &ds->model));
   MOAT_RETURN_IF_ERROR(Get(d, "stages", "detection", &ds->stages));
@@ -247,6 +247,10 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(Get(d, "max_evicted_subjects", "detection", &ds->max_evicted_subjects));
   MOAT_RETURN_IF_ERROR(Get(d, "indicators_dir", "detection", &ds->indicators_dir));
   MOAT_RETURN_IF_ERROR(Get(d, "indicator_salt_file", "detection", &ds->indicator_salt_file));
+  MOAT_RETURN_IF_ERROR(Get(d, "state_file", "detection", &ds->state_file));
+  MOAT_RETURN_IF_ERROR(Get(d, "state_save_interval_s", "detection", &ds->state_save_interval_s));
+  if (ds->state_save_interval_s < 10 || ds->state_save_interval_s > 86400)
+    return moat::InvalidArgumentError("detection.state_save_interval_s must be between 10 and 86400");
   if (ds->degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");
   if (ds->max_subjects < 1024) return moat::InvalidArgumentError("detection.max_subjects must be >= 1024");
   for (double p : {ds->restrict_posterior, ds->release_posterior}) {
@@ -444,6 +448,8 @@ moat::StatusOr<GatewayConfig> FromTable(const toml::table& root) {
   }
   if (cfg.limits.empty()) cfg.limits = DefaultTierLimits();
   if (cfg.detection.indicators_dir.empty()) cfg.detection.indicators_dir = cfg.storage.data_dir + "/indicators";
+  if (cfg.detection.state_file.empty()) cfg.detection.state_file = cfg.storage.data_dir + "/detection-state.bin";
+  if (cfg.detection.state_file == "none") cfg.detection.state_file.clear();
   if (cfg.audit.anchor_file.empty()) cfg.audit.anchor_file = cfg.storage.audit_db + ".anchor";
   if (cfg.audit.anchor_file == "none") cfg.audit.anchor_file.clear();
   return cfg;

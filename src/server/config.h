@@ -167,6 +167,11 @@ struct DetectionSettings {
   std::string indicator_salt_file;
   size_t max_subjects = 1 << 20;            // accounts (and end users) kept in memory
   size_t max_evicted_subjects = 4'000'000;  // idle subjects kept (in memory) for their return
+  // What detection learned, kept across restarts (DetectionEngine::SaveState): read at start,
+  // written every state_save_interval_s and at shutdown. Default <data_dir>/detection-state.bin;
+  // "none" disables it.
+  std::string state_file;
+  int64_t state_save_interval_s = 300;
 };
 
 // [step_up]: the signed webhook that tells the operator's identity service that a subject must

@@ -140,6 +140,20 @@ TEST(ConfigTest, DefaultsHaveTierLimitsButNoModels) {
   EXPECT_EQ(cfg.storage.accounts_db, "var/moat.db");
 }
 
+TEST(ConfigTest, TheDetectionStateFileHasADefaultAndCanBeTurnedOff) {
+  auto defaults = ParseGatewayConfig("[storage]\ndata_dir = \"/srv/moat\"\n");
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_EQ(defaults->detection.state_file, "/srv/moat/detection-state.bin");
+  EXPECT_EQ(defaults->detection.state_save_interval_s, 300);
+  auto off = ParseGatewayConfig("[detection]\nstate_file = \"none\"\nstate_save_interval_s = 60\n");
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(off->detection.state_file, "");
+  EXPECT_EQ(off->detection.state_save_interval_s, 60);
+  auto too_often = ParseGatewayConfig("[detection]\nstate_save_interval_s = 1\n");
+  ASSERT_FALSE(too_often.ok());
+  EXPECT_NE(too_often.status().message().find("state_save_interval_s"), std::string::npos);
+}
+
 TEST(ConfigTest, HardeningKeysHaveSafeDefaults) {
   GatewayConfig cfg = DefaultGatewayConfig();
   EXPECT_EQ(cfg.server.max_connections, 10'000);

@@ -15,14 +15,49 @@ double SecondsSince(std::chrono::steady_clock::time_point t0) {
 }
 }  // namespace
 
+void EngineReplaySink::Restart(int64_t now_ns) {
+  restarted_ = true;
+  const auto* old = dynamic_cast<const detect::DetectionEngine*>(engine_);
+  if (old == nullptr || restart_->engine == nullptr || restart_->engine->get() != engine_) {
+    restart_status_ = InvalidArgumentError("a restart needs the moat engine");
+    return;
+  }
+  if (restart_->keep_state) {
+    auto saved = old->SaveState(restart_->state_path, now_ns);
+    if (!saved.ok()) {
+      restart_status_ = saved.status();
+      return;
+    }
+  }
+  auto fresh = restart_->make();
+  if (!fresh.ok()) {
+    restart_status_ = fresh.status();
+    return;
+  }
+  if (restart_->keep_state) {
+    auto* moat = dynamic_cast<detect::DetectionEngine*>(fresh->get());
+    auto loaded = moat != nullptr ? moat->LoadState(restart_->state_path).status()
+                                  : InvalidArgumentError("a restart needs the moat engine");
+    if (!loaded.ok()) {
+      restart_status_ = loaded;
+      return;
+    }
+  }
+  *restart_->engine = std::move(*fresh);  // the old engine goes here
+  engine_ = restart_->engine->get();
+}
+
 StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
                               uint64_t seed, detect::Engine& engine,
-                              std::string_view engine_name, Explainer* explainer) {
+                              std::string_view engine_name, Explainer* explainer, const RestartPlan* restart) {
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
-  EngineReplaySink sink(engine, scorer, explainer);
+  const bool restarts = restart != nullptr && restart->at_hours >= 0;
+  EngineReplaySink sink(engine, scorer, explainer, restarts ? restart : nullptr,
+                        scenario.start_ns() + static_cast<int64_t>((restarts ? restart->at_hours : 0) * 3.6e12));
   TrafficGenerator generator(corpus, scenario, seed);
   MOAT_RETURN_IF_ERROR(generator.Run(sink));
+  MOAT_RETURN_IF_ERROR(sink.restart_status());
   Report r = scorer.Finish();
   r.scenario = scenario.name;
   r.seed = seed;

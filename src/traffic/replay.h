@@ -2,6 +2,7 @@
 // In-process replay: feeds traffic into a detection Engine at full speed on the events' own
 // (simulated) clock and scores the verdicts. Depends only on the detect::Engine interface.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,36 +18,60 @@
 
 namespace moat::traffic {
 
+// A gateway restart in the middle of a replay (`moat-bench traffic run --restart-at-hours`): at
+// the first event `at_hours` into the scenario the engine in `*engine` is replaced by a new one
+// from `make`. With `keep_state` the old engine's state file (DetectionEngine::SaveState, written
+// to `state_path`) is loaded into the new one first, as `moat serve` does; without it the new
+// engine starts from nothing, as a gateway without a state file does.
+struct RestartPlan {
+  double at_hours = -1;  // < 0: no restart
+  bool keep_state = true;
+  std::string state_path;
+  std::unique_ptr<detect::Engine>* engine = nullptr;
+  std::function<StatusOr<std::unique_ptr<detect::Engine>>()> make;
+};
+
 // A sink that asks the engine for a verdict on every event and scores it.
 class EngineReplaySink final : public TrafficSink {
  public:
-  // Both must outlive the sink.
-  EngineReplaySink(detect::Engine& engine, Scorer& scorer, Explainer* explainer = nullptr)
-      : engine_(engine), scorer_(scorer), explainer_(explainer) {}
+  // All must outlive the sink.
+  EngineReplaySink(detect::Engine& engine, Scorer& scorer, Explainer* explainer = nullptr,
+                   const RestartPlan* restart = nullptr, int64_t restart_at_ns = 0)
+      : engine_(&engine), scorer_(scorer), explainer_(explainer), restart_(restart), restart_at_ns_(restart_at_ns) {}
   void OnLabel(const SubjectLabel& label) override {
     scorer_.AddLabel(label);
     if (explainer_ != nullptr) explainer_->AddLabel(label);
   }
   void OnEvent(const detect::RequestEvent& event) override {
-    detect::Verdict v = engine_.Observe(event);
+    if (restart_ != nullptr && !restarted_ && event.time_ns >= restart_at_ns_) Restart(event.time_ns);
+    detect::Verdict v = engine_->Observe(event);
     scorer_.Record(event.account_id, event.end_user, event.time_ns, v.action);
     if (explainer_ != nullptr) explainer_->Record(event, v);
     last_action_ = v.action;
   }
   detect::Action LastAction() const override { return last_action_; }
+  // The restart's failure, if any (the replay goes on with the old engine then).
+  const Status& restart_status() const { return restart_status_; }
 
  private:
-  detect::Engine& engine_;
+  void Restart(int64_t now_ns);
+
+  detect::Engine* engine_;
   Scorer& scorer_;
   Explainer* explainer_;
+  const RestartPlan* restart_;
+  int64_t restart_at_ns_;
+  bool restarted_ = false;
+  Status restart_status_;
   detect::Action last_action_ = detect::Action::kAllow;
 };
 
 // Generates the scenario and replays it into `engine` in one pass (nothing is buffered), then
-// scores. Fills the report's scenario, seed, engine name, wall time and events/s.
+// scores. Fills the report's scenario, seed, engine name, wall time and events/s. With a
+// `restart` (its `engine` slot holding `engine`), the slot holds the engine in use at the end.
 StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
                               uint64_t seed, detect::Engine& engine, std::string_view engine_name,
-                              Explainer* explainer = nullptr);
+                              Explainer* explainer = nullptr, const RestartPlan* restart = nullptr);
 
 // Replays files written by `moat-bench traffic generate` into `engine` and scores them.
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
@@ -63,6 +88,8 @@ struct EngineOptions {
   std::string stages;           // moat: StageSwitches::Parse spec ("" all stages)
   bool explain = false;         // print why subjects were restricted (Explainer)
   std::vector<std::string> settings;  // moat: "name=value" detection settings
+  double restart_at_hours = -1;       // moat: restart the engine this far into the scenario
+  bool restart_without_state = false; // ... without loading the old engine's state file
 };
 
 // The detection engines the benchmark can judge: "moat" (src/detect) and "baseline"

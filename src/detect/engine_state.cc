@@ -1,0 +1,154 @@
+// DetectionEngine::SaveState and LoadState (engine.h): the engine's state file.
+//
+// Layout (every integer little-endian, binary_fields.h):
+//   "MOATDST\n"                       8 bytes
+//   u32 version (1)
+//   u64 subject layout                sizeof(SubjectState) and its fields' offsets, hashed
+//   u64 saved_at_ns
+//   u32 length, bytes                 the organic baseline (OrganicBaseline::SaveTo)
+//   u32 length, bytes                 the cohorts (CohortStage::SaveTo; empty without the stage)
+//   u64 n, n x SubjectState           live subjects, each its in-memory bytes
+//   u64 n, n x SubjectState           evicted subjects (the SubjectStore)
+//   u64 checksum                      Hash64 (XXH3) of everything before it
+// Subjects are stored as their bytes: SubjectState is fixed-size and trivially copyable, and a
+// build whose layout differs refuses the file rather than misreading it.
+
+#include <cstring>
+#include <type_traits>
+
+#include "common/file_contents.h"
+#include "detect/binary_fields.h"
+#include "detect/engine.h"
+#include "detect/sketches.h"
+
+namespace moat::detect {
+namespace {
+
+constexpr std::string_view kStateMagic = "MOATDST\n";
+constexpr uint32_t kStateVersion = 1;
+
+static_assert(std::is_trivially_copyable_v<SubjectState>, "the state file stores subjects as bytes");
+
+uint64_t SubjectLayout() {
+  const SubjectState s;
+  const char* base = reinterpret_cast<const char*>(&s);
+  auto at = [&](const void* field) { return static_cast<uint64_t>(static_cast<const char*>(field) - base); };
+  std::string bytes;
+  for (uint64_t v : {static_cast<uint64_t>(sizeof(SubjectState)), at(&s.first_seen_ns), at(&s.requests),
+                     at(&s.log_gap), at(&s.ips), at(&s.skeletons), at(&s.hours), at(&s.campaign_root),
+                     at(&s.seq_full), at(&s.value), at(&s.llr_hi), at(&s.co_askers), at(&s.tier),
+                     at(&s.indicator), at(&s.end_users), at(&s.history), at(&s.lru_next)}) {
+    PutU64(&bytes, v);
+  }
+  return Hash64(bytes);
+}
+
+void PutSection(std::string* out, const std::string& section) {
+  PutU32(out, static_cast<uint32_t>(section.size()));
+  out->append(section);
+}
+
+bool GetSection(std::string_view* in, std::string_view* section) {
+  uint32_t n = 0;
+  if (!GetU32(in, &n) || in->size() < n) return false;
+  *section = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
+}
+
+void PutSubjects(std::string* out, const std::vector<SubjectState>& subjects) {
+  PutU64(out, subjects.size());
+  out->append(reinterpret_cast<const char*>(subjects.data()), subjects.size() * sizeof(SubjectState));
+}
+
+// Reads n subjects; false when the bytes are short.
+bool GetSubjects(std::string_view* in, std::vector<SubjectState>* subjects) {
+  uint64_t n = 0;
+  if (!GetU64(in, &n) || n > in->size() / sizeof(SubjectState)) return false;
+  subjects->resize(n);
+  std::memcpy(subjects->data(), in->data(), n * sizeof(SubjectState));
+  in->remove_prefix(n * sizeof(SubjectState));
+  for (SubjectState& s : *subjects) s.id.back() = '\0';  // IdView stops inside the array
+  return true;
+}
+
+}  // namespace
+
+StatusOr<DetectionEngine::StateCounts> DetectionEngine::SaveState(const std::string& path, int64_t now_ns) const {
+  std::vector<SubjectState> live, evicted;
+  subjects_.ForEachLive([&](const SubjectState& s) { live.push_back(s); });
+  subjects_.ForEachEvicted([&](const SubjectState& s) { evicted.push_back(s); });
+  std::string baseline, cohorts;
+  baseline_->SaveTo(&baseline);
+  if (cohort_ != nullptr) cohort_->SaveTo(&cohorts);
+
+  std::string out(kStateMagic);
+  out.reserve(out.size() + 64 + baseline.size() + cohorts.size() + (live.size() + evicted.size()) * sizeof(SubjectState));
+  PutU32(&out, kStateVersion);
+  PutU64(&out, SubjectLayout());
+  PutU64(&out, static_cast<uint64_t>(now_ns));
+  PutSection(&out, baseline);
+  PutSection(&out, cohorts);
+  PutSubjects(&out, live);
+  PutSubjects(&out, evicted);
+  PutU64(&out, Hash64(out));
+  MOAT_RETURN_IF_ERROR(ReplaceFileContents(path, out, "the detection state file"));
+  StateCounts counts;
+  counts.live_subjects = live.size();
+  counts.evicted_subjects = evicted.size();
+  counts.cohorts = cohort_ != nullptr ? cohort_->Cohorts().size() : 0;
+  counts.saved_at_ns = now_ns;
+  return counts;
+}
+
+StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::string& path) {
+  MOAT_ASSIGN_OR_RETURN(std::string bytes, ReadFileContents(path, "the detection state file"));
+  const std::string damaged = "the detection state file " + path + " is damaged";
+  std::string_view in(bytes);
+  if (in.size() < kStateMagic.size() + 8 || in.substr(0, kStateMagic.size()) != kStateMagic) {
+    return DataLossError(damaged + " (not a state file)");
+  }
+  std::string_view trailer = in.substr(in.size() - 8);
+  uint64_t checksum = 0;
+  (void)GetU64(&trailer, &checksum);  // 8 bytes are there
+  in.remove_suffix(8);
+  if (Hash64(in) != checksum) return DataLossError(damaged + " (checksum)");
+  in.remove_prefix(kStateMagic.size());
+
+  uint32_t version = 0;
+  uint64_t layout = 0, saved_at = 0;
+  if (!GetU32(&in, &version) || !GetU64(&in, &layout) || !GetU64(&in, &saved_at)) return DataLossError(damaged);
+  if (version != kStateVersion || layout != SubjectLayout()) {
+    return FailedPreconditionError("the detection state file " + path +
+                                   " was written by another build of moat (format or subject layout differs)");
+  }
+  std::string_view baseline, cohorts;
+  std::vector<SubjectState> live, evicted;
+  if (!GetSection(&in, &baseline) || !GetSection(&in, &cohorts) || !GetSubjects(&in, &live) ||
+      !GetSubjects(&in, &evicted) || !in.empty()) {
+    return DataLossError(damaged);
+  }
+  // Sections are checked before anything is replaced: a bad one loads nothing.
+  OrganicBaseline baseline_check(config_.baseline_data, {}, 0.5);
+  std::string_view b = baseline;
+  if (!baseline_check.LoadFrom(&b) || !b.empty()) return DataLossError(damaged + " (baseline)");
+  CohortStage cohorts_check(config_.cohort, baseline_);
+  std::string_view c = cohorts;
+  if (!cohorts.empty() && (!cohorts_check.LoadFrom(&c) || !c.empty())) return DataLossError(damaged + " (cohorts)");
+  b = baseline;
+  c = cohorts;
+  (void)baseline_->LoadFrom(&b);  // the bytes checked above
+  StateCounts counts;
+  if (cohort_ != nullptr && !cohorts.empty()) {
+    (void)cohort_->LoadFrom(&c);  // the bytes checked above
+    counts.cohorts = cohort_->Cohorts().size();
+  }
+  for (const SubjectState& s : evicted) subjects_.RestoreEvicted(s);
+  for (const SubjectState& s : live) subjects_.RestoreLive(s);
+  counts.live_subjects = live.size();
+  counts.evicted_subjects = evicted.size();
+  counts.saved_at_ns = static_cast<int64_t>(saved_at);
+  return counts;
+}
+
+}  // namespace moat::detect

@@ -1,0 +1,171 @@
+// DetectionEngine::SaveState / LoadState: a restarted engine goes on where the old one stopped,
+// and a damaged or foreign state file loads nothing.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "common/file_contents.h"
+#include "detect/binary_fields.h"
+#include "detect/detection_settings.h"
+#include "detect/engine.h"
+#include "detect/sketches.h"
+#include "detect/test_corpus.h"
+
+namespace moat::detect {
+namespace {
+
+constexpr int64_t kSec = 1'000'000'000LL;
+constexpr int64_t kHour = 3600 * kSec;
+constexpr int64_t kT0 = 1'717'372'800LL * kSec;
+
+RequestEvent Event(const std::string& account, int64_t t, const std::string& prompt) {
+  RequestEvent e;
+  e.time_ns = t;
+  e.account_id = account;
+  e.tier = "unverified";
+  e.client_ip = "70.1." + std::to_string(std::hash<std::string>{}(account) % 250) + ".7";
+  e.user_agent = "OpenAI/Python 1.35.3";
+  e.endpoint = "/v1/chat/completions";
+  std::string escaped;
+  for (char c : prompt) {
+    if (c == '"' || c == '\\') escaped.push_back('\\');
+    escaped.push_back(c == '\n' ? ' ' : c);
+  }
+  e.body_json = R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + escaped + "\"}]}";
+  return e;
+}
+
+DetectionConfig Config() {
+  DetectionConfig c;
+  c.model = testing::SyntheticModel();
+  EXPECT_TRUE(ApplySetting(c, "cohort.min_members", 10).ok());
+  EXPECT_TRUE(ApplySetting(c, "baseline.min_feature_requests", 300).ok());
+  EXPECT_TRUE(ApplySetting(c, "cohort.min_cohort_features", 3000).ok());
+  return c;
+}
+
+// 14 hours of 60 organic accounts (the baseline), then from hour 14 150 newcomers, 120 of them a
+// campaign, sending `rounds` requests each starting with round `first_round`. Returns the ids
+// restricted in those rounds.
+std::map<std::string, bool> Traffic(DetectionEngine& engine, bool organic_history, int first_round, int rounds) {
+  if (organic_history) {
+    const auto texts = testing::SyntheticTexts(LabeledText::kOrganic, 500, 3);
+    int k = 0;
+    for (int64_t m = 0; m < 14 * 60; m += 20) {
+      for (int a = 0; a < 60; ++a) {
+        (void)engine.Observe(Event("org" + std::to_string(a), kT0 + (m * 60 + a) * kSec, texts[k++ % 500]));
+      }
+    }
+  }
+  const auto campaign = testing::SyntheticTexts(kHeadInstruction, 1000, 6);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 1000, 7);
+  std::map<std::string, bool> restricted;
+  for (int round = first_round; round < first_round + rounds; ++round) {
+    for (int a = 0; a < 150; ++a) {
+      const bool bad = a < 120;
+      const int k = round * 150 + a;
+      const std::string id = (bad ? "sybil" : "newbie") + std::to_string(a);
+      const Verdict v = engine.Observe(Event(id, kT0 + 14 * kHour + k * 40 * kSec, bad ? campaign[k % 1000] : organic[k % 1000]));
+      if (v.action != Action::kAllow) restricted[id] = true;
+    }
+  }
+  return restricted;
+}
+
+int Count(const std::map<std::string, bool>& restricted, std::string_view prefix) {
+  int n = 0;
+  for (const auto& [id, r] : restricted) n += id.rfind(prefix, 0) == 0 && r;
+  return n;
+}
+
+std::string StatePath(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("moat_engine_state_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+TEST(EngineStateTest, ARestartedEngineGoesOnWhereTheOldOneStopped) {
+  const std::string path = StatePath("restart.bin");
+  DetectionEngine before(Config());
+  const auto first = Traffic(before, /*organic_history=*/true, 0, 3);
+  ASSERT_GE(Count(first, "sybil"), 100);
+  ASSERT_EQ(Count(first, "newbie"), 0);
+  const int64_t stop = kT0 + 14 * kHour + 450 * 40 * kSec;
+  auto saved = before.SaveState(path, stop);
+  ASSERT_TRUE(saved.ok()) << saved.status().ToString();
+  EXPECT_GE(saved->live_subjects, 210u);  // 60 organic + 150 newcomers
+  EXPECT_GE(saved->cohorts, 1u);
+
+  DetectionEngine after(Config());
+  auto loaded = after.LoadState(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ(loaded->live_subjects, saved->live_subjects);
+  EXPECT_EQ(loaded->saved_at_ns, stop);
+  EXPECT_EQ(after.live_subjects(), before.live_subjects());
+  // Each subject as it was: first sighting, evidence, value, restriction.
+  for (const std::string id : {"sybil3", "sybil77", "newbie130", "org5"}) {
+    const auto a = before.Account(id), b = after.Account(id);
+    ASSERT_TRUE(a && b) << id;
+    EXPECT_EQ(a->first_seen_ns, b->first_seen_ns) << id;
+    EXPECT_EQ(a->restricted, b->restricted) << id;
+    EXPECT_DOUBLE_EQ(a->evidence, b->evidence) << id;
+    EXPECT_DOUBLE_EQ(a->value, b->value) << id;
+  }
+  // The cohorts, shifted as they were.
+  const auto ca = before.Cohorts(), cb = after.Cohorts();
+  ASSERT_EQ(ca.size(), cb.size());
+  for (size_t i = 0; i < ca.size(); ++i) {
+    EXPECT_EQ(ca[i].id, cb[i].id);
+    EXPECT_EQ(ca[i].shifted, cb[i].shifted);
+    EXPECT_DOUBLE_EQ(ca[i].members, cb[i].members);
+    EXPECT_DOUBLE_EQ(ca[i].campaign_share, cb[i].campaign_share);
+  }
+  // The next round: the restarted engine restricts the campaign as the old one does, and the
+  // organic newcomers as little; an engine that starts from nothing knows none of them.
+  DetectionEngine fresh(Config());
+  const auto next_before = Traffic(before, false, 3, 1);
+  const auto next_after = Traffic(after, false, 3, 1);
+  const auto next_fresh = Traffic(fresh, false, 3, 1);
+  EXPECT_EQ(Count(next_after, "sybil"), Count(next_before, "sybil"));
+  EXPECT_EQ(Count(next_after, "newbie"), 0);
+  EXPECT_LT(Count(next_fresh, "sybil"), Count(next_after, "sybil") / 2);
+}
+
+TEST(EngineStateTest, ADamagedOrForeignFileLoadsNothing) {
+  const std::string path = StatePath("damaged.bin");
+  DetectionEngine source(Config());
+  (void)Traffic(source, true, 0, 2);
+  ASSERT_TRUE(source.SaveState(path, kT0 + 15 * kHour).ok());
+  auto bytes = ReadFileContents(path);
+  ASSERT_TRUE(bytes.ok());
+  const std::string good = *bytes;
+
+  auto load = [&](const std::string& contents) {
+    EXPECT_TRUE(ReplaceFileContents(path, contents).ok());
+    DetectionEngine e(Config());
+    auto r = e.LoadState(path);
+    EXPECT_EQ(e.live_subjects(), 0u);
+    EXPECT_TRUE(e.Cohorts().empty());
+    return r.status();
+  };
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x01;
+  EXPECT_EQ(load(flipped).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(load(good.substr(0, good.size() - 100)).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(load("not a state file").code(), StatusCode::kDataLoss);
+  // Another format version, with a valid checksum: refused, not misread.
+  std::string other = good.substr(0, good.size() - 8);
+  other[8] = 2;
+  PutU64(&other, Hash64(other));
+  EXPECT_EQ(load(other).code(), StatusCode::kFailedPrecondition);
+  // A missing file is NotFound (a first start).
+  DetectionEngine e(Config());
+  EXPECT_EQ(e.LoadState(path + ".missing").status().code(), StatusCode::kNotFound);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
+}  // namespace
+}  // namespace moat::detect
