@@ -137,8 +137,14 @@ int RunRun(const CommonOptions& o, const std::string& engine_name, const traffic
   if (!state_dir.empty()) std::filesystem::remove_all(state_dir);
   if (!report.ok()) return Fail(report.status());
   if (eo.restart_at_hours >= 0) {
-    std::printf("engine restarted at hour %.1f %s\n", eo.restart_at_hours,
-                restart.keep_state ? "from its state file" : "from nothing (no state file)");
+    if (restart.keep_state) {
+      std::printf("engine restarted at hour %.1f from its state file: %zu subjects, %.1f MB, saved in %.3f s, "
+                  "loaded in %.3f s\n",
+                  eo.restart_at_hours, restart.subjects, restart.state_bytes / 1e6, restart.save_seconds,
+                  restart.load_seconds);
+    } else {
+      std::printf("engine restarted at hour %.1f from nothing (no state file)\n", eo.restart_at_hours);
+    }
   }
   if (eo.explain) {
     std::fputs(explainer.Summary().c_str(), stdout);

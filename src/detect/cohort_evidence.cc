@@ -129,10 +129,22 @@ void CohortStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {
 }
 
 void CohortStage::SaveTo(std::string* out) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  // Copied under the lock, written out after it: requests of young subjects wait for a copy of
+  // the counts (up to max_cohorts x 64 KiB), not for their encoding.
+  std::vector<std::pair<uint64_t, Stats>> copy;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    copy.reserve(cohorts_.size());
+    for (const auto& [key, c] : cohorts_) {
+      Stats& s = copy.emplace_back(key, Stats{}).second;
+      s.n = c.n, s.hi = c.hi, s.members = c.members, s.value = c.value;
+      s.last_ns = c.last_ns, s.tier = c.tier, s.window = c.window;
+      if (c.features) s.features = std::make_unique<FeatureCounts>(*c.features);
+    }
+  }
   PutU64(out, static_cast<uint64_t>(window_ns_));
-  PutU32(out, static_cast<uint32_t>(cohorts_.size()));
-  for (const auto& [key, c] : cohorts_) {
+  PutU32(out, static_cast<uint32_t>(copy.size()));
+  for (const auto& [key, c] : copy) {
     PutU64(out, key);
     for (double v : {c.n, c.hi, c.members, c.value}) PutF64(out, v);
     PutU64(out, static_cast<uint64_t>(c.last_ns));

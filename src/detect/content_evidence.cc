@@ -135,14 +135,15 @@ void OrganicBaseline::Record(const RequestFeatures& f) {
 }
 
 void OrganicBaseline::SaveTo(std::string* out) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  const std::array<double, kLlrBins> counts = counts_;
+  const std::array<double, 4> scalars = {total_, feature_requests_, campaign_n_, campaign_hi_};
+  const FeatureCounts features = features_;  // encoded after the lock
+  lock.unlock();
   PutU32(out, kLlrBins);
-  for (double c : counts_) PutF64(out, c);
-  PutF64(out, total_);
-  PutF64(out, feature_requests_);
-  PutF64(out, campaign_n_);
-  PutF64(out, campaign_hi_);
-  features_.AppendTo(out);
+  for (double c : counts) PutF64(out, c);
+  for (double v : scalars) PutF64(out, v);
+  features.AppendTo(out);
 }
 
 bool OrganicBaseline::LoadFrom(std::string_view* in) {

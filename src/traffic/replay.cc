@@ -1,6 +1,7 @@
 #include "traffic/replay.h"
 
 #include <chrono>
+#include <filesystem>
 
 #include "detect/detection_settings.h"
 #include "detect/engine.h"
@@ -23,11 +24,16 @@ void EngineReplaySink::Restart(int64_t now_ns) {
     return;
   }
   if (restart_->keep_state) {
+    const auto t0 = std::chrono::steady_clock::now();
     auto saved = old->SaveState(restart_->state_path, now_ns);
+    restart_->save_seconds = SecondsSince(t0);
     if (!saved.ok()) {
       restart_status_ = saved.status();
       return;
     }
+    restart_->subjects = saved->live_subjects + saved->evicted_subjects;
+    std::error_code ec;
+    restart_->state_bytes = std::filesystem::file_size(restart_->state_path, ec);
   }
   auto fresh = restart_->make();
   if (!fresh.ok()) {
@@ -36,8 +42,10 @@ void EngineReplaySink::Restart(int64_t now_ns) {
   }
   if (restart_->keep_state) {
     auto* moat = dynamic_cast<detect::DetectionEngine*>(fresh->get());
+    const auto t0 = std::chrono::steady_clock::now();
     auto loaded = moat != nullptr ? moat->LoadState(restart_->state_path).status()
                                   : InvalidArgumentError("a restart needs the moat engine");
+    restart_->load_seconds = SecondsSince(t0);
     if (!loaded.ok()) {
       restart_status_ = loaded;
       return;
@@ -49,7 +57,7 @@ void EngineReplaySink::Restart(int64_t now_ns) {
 
 StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
                               uint64_t seed, detect::Engine& engine,
-                              std::string_view engine_name, Explainer* explainer, const RestartPlan* restart) {
+                              std::string_view engine_name, Explainer* explainer, RestartPlan* restart) {
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
   const bool restarts = restart != nullptr && restart->at_hours >= 0;

@@ -29,6 +29,10 @@ struct RestartPlan {
   std::string state_path;
   std::unique_ptr<detect::Engine>* engine = nullptr;
   std::function<StatusOr<std::unique_ptr<detect::Engine>>()> make;
+  // Filled by the restart: what the state file held and what saving and loading it took.
+  size_t subjects = 0;
+  uint64_t state_bytes = 0;
+  double save_seconds = 0, load_seconds = 0;
 };
 
 // A sink that asks the engine for a verdict on every event and scores it.
@@ -36,7 +40,7 @@ class EngineReplaySink final : public TrafficSink {
  public:
   // All must outlive the sink.
   EngineReplaySink(detect::Engine& engine, Scorer& scorer, Explainer* explainer = nullptr,
-                   const RestartPlan* restart = nullptr, int64_t restart_at_ns = 0)
+                   RestartPlan* restart = nullptr, int64_t restart_at_ns = 0)
       : engine_(&engine), scorer_(scorer), explainer_(explainer), restart_(restart), restart_at_ns_(restart_at_ns) {}
   void OnLabel(const SubjectLabel& label) override {
     scorer_.AddLabel(label);
@@ -59,7 +63,7 @@ class EngineReplaySink final : public TrafficSink {
   detect::Engine* engine_;
   Scorer& scorer_;
   Explainer* explainer_;
-  const RestartPlan* restart_;
+  RestartPlan* restart_;
   int64_t restart_at_ns_;
   bool restarted_ = false;
   Status restart_status_;
@@ -71,7 +75,7 @@ class EngineReplaySink final : public TrafficSink {
 // `restart` (its `engine` slot holding `engine`), the slot holds the engine in use at the end.
 StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenario,
                               uint64_t seed, detect::Engine& engine, std::string_view engine_name,
-                              Explainer* explainer = nullptr, const RestartPlan* restart = nullptr);
+                              Explainer* explainer = nullptr, RestartPlan* restart = nullptr);
 
 // Replays files written by `moat-bench traffic generate` into `engine` and scores them.
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
