@@ -166,7 +166,11 @@ DetectionEngine::DetectionEngine(DetectionConfig config)
   if (on.content) stages_.push_back(std::make_unique<ContentStage>(config_.content));
   if (on.corpus) stages_.push_back(std::make_unique<CorpusStage>(config_.corpus));
   if (on.baseline) stages_.push_back(std::make_unique<BaselineStage>(config_.baseline, baseline_));
-  if (on.workqueue) stages_.push_back(std::make_unique<WorkQueueStage>(config_.workqueue));
+  if (on.workqueue) {
+    auto w = std::make_unique<WorkQueueStage>(config_.workqueue);
+    workqueue_ = w.get();
+    stages_.push_back(std::move(w));
+  }
   if (on.cohort) {
     auto c = std::make_unique<CohortStage>(config_.cohort, baseline_);
     cohort_ = c.get();

@@ -177,8 +177,8 @@ class DetectionEngine final : public Engine {
 
   // The state file (engine_state.cc, docs/detection.md "State across restarts"): what the engine
   // learned that a restart would otherwise forget — every subject (its first sighting, evidence,
-  // value and restriction), the organic baseline and the cohorts. The work-queue table and the
-  // campaign linker are not saved: they fill again from traffic within hours.
+  // value and restriction), the organic baseline, the cohorts and the work-queue item table. The
+  // campaign linker is not saved: it fills again from traffic within hours.
   struct StateCounts {
     size_t live_subjects = 0, evicted_subjects = 0, cohorts = 0;
     int64_t saved_at_ns = 0;
@@ -211,6 +211,7 @@ class DetectionEngine final : public Engine {
   SubjectTable subjects_;
   std::vector<std::unique_ptr<EvidenceStage>> stages_;
   CohortStage* cohort_ = nullptr;     // owned by stages_, when enabled
+  WorkQueueStage* workqueue_ = nullptr;  // owned by stages_, when enabled
   LinkageStage* linkage_ = nullptr;   // owned by stages_, when enabled
   IndicatorStage* indicators_ = nullptr;  // owned by stages_, when config_.indicators was set
   EndUserStage* end_users_ = nullptr; // owned by stages_, when enabled

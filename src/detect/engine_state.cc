@@ -7,6 +7,7 @@
 //   u64 saved_at_ns
 //   u32 length, bytes                 the organic baseline (OrganicBaseline::SaveTo)
 //   u32 length, bytes                 the cohorts (CohortStage::SaveTo; empty without the stage)
+//   u32 length, bytes                 the work-queue items (WorkQueueStage::SaveTo; empty without)
 //   u64 n, n x SubjectState           live subjects, each its in-memory bytes
 //   u64 n, n x SubjectState           evicted subjects (the SubjectStore)
 //   u64 checksum                      Hash64 (XXH3) of everything before it
@@ -78,17 +79,20 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::SaveState(const std::str
   std::vector<SubjectState> live, evicted;
   subjects_.ForEachLive([&](const SubjectState& s) { live.push_back(s); });
   subjects_.ForEachEvicted([&](const SubjectState& s) { evicted.push_back(s); });
-  std::string baseline, cohorts;
+  std::string baseline, cohorts, items;
   baseline_->SaveTo(&baseline);
   if (cohort_ != nullptr) cohort_->SaveTo(&cohorts);
+  if (workqueue_ != nullptr) workqueue_->SaveTo(&items);
 
   std::string out(kStateMagic);
-  out.reserve(out.size() + 64 + baseline.size() + cohorts.size() + (live.size() + evicted.size()) * sizeof(SubjectState));
+  out.reserve(out.size() + 64 + baseline.size() + cohorts.size() + items.size() +
+              (live.size() + evicted.size()) * sizeof(SubjectState));
   PutU32(&out, kStateVersion);
   PutU64(&out, SubjectLayout());
   PutU64(&out, static_cast<uint64_t>(now_ns));
   PutSection(&out, baseline);
   PutSection(&out, cohorts);
+  PutSection(&out, items);
   PutSubjects(&out, live);
   PutSubjects(&out, evicted);
   PutU64(&out, Hash64(out));
@@ -122,9 +126,10 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }
-  std::string_view baseline, cohorts;
+  std::string_view baseline, cohorts, items;
   std::vector<SubjectState> live, evicted;
-  if (!GetSection(&in, &baseline) || !GetSection(&in, &cohorts) || !GetSubjects(&in, &live) ||
+  if (!GetSection(&in, &baseline) || !GetSection(&in, &cohorts) || !GetSection(&in, &items) ||
+      !GetSubjects(&in, &live) ||
       !GetSubjects(&in, &evicted) || !in.empty()) {
     return DataLossError(damaged);
   }
@@ -135,14 +140,21 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
   CohortStage cohorts_check(config_.cohort, baseline_);
   std::string_view c = cohorts;
   if (!cohorts.empty() && (!cohorts_check.LoadFrom(&c) || !c.empty())) return DataLossError(damaged + " (cohorts)");
+  WorkQueueStageConfig small = config_.workqueue;
+  small.max_entries = 0;  // checks the bytes, keeps (almost) nothing
+  WorkQueueStage items_check(small);
+  std::string_view w = items;
+  if (!items.empty() && (!items_check.LoadFrom(&w) || !w.empty())) return DataLossError(damaged + " (work-queue items)");
   b = baseline;
   c = cohorts;
+  w = items;
   (void)baseline_->LoadFrom(&b);  // the bytes checked above
   StateCounts counts;
   if (cohort_ != nullptr && !cohorts.empty()) {
     (void)cohort_->LoadFrom(&c);  // the bytes checked above
     counts.cohorts = cohort_->Cohorts().size();
   }
+  if (workqueue_ != nullptr && !items.empty()) (void)workqueue_->LoadFrom(&w);  // the bytes checked above
   for (const SubjectState& s : evicted) subjects_.RestoreEvicted(s);
   for (const SubjectState& s : live) subjects_.RestoreLive(s);
   counts.live_subjects = live.size();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detect/binary_fields.h"
 #include "detect/sketches.h"
 #include "detect/shards.h"
 
@@ -30,6 +31,46 @@ const std::vector<std::string_view>& WorkQueueStage::reason_names() const {
   static const std::vector<std::string_view> kNames = {"items_spread_across_accounts",
                                                        "items_shared_with_a_group"};
   return kNames;
+}
+
+void WorkQueueStage::SaveTo(std::string* out) const {
+  // Shard by shard: each is locked only to copy its entries.
+  std::vector<std::pair<uint64_t, Entry>> copy;
+  for (const auto& shard : shards_) {
+    std::lock_guard<std::mutex> lock(shard->mu);
+    copy.insert(copy.end(), shard->map.begin(), shard->map.end());
+  }
+  PutU64(out, copy.size());
+  for (const auto& [key, e] : copy) {
+    PutU64(out, key);
+    for (uint32_t a : e.askers) PutU32(out, a);
+    for (uint32_t m : e.minute) PutU32(out, m);
+    PutU64(out, static_cast<uint64_t>(e.last_ns));
+    out->push_back(static_cast<char>(e.next));
+  }
+}
+
+bool WorkQueueStage::LoadFrom(std::string_view* in) {
+  uint64_t n = 0;
+  if (!GetU64(in, &n) || n > in->size() / (8 + kEntryBytes)) return false;
+  std::vector<std::pair<uint64_t, Entry>> loaded(n);
+  for (auto& [key, e] : loaded) {
+    uint64_t last = 0;
+    bool ok = GetU64(in, &key);
+    for (uint32_t& a : e.askers) ok = ok && GetU32(in, &a);
+    for (uint32_t& m : e.minute) ok = ok && GetU32(in, &m);
+    ok = ok && GetU64(in, &last) && !in->empty();
+    if (!ok) return false;
+    e.last_ns = static_cast<int64_t>(last);
+    e.next = static_cast<uint8_t>(static_cast<unsigned char>(in->front()) % kAskers);
+    in->remove_prefix(1);
+  }
+  for (auto& [key, e] : loaded) {
+    Shard& shard = ShardOf(Mix64(key));
+    std::lock_guard<std::mutex> lock(shard.mu);
+    if (shard.map.size() < per_shard_) shard.map[key] = e;
+  }
+  return true;
 }
 
 size_t WorkQueueStage::entries() const {

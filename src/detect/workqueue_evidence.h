@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -63,6 +65,11 @@ class WorkQueueStage final : public EvidenceStage {
                  StageEvidence* out) override;
 
   size_t entries() const;
+  // The item table as bytes (the engine's state file), and back (entries are added to what the
+  // table holds, up to its bound); LoadFrom returns false on bytes that do not hold a table,
+  // loading nothing.
+  void SaveTo(std::string* out) const;
+  bool LoadFrom(std::string_view* in);
 
  private:
   static constexpr int kAskers = 4;
@@ -72,6 +79,7 @@ class WorkQueueStage final : public EvidenceStage {
     int64_t last_ns = 0;
     uint8_t next = 0;
   };
+  static constexpr size_t kEntryBytes = 2 * kAskers * 4 + 8 + 1;
   struct Shard {
     std::mutex mu;
     boost::unordered_flat_map<uint64_t, Entry> map;  // GUARDED_BY(mu)
