@@ -456,6 +456,14 @@ json::object ParseObject(std::string_view text) {
   return std::move(v.as_object());
 }
 
+moat::testing::HttpResponse PostChat(moat::testing::HttpClient& client, const std::string& key, std::string_view body) {
+  auto res = client.Request("POST", "/v1/chat/completions", body, {{"authorization", "Bearer " + key}});
+  if (res.ok()) return *res;
+  moat::testing::HttpResponse failed;
+  failed.body = res.status().ToString();
+  return failed;
+}
+
 int RawStatus(std::string_view response) {
   if (response.substr(0, 9) != "HTTP/1.1 " || response.size() < 12) return 0;
   int status = 0;

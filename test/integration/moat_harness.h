@@ -153,6 +153,10 @@ void ReplaceAll(std::string& text, std::string_view from, std::string_view to);
 // `text` parsed as a JSON object; an empty object when it is not one.
 boost::json::object ParseObject(std::string_view text);
 
+// POSTs `body` to /v1/chat/completions with `Authorization: Bearer <key>`. A request that gets no
+// answer comes back as status 0 with the transport error as its body.
+moat::testing::HttpResponse PostChat(moat::testing::HttpClient& client, const std::string& key, std::string_view body);
+
 // The status code of a raw HTTP/1.1 response ("HTTP/1.1 408 ..."), or 0 when there is none.
 int RawStatus(std::string_view response);
 

@@ -178,11 +178,7 @@ base_url = "http://127.0.0.1:{upstream_port}"
 )toml";
 
 HttpResponse Chat(HttpClient& client, const std::string& key) {
-  auto res = client.Request("POST", "/v1/chat/completions",
-                            R"({"model":"test-model","max_tokens":16,"messages":[{"role":"user","content":"hello"}]})",
-                            {{"authorization", "Bearer " + key}});
-  EXPECT_TRUE(res.ok()) << res.status().ToString();
-  return res.ok() ? *res : HttpResponse{};
+  return PostChat(client, key, R"({"model":"test-model","max_tokens":16,"messages":[{"role":"user","content":"hello"}]})");
 }
 
 // The value of a metric line `name{labels}` in a /metrics text, -1 when absent.
