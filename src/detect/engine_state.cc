@@ -59,7 +59,9 @@ bool GetSection(std::string_view* in, std::string_view* section) {
 
 void PutSubjects(std::string* out, const std::vector<SubjectState>& subjects) {
   PutU64(out, subjects.size());
-  out->append(reinterpret_cast<const char*>(subjects.data()), subjects.size() * sizeof(SubjectState));
+  if (!subjects.empty()) {
+    out->append(reinterpret_cast<const char*>(subjects.data()), subjects.size() * sizeof(SubjectState));
+  }
 }
 
 // Reads n subjects; false when the bytes are short.
@@ -67,7 +69,7 @@ bool GetSubjects(std::string_view* in, std::vector<SubjectState>* subjects) {
   uint64_t n = 0;
   if (!GetU64(in, &n) || n > in->size() / sizeof(SubjectState)) return false;
   subjects->resize(n);
-  std::memcpy(subjects->data(), in->data(), n * sizeof(SubjectState));
+  if (n > 0) std::memcpy(subjects->data(), in->data(), n * sizeof(SubjectState));  // data() may be null
   in->remove_prefix(n * sizeof(SubjectState));
   for (SubjectState& s : *subjects) s.id.back() = '\0';  // IdView stops inside the array
   return true;
