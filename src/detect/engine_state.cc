@@ -57,51 +57,64 @@ bool GetSection(std::string_view* in, std::string_view* section) {
   return true;
 }
 
-void PutSubjects(std::string* out, const std::vector<SubjectState>& subjects) {
-  PutU64(out, subjects.size());
-  if (!subjects.empty()) {
-    out->append(reinterpret_cast<const char*>(subjects.data()), subjects.size() * sizeof(SubjectState));
-  }
-}
-
-// Reads n subjects; false when the bytes are short.
-bool GetSubjects(std::string_view* in, std::vector<SubjectState>* subjects) {
+// Slices off a list of subjects (its count, then the subjects' bytes); false when the bytes are
+// short.
+bool GetSubjectList(std::string_view* in, std::string_view* list) {
   uint64_t n = 0;
   if (!GetU64(in, &n) || n > in->size() / sizeof(SubjectState)) return false;
-  subjects->resize(n);
-  if (n > 0) std::memcpy(subjects->data(), in->data(), n * sizeof(SubjectState));  // data() may be null
-  in->remove_prefix(n * sizeof(SubjectState));
-  for (SubjectState& s : *subjects) s.id.back() = '\0';  // IdView stops inside the array
+  *list = in->substr(0, n * sizeof(SubjectState));
+  in->remove_prefix(list->size());
   return true;
+}
+
+// Calls fn on each subject of a list GetSubjectList sliced.
+template <typename Fn>
+void ForEachSubjectIn(std::string_view list, Fn fn) {
+  SubjectState s;
+  for (size_t at = 0; at + sizeof(SubjectState) <= list.size(); at += sizeof(SubjectState)) {
+    std::memcpy(&s, list.data() + at, sizeof(SubjectState));
+    s.id.back() = '\0';  // IdView stops inside the array
+    fn(s);
+  }
 }
 
 }  // namespace
 
 StatusOr<DetectionEngine::StateCounts> DetectionEngine::SaveState(const std::string& path, int64_t now_ns) const {
-  std::vector<SubjectState> live, evicted;
-  subjects_.ForEachLive([&](const SubjectState& s) { live.push_back(s); });
-  subjects_.ForEachEvicted([&](const SubjectState& s) { evicted.push_back(s); });
   std::string baseline, cohorts, items;
   baseline_->SaveTo(&baseline);
   if (cohort_ != nullptr) cohort_->SaveTo(&cohorts);
   if (workqueue_ != nullptr) workqueue_->SaveTo(&items);
 
+  // The file is built in memory once: subjects are appended straight from their shards (no
+  // second copy), each count written in front of its list when the list is done.
   std::string out(kStateMagic);
   out.reserve(out.size() + 64 + baseline.size() + cohorts.size() + items.size() +
-              (live.size() + evicted.size()) * sizeof(SubjectState));
+              (subjects_.size() + 1) * sizeof(SubjectState));
   PutU32(&out, kStateVersion);
   PutU64(&out, SubjectLayout());
   PutU64(&out, static_cast<uint64_t>(now_ns));
   PutSection(&out, baseline);
   PutSection(&out, cohorts);
   PutSection(&out, items);
-  PutSubjects(&out, live);
-  PutSubjects(&out, evicted);
+  auto put_list = [&](auto for_each) {
+    const size_t count_at = out.size();
+    PutU64(&out, 0);
+    uint64_t n = 0;
+    for_each([&](const SubjectState& s) {
+      out.append(reinterpret_cast<const char*>(&s), sizeof(SubjectState));
+      ++n;
+    });
+    std::string count;
+    PutU64(&count, n);
+    out.replace(count_at, count.size(), count);
+    return static_cast<size_t>(n);
+  };
+  StateCounts counts;
+  counts.live_subjects = put_list([&](const auto& fn) { subjects_.ForEachLive(fn); });
+  counts.evicted_subjects = put_list([&](const auto& fn) { subjects_.ForEachEvicted(fn); });
   PutU64(&out, Hash64(out));
   MOAT_RETURN_IF_ERROR(ReplaceFileContents(path, out, "the detection state file"));
-  StateCounts counts;
-  counts.live_subjects = live.size();
-  counts.evicted_subjects = evicted.size();
   counts.cohorts = cohort_ != nullptr ? cohort_->Cohorts().size() : 0;
   counts.saved_at_ns = now_ns;
   return counts;
@@ -128,11 +141,9 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }
-  std::string_view baseline, cohorts, items;
-  std::vector<SubjectState> live, evicted;
+  std::string_view baseline, cohorts, items, live, evicted;
   if (!GetSection(&in, &baseline) || !GetSection(&in, &cohorts) || !GetSection(&in, &items) ||
-      !GetSubjects(&in, &live) ||
-      !GetSubjects(&in, &evicted) || !in.empty()) {
+      !GetSubjectList(&in, &live) || !GetSubjectList(&in, &evicted) || !in.empty()) {
     return DataLossError(damaged);
   }
   // Sections are checked before anything is replaced: a bad one loads nothing.
@@ -157,10 +168,10 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     counts.cohorts = cohort_->Cohorts().size();
   }
   if (workqueue_ != nullptr && !items.empty()) (void)workqueue_->LoadFrom(&w);  // the bytes checked above
-  for (const SubjectState& s : evicted) subjects_.RestoreEvicted(s);
-  for (const SubjectState& s : live) subjects_.RestoreLive(s);
-  counts.live_subjects = live.size();
-  counts.evicted_subjects = evicted.size();
+  ForEachSubjectIn(evicted, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
+  ForEachSubjectIn(live, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
+  counts.live_subjects = live.size() / sizeof(SubjectState);
+  counts.evicted_subjects = evicted.size() / sizeof(SubjectState);
   counts.saved_at_ns = static_cast<int64_t>(saved_at);
   return counts;
 }
