@@ -200,7 +200,8 @@ std::string FinalAnswer(std::string_view content) {
       if (trimmed[i] == '{') ++depth;
       if (trimmed[i] == '}') --depth;
     }
-    if (depth == 0) return std::string(Trim(trimmed.substr(b + 7, i - 1 - (b + 7))));
+    const std::string_view boxed = Trim(trimmed.substr(b + 7, i - 1 - (b + 7)));
+    if (depth == 0 && boxed.find('\n') == std::string_view::npos) return std::string(boxed);
   }
   const std::string lower = Lower(trimmed);
   // 2. "answer:" / "answer is"

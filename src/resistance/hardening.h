@@ -64,12 +64,12 @@ std::string Describe(const HardeningProfile& p);
 std::string SummarizeTrace(std::string_view trace, int max_words);
 
 // Returns the final answer of `content`, by the first heuristic that applies:
-//   1. the argument of the last \boxed{...} (nested braces balanced);
+//   1. the argument of the last \boxed{...} (nested braces balanced), when it is one line;
 //   2. the rest of the line after the last "answer:" or "answer is" anywhere, or after
 //      "answer " at the start of a line (case-insensitive), trimmed, without a trailing '.';
 //   3. the rest of the line after the last "####" (GSM8K style);
 //   4. the last non-blank line, trimmed.
-// Returns `content` unchanged when it is a single line or blank.
+// Returns `content` unchanged when it is a single line or blank; otherwise always one line.
 std::string FinalAnswer(std::string_view content);
 
 // True when the prompt asks for intermediate steps ("step by step", "show your work",

@@ -52,6 +52,8 @@ TEST(SummarizeTraceTest, KeepsFirstAndLastSentenceWithinTheWordBudget) {
 TEST(FinalAnswerTest, Heuristics) {
   EXPECT_EQ(FinalAnswer("Step 1: 2+2=4\nStep 2: 4*3=12\nSo \\boxed{12} is it\nThanks"), "12");
   EXPECT_EQ(FinalAnswer("x\n\\boxed{\\frac{1}{2}}"), "\\frac{1}{2}");
+  // A box spanning lines is not one answer line: the next rule applies (here the last line).
+  EXPECT_EQ(FinalAnswer("work\n\\boxed{a\nb}\nso b"), "so b");
   EXPECT_EQ(FinalAnswer("We compute 3*4.\nThe answer is 12.\nHope this helps"), "12");
   EXPECT_EQ(FinalAnswer("Work:\n6*7 = 42\nAnswer: 42"), "42");
   EXPECT_EQ(FinalAnswer("4 97\n3 82\nanswer 19"), "19");
