@@ -117,7 +117,6 @@ struct ServeOpts {
   int port = -1;
 };
 
-// Writes "<port>\n" to `path` atomically (for tests and supervisors that start on port 0).
 // Detection state across restarts ([detection] state_file, docs/detection.md): what the last run
 // saved is read before the first request; a missing or unusable file only means starting afresh.
 void RestoreDetectionState(detect::DetectionEngine& engine, const std::string& path) {
@@ -141,6 +140,7 @@ void SaveDetectionState(const detect::DetectionEngine& engine, const std::string
   if (!saved.ok()) std::cerr << "moat: warning: detection state not saved: " << saved.status().message() << "\n";
 }
 
+// Writes "<port>\n" to `path` atomically (for tests and supervisors that start on port 0).
 void WritePortFile(const std::string& path, uint16_t port) {
   if (path.empty()) return;
   std::string tmp = path + ".tmp";
