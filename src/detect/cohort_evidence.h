@@ -80,6 +80,7 @@ class CohortStage final : public EvidenceStage {
  public:
   CohortStage(CohortStageConfig config, std::shared_ptr<const OrganicBaseline> baseline);
   std::string_view name() const override { return "cohort"; }
+  bool reads_content() const override { return true; }
   const std::vector<std::string_view>& reason_names() const override;
   void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
                  StageEvidence* out) override;

@@ -34,6 +34,7 @@ class ContentStage final : public EvidenceStage {
  public:
   explicit ContentStage(ContentStageConfig config) : config_(config) {}
   std::string_view name() const override { return "content"; }
+  bool reads_content() const override { return true; }
   const std::vector<std::string_view>& reason_names() const override;
   void OnRequest(RequestView& r, StageEvidence* out) override;
 
@@ -49,6 +50,7 @@ class CorpusStage final : public EvidenceStage {
  public:
   explicit CorpusStage(CorpusStageConfig config) : config_(config) {}
   std::string_view name() const override { return "corpus"; }
+  bool reads_content() const override { return true; }
   const std::vector<std::string_view>& reason_names() const override;
   void OnRequest(RequestView& r, StageEvidence* out) override;
 
@@ -139,6 +141,7 @@ class BaselineStage final : public EvidenceStage {
   BaselineStage(BaselineStageConfig config, std::shared_ptr<const OrganicBaseline> baseline)
       : config_(config), baseline_(std::move(baseline)) {}
   std::string_view name() const override { return "baseline"; }
+  bool reads_content() const override { return true; }
   const std::vector<std::string_view>& reason_names() const override;
   void OnRequest(RequestView& r, StageEvidence* out) override;
 

@@ -10,6 +10,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
   std::vector<SettingInfo> s = {
       // The engine: sums, sequential test, policy.
       {"engine.request_llr_clip", &c.request_llr_clip, "one request's summed evidence is clipped to +-this"},
+      {"engine.content_llr_clip", &c.content_llr_clip, "when above 0, the content-reading stages' summed evidence of one request is at most this"},
       {"engine.mixed_share", &c.mixed_share, "campaign share of the mixed sequential alternative (cover traffic)"},
       {"engine.evidence_half_life_hours", &c.evidence_half_life_hours, "half-life of a subject's sequential evidence"},
       {"engine.evidence_cap", &c.evidence_cap, "a subject's sequential evidence is capped to +-this"},

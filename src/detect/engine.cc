@@ -226,7 +226,7 @@ std::string DetectionEngine::Reference(const RequestEvent& event, uint64_t subje
 DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole role, const std::string& id,
                                                   uint64_t hash,
                                                   const std::array<StageEvidence, kMaxStages>& request_evidence,
-                                                  float request_llr, ListEntry list,
+                                                  ListEntry list,
                                                   const AccountSummary* account) {
   Judgement j;
   const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
@@ -244,10 +244,10 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     s.llr_hi = s.llr_hi * keep + (f.content.combined >= config_.baseline_data.high_llr ? 1.0f : 0.0f);
 
     std::array<StageEvidence, kMaxStages> sub{};
-    double llr = request_llr, prior = 0, pool = 0;
+    double content_llr = 0, other_llr = 0, prior = 0, pool = 0;
     for (size_t i = 0; i < stages_.size(); ++i) {
       stages_[i]->OnSubject(r, role, s, account, &sub[i]);
-      llr += sub[i].request_llr;
+      (stages_[i]->reads_content() ? content_llr : other_llr) += request_evidence[i].request_llr + sub[i].request_llr;
       prior += sub[i].prior;
       // A pool counts when the stage that names it moved the subject's prior.
       if (sub[i].prior >= config_.pool_min_prior) pool = std::max<double>(pool, sub[i].pool_value);
@@ -255,6 +255,8 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
       j.prior_part[i] = sub[i].prior;
       j.reason[i] = sub[i].reason >= 0 ? sub[i].reason : request_evidence[i].reason;
     }
+    double llr = (config_.content_llr_clip > 0 ? std::min(content_llr, config_.content_llr_clip) : content_llr) +
+                 other_llr;
     if (f.assistant_turns > 0) llr *= config_.continuation_weight;
     llr = std::clamp(llr, -config_.request_llr_clip, config_.request_llr_clip);
     prior = std::clamp(prior, -config_.prior_cap, config_.prior_cap);
@@ -335,17 +337,13 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   }
 
   std::array<StageEvidence, kMaxStages> req{};
-  float request_llr = 0;
-  for (size_t i = 0; i < stages_.size(); ++i) {
-    stages_[i]->OnRequest(r, &req[i]);
-    request_llr += req[i].request_llr;
-  }
+  for (size_t i = 0; i < stages_.size(); ++i) stages_[i]->OnRequest(r, &req[i]);
 
   const ListEntry list = ListOf(event.account_id);
-  const Judgement acc = Judge(r, SubjectRole::kAccount, event.account_id, r.account_hash, req, request_llr, list, nullptr);
+  const Judgement acc = Judge(r, SubjectRole::kAccount, event.account_id, r.account_hash, req, list, nullptr);
   std::optional<Judgement> eu;
   if (r.end_user_hash != 0) {
-    eu = Judge(r, SubjectRole::kEndUser, end_user_id, r.end_user_hash, req, request_llr, list, &acc.summary);
+    eu = Judge(r, SubjectRole::kEndUser, end_user_id, r.end_user_hash, req, list, &acc.summary);
   }
   // An end user came back: the account's end users are people, not a fresh `user` per request.
   if (eu && eu->returning) {

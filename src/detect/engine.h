@@ -108,6 +108,12 @@ struct DetectionConfig {
   // gateway passes a set (empty if need be) so that SetIndicators can replace it later.
   std::shared_ptr<const IndicatorMatcher> indicators;
   double request_llr_clip = 4.0;         // one request's summed evidence is clipped to +-this
+  // When above 0, the part of it that reads the prompt's content (EvidenceStage::reads_content:
+  // the content model, corpus membership, the baseline correction, the cohort attribution)
+  // counts at most this: a prompt that looks like a campaign's to the model also looks like its
+  // cohort's excess, so adding both counts one observation twice. Off (0) by default: 3 trades
+  // organic false positives for campaign leakage (measured, docs/detection.md, "Engine").
+  double content_llr_clip = 0;
   double mixed_share = 0.3;              // campaign share of the mixed sequential alternative
   double evidence_half_life_hours = 24;  // the sequential statistics decay
   double evidence_cap = 20.0;            // ... and are capped to +-this (they can recover)
@@ -200,7 +206,7 @@ class DetectionEngine final : public Engine {
   struct Judgement;
   // Judges one subject under its lock (see the file comment).
   Judgement Judge(RequestView& r, SubjectRole role, const std::string& id, uint64_t hash,
-                  const std::array<StageEvidence, kMaxStages>& request_evidence, float request_llr,
+                  const std::array<StageEvidence, kMaxStages>& request_evidence,
                   ListEntry list, const AccountSummary* account);
   ListEntry ListOf(const std::string& account) const;
   static std::string Reference(const RequestEvent& event, uint64_t subject_hash);

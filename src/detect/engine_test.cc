@@ -242,6 +242,27 @@ TEST(DetectionEngineTest, ListsOverrideDetection) {
   }
 }
 
+TEST(DetectionEngineTest, TheContentReadingStagesCountOnceTogether) {
+  // Three reasoning-harvest requests: the content model, corpus membership and the baseline all
+  // read the same prompt; engine.content_llr_clip bounds what they add together per request.
+  const auto texts = testing::SyntheticTexts(kHeadReasoning, 3, 5);
+  auto score_after_three = [&](double clip) {
+    DetectionConfig c = Config();
+    EXPECT_TRUE(ApplySetting(c, "engine.content_llr_clip", clip).ok());
+    DetectionEngine engine(c);
+    for (int i = 0; i < 3; ++i) engine.Observe(Event("asker", kT0 + i * 600 * kSec, texts[i]));
+    auto report = engine.Account("asker");
+    return report.has_value() ? report->score : -1.0;
+  };
+  const double full = score_after_three(0);  // off, the default
+  const double clipped = score_after_three(0.5);
+  // Unclipped, three strongly campaign-like requests outweigh the unverified prior (-5) ...
+  EXPECT_GT(full, 0.5);
+  // ... while at most +0.5 a request they cannot: sigmoid(-5 + 3 x 0.5) = 0.03.
+  EXPECT_GT(clipped, 0.0);
+  EXPECT_LT(clipped, 0.05);
+}
+
 TEST(DetectionEngineTest, StagesCanBeSwitchedOff) {
   DetectionConfig c = Config();
   auto stages = StageSwitches::Parse("-cohort,-linkage");

@@ -104,6 +104,11 @@ class EvidenceStage {
   virtual std::string_view name() const = 0;
   // Names of the reasons this stage reports (StageEvidence::reason indexes it).
   virtual const std::vector<std::string_view>& reason_names() const = 0;
+  // True when the stage's per-request evidence is a reading of the prompt's content (the
+  // content model, known-corpus membership, the baseline's correction, the cohort's
+  // attribution). Such readings are not independent of each other, so the engine clips their
+  // sum to DetectionConfig::content_llr_clip before adding the other stages' evidence.
+  virtual bool reads_content() const { return false; }
 
   virtual void OnRequest(RequestView& r, StageEvidence* out) {}
   // `account` is null when judging the account itself.
