@@ -104,6 +104,7 @@ moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::Detect
     if (ts.prior_log_odds) tp.prior_log_odds = *ts.prior_log_odds;
     if (ts.subject_budget) tp.subject_budget = *ts.subject_budget;
     if (ts.pool_budget) tp.pool_budget = *ts.pool_budget;
+    if (ts.evidence_budget) tp.evidence_budget = *ts.evidence_budget;
     if (ts.show_evidence) tp.show_evidence = *ts.show_evidence;
     if (ts.action == "degrade") tp.action = detect::Action::kDegrade;
     if (ts.action == "step_up") tp.action = detect::Action::kStepUp;

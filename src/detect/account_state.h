@@ -53,7 +53,10 @@ struct SubjectState {
   uint8_t restricted = 0;                  // 1 while the subject is restricted (hysteresis)
   uint8_t list = 0;                        // 0 none, 1 allow-listed, 2 deny-listed
   uint8_t history_pos = 0;
-  uint8_t reserved = 0;
+  // Items this subject and another subject asked within the same hour, either way round: it
+  // asked what someone had just asked, or someone asked what it had just asked (saturating).
+  // A class or a team does this; a work queue hands an item out once per pass.
+  uint8_t items_shared_fresh = 0;
   uint64_t campaign_root = 0;              // the campaign this subject was linked to, 0 none
   // --- Detection v2 (see engine.h): the subject's sequential evidence and extraction value.
   float seq_full = 0;    // decayed sum of per-request log-likelihood ratios (all campaign-like)

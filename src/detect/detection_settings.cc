@@ -29,6 +29,10 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"policy.value_half_life_hours", &c.policy.value_half_life_hours, "half-life of the suspected distillation value (the budget window)"},
       {"policy.min_requests_for_pool", &c.policy.min_requests_for_pool, "pooled evidence restricts a subject from its n-th request on"},
       {"policy.pool_min_evidence", &c.policy.pool_min_evidence, "own evidence a subject needs before pooled evidence restricts it"},
+      {"policy.strong_evidence", &c.policy.strong_evidence, "own evidence from which a human-paced subject is held to its tier's evidence budget"},
+      {"policy.human_gap_s", &c.policy.human_gap_s, "mean gap between requests from which a subject is human-paced"},
+      {"policy.human_gap_spread", &c.policy.human_gap_spread, "... and spread (std of log10 gap) of its gaps"},
+      {"policy.shared_items_exempt", &c.policy.shared_items_exempt, "items shared with others within the hour that exempt a subject from its evidence budget"},
       {"policy.multi_user_accounts", &c.policy.multi_user_accounts, "end users from which an account is judged per end user (unless they churn)"},
       // Content (families 1-3).
       {"content.weight", &c.content.weight, "multiplies the content model's clipped log-likelihood ratio"},
@@ -68,6 +72,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"workqueue.machine_gap_s", &c.workqueue.machine_gap_s, "mean gap below which a subject earns no organic credit for shared items"},
       {"workqueue.group_min_items", &c.workqueue.group_min_items, "shared items after which a subject is a group's member"},
       {"workqueue.group_prior", &c.workqueue.group_prior, "standing evidence of a group member"},
+      {"workqueue.group_min_share", &c.workqueue.group_min_share, "share of its requests a member's shared items must be for the standing evidence to hold on every request"},
       // End users (family 4).
       {"end_users.churn_weight", &c.end_users.churn_weight, "prior of an account whose end users churn"},
       {"end_users.churn_min_users", &c.end_users.churn_min_users, "end users before churn is judged"},
@@ -102,6 +107,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
     s.push_back({"tier." + tier + ".prior_log_odds", &c.policy.tiers[t].prior_log_odds, "the tier's prior log-odds"});
     s.push_back({"tier." + tier + ".subject_budget", &c.policy.tiers[t].subject_budget, "suspected value a subject may take"});
     s.push_back({"tier." + tier + ".pool_budget", &c.policy.tiers[t].pool_budget, "suspected value a pool may take"});
+    s.push_back({"tier." + tier + ".evidence_budget", &c.policy.tiers[t].evidence_budget, "suspected value a human-paced subject with strong own evidence may take"});
   }
   return s;
 }

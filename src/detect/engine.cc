@@ -59,6 +59,7 @@ std::string_view RestrictionRuleName(RestrictionRule rule) {
     case RestrictionRule::kPoolBudget: return "pool_budget";
     case RestrictionRule::kDenyList: return "deny_list";
     case RestrictionRule::kHeld: return "held";
+    case RestrictionRule::kEvidenceBudget: return "evidence_budget";
   }
   return "unknown";
 }
@@ -82,14 +83,17 @@ std::string_view TierName(Tier tier) {
 std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultTiers() {
   std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> t{};
   // Budgets are suspected distillation value (answer tokens x posterior) per rolling day.
-  // unverified: about a hundred suspicious answers alone, then verify (step-up).
+  // unverified: about a hundred suspicious answers alone, then verify (step-up); five when
+  // the subject is human-paced and its own evidence is strong (evidence_budget; the other
+  // tiers' evidence budgets equal their subject budgets: a verified or unknown researcher
+  // whose harness happens to be slow and irregular is not held to it).
   // unknown (a request that names no tier, e.g. an offline log): judged like an unverified
   // subject, but its own budget fits one public benchmark run (a researcher we know nothing
   // about), and a restriction degrades rather than asks for a verification it cannot do.
-  t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, Action::kDegrade, false};
-  t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, Action::kStepUp, false};
-  t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, Action::kDegrade, false};
-  t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 1000000, Action::kDegrade, true};
+  t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, 500000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, 1500, Action::kStepUp, false};
+  t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, 2000000, Action::kDegrade, false};
+  t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 1000000, 20000000, Action::kDegrade, true};
   return t;
 }
 
@@ -287,6 +291,12 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
       rule = RestrictionRule::kNone;
     } else if (j.posterior >= p.restrict_posterior && s.value >= tier.subject_budget) {
       rule = RestrictionRule::kSubjectBudget;
+    } else if (j.posterior >= p.restrict_posterior && j.evidence >= p.strong_evidence &&
+               s.value >= tier.evidence_budget && s.requests >= 3 &&
+               s.log_gap.mean() >= std::log10(p.human_gap_s) &&
+               s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread &&
+               s.items_shared_fresh < p.shared_items_exempt) {
+      rule = RestrictionRule::kEvidenceBudget;
     } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
                s.requests >= p.min_requests_for_pool && j.evidence >= p.pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;
@@ -404,8 +414,10 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       v.category = CategoryOf(decider.rule);
       v.reference = Reference(event, eu ? r.end_user_hash : r.account_hash);
       v.reasons.push_back("rule:" + std::string(RestrictionRuleName(decider.rule)));
+      const double budget =
+          decider.rule == RestrictionRule::kEvidenceBudget ? tier.evidence_budget : tier.subject_budget;
       v.reasons.push_back("value:" + std::to_string(static_cast<int64_t>(decider.value)) + "/" +
-                          std::to_string(static_cast<int64_t>(tier.subject_budget)));
+                          std::to_string(static_cast<int64_t>(budget)));
       if (decider.rule == RestrictionRule::kPoolBudget) {
         v.reasons.push_back("pool_value:" + std::to_string(static_cast<int64_t>(decider.pool_value)) + "/" +
                             std::to_string(static_cast<int64_t>(tier.pool_budget)));

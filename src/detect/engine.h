@@ -51,6 +51,9 @@ struct TierPolicy {
   double subject_budget = 20000;    // suspected distillation value (answer tokens, rolling)
                                     // a subject may take before it is restricted
   double pool_budget = 20000;       // ... a pool may take before its suspicious members are
+  // ... a human-paced subject whose own evidence alone reached policy.strong_evidence may take
+  // (one campaign-like request after another, none organic: no pool needed to judge it).
+  double evidence_budget = 1500;
   Action action = Action::kStepUp;  // what a restriction is for this tier
   bool show_evidence = false;       // clients of this tier see the evidence of a restriction
 };
@@ -67,6 +70,20 @@ struct PolicyConfig {
   // ... and only once its own evidence reaches this (log-odds): a pool's prior alone, with a
   // request or two that look only a little campaign-like, is not enough.
   double pool_min_evidence = 3;
+  // Own evidence E from which a human-paced subject is held to its tier's evidence_budget.
+  // Measured (docs/detection.md, "Policy"): organic users' own evidence stays below 9, while
+  // a stealth sybil's passes 16 within its first dozen requests. A subject is human-paced when
+  // its gaps between requests are long (mean at least human_gap_s) and irregular (standard
+  // deviation of log10 of the gap at least human_gap_spread: think times, sessions). Others
+  // (an evaluation harness, a batch job, a script that sleeps between calls) are judged on
+  // their subject budget alone, so a researcher running one benchmark is not held to it.
+  double strong_evidence = 9;
+  double human_gap_s = 15;
+  double human_gap_spread = 0.2;
+  // ... unless it shares items with others within the hour (SubjectState::items_shared_fresh,
+  // the work-queue stage): this many times marks a class or a team, judged by the pools as
+  // before. (A work queue re-issuing one lost item to a fresh account makes one.)
+  double shared_items_exempt = 3;
   // Accounts naming at least this many end users are restricted as a whole only when their end
   // users churn (a fresh `user` on most requests: EndUserStageConfig); otherwise per end
   // user, so that a reseller's real customers are not cut off for its campaign end users.
@@ -136,7 +153,7 @@ struct DetectionConfig {
 enum class ListEntry { kNone, kAllow, kDeny };
 
 // Why a subject was restricted (SubjectState::restricted_by).
-enum class RestrictionRule : uint8_t { kNone = 0, kSubjectBudget, kPoolBudget, kDenyList, kHeld };
+enum class RestrictionRule : uint8_t { kNone = 0, kSubjectBudget, kPoolBudget, kDenyList, kHeld, kEvidenceBudget };
 std::string_view RestrictionRuleName(RestrictionRule rule);
 
 struct AccountReport {

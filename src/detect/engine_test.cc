@@ -263,6 +263,43 @@ TEST(DetectionEngineTest, TheContentReadingStagesCountOnceTogether) {
   EXPECT_LT(clipped, 0.05);
 }
 
+TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAndAVerifiedOneAreNot) {
+  // One reasoning-harvest item after another, none organic: own evidence passes
+  // policy.strong_evidence (9) within a few requests. Irregular, human gaps (2 to 13 minutes).
+  const auto texts = testing::SyntheticTexts(kHeadReasoning, 40, 6);
+  const int64_t human_gaps_s[] = {130, 420, 250, 780, 160, 600, 310, 200, 520, 140};
+  auto first_restriction = [&](const std::string& tier, bool human, Verdict* out) {
+    DetectionEngine engine(Config());
+    int64_t t = kT0;
+    for (int i = 0; i < 30; ++i) {
+      t += (human ? human_gaps_s[i % 10] : 20) * kSec;  // a script sleeps 20 s between calls
+      Verdict v = engine.Observe(Event("harvester-" + tier, t, texts[i], tier));
+      if (v.action != Action::kAllow) {
+        *out = v;
+        return i;
+      }
+    }
+    return -1;
+  };
+  Verdict v;
+  const int human = first_restriction("unverified", true, &v);
+  // After about five answers (evidence budget 1,500 tokens, 300 an answer), far below the
+  // unverified subject budget (30,000: a hundred answers).
+  ASSERT_GE(human, 4);
+  ASSERT_LE(human, 9);
+  EXPECT_EQ(v.action, Action::kStepUp);
+  EXPECT_EQ(v.category, "automated_extraction");
+  std::string all;
+  for (const auto& r : v.reasons) all += r + " ";
+  EXPECT_NE(all.find("rule:evidence_budget"), std::string::npos) << all;
+  EXPECT_NE(all.find("value:"), std::string::npos) << all;
+  EXPECT_NE(all.find("/1500"), std::string::npos) << all;
+  // A script with a steady 20-second sleep, and a verified person: their subject budgets
+  // (30,000 and 2,000,000 tokens) hold for these 30 requests.
+  EXPECT_EQ(first_restriction("unverified", false, &v), -1);
+  EXPECT_EQ(first_restriction("verified", true, &v), -1);
+}
+
 TEST(DetectionEngineTest, StagesCanBeSwitchedOff) {
   DetectionConfig c = Config();
   auto stages = StageSwitches::Parse("-cohort,-linkage");

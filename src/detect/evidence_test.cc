@@ -292,6 +292,65 @@ TEST(WorkQueueStageTest, MachinePacedSubjectsEarnNoCrowdCredit) {
   EXPECT_GT(s["student"].items_dense, 0.0f);
 }
 
+TEST(WorkQueueStageTest, SharingWithinTheHourIsCountedBothWaysRound) {
+  WorkQueueStage stage({});
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 20, 72);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+    Req r(who, text, t);
+    ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
+    StageEvidence out;
+    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
+    return out;
+  };
+  // The first student asks item 0; a classmate asks it ten minutes later: the classmate asked
+  // what someone had just asked, and the first student was followed (counted at its next
+  // request).
+  ask("first", items[0], kT0);
+  ask("second", items[0], kT0 + 600 * kSec);
+  EXPECT_EQ(s["second"].items_shared_fresh, 1);
+  EXPECT_EQ(s["first"].items_shared_fresh, 0);
+  ask("first", items[1], kT0 + 900 * kSec);
+  EXPECT_EQ(s["first"].items_shared_fresh, 1);
+  // A work queue hands item 5 out again hours later: not shared within the hour.
+  ask("q1", items[5], kT0 + kHour);
+  ask("q2", items[5], kT0 + 6 * kHour);
+  ask("q1", items[6], kT0 + 7 * kHour);
+  EXPECT_EQ(s["q1"].items_shared_fresh, 0);
+  EXPECT_EQ(s["q2"].items_shared_fresh, 0);
+}
+
+TEST(WorkQueueStageTest, AClassMemberKeepsItsGroupCreditOnItsOtherRequests) {
+  WorkQueueStage stage({});
+  const auto homework = testing::SyntheticTexts(kHeadBenchmark, 6, 73);
+  const auto other = testing::SyntheticTexts(kHeadReasoning, 2, 74);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+    Req r(who, text, t);
+    ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
+    StageEvidence out;
+    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
+    return out;
+  };
+  // Two classmates work through the same set together, a few minutes apart.
+  const int64_t t1 = kT0 + 2 * kHour;
+  for (int i = 0; i < 5; ++i) {
+    ask("ann", homework[i], t1 + i * 600 * kSec);
+    ask("ben", homework[i], t1 + i * 600 * kSec + 120 * kSec);
+  }
+  ASSERT_GE(s["ben"].items_dense, 3.0f);
+  // Ben's question of his own, no classmate's item: he is still a member of the class.
+  StageEvidence own = ask("ben", other[0], t1 + 3600 * kSec);
+  EXPECT_EQ(own.prior, -6.0f);
+  // A subject that shared a few items but mostly asks its own is no group's member there.
+  SubjectState lone = s["ben"];
+  lone.requests = 100;
+  Req r("ben", other[1], t1 + 4000 * kSec);
+  StageEvidence out;
+  stage.OnSubject(r.View(), SubjectRole::kAccount, lone, nullptr, &out);
+  EXPECT_EQ(out.prior, 0.0f);
+}
+
 TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
   auto model = testing::SyntheticModel();
   auto baseline = std::make_shared<OrganicBaseline>(OrganicBaseline::Config{}, model->content.organic_distribution(), 0.9);

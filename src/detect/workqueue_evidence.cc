@@ -1,5 +1,7 @@
 #include "detect/workqueue_evidence.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cmath>
 
@@ -25,6 +27,8 @@ WorkQueueStage::WorkQueueStage(WorkQueueStageConfig config)
       memory_ns_(config.memory_hours * kHourNs),
       per_shard_(std::max<size_t>(64, config.max_entries / kShards)) {
   for (int i = 0; i < kShards; ++i) shards_.push_back(std::make_unique<Shard>());
+  followed_ = std::make_unique<std::atomic<uint64_t>[]>(kFollowedSlots);
+  for (size_t i = 0; i < kFollowedSlots; ++i) followed_[i].store(0, std::memory_order_relaxed);
 }
 
 const std::vector<std::string_view>& WorkQueueStage::reason_names() const {
@@ -81,12 +85,28 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
                                const AccountSummary*, StageEvidence* out) {
   // The asker is the finest subject: the end user when the request names one.
   if (role == SubjectRole::kAccount && r.end_user_hash != 0) return;
+  const uint32_t me = AskerId(role == SubjectRole::kAccount ? r.account_hash : r.end_user_hash);
+  const uint32_t now_minute = static_cast<uint32_t>(r.now_ns / 60'000'000'000LL);
+  // Was this subject followed since its last request? (Counted once per following.)
+  {
+    std::atomic<uint64_t>& slot = followed_[me & (kFollowedSlots - 1)];
+    uint64_t seen = slot.load(std::memory_order_relaxed);
+    if (seen >> 32 == me && now_minute - static_cast<uint32_t>(seen) <= memory_ns_ / 60'000'000'000LL &&
+        slot.compare_exchange_strong(seen, 0, std::memory_order_relaxed) && s.items_shared_fresh < 255) {
+      ++s.items_shared_fresh;
+    }
+  }
+  // A group's member (a class, a team) stays one: its standing evidence holds on every request,
+  // not only on those that repeat the group's items.
+  if (s.items_dense >= config_.group_min_items && s.items_shared_fresh >= config_.group_min_items &&
+      s.items_dense >= config_.group_min_share * static_cast<double>(s.requests)) {
+    out->prior = static_cast<float>(config_.group_prior);
+    out->reason = 1;
+  }
   const ItemSketch& item = r.features.item;
   if (!item.valid) return;
-  const uint32_t me = AskerId(role == SubjectRole::kAccount ? r.account_hash : r.end_user_hash);
 
   // Other subjects that asked this item: those seen on at least kMinBandVotes of its bands.
-  const uint32_t now_minute = static_cast<uint32_t>(r.now_ns / 60'000'000'000LL);
   std::array<uint32_t, kCorpusBands * kAskers> cand{};
   std::array<uint8_t, kCorpusBands * kAskers> votes{};
   std::array<uint32_t, kCorpusBands * kAskers> last_minute{};
@@ -134,7 +154,15 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   for (int k = 0; k < ncand; ++k) {
     if (votes[k] < kMinBandVotes) continue;
     any = true;
-    fresh += now_minute - last_minute[k] <= config_.fresh_minutes ? 1 : 0;
+    if (now_minute - last_minute[k] <= config_.fresh_minutes) {
+      ++fresh;
+      // Only campaign-like items mark a following (cover traffic drawn from popular prompts
+      // would mark every campaign account that uses it).
+      if (r.features.content.combined >= config_.min_content_llr && r.features.content.top_head != kHeadJailbreak) {
+        followed_[cand[k] & (kFollowedSlots - 1)].store(static_cast<uint64_t>(cand[k]) << 32 | now_minute,
+                                                        std::memory_order_relaxed);
+      }
+    }
     const bool known = std::find(s.co_askers.begin(), s.co_askers.end(), cand[k]) != s.co_askers.end();
     dense = dense || known;
     if (!known) {
@@ -149,6 +177,11 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   // Only shared *campaign-like* items say something: cover traffic made of popular organic
   // prompts earns no credit.
   const float content = r.features.content.combined;
+  // (Jailbreak templates excepted, as below: probing campaigns share them.)
+  if (content >= config_.min_content_llr && r.features.content.top_head != kHeadJailbreak && fresh > 0 &&
+      s.items_shared_fresh < 255) {
+    ++s.items_shared_fresh;
+  }
   if (content < config_.min_content_llr) {
     if (!popular && !dense) s.items_diffuse += 1;
     return;
@@ -170,7 +203,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   if (fresh > 0) return;
   s.items_diffuse += 1;
   out->request_llr = static_cast<float>(config_.diffuse_llr * std::min(1.0f, content / 3.0f));
-  out->reason = 0;
+  if (out->prior == 0) out->reason = 0;
 }
 
 }  // namespace moat::detect

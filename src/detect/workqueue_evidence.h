@@ -39,6 +39,11 @@ struct WorkQueueStageConfig {
   double popular_llr = -8.0;    // evidence of a campaign-like item many asked within the hour
   double group_min_items = 3;   // shared items after which the subject is a group's member
   double group_prior = -6.0;    // standing evidence of a group member (a class, a team)
+  // A member keeps that standing evidence on every request (not only on those repeating the
+  // group's items) while it also shared group_min_items items within the hour and shared items
+  // are at least this share of its requests: a class works on the same set together, while a
+  // sweep's or a queue's accounts overlap now and then.
+  double group_min_share = 0.3;
   double min_content_llr = 0.5; // diffuse repeats count only for content at least this campaign-like
   // An item is "popular" when fresh_askers other subjects asked it within fresh_minutes: a
   // class or a team asks the same things at the same time, a work queue hands an item out once
@@ -90,6 +95,11 @@ class WorkQueueStage final : public EvidenceStage {
   int64_t memory_ns_;
   size_t per_shard_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  // Subjects that someone followed: another subject asked an item within fresh_minutes after
+  // them. Slot (asker & mask) holds asker << 32 | minute; a lossy, fixed-size table (a lost
+  // entry only loses a subject one count of SubjectState::items_shared_fresh).
+  static constexpr size_t kFollowedSlots = 1 << 16;
+  std::unique_ptr<std::atomic<uint64_t>[]> followed_;
 };
 
 }  // namespace moat::detect

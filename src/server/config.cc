@@ -279,8 +279,8 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       }
       const toml::table* t = node.as_table();
       if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
-      MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "action",
-                                                 "show_evidence", "hardening"}));
+      MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "evidence_budget",
+                                                 "action", "show_evidence", "hardening"}));
       DetectionTierSettings ts;
       double x = 0;
       bool b = false;
@@ -297,6 +297,11 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
         MOAT_RETURN_IF_ERROR(Get(*t, "pool_budget", where, &x));
         if (x < 0) return moat::InvalidArgumentError(where + ".pool_budget must be >= 0");
         ts.pool_budget = x;
+      }
+      if (t->get("evidence_budget")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "evidence_budget", where, &x));
+        if (x < 0) return moat::InvalidArgumentError(where + ".evidence_budget must be >= 0");
+        ts.evidence_budget = x;
       }
       MOAT_RETURN_IF_ERROR(Get(*t, "action", where, &ts.action));
       if (!ts.action.empty() && ts.action != "degrade" && ts.action != "step_up" && ts.action != "throttle" &&

@@ -136,6 +136,7 @@ struct DetectionTierSettings {
   std::optional<double> prior_log_odds;
   std::optional<double> subject_budget;  // suspected distillation value (answer tokens, rolling day)
   std::optional<double> pool_budget;
+  std::optional<double> evidence_budget;  // ... for a human-paced subject with strong own evidence
   std::string action;                    // degrade | step_up | throttle | block; "" default
   std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
   // [detection.tiers.<tier>.hardening]: the detection-level profile with these keys overridden.

@@ -171,6 +171,25 @@ TEST(ConfigTest, HardeningKeysHaveSafeDefaults) {
   EXPECT_EQ(cfg.detection.max_evicted_subjects, 4'000'000u);
 }
 
+TEST(ConfigTest, ParsesTierBudgets) {
+  auto cfg = ParseGatewayConfig(R"(
+[detection.tiers.unverified]
+subject_budget = 40000
+evidence_budget = 2500
+)");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  const auto& t = cfg->detection.tiers.at("unverified");
+  EXPECT_EQ(t.subject_budget, 40000);
+  EXPECT_EQ(t.evidence_budget, 2500);
+  EXPECT_FALSE(t.pool_budget.has_value());
+  for (const char* bad : {"[detection.tiers.unverified]\nevidence_budget = -1\n",
+                          "[detection.tiers.unverified]\nevidence_budgets = 1\n"}) {
+    auto r = ParseGatewayConfig(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("evidence_budget"), std::string::npos) << r.status().message();
+  }
+}
+
 TEST(ConfigTest, ParsesResponseHardeningWithTierOverrides) {
   auto cfg = ParseGatewayConfig(R"(
 [detection.hardening]

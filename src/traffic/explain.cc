@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 
 #include "traffic/scorer.h"
 
@@ -14,6 +15,15 @@ void Explainer::AddLabel(const SubjectLabel& l) {
 
 void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) {
   std::string key = SubjectKey(e.account_id, e.end_user);
+  for (const std::string& r : v.reasons) {
+    if (r.rfind("evidence:", 0) == 0) {
+      Peak& p = peak_[group_of_.count(key) ? key : SubjectKey(e.account_id, "")];
+      p.evidence = std::max(p.evidence, std::strtod(r.c_str() + 9, nullptr));
+    } else if (r.rfind("value:", 0) == 0) {
+      Peak& p = peak_[group_of_.count(key) ? key : SubjectKey(e.account_id, "")];
+      p.value = std::max(p.value, std::strtod(r.c_str() + 6, nullptr));
+    }
+  }
   if (v.action == detect::Action::kAllow) {
     auto g = group_of_.find(key);
     if (g == group_of_.end()) g = group_of_.find(SubjectKey(e.account_id, ""));
@@ -57,6 +67,13 @@ void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) 
     if (!line.empty()) line += ' ';
     line += r;
   }
+  for (const std::string& r : v.reasons) {
+    const size_t colon = r.find(':');
+    if (colon == std::string::npos || r.find('.') > colon) continue;  // "stage.reason:+x" only
+    auto& [sum, n] = group.contribution[r.substr(0, colon)];
+    sum += std::strtod(r.c_str() + colon + 1, nullptr);
+    ++n;
+  }
   // The largest stage contribution is the first reason of the form "stage.reason:+x".
   for (const std::string& r : v.reasons) {
     const size_t colon = r.find(':');
@@ -84,8 +101,26 @@ std::string Explainer::Summary(int samples) const {
     for (const auto& [stage, n] : g.stages) top.emplace_back(n, stage);
     std::sort(top.rbegin(), top.rend());
     for (size_t i = 0; i < top.size() && i < 4; ++i) out += " " + top[i].second + "=" + std::to_string(top[i].first);
+    out += "\n    mean contribution (subjects):";
+    for (const auto& [reason, c] : g.contribution) {
+      std::snprintf(buf, sizeof(buf), " %s %+.2f (%d)", reason.c_str(), c.first / c.second, c.second);
+      out += buf;
+    }
     out += "\n";
     for (int i = 0; i < samples && i < static_cast<int>(g.samples.size()); ++i) out += "    " + g.samples[i] + "\n";
+  }
+  // Peak own evidence of every group's subjects (those that ever reached explain_posterior).
+  std::map<std::string, std::array<int, 6>> peaks;
+  for (const auto& [key, p] : peak_) {
+    auto g = group_of_.find(key);
+    if (g == group_of_.end()) continue;
+    const double x = p.evidence;
+    ++peaks[g->second][x < 3 ? 0 : x < 6 ? 1 : x < 9 ? 2 : x < 12 ? 3 : x < 16 ? 4 : 5];
+  }
+  out += "peak own evidence E of subjects that reached the explain posterior: <3 3-6 6-9 9-12 12-16 >=16\n";
+  for (const auto& [name, h] : peaks) {
+    std::snprintf(buf, sizeof(buf), "  %-34s %6d %6d %6d %6d %6d %6d\n", name.c_str(), h[0], h[1], h[2], h[3], h[4], h[5]);
+    out += buf;
   }
   // Campaign subjects never restricted: how suspicious they got.
   std::map<std::string, std::vector<const Missed*>> missed_by_group;

@@ -1,8 +1,8 @@
 #pragma once
 // Explainer: why a detector restricted whom. It records, for every labelled subject, the
 // reasons of its first restricted verdict, and summarises them per campaign variant and
-// organic persona (which rule and which evidence stage restricted them), with a few sample
-// reason lines. The tuning aid behind `moat-bench traffic run --explain`.
+// organic persona (which rule and which evidence stage restricted them, and each stage's mean
+// contribution at that verdict), with a few sample reason lines. The tuning aid behind `moat-bench traffic run --explain`.
 
 #include <map>
 #include <string>
@@ -28,6 +28,7 @@ class Explainer {
   struct Group {
     int restricted = 0;
     std::map<std::string, int> rules, stages;
+    std::map<std::string, std::pair<double, int>> contribution;  // stage.reason -> sum, count
     std::vector<std::string> samples;
   };
   std::unordered_map<std::string, std::string> group_of_;  // subject key -> group name
@@ -39,6 +40,12 @@ class Explainer {
     std::vector<std::string> trace;  // every verdict, when tracing
   };
   std::unordered_map<std::string, Missed> missed_;
+  // Every labelled subject's peak own evidence E (read from its verdicts' reasons; verdicts
+  // below the engine's explain_posterior carry none) and its peak suspected value.
+  struct Peak {
+    double evidence = -1e9, value = 0;
+  };
+  std::unordered_map<std::string, Peak> peak_;
   bool trace_ = false;
   std::map<std::string, Group> groups_;
 };
