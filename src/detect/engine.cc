@@ -477,7 +477,10 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   r.distinct_end_users = s.end_users.Estimate();
   r.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
   r.value = s.value;
-  r.budget = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)].subject_budget;
+  const TierPolicy& tier = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)];
+  r.budget = r.restricted && static_cast<RestrictionRule>(s.restricted_by) == RestrictionRule::kEvidenceBudget
+                 ? tier.evidence_budget
+                 : tier.subject_budget;
   r.items_spread = s.items_diffuse;
   r.items_shared = s.items_dense;
   for (int k = 0; k < kNumSignals; ++k) r.signal_rates[k] = s.n > 0 ? s.signal[k] / s.n : 0;

@@ -168,6 +168,7 @@ struct AccountReport {
   double distinct_ips = 0, distinct_prefixes = 0, distinct_skeletons = 0, distinct_end_users = 0;
   double evidence = 0;               // its own sequential evidence E (log-odds)
   double value = 0, budget = 0;      // suspected distillation value taken, its subject budget
+                                     // (its evidence budget when that restricted it)
   double items_spread = 0, items_shared = 0;  // work-queue repeats: diffuse, dense
   std::array<double, kNumSignals> signal_rates{};  // share of requests with each signal
   std::vector<std::pair<int64_t, double>> history;  // (unix seconds, score), oldest first

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <thread>
 
 #include "detect/detection_settings.h"
@@ -268,6 +269,7 @@ TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAn
   // policy.strong_evidence (9) within a few requests. Irregular, human gaps (2 to 13 minutes).
   const auto texts = testing::SyntheticTexts(kHeadReasoning, 40, 6);
   const int64_t human_gaps_s[] = {130, 420, 250, 780, 160, 600, 310, 200, 520, 140};
+  std::optional<AccountReport> report;
   auto first_restriction = [&](const std::string& tier, bool human, Verdict* out) {
     DetectionEngine engine(Config());
     int64_t t = kT0;
@@ -276,6 +278,7 @@ TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAn
       Verdict v = engine.Observe(Event("harvester-" + tier, t, texts[i], tier));
       if (v.action != Action::kAllow) {
         *out = v;
+        report = engine.Account("harvester-" + tier);
         return i;
       }
     }
@@ -294,6 +297,10 @@ TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAn
   EXPECT_NE(all.find("rule:evidence_budget"), std::string::npos) << all;
   EXPECT_NE(all.find("value:"), std::string::npos) << all;
   EXPECT_NE(all.find("/1500"), std::string::npos) << all;
+  // The admin view names the rule and the budget that restricted it.
+  ASSERT_TRUE(report.has_value());
+  EXPECT_EQ(report->restricted_by, "evidence_budget");
+  EXPECT_EQ(report->budget, 1500);
   // A script with a steady 20-second sleep, and a verified person: their subject budgets
   // (30,000 and 2,000,000 tokens) hold for these 30 requests.
   EXPECT_EQ(first_restriction("unverified", false, &v), -1);
