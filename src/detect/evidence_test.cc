@@ -262,18 +262,22 @@ TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
   EXPECT_LE(popular.request_llr, -3.0f);
 }
 
-TEST(WorkQueueStageTest, MachinePacedSubjectsEarnNoCrowdCredit) {
-  WorkQueueStage stage({});
-  const auto items = testing::SyntheticTexts(kHeadReasoning, 20, 71);
-  std::unordered_map<std::string, SubjectState> s;
-  // As the engine does: the subject's pacing is observed before the stages judge it.
-  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+// Asks `stage` as the engine does: the subject's pacing is observed before the stages judge it.
+auto PacedAsker(WorkQueueStage& stage, std::unordered_map<std::string, SubjectState>& s) {
+  return [&stage, &s](const std::string& who, const std::string& text, int64_t t) {
     Req r(who, text, t);
     ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
     StageEvidence out;
     stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
     return out;
   };
+}
+
+TEST(WorkQueueStageTest, MachinePacedSubjectsEarnNoCrowdCredit) {
+  WorkQueueStage stage({});
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 20, 71);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = PacedAsker(stage, s);
   // A crowd asks items 0..9 within minutes of each other.
   const int64_t t1 = kT0 + 2 * kHour;
   for (int k = 0; k < 4; ++k) {
@@ -296,13 +300,7 @@ TEST(WorkQueueStageTest, SharingWithinTheHourIsCountedBothWaysRound) {
   WorkQueueStage stage({});
   const auto items = testing::SyntheticTexts(kHeadReasoning, 20, 72);
   std::unordered_map<std::string, SubjectState> s;
-  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
-    Req r(who, text, t);
-    ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
-    StageEvidence out;
-    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
-    return out;
-  };
+  auto ask = PacedAsker(stage, s);
   // The first student asks item 0; a classmate asks it ten minutes later: the classmate asked
   // what someone had just asked, and the first student was followed (counted at its next
   // request).
@@ -325,13 +323,7 @@ TEST(WorkQueueStageTest, AClassMemberKeepsItsGroupCreditOnItsOtherRequests) {
   const auto homework = testing::SyntheticTexts(kHeadBenchmark, 6, 73);
   const auto other = testing::SyntheticTexts(kHeadReasoning, 2, 74);
   std::unordered_map<std::string, SubjectState> s;
-  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
-    Req r(who, text, t);
-    ObserveRequest(s[who], r.features, "70.1.2.3", t, DecayConfig{});
-    StageEvidence out;
-    stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
-    return out;
-  };
+  auto ask = PacedAsker(stage, s);
   // Two classmates work through the same set together, a few minutes apart.
   const int64_t t1 = kT0 + 2 * kHour;
   for (int i = 0; i < 5; ++i) {
