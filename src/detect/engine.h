@@ -12,7 +12,9 @@
 //      request's expected answer tokens x p (decayed: a rolling budget);
 //   4. the policy restricts a subject whose posterior reached `restrict_posterior` once its own
 //      value exceeds its tier's subject budget, or the value of a pool it belongs to (shifted
-//      cohort, linked campaign, a reseller's end users) exceeds the tier's pool budget. A
+//      cohort, linked campaign, a reseller's end users) exceeds the tier's pool budget, or,
+//      when its own evidence alone is strong and its pace a person's, once its value exceeds
+//      the tier's (small) evidence budget (PolicyConfig::strong_evidence). A
 //      restricted subject stays restricted while p >= `release_posterior` and its tier is the
 //      same; a tier change (a step-up verification, or its expiry) ends that hold and the
 //      subject is judged afresh under the new tier's budgets (its value is kept).
