@@ -50,6 +50,12 @@ const char* CategoryOf(RestrictionRule rule) {
   }
 }
 
+// The budget a subject restricted by `rule` spent (its subject budget unless the evidence
+// budget restricted it).
+double SpentBudget(const TierPolicy& tier, RestrictionRule rule) {
+  return rule == RestrictionRule::kEvidenceBudget ? tier.evidence_budget : tier.subject_budget;
+}
+
 }  // namespace
 
 std::string_view RestrictionRuleName(RestrictionRule rule) {
@@ -414,10 +420,8 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       v.category = CategoryOf(decider.rule);
       v.reference = Reference(event, eu ? r.end_user_hash : r.account_hash);
       v.reasons.push_back("rule:" + std::string(RestrictionRuleName(decider.rule)));
-      const double budget =
-          decider.rule == RestrictionRule::kEvidenceBudget ? tier.evidence_budget : tier.subject_budget;
       v.reasons.push_back("value:" + std::to_string(static_cast<int64_t>(decider.value)) + "/" +
-                          std::to_string(static_cast<int64_t>(budget)));
+                          std::to_string(static_cast<int64_t>(SpentBudget(tier, decider.rule))));
       if (decider.rule == RestrictionRule::kPoolBudget) {
         v.reasons.push_back("pool_value:" + std::to_string(static_cast<int64_t>(decider.pool_value)) + "/" +
                             std::to_string(static_cast<int64_t>(tier.pool_budget)));
@@ -478,9 +482,7 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   r.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
   r.value = s.value;
   const TierPolicy& tier = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)];
-  r.budget = r.restricted && static_cast<RestrictionRule>(s.restricted_by) == RestrictionRule::kEvidenceBudget
-                 ? tier.evidence_budget
-                 : tier.subject_budget;
+  r.budget = r.restricted ? SpentBudget(tier, static_cast<RestrictionRule>(s.restricted_by)) : tier.subject_budget;
   r.items_spread = s.items_diffuse;
   r.items_shared = s.items_dense;
   for (int k = 0; k < kNumSignals; ++k) r.signal_rates[k] = s.n > 0 ? s.signal[k] / s.n : 0;

@@ -25,6 +25,7 @@ uint32_t AskerId(uint64_t subject_hash) { return static_cast<uint32_t>(Mix64(sub
 WorkQueueStage::WorkQueueStage(WorkQueueStageConfig config)
     : config_(config),
       memory_ns_(config.memory_hours * kHourNs),
+      memory_minutes_(static_cast<uint32_t>(config.memory_hours * 60)),
       per_shard_(std::max<size_t>(64, config.max_entries / kShards)) {
   for (int i = 0; i < kShards; ++i) shards_.push_back(std::make_unique<Shard>());
   followed_ = std::make_unique<std::atomic<uint64_t>[]>(kFollowedSlots);
@@ -91,7 +92,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   {
     std::atomic<uint64_t>& slot = followed_[me & (kFollowedSlots - 1)];
     uint64_t seen = slot.load(std::memory_order_relaxed);
-    if (seen >> 32 == me && now_minute - static_cast<uint32_t>(seen) <= memory_ns_ / 60'000'000'000LL &&
+    if (seen >> 32 == me && now_minute - static_cast<uint32_t>(seen) <= memory_minutes_ &&
         slot.compare_exchange_strong(seen, 0, std::memory_order_relaxed) && s.items_shared_fresh < 255) {
       ++s.items_shared_fresh;
     }

@@ -93,6 +93,7 @@ class WorkQueueStage final : public EvidenceStage {
 
   WorkQueueStageConfig config_;
   int64_t memory_ns_;
+  uint32_t memory_minutes_;
   size_t per_shard_;
   std::vector<std::unique_ptr<Shard>> shards_;
   // Subjects that someone followed: another subject asked an item within fresh_minutes after

@@ -16,13 +16,9 @@ void Explainer::AddLabel(const SubjectLabel& l) {
 void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) {
   std::string key = SubjectKey(e.account_id, e.end_user);
   for (const std::string& r : v.reasons) {
-    if (r.rfind("evidence:", 0) == 0) {
-      Peak& p = peak_[group_of_.count(key) ? key : SubjectKey(e.account_id, "")];
-      p.evidence = std::max(p.evidence, std::strtod(r.c_str() + 9, nullptr));
-    } else if (r.rfind("value:", 0) == 0) {
-      Peak& p = peak_[group_of_.count(key) ? key : SubjectKey(e.account_id, "")];
-      p.value = std::max(p.value, std::strtod(r.c_str() + 6, nullptr));
-    }
+    if (r.rfind("evidence:", 0) != 0) continue;
+    auto it = peak_evidence_.try_emplace(group_of_.count(key) ? key : SubjectKey(e.account_id, ""), -1e9).first;
+    it->second = std::max(it->second, std::strtod(r.c_str() + 9, nullptr));
   }
   if (v.action == detect::Action::kAllow) {
     auto g = group_of_.find(key);
@@ -111,10 +107,9 @@ std::string Explainer::Summary(int samples) const {
   }
   // Peak own evidence of every group's subjects (those that ever reached explain_posterior).
   std::map<std::string, std::array<int, 6>> peaks;
-  for (const auto& [key, p] : peak_) {
+  for (const auto& [key, x] : peak_evidence_) {
     auto g = group_of_.find(key);
     if (g == group_of_.end()) continue;
-    const double x = p.evidence;
     ++peaks[g->second][x < 3 ? 0 : x < 6 ? 1 : x < 9 ? 2 : x < 12 ? 3 : x < 16 ? 4 : 5];
   }
   out += "peak own evidence E of subjects that reached the explain posterior: <3 3-6 6-9 9-12 12-16 >=16\n";

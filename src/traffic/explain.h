@@ -2,7 +2,8 @@
 // Explainer: why a detector restricted whom. It records, for every labelled subject, the
 // reasons of its first restricted verdict, and summarises them per campaign variant and
 // organic persona (which rule and which evidence stage restricted them, and each stage's mean
-// contribution at that verdict), with a few sample reason lines. The tuning aid behind `moat-bench traffic run --explain`.
+// contribution at that verdict), with a few sample reason lines and each group's peak own
+// evidence. The tuning aid behind `moat-bench traffic run --explain`.
 
 #include <map>
 #include <string>
@@ -41,11 +42,8 @@ class Explainer {
   };
   std::unordered_map<std::string, Missed> missed_;
   // Every labelled subject's peak own evidence E (read from its verdicts' reasons; verdicts
-  // below the engine's explain_posterior carry none) and its peak suspected value.
-  struct Peak {
-    double evidence = -1e9, value = 0;
-  };
-  std::unordered_map<std::string, Peak> peak_;
+  // below the engine's explain_posterior carry none).
+  std::unordered_map<std::string, double> peak_evidence_;
   bool trace_ = false;
   std::map<std::string, Group> groups_;
 };
