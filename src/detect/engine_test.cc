@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -158,37 +159,58 @@ TEST(DetectionEngineTest, AVerifiedResearcherRunningOneBenchmarkStaysWithinBudge
   EXPECT_LT(r->value, r->budget);         // ... but one run fits the verified budget
 }
 
-TEST(DetectionEngineTest, ASybilCohortIsCaughtAsOneWhileItsOrganicNewcomersAreNot) {
-  DetectionConfig c = Config();
-  ASSERT_TRUE(ApplySetting(c, "cohort.min_members", 10).ok());
-  ASSERT_TRUE(ApplySetting(c, "baseline.min_feature_requests", 300).ok());
-  ASSERT_TRUE(ApplySetting(c, "cohort.min_cohort_features", 3000).ok());
+// Hour 14, after 14 hours of established organic users (the baseline): 150 newcomers of
+// `tier`, 120 of them a campaign sending one item each round, 30 organic. Counts the subjects of
+// each kind that were restricted.
+struct CohortOutcome {
+  int sybils = 0, newbies = 0;
+};
+CohortOutcome RunNewcomerCohort(DetectionConfig c, const std::string& tier, int rounds) {
+  EXPECT_TRUE(ApplySetting(c, "cohort.min_members", 10).ok());
+  EXPECT_TRUE(ApplySetting(c, "baseline.min_feature_requests", 300).ok());
+  EXPECT_TRUE(ApplySetting(c, "cohort.min_cohort_features", 3000).ok());
   DetectionEngine engine(c);
   int restricted = 0;
-  RunOrganic(engine, 60, kT0, 14, &restricted);  // established users: the baseline
-  ASSERT_EQ(restricted, 0);
-  // Hour 14: 150 newcomers, 120 of them a campaign sending three or four items each; 30 organic.
+  RunOrganic(engine, 60, kT0, 14, &restricted);
+  EXPECT_EQ(restricted, 0);
   const auto campaign = testing::SyntheticTexts(kHeadInstruction, 1000, 6);
   const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 1000, 7);
   std::map<std::string, bool> flagged;
   int k = 0;
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < rounds; ++round) {
     for (int a = 0; a < 150; ++a) {
       const bool bad = a < 120;
       const std::string id = (bad ? "sybil" : "newbie") + std::to_string(a);
       Verdict v = engine.Observe(Event(id, kT0 + 14 * kHour + (round * 150 + a) * 40 * kSec,
-                                       bad ? campaign[k % 1000] : organic[k % 1000]));
+                                       bad ? campaign[k % 1000] : organic[k % 1000], tier));
       ++k;
       if (v.action != Action::kAllow) flagged[id] = true;
     }
   }
-  int sybils = 0, newbies = 0;
-  for (const auto& [id, f] : flagged) (id.rfind("sybil", 0) == 0 ? sybils : newbies) += f;
-  EXPECT_GE(sybils, 108);  // >= 90 %
-  EXPECT_EQ(newbies, 0);
+  CohortOutcome out;
+  for (const auto& [id, f] : flagged) (id.rfind("sybil", 0) == 0 ? out.sybils : out.newbies) += f;
   bool shifted = false;
   for (const auto& co : engine.Cohorts()) shifted = shifted || co.shifted;
   EXPECT_TRUE(shifted);
+  return out;
+}
+
+TEST(DetectionEngineTest, ASybilCohortIsCaughtAsOneWhileItsOrganicNewcomersAreNot) {
+  const CohortOutcome out = RunNewcomerCohort(Config(), "unverified", 4);
+  EXPECT_GE(out.sybils, 108);  // >= 90 %
+  EXPECT_EQ(out.newbies, 0);
+}
+
+// Enterprise accounts are trusted with a pool budget five times the other tiers' (100,000),
+// not fifty: a campaign that opens or buys enterprise accounts is still caught as a cohort.
+TEST(DetectionEngineTest, AnEnterpriseSybilCohortIsCaughtOnceItsPoolPassesTheEnterpriseBudget) {
+  const CohortOutcome out = RunNewcomerCohort(Config(), "enterprise", 6);
+  EXPECT_GE(out.sybils, 108);
+  EXPECT_EQ(out.newbies, 0);
+  // The budget is what restricts them: at the former 1,000,000 the cohort never spends it.
+  DetectionConfig generous = Config();
+  ASSERT_TRUE(ApplySetting(generous, "tier.enterprise.pool_budget", 1e6).ok());
+  EXPECT_EQ(RunNewcomerCohort(generous, "enterprise", 6).sybils, 0);
 }
 
 TEST(DetectionEngineTest, AResellerIsJudgedPerEndUserAndAChurningClientAsAWhole) {
