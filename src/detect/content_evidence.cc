@@ -19,8 +19,8 @@ const std::vector<std::string_view>& ContentStage::reason_names() const {
 
 void ContentStage::OnRequest(RequestView& r, StageEvidence* out) {
   const RequestFeatures& f = r.features;
-  const float llr = std::clamp(f.content.combined, static_cast<float>(-config_.clip_low),
-                               static_cast<float>(config_.clip));
+  const double high = f.content.top_head == kHeadJailbreak ? config_.jailbreak_clip : config_.clip;
+  const float llr = std::clamp(f.content.combined, static_cast<float>(-config_.clip_low), static_cast<float>(high));
   r.content_llr = llr;
   out->request_llr = static_cast<float>(config_.weight) * llr;
   if (llr >= 1.0f) out->reason = f.content.top_head;

@@ -28,6 +28,12 @@ struct ContentStageConfig {
   double clip = 2.0;       // the model's ratio is trusted up to +clip ...
   double clip_low = 1.0;   // ... and down to -clip_low (organic-looking content is weak evidence:
                            // machine-generated instructions look like people's)
+  // ... and up to +jailbreak_clip when the jailbreak head is the one that fires: the weakest head
+  // on held-out data (ROC AUC 0.965 against 0.98-0.999), and people send role-play and "ignore
+  // your rules" prompts too. At +2, one such prompt from a newcomer in a shifted cohort was the
+  // commonest organic false positive (docs/detection.md, Content). A probing campaign still
+  // spends its budgets fast: its value counts policy.jailbreak_value_weight times.
+  double jailbreak_clip = 1.0;
 };
 
 class ContentStage final : public EvidenceStage {

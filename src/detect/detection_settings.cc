@@ -37,6 +37,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       // Content (families 1-3).
       {"content.weight", &c.content.weight, "multiplies the content model's clipped log-likelihood ratio"},
       {"content.clip", &c.content.clip, "the content model's ratio is trusted up to +this"},
+      {"content.jailbreak_clip", &c.content.jailbreak_clip, "... and up to +this when the jailbreak head fires"},
       {"content.clip_low", &c.content.clip_low, "... and down to -this"},
       {"corpus.member_llr", &c.corpus.member_llr, "evidence of a request that is a known public item"},
       {"baseline.max_correction", &c.baseline.max_correction, "most the local organic baseline moves a content ratio"},

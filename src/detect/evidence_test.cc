@@ -56,7 +56,7 @@ struct Req {
 };
 
 TEST(ContentStageTest, ClippedRatioAndReason) {
-  ContentStage stage({.weight = 1.0, .clip = 2.0, .clip_low = 1.0});
+  ContentStage stage({.weight = 1.0, .clip = 2.0, .clip_low = 1.0, .jailbreak_clip = 1.0});
   Req campaign("a", testing::SyntheticTexts(kHeadBenchmark, 1, 40)[0], kT0);
   RequestView r = campaign.View();
   StageEvidence out;
@@ -70,6 +70,22 @@ TEST(ContentStageTest, ClippedRatioAndReason) {
   stage.OnRequest(o, &out2);
   EXPECT_FLOAT_EQ(out2.request_llr, -1.0f);
   EXPECT_EQ(out2.reason, -1);
+}
+
+TEST(ContentStageTest, AJailbreakLookingRequestIsTrustedLess) {
+  ContentStage stage({.weight = 1.0, .clip = 2.0, .clip_low = 1.0, .jailbreak_clip = 1.0});
+  Req probe("a", testing::SyntheticTexts(kHeadJailbreak, 1, 41)[0], kT0);
+  ASSERT_EQ(probe.features.content.top_head, kHeadJailbreak);
+  ASSERT_GT(probe.features.content.combined, 2.0f);
+  RequestView r = probe.View();
+  StageEvidence out;
+  stage.OnRequest(r, &out);
+  EXPECT_FLOAT_EQ(out.request_llr, 1.0f);
+  EXPECT_EQ(out.reason, kHeadJailbreak);  // still named: it is evidence, only weaker
+  ContentStage trusting({.weight = 1.0, .clip = 2.0, .clip_low = 1.0, .jailbreak_clip = 2.0});
+  StageEvidence out2;
+  trusting.OnRequest(r, &out2);
+  EXPECT_FLOAT_EQ(out2.request_llr, 2.0f);
 }
 
 TEST(CorpusStageTest, KnownPublicItem) {
