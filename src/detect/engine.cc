@@ -347,6 +347,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   RequestView r{event, f};
   r.now_ns = event.time_ns;
   r.tier = ParseTier(event.tier);
+  r.tier_prior_log_odds = config_.policy.tiers[static_cast<size_t>(r.tier)].prior_log_odds;
   r.account_hash = Hash64(event.account_id);
   std::string end_user_id;
   if (!event.end_user.empty()) {

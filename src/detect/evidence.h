@@ -47,6 +47,7 @@ struct RequestView {
   const RequestFeatures& features;
   int64_t now_ns = 0;
   Tier tier = Tier::kUnknown;
+  double tier_prior_log_odds = 0;  // the policy's prior for the account's tier
   uint64_t account_hash = 0;
   uint64_t end_user_hash = 0;  // 0 when the request names no end user
   // The content log-likelihood ratio after the stages that adjust it (content, baseline);

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -374,14 +375,29 @@ TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
   }
   EXPECT_GT(out.prior, 2.0f);
   EXPECT_EQ(out.reason, 0);
-  // An account whose traffic is mostly campaign-like passes a prior to its end users.
+  // An account whose traffic is mostly campaign-like passes a prior to its end users: its share
+  // (capped at share_cap, 0.5) is their prior whatever the account's own verification ...
   AccountSummary summary{false, 100, 90, 0, 100};
   Req eu("reseller", "hello", kT0, "new-user");
+  RequestView view = eu.View();
+  view.tier = Tier::kVerified;
+  view.tier_prior_log_odds = -6;
   StageEvidence e;
   SubjectState end_user;
-  stage.OnSubject(eu.View(), SubjectRole::kEndUser, end_user, &summary, &e);
-  EXPECT_GT(e.prior, 3.0f);
+  stage.OnSubject(view, SubjectRole::kEndUser, end_user, &summary, &e);
+  EXPECT_NEAR(view.tier_prior_log_odds + e.prior, 0.0, 1e-5);  // logit(0.5)
   EXPECT_EQ(e.reason, 1);
+  // ... except under an enterprise contract, whose end users keep part of their account's trust.
+  view.tier = Tier::kEnterprise;
+  view.tier_prior_log_odds = -7;
+  StageEvidence ent;
+  stage.OnSubject(view, SubjectRole::kEndUser, end_user, &summary, &ent);
+  EXPECT_NEAR(ent.prior, -std::log(0.005 / 0.995), 1e-4);
+  // An organic-looking account passes nothing.
+  AccountSummary organic{false, 100, 0, 0, 100};
+  StageEvidence none;
+  stage.OnSubject(view, SubjectRole::kEndUser, end_user, &organic, &none);
+  EXPECT_EQ(none.prior, 0.0f);
 }
 
 TEST(BehaviourStageTest, RotatingAddressesAndLogprobs) {
