@@ -96,7 +96,7 @@ class OrganicBaseline {
     double high_llr = 1.0;           // "campaign-like" request: content llr at or above this
     double feature_max_total = 2e7;  // feature counts are halved beyond this many features
     double min_feature_requests = 2000; // requests before the feature counts are used (measured:
-                                        // docs/detection.md, Baseline)
+                                        // docs/detection.md, "The deployment's own baseline")
     double feature_alpha = 0.5;      // add-alpha smoothing of the feature counts
   };
   OrganicBaseline(Config config, const std::array<float, kLlrBins>& model_organic,
