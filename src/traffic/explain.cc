@@ -14,37 +14,35 @@ void Explainer::AddLabel(const SubjectLabel& l) {
 }
 
 void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) {
+  // The labelled subject: the end user when it is labelled, else its account.
   std::string key = SubjectKey(e.account_id, e.end_user);
+  auto g = group_of_.find(key);
+  if (g == group_of_.end()) {
+    key = SubjectKey(e.account_id, "");
+    g = group_of_.find(key);
+    if (g == group_of_.end()) return;
+  }
   for (const std::string& r : v.reasons) {
     if (r.rfind("evidence:", 0) != 0) continue;
-    auto it = peak_evidence_.try_emplace(group_of_.count(key) ? key : SubjectKey(e.account_id, ""), -1e9).first;
+    auto it = peak_evidence_.try_emplace(key, -1e9).first;
     it->second = std::max(it->second, std::strtod(r.c_str() + 9, nullptr));
   }
   if (v.action == detect::Action::kAllow) {
-    auto g = group_of_.find(key);
-    if (g == group_of_.end()) g = group_of_.find(SubjectKey(e.account_id, ""));
-    if (g == group_of_.end()) return;
-    if (trace_ && !flagged_.count(g->first)) {
+    if (trace_ && !flagged_.count(key)) {
       char head[48];
       std::snprintf(head, sizeof(head), "t=%.2fh p=%.2f ", (e.time_ns % 86'400'000'000'000LL) / 3.6e12, v.account_score);
       std::string line = head;
       for (const std::string& r : v.reasons) line += r + " ";
-      missed_[g->first].trace.push_back(line);
+      missed_[key].trace.push_back(line);
     }
     if (g->second.rfind("campaign", 0) != 0) return;
-    Missed& m = missed_[g->first];
+    Missed& m = missed_[key];
     if (v.account_score > m.score) {
       m.score = v.account_score;
       m.reasons.clear();
       for (const std::string& r : v.reasons) m.reasons += r + " ";
     }
     return;
-  }
-  auto g = group_of_.find(key);
-  if (g == group_of_.end()) {
-    key = SubjectKey(e.account_id, "");
-    g = group_of_.find(key);
-    if (g == group_of_.end()) return;
   }
   if (!flagged_.emplace(key, true).second) return;
   Group& group = groups_[g->second];
@@ -58,29 +56,26 @@ void Explainer::Record(const detect::RequestEvent& e, const detect::Verdict& v) 
     }
   }
   missed_.erase(key);
+  bool top_counted = false;
   for (const std::string& r : v.reasons) {
     if (r.rfind("rule:", 0) == 0) ++group.rules[r.substr(5)];
     if (!line.empty()) line += ' ';
     line += r;
-  }
-  for (const std::string& r : v.reasons) {
-    const size_t colon = r.find(':');
-    if (colon == std::string::npos || r.find('.') > colon) continue;  // "stage.reason:+x" only
-    auto& [sum, n] = group.contribution[r.substr(0, colon)];
-    sum += std::strtod(r.c_str() + colon + 1, nullptr);
-    ++n;
-  }
-  // The largest stage contribution is the first reason of the form "stage.reason:+x".
-  for (const std::string& r : v.reasons) {
     const size_t colon = r.find(':');
     if (colon == std::string::npos) continue;
     const std::string head = r.substr(0, colon);
-    if (head == "posterior" || head == "rule" || head == "value" || head == "pool_value" || head == "ref" ||
-        head == "evidence" || head == "campaign") {
-      continue;
+    // Every "stage.reason:+x" adds to its mean contribution ...
+    if (head.find('.') != std::string::npos) {
+      auto& [sum, n] = group.contribution[head];
+      sum += std::strtod(r.c_str() + colon + 1, nullptr);
+      ++n;
     }
-    ++group.stages[head];
-    break;
+    // ... and the first stage's reason is the largest contribution.
+    if (!top_counted && head != "posterior" && head != "rule" && head != "value" && head != "pool_value" &&
+        head != "ref" && head != "evidence" && head != "campaign") {
+      ++group.stages[head];
+      top_counted = true;
+    }
   }
   if (group.samples.size() < 8) group.samples.push_back(line);
 }
