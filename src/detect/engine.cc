@@ -98,11 +98,12 @@ std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultT
   // about), and a restriction degrades rather than asks for a verification it cannot do.
   // enterprise: a pool (a shifted cohort, a linked campaign) its suspicious members belong to
   // may take five times what the other tiers' may (at 1,000,000 a campaign that copied the
-  // organic tier mix kept its enterprise accounts to the end: docs/detection.md, Tiers).
+  // organic tier mix kept its enterprise accounts to the end: docs/detection.md, Tiers); its
+  // contract covers its end users, who keep part of its trust.
   t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, 500000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, 1500, Action::kStepUp, false};
   t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, 2000000, Action::kDegrade, false};
-  t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 100000, 20000000, Action::kDegrade, true};
+  t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 100000, 20000000, Action::kDegrade, true, true};
   return t;
 }
 
@@ -348,6 +349,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   r.now_ns = event.time_ns;
   r.tier = ParseTier(event.tier);
   r.tier_prior_log_odds = config_.policy.tiers[static_cast<size_t>(r.tier)].prior_log_odds;
+  r.tier_vouches_for_end_users = config_.policy.tiers[static_cast<size_t>(r.tier)].vouches_for_end_users;
   r.account_hash = Hash64(event.account_id);
   std::string end_user_id;
   if (!event.end_user.empty()) {

@@ -58,6 +58,9 @@ struct TierPolicy {
   double evidence_budget = 1500;
   Action action = Action::kStepUp;  // what a restriction is for this tier
   bool show_evidence = false;       // clients of this tier see the evidence of a restriction
+  // The account answers for its end users (a contract): an end user starts from the account's
+  // prior plus the account's campaign share, not from that share alone (EndUserStage).
+  bool vouches_for_end_users = false;
 };
 
 struct PolicyConfig {

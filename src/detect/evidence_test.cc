@@ -387,9 +387,11 @@ TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
   stage.OnSubject(view, SubjectRole::kEndUser, end_user, &summary, &e);
   EXPECT_NEAR(view.tier_prior_log_odds + e.prior, 0.0, 1e-5);  // logit(0.5)
   EXPECT_EQ(e.reason, 1);
-  // ... except under an enterprise contract, whose end users keep part of their account's trust.
+  // ... except under a contract (enterprise by default), whose end users keep part of their
+  // account's trust.
   view.tier = Tier::kEnterprise;
   view.tier_prior_log_odds = -7;
+  view.tier_vouches_for_end_users = true;
   StageEvidence ent;
   stage.OnSubject(view, SubjectRole::kEndUser, end_user, &summary, &ent);
   EXPECT_NEAR(ent.prior, -std::log(0.005 / 0.995), 1e-4);

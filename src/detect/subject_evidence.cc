@@ -55,9 +55,9 @@ void EndUserStage::OnSubject(const RequestView& r, SubjectRole role, SubjectStat
   const double share = std::min(config_.share_cap, AccountShare(account->llr_n, account->llr_hi));
   if (share <= config_.base_share) return;
   // The account's verification does not vet its end users: an end user's prior is its account's
-  // campaign share itself, not the share on top of the account's tier prior. An enterprise
-  // contract covers its users, so they keep their account's trust (the share is added to it).
-  const double from = r.tier == Tier::kEnterprise ? Logit(config_.base_share) : r.tier_prior_log_odds;
+  // campaign share itself, not the share on top of the account's tier prior. A tier whose
+  // accounts answer for their users (a contract) keeps its trust: the share is added to it.
+  const double from = r.tier_vouches_for_end_users ? Logit(config_.base_share) : r.tier_prior_log_odds;
   out->prior = static_cast<float>(config_.share_weight * std::max(0.0, Logit(share) - from));
   // The account's end users as a pool: its traffic times the share estimated to be a campaign's.
   out->pool_value = static_cast<float>(account->requests * r.features.expected_answer_tokens * share);

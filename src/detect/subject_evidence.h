@@ -33,8 +33,9 @@ struct EndUserStageConfig {
   double share_weight = 1.0;       // multiplies an end user's prior from its account
   double share_cap = 0.5;          // the account share used for that prior, at most
   double share_min_requests = 10;  // account requests before its share is used
-  double base_share = 0.005;       // shares up to this pass no prior; an enterprise account's
-                                   // end users get the share's excess over it (see OnSubject)
+  double base_share = 0.005;       // shares up to this pass no prior; the end users of a tier
+                                   // that vouches for them get the share's excess over it
+                                   // (TierPolicy::vouches_for_end_users, OnSubject)
 };
 
 class EndUserStage final : public EvidenceStage {

@@ -280,7 +280,7 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       const toml::table* t = node.as_table();
       if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
       MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "evidence_budget",
-                                                 "action", "show_evidence", "hardening"}));
+                                                 "action", "show_evidence", "vouches_for_end_users", "hardening"}));
       DetectionTierSettings ts;
       double x = 0;
       bool b = false;
@@ -311,6 +311,10 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       if (t->get("show_evidence")) {
         MOAT_RETURN_IF_ERROR(Get(*t, "show_evidence", where, &b));
         ts.show_evidence = b;
+      }
+      if (t->get("vouches_for_end_users")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "vouches_for_end_users", where, &b));
+        ts.vouches_for_end_users = b;
       }
       if (t->get("hardening") != nullptr) {
         const toml::table* h = (*t)["hardening"].as_table();

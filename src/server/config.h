@@ -139,6 +139,7 @@ struct DetectionTierSettings {
   std::optional<double> evidence_budget;  // ... for a human-paced subject with strong own evidence
   std::string action;                    // degrade | step_up | throttle | block; "" default
   std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
+  std::optional<bool> vouches_for_end_users;  // its accounts answer for their end users
   // [detection.tiers.<tier>.hardening]: the detection-level profile with these keys overridden.
   std::optional<resistance::HardeningProfile> hardening;
 };
