@@ -106,6 +106,11 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   }
   const ItemSketch& item = r.features.item;
   if (!item.valid) return;
+  // A shared item marks a class or a team only when it is campaign-like (cover traffic drawn from
+  // popular prompts would mark every campaign account that uses it) and not a jailbreak template
+  // (probing campaigns share those).
+  const bool marks_sharing =
+      r.features.content.combined >= config_.min_content_llr && r.features.content.top_head != kHeadJailbreak;
 
   // Other subjects that asked this item: those seen on at least kMinBandVotes of its bands.
   std::array<uint32_t, kCorpusBands * kAskers> cand{};
@@ -157,9 +162,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
     any = true;
     if (now_minute - last_minute[k] <= config_.fresh_minutes) {
       ++fresh;
-      // Only campaign-like items mark a following (cover traffic drawn from popular prompts
-      // would mark every campaign account that uses it).
-      if (r.features.content.combined >= config_.min_content_llr && r.features.content.top_head != kHeadJailbreak) {
+      if (marks_sharing) {
         followed_[cand[k] & (kFollowedSlots - 1)].store(static_cast<uint64_t>(cand[k]) << 32 | now_minute,
                                                         std::memory_order_relaxed);
       }
@@ -178,9 +181,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   // Only shared *campaign-like* items say something: cover traffic made of popular organic
   // prompts earns no credit.
   const float content = r.features.content.combined;
-  // (Jailbreak templates excepted, as below: probing campaigns share them.)
-  if (content >= config_.min_content_llr && r.features.content.top_head != kHeadJailbreak && fresh > 0 &&
-      s.items_shared_fresh < 255) {
+  if (marks_sharing && fresh > 0 && s.items_shared_fresh < 255) {
     ++s.items_shared_fresh;
   }
   if (content < config_.min_content_llr) {
