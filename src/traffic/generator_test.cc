@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include <boost/json.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -410,6 +411,91 @@ TEST_F(FakeDataset, StealthCampaignsLookOrganicInEverythingButContent) {
             static_cast<size_t>(per_account[rotating_users.begin()->first]));  // a new user each time
   EXPECT_GT(followups, 0);
   EXPECT_EQ(five_samples, 0);  // only researchers sample n = 5
+}
+
+constexpr const char* kStudyGroupScenario = R"(
+name = "tiny-study-group"
+duration_hours = 12.0
+[organic]
+accounts = 10
+median_sessions_per_day = 6.0
+batch_jobs = 0
+coding_tools = 0
+[[campaign]]
+variant = "study-group"
+accounts = 8
+group_size = 4
+start_hour = 1.0
+duration_hours = 10.0
+min_requests_per_account = 6
+max_requests_per_account = 6
+)";
+
+// The item a request asks, as "<stem>#<row>" of the fake campaign rows, "" when none.
+std::string FakeItemOf(const std::string& body) {
+  std::string lower = body;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* stem : {"generate a list of synonyms for", "rewrite this sentence formally",
+                           "if a train leaves at 3pm how far", "which of the following is a prime"}) {
+    const size_t at = lower.find(std::string(stem) + " number ");
+    if (at == std::string::npos) continue;
+    const size_t digits = at + std::strlen(stem) + 8;
+    size_t end = digits;
+    while (end < lower.size() && std::isdigit(static_cast<unsigned char>(lower[end]))) ++end;
+    return std::string(stem) + "#" + lower.substr(digits, end - digits);
+  }
+  return "";
+}
+
+TEST_F(FakeDataset, AStudyGroupAsksEachItemTogetherWithinMinutes) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kStudyGroupScenario);
+  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
+  CheckingSink sink;
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(sink).ok());
+
+  std::set<std::string> campaign;
+  for (const auto& l : sink.labels) {
+    if (l.campaign) {
+      EXPECT_EQ(l.variant, "study-group");
+      campaign.insert(l.account);
+    }
+  }
+  ASSERT_EQ(campaign.size(), 8u);
+  // Each item, by who asked it when.
+  std::map<std::string, std::vector<std::pair<std::string, int64_t>>> askers;
+  std::map<std::string, int> requests;
+  for (const auto& e : sink.events) {
+    if (!campaign.count(e.account_id)) continue;
+    ++requests[e.account_id];
+    const std::string item = FakeItemOf(e.body_json);
+    ASSERT_FALSE(item.empty()) << e.body_json;
+    askers[item].push_back({e.account_id, e.time_ns});
+  }
+  for (const auto& [account, n] : requests) EXPECT_EQ(n, 6) << account;
+  // Two groups of four, six items each: every item asked by the four members of one group,
+  // all within half an hour (a 20-minute offset each), never by anyone else.
+  ASSERT_EQ(askers.size(), 12u);
+  std::map<std::string, std::set<std::string>> group_of;
+  for (const auto& [item, who] : askers) {
+    std::set<std::string> accounts;
+    int64_t first = INT64_MAX, last = INT64_MIN;
+    for (const auto& [account, t] : who) {
+      accounts.insert(account);
+      first = std::min(first, t);
+      last = std::max(last, t);
+    }
+    EXPECT_EQ(who.size(), 4u) << item;
+    EXPECT_EQ(accounts.size(), 4u) << item;
+    EXPECT_LE(last - first, 30LL * 60 * 1'000'000'000) << item;
+    for (const auto& a : accounts) {
+      if (group_of.count(a)) {
+        EXPECT_EQ(group_of[a], accounts) << a;  // always the same companions
+      }
+      group_of[a] = accounts;
+    }
+  }
 }
 
 constexpr const char* kAdaptiveScenario = R"(

@@ -20,7 +20,8 @@ bool IsKnownVariant(std::string_view variant) {
 
 bool IsStealthVariant(std::string_view variant) {
   return variant == "stealth-sybil" || variant == "slow-drip" || variant == "stealth-cot" ||
-         variant == "topic-sweep" || variant == "stealth-hydra" || variant == "rotating-user";
+         variant == "topic-sweep" || variant == "stealth-hydra" || variant == "rotating-user" ||
+         variant == "study-group";
 }
 
 namespace {
@@ -102,7 +103,11 @@ Status ReadCampaign(const toml::table& t, size_t index, CampaignParams& c) {
   Read(t, "content", c.content);
   ReadDouble(t, "followup_prob", c.followup_prob);
   Read(t, "max_accounts", c.max_accounts);
+  Read(t, "group_size", c.group_size);
   if (c.max_accounts < 0) return InvalidArgumentError("campaign " + c.id + ": max_accounts must be >= 0");
+  if (c.group_size < 1 || c.group_size > 1000) {
+    return InvalidArgumentError("campaign " + c.id + ": group_size must be in [1, 1000]");
+  }
   if (c.content != "mixed" && c.content != "distill" && c.content != "cot" && c.content != "benchmark") {
     return InvalidArgumentError("campaign " + c.id + ": content must be mixed, distill, cot or benchmark");
   }

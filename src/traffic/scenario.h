@@ -19,7 +19,7 @@ namespace moat::traffic {
 inline constexpr std::string_view kVariants[] = {
     "bulk",          "sybil-spread", "cot-harvest", "benchmark-sweep", "jailbreak-probe",
     "hydra",         "mimic",        "stealth-sybil", "slow-drip",     "stealth-cot",
-    "topic-sweep",   "stealth-hydra", "rotating-user", "adaptive"};
+    "topic-sweep",   "stealth-hydra", "rotating-user", "study-group", "adaptive"};
 bool IsStealthVariant(std::string_view variant);
 bool IsKnownVariant(std::string_view variant);
 
@@ -76,6 +76,9 @@ struct CampaignParams {
   double followup_prob = 0.3;
   // adaptive: accounts it may create in all (burned ones are replaced; 0: 50 x accounts).
   int max_accounts = 0;
+  // study-group: accounts per group; a group's accounts ask the same items, each within
+  // minutes of the others, the way a class or a team does.
+  int group_size = 4;
 };
 
 struct Scenario {

@@ -166,6 +166,8 @@ struct StealthCampaign {
   int64_t start_ns = 0, end_ns = 0;
   // topic-sweep: the next unassigned domain (a window of one dataset).
   size_t next_domain = 0;
+  // study-group: each group's items so far, drawn from the queue as its first member needs one.
+  std::vector<std::vector<const std::string*>> group_items;
 
   StealthCampaign(const CampaignParams& p, const Scenario& s, const Pools& pools, uint64_t seed)
       : params(p), queue(pools, p.content, seed ^ HashName(p.id)) {
@@ -177,21 +179,24 @@ struct StealthCampaign {
 // One account (or, behind a reseller, one end user) of a stealth campaign.
 class StealthAccount final : public Actor {
  public:
+  // `group` >= 0 (study-group): the account takes its items from that group's list, and its
+  // schedule (time zone, sessions, gaps, request count) from `group_clock`, which every member
+  // of the group is given a copy of; `start_ns` then carries the member's few minutes' offset.
   StealthAccount(StealthCampaign& c, ClientIdentity id, Rng rng, int64_t start_ns, int64_t end_ns,
-                 const Pools& pools)
-      : c_(c), id_(std::move(id)), rng_(rng), end_ns_(end_ns) {
+                 const Pools& pools, int group = -1, Rng group_clock = Rng(0, 0))
+      : c_(c), id_(std::move(id)), rng_(rng), end_ns_(end_ns), group_(group), group_clock_(group_clock) {
     const CampaignParams& p = c.params;
     voice_ = MakeVoice(rng_);
     sampling_ = OrganicSampling(rng_);
-    tz_ = static_cast<int>(rng_.Below(24)) - 11;
+    tz_ = static_cast<int>(Clock().Below(24)) - 11;
     const int lo = std::max(1, p.min_requests_per_account);
     const int hi = std::max(lo, p.max_requests_per_account > 0 ? p.max_requests_per_account : lo * 3);
-    budget_ = lo + static_cast<int>(rng_.Below(hi - lo + 1));
+    budget_ = lo + static_cast<int>(Clock().Below(hi - lo + 1));
     // Sessions of one to four requests, spread over the account's life like a person's.
     const double life_days = std::max(1.0 / 24, (end_ns - start_ns) / 1e9 / 86400.0);
     sessions_per_day_ = std::max(0.5, budget_ / 2.2 / life_days);
     if (p.variant == "topic-sweep") AssignDomain(pools);
-    next_ns = start_ns + Seconds(rng_.Exponential(600));
+    next_ns = start_ns + Seconds(Clock().Exponential(600));
   }
 
   bool Step(Context& ctx) override {
@@ -202,17 +207,18 @@ class StealthAccount final : public Actor {
     ++sent_;
     if (sent_ >= budget_) return false;
     const int64_t now = next_ns;
+    Rng& clock = Clock();
     if (pending_followup_.empty() && (--burst_left_ > 0)) {
-      next_ns += Seconds(rng_.LogNormal(75, 0.8));  // reading the answer, typing the next one
+      next_ns += Seconds(clock.LogNormal(75, 0.8));  // reading the answer, typing the next one
     } else if (!pending_followup_.empty()) {
-      next_ns += Seconds(rng_.LogNormal(45, 0.7));
+      next_ns += Seconds(clock.LogNormal(45, 0.7));
     } else {
-      burst_left_ = 1 + static_cast<int>(rng_.Below(4));
-      next_ns = NextDiurnal(rng_, next_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.8);
+      burst_left_ = 1 + static_cast<int>(clock.Below(4));
+      next_ns = NextDiurnal(clock, next_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.8);
     }
     // The operator gets each account's share of the queue done within the account's life.
     if (next_ns >= end_ns_ && end_ns_ > now) {
-      next_ns = now + static_cast<int64_t>(rng_.Uniform() * static_cast<double>(end_ns_ - now) /
+      next_ns = now + static_cast<int64_t>(clock.Uniform() * static_cast<double>(end_ns_ - now) /
                                            (budget_ - sent_ + 1));
     }
     return next_ns < end_ns_;
@@ -239,8 +245,17 @@ class StealthAccount final : public Actor {
     domain_pos_ = (k / sets.size() * window) % set.size();
   }
 
+  // The clock of the account's schedule: its group's when it has one (its members keep time
+  // together), else its own generator.
+  Rng& Clock() { return group_ >= 0 ? group_clock_ : rng_; }
+
   const std::string& NextItem() {
     if (domain_ != nullptr) return *(*domain_)[domain_pos_++ % domain_->size()];
+    if (group_ >= 0) {
+      auto& items = c_.group_items[static_cast<size_t>(group_)];
+      while (items.size() <= group_pos_) items.push_back(&c_.queue.Next());
+      return *items[group_pos_++];
+    }
     return c_.queue.Next();
   }
 
@@ -288,6 +303,9 @@ class StealthAccount final : public Actor {
   double sessions_per_day_ = 1;
   const std::vector<const std::string*>* domain_ = nullptr;
   size_t domain_pos_ = 0;
+  int group_ = -1;
+  Rng group_clock_;
+  size_t group_pos_ = 0;
   std::string pending_followup_, pending_answer_;
 };
 
@@ -320,10 +338,31 @@ class StealthSpawner final : public Actor {
     ctx.Label({id.account, "", true, p.variant, p.id, "stealth", registered, std::string(id.tier)});
     const int64_t life_end = p.account_lifetime_hours > 0 ? created + Seconds(p.account_lifetime_hours * 3600)
                                                           : campaign_->end_ns;
-    ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, created,
-                                                           std::min(life_end, campaign_->end_ns), ctx.pools));
+    if (p.variant == "study-group") {
+      // A study group: its members are created together, keep one schedule and ask the same
+      // items, each up to 20 minutes after the group's time.
+      const int group = created_ / p.group_size;
+      if (static_cast<size_t>(group) >= campaign_->group_items.size()) {
+        campaign_->group_items.resize(static_cast<size_t>(group) + 1);
+      }
+      const Rng clock(seed_, 0x5d000000ULL + static_cast<uint64_t>(index_) * 1000003ULL + group);
+      const int64_t start = created + Seconds(arng.Uniform() * 20 * 60);
+      ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, start,
+                                                             std::min(life_end, campaign_->end_ns), ctx.pools,
+                                                             group, clock));
+    } else {
+      ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, created,
+                                                             std::min(life_end, campaign_->end_ns), ctx.pools));
+    }
     ++created_;
     if (created_ >= p.accounts) return false;
+    if (p.variant == "study-group") {
+      if (created_ % p.group_size != 0) return true;  // the group's next member, now
+      const int groups = (p.accounts + p.group_size - 1) / p.group_size;
+      next_ns = campaign_->start_ns +
+                Seconds(spread_s_ * (created_ / p.group_size + 0.5 * arng.Uniform()) / groups);
+      return true;
+    }
     next_ns = campaign_->start_ns + Seconds(spread_s_ * (created_ + 0.5 * arng.Uniform()) / p.accounts);
     return true;
   }
