@@ -58,6 +58,10 @@ struct SubjectState {
   // A class or a team does this; a work queue hands an item out once per pass.
   uint8_t items_shared_fresh = 0;
   uint64_t campaign_root = 0;              // the campaign this subject was linked to, 0 none
+  // Distinct subjects seen asking the same items as this one: a 64-bit linear-counting sketch
+  // (one bit per co-asker hash; WorkQueueStage). A class is many people, a campaign that asks
+  // each item with a few of its own accounts is a few.
+  uint64_t co_asker_sketch = 0;
   // --- Detection v2 (see engine.h): the subject's sequential evidence and extraction value.
   float seq_full = 0;    // decayed sum of per-request log-likelihood ratios (all campaign-like)
   float seq_mixed = 0;   // the same under "a share of its requests is campaign-like" (cover traffic)

@@ -73,6 +73,8 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"workqueue.machine_gap_s", &c.workqueue.machine_gap_s, "mean gap below which a subject earns no organic credit for shared items"},
       {"workqueue.group_min_items", &c.workqueue.group_min_items, "shared items after which a subject is a group's member"},
       {"workqueue.group_prior", &c.workqueue.group_prior, "standing evidence of a group member"},
+      {"workqueue.group_check_items", &c.workqueue.group_check_items, "shared items after which a subject's co-askers must be many for organic credit"},
+      {"workqueue.group_min_people", &c.workqueue.group_min_people, "distinct co-askers a subject must have met to keep the organic credit of sharing"},
       {"workqueue.group_min_share", &c.workqueue.group_min_share, "share of its requests a member's shared items must be for the standing evidence to hold on every request"},
       // End users (family 4).
       {"end_users.churn_weight", &c.end_users.churn_weight, "prior of an account whose end users churn"},

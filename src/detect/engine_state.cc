@@ -37,7 +37,7 @@ uint64_t SubjectLayout() {
   std::string bytes;
   for (uint64_t v : {static_cast<uint64_t>(sizeof(SubjectState)), at(&s.first_seen_ns), at(&s.requests),
                      at(&s.log_gap), at(&s.ips), at(&s.skeletons), at(&s.hours), at(&s.campaign_root),
-                     at(&s.seq_full), at(&s.value), at(&s.llr_hi), at(&s.co_askers), at(&s.tier),
+                     at(&s.seq_full), at(&s.value), at(&s.llr_hi), at(&s.co_askers), at(&s.co_asker_sketch), at(&s.tier),
                      at(&s.indicator), at(&s.end_users), at(&s.history), at(&s.lru_next)}) {
     PutU64(&bytes, v);
   }

@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <sstream>
 
 #include "detect/cohort_evidence.h"
@@ -358,6 +361,67 @@ TEST(WorkQueueStageTest, AClassMemberKeepsItsGroupCreditOnItsOtherRequests) {
   StageEvidence out;
   stage.OnSubject(r.View(), SubjectRole::kAccount, lone, nullptr, &out);
   EXPECT_EQ(out.prior, 0.0f);
+}
+
+TEST(WorkQueueStageTest, AFewAccountsAskingEachItemTogetherAreNoClass) {
+  const auto items = testing::SyntheticTexts(kHeadBenchmark, 10, 75);
+  // Each item is asked by every member within minutes, one item every ten minutes, in an order
+  // that changes from item to item.
+  auto run = [&](WorkQueueStage& stage, int members, std::unordered_map<std::string, SubjectState>& s) {
+    auto ask = PacedAsker(stage, s);
+    StageEvidence last;
+    last.request_llr = 99;  // none yet
+    std::mt19937 shuffle(7);
+    for (int i = 0; i < 10; ++i) {
+      std::vector<int> order(members);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), shuffle);
+      for (int k = 0; k < members; ++k) {
+        const int who = order[k];
+        const StageEvidence e = ask("m" + std::to_string(who), items[i], kT0 + i * 600 * kSec + k * 20 * kSec);
+        if (who == 0 && k >= 3) last = e;  // three others asked it minutes ago
+      }
+    }
+    EXPECT_NE(last.request_llr, 99.0f) << "m0 never asked after three others";
+    return last;
+  };
+  // Four accounts: after group_check_items shared items they have met three co-askers only,
+  // so their shared items earn no organic credit and they are no group's members.
+  {
+    WorkQueueStage stage({});
+    std::unordered_map<std::string, SubjectState> s;
+    const StageEvidence member = run(stage, 4, s);
+    EXPECT_LT(DistinctCoAskers(s["m0"].co_asker_sketch), 8.0);
+    EXPECT_GE(s["m0"].items_dense, 5.0f);
+    EXPECT_EQ(member.request_llr, 0.0f);
+    EXPECT_EQ(member.prior, 0.0f);
+  }
+  // ... which they would have earned before this check (group_min_people 0).
+  {
+    WorkQueueStageConfig config;
+    config.group_min_people = 0;
+    WorkQueueStage stage(config);
+    std::unordered_map<std::string, SubjectState> s;
+    const StageEvidence member = run(stage, 4, s);
+    EXPECT_LT(member.request_llr, 0.0f);
+    EXPECT_EQ(member.prior, static_cast<float>(config.group_prior));
+  }
+  // A class of sixteen: its members meet many classmates and keep the credit.
+  {
+    WorkQueueStage stage({});
+    std::unordered_map<std::string, SubjectState> s;
+    const StageEvidence student = run(stage, 16, s);
+    EXPECT_GE(DistinctCoAskers(s["m0"].co_asker_sketch), 8.0);
+    EXPECT_LE(student.request_llr, -3.0f);
+    EXPECT_EQ(student.prior, -6.0f);
+  }
+}
+
+TEST(WorkQueueStageTest, DistinctCoAskersCountsASketch) {
+  EXPECT_EQ(DistinctCoAskers(0), 0.0);
+  EXPECT_NEAR(DistinctCoAskers(0b111), 3.0, 0.2);
+  EXPECT_NEAR(DistinctCoAskers(0xffffffffULL), 44.4, 0.1);  // half full: 64 ln 2
+  EXPECT_EQ(DistinctCoAskers(~uint64_t{0}), 300.0);
 }
 
 TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 
 #include "detect/binary_fields.h"
@@ -21,6 +22,12 @@ constexpr int kMinBandVotes = kCorpusMinBandMatches;
 uint32_t AskerId(uint64_t subject_hash) { return static_cast<uint32_t>(Mix64(subject_hash) >> 32) | 1u; }
 
 }  // namespace
+
+double DistinctCoAskers(uint64_t sketch) {
+  const int bits = std::popcount(sketch);
+  if (bits >= 64) return 300;
+  return -64.0 * std::log(1.0 - bits / 64.0);
+}
 
 WorkQueueStage::WorkQueueStage(WorkQueueStageConfig config)
     : config_(config),
@@ -97,9 +104,12 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
       ++s.items_shared_fresh;
     }
   }
+  // Many shared items, always with the same few co-askers: a campaign acting as a class.
+  const bool closed_few = s.items_dense >= config_.group_check_items &&
+                          DistinctCoAskers(s.co_asker_sketch) < config_.group_min_people;
   // A group's member (a class, a team) stays one: its standing evidence holds on every request,
   // not only on those that repeat the group's items.
-  if (s.items_dense >= config_.group_min_items && s.items_shared_fresh >= config_.group_min_items &&
+  if (!closed_few && s.items_dense >= config_.group_min_items && s.items_shared_fresh >= config_.group_min_items &&
       s.items_dense >= config_.group_min_share * static_cast<double>(s.requests)) {
     out->prior = static_cast<float>(config_.group_prior);
     out->reason = 1;
@@ -160,6 +170,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   for (int k = 0; k < ncand; ++k) {
     if (votes[k] < kMinBandVotes) continue;
     any = true;
+    s.co_asker_sketch |= uint64_t{1} << (Mix64(cand[k]) & 63);
     if (now_minute - last_minute[k] <= config_.fresh_minutes) {
       ++fresh;
       if (marks_sharing) {
@@ -193,6 +204,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   const bool machine_paced = s.requests >= 2 && s.log_gap.mean() < std::log10(config_.machine_gap_s);
   if ((dense || popular) && !machine_paced) {
     s.items_dense += 1;
+    if (closed_few) return;  // no evidence either way
     out->request_llr = static_cast<float>(popular ? config_.popular_llr : config_.dense_llr);
     if (s.items_dense >= config_.group_min_items) out->prior = static_cast<float>(config_.group_prior);
     out->reason = 1;

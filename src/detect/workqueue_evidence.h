@@ -13,7 +13,8 @@
 //            this credit: a machine-paced subject asking what others asked is a queue worker.
 // Diffuse repeats of campaign-like content are evidence of a campaign; dense and popular ones
 // are evidence of organic use (except jailbreak templates, which probing campaigns share).
-// A subject remembers its last few co-askers to tell dense from diffuse.
+// A subject remembers its last few co-askers to tell dense from diffuse, and a sketch of how
+// many distinct ones it met, to tell a class from a few accounts acting as one.
 
 #include <array>
 #include <atomic>
@@ -44,6 +45,15 @@ struct WorkQueueStageConfig {
   // are at least this share of its requests: a class works on the same set together, while a
   // sweep's or a queue's accounts overlap now and then.
   double group_min_share = 0.3;
+  // A class is many people. A campaign can act as one: a few of its accounts ask each item
+  // together, within minutes (the `study-group` scenario). Once a subject has shared
+  // group_check_items items, it earns the organic credit of sharing (popular_llr, dense_llr,
+  // group_prior) only while it has met at least group_min_people distinct co-askers
+  // (SubjectState::co_asker_sketch); a small closed group's shared items count neither way.
+  // Measured (docs/detection.md, Work queues): study-group leakage 48-59 % -> 33-40 %, no
+  // other scenario moved.
+  double group_check_items = 5;
+  double group_min_people = 8;
   double min_content_llr = 0.5; // diffuse repeats count only for content at least this campaign-like
   // An item is "popular" when fresh_askers other subjects asked it within fresh_minutes: a
   // class or a team asks the same things at the same time, a work queue hands an item out once
@@ -60,6 +70,10 @@ struct WorkQueueStageConfig {
   int64_t memory_hours = 72;    // how long the table remembers an asker
   size_t max_entries = 1 << 21; // band entries kept (all shards)
 };
+
+// Distinct co-askers a SubjectState::co_asker_sketch holds (linear counting over 64 bits: exact
+// enough from a few to a few dozen; a full sketch reads as 300).
+double DistinctCoAskers(uint64_t sketch);
 
 class WorkQueueStage final : public EvidenceStage {
  public:
