@@ -163,6 +163,15 @@ class CheckingSink : public TrafficSink {
   uint64_t digest = 0;
 };
 
+// Generates a scenario (TOML text) over the data set in `data` with `seed` into `sink`.
+void GenerateInto(const fs::path& data, const char* scenario_toml, uint64_t seed, CheckingSink& sink) {
+  auto corpus = PromptCorpus::Load(data);
+  ASSERT_TRUE(corpus.ok()) << corpus.status().ToString();
+  auto scenario = ParseScenario(scenario_toml);
+  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
+  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, seed).Run(sink).ok());
+}
+
 TEST_F(FakeDataset, LoadsRolesFilesAndConversationsFromTheManifest) {
   auto corpus = PromptCorpus::Load(*dir_);
   ASSERT_TRUE(corpus.ok()) << corpus.status().ToString();
@@ -364,12 +373,8 @@ content = "cot"
 )";
 
 TEST_F(FakeDataset, StealthCampaignsLookOrganicInEverythingButContent) {
-  auto corpus = PromptCorpus::Load(*dir_);
-  ASSERT_TRUE(corpus.ok());
-  auto scenario = ParseScenario(kStealthScenario);
-  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
   CheckingSink sink;
-  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 11).Run(sink).ok());
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, kStealthScenario, 11, sink));
 
   std::map<std::string, SubjectLabel> account_label;
   std::set<std::string> variants, personas;
@@ -448,12 +453,8 @@ std::string FakeItemOf(const std::string& body) {
 }
 
 TEST_F(FakeDataset, AStudyGroupAsksEachItemTogetherWithinMinutes) {
-  auto corpus = PromptCorpus::Load(*dir_);
-  ASSERT_TRUE(corpus.ok());
-  auto scenario = ParseScenario(kStudyGroupScenario);
-  ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
   CheckingSink sink;
-  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 5).Run(sink).ok());
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, kStudyGroupScenario, 5, sink));
 
   std::set<std::string> campaign;
   for (const auto& l : sink.labels) {
@@ -569,12 +570,8 @@ TEST_F(FakeDataset, AdaptiveOperatorReplacesEveryAccountItLoses) {
 }
 
 TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
-  auto corpus = PromptCorpus::Load(*dir_);
-  ASSERT_TRUE(corpus.ok());
-  auto scenario = ParseScenario(kStealthScenario);
-  ASSERT_TRUE(scenario.ok());
   CheckingSink sink;
-  ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 12).Run(sink).ok());
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, kStealthScenario, 12, sink));
   std::map<std::string, std::string> persona;
   for (const auto& l : sink.labels) {
     if (!l.campaign) persona[l.account] = l.persona;
