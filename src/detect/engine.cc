@@ -348,8 +348,9 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   RequestView r{event, f};
   r.now_ns = event.time_ns;
   r.tier = ParseTier(event.tier);
-  r.tier_prior_log_odds = config_.policy.tiers[static_cast<size_t>(r.tier)].prior_log_odds;
-  r.tier_vouches_for_end_users = config_.policy.tiers[static_cast<size_t>(r.tier)].vouches_for_end_users;
+  const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
+  r.tier_prior_log_odds = tier.prior_log_odds;
+  r.tier_vouches_for_end_users = tier.vouches_for_end_users;
   r.account_hash = Hash64(event.account_id);
   std::string end_user_id;
   if (!event.end_user.empty()) {
@@ -381,7 +382,6 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   }
   const Judgement& decider = (eu && (eu->restricted || !(account_applies && acc.restricted))) ? *eu : acc;
   const bool restricted = (account_applies && acc.restricted) || (eu && eu->restricted);
-  const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
 
   Verdict v;
   v.action = restricted ? (decider.rule == RestrictionRule::kDenyList ? Action::kBlock : tier.action) : Action::kAllow;

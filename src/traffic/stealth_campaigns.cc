@@ -338,22 +338,22 @@ class StealthSpawner final : public Actor {
     ctx.Label({id.account, "", true, p.variant, p.id, "stealth", registered, std::string(id.tier)});
     const int64_t life_end = p.account_lifetime_hours > 0 ? created + Seconds(p.account_lifetime_hours * 3600)
                                                           : campaign_->end_ns;
+    int group = -1;
+    Rng clock(0, 0);
+    int64_t start = created;
     if (p.variant == "study-group") {
       // A study group: its members are created together, keep one schedule and ask the same
       // items, each up to 20 minutes after the group's time.
-      const int group = created_ / p.group_size;
+      group = created_ / p.group_size;
       if (static_cast<size_t>(group) >= campaign_->group_items.size()) {
         campaign_->group_items.resize(static_cast<size_t>(group) + 1);
       }
-      const Rng clock(seed_, 0x5d000000ULL + static_cast<uint64_t>(index_) * 1000003ULL + group);
-      const int64_t start = created + Seconds(arng.Uniform() * 20 * 60);
-      ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, start,
-                                                             std::min(life_end, campaign_->end_ns), ctx.pools,
-                                                             group, clock));
-    } else {
-      ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, created,
-                                                             std::min(life_end, campaign_->end_ns), ctx.pools));
+      clock = Rng(seed_, 0x5d000000ULL + static_cast<uint64_t>(index_) * 1000003ULL + group);
+      start = created + Seconds(arng.Uniform() * 20 * 60);
     }
+    ctx.spawned.push_back(std::make_unique<StealthAccount>(*campaign_, std::move(id), arng, start,
+                                                           std::min(life_end, campaign_->end_ns), ctx.pools,
+                                                           group, clock));
     ++created_;
     if (created_ >= p.accounts) return false;
     if (p.variant == "study-group") {
