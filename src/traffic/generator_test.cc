@@ -207,6 +207,16 @@ TEST(ScenarioTest, ParsesAndValidates) {
   EXPECT_EQ(ParseScenario("duration_hours = = 3").status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseScenario("[[campaign]]\nvariant = \"bulk\"\naccounts = 0\n").status().code(),
             StatusCode::kInvalidArgument);
+  for (const char* size : {"0", "-3", "1001"}) {
+    EXPECT_EQ(ParseScenario(std::string("[[campaign]]\nvariant = \"study-group\"\ngroup_size = ") + size + "\n")
+                  .status()
+                  .code(),
+              StatusCode::kInvalidArgument)
+        << size;
+  }
+  auto group = ParseScenario("[[campaign]]\nvariant = \"study-group\"\ngroup_size = 6\n");
+  ASSERT_TRUE(group.ok()) << group.status().ToString();
+  EXPECT_EQ(group->campaigns[0].group_size, 6);
 }
 
 TEST_F(FakeDataset, GeneratesEveryVariantDeterministically) {
