@@ -67,6 +67,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"workqueue.diffuse_llr", &c.workqueue.diffuse_llr, "evidence of an item unrelated subjects asked before (x content/3)"},
       {"workqueue.dense_llr", &c.workqueue.dense_llr, "evidence of an item shared with known co-askers"},
       {"workqueue.popular_llr", &c.workqueue.popular_llr, "evidence of an item others asked minutes ago"},
+      {"workqueue.vouched_diffuse_weight", &c.workqueue.vouched_diffuse_weight, "multiplies the diffuse evidence of an item an established subject asked before"},
       {"workqueue.min_content_llr", &c.workqueue.min_content_llr, "shared items count only for content at least this campaign-like"},
       {"workqueue.fresh_minutes", &c.workqueue.fresh_minutes, "an item asked within this many minutes is fresh"},
       {"workqueue.fresh_askers", &c.workqueue.fresh_askers, "fresh askers that make an item popular"},

@@ -282,6 +282,43 @@ TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
   EXPECT_LE(popular.request_llr, -3.0f);
 }
 
+TEST(WorkQueueStageTest, AnItemAnEstablishedSubjectAskedIsNoQueueEvidence) {
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 10, 73);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = [&s](WorkQueueStage& stage, const std::string& who, const std::string& text, int64_t t,
+                  bool established) {
+    Req r(who, text, t);
+    RequestView view = r.View();
+    StageEvidence out;
+    stage.OnSubject(view, SubjectRole::kAccount, s[who], nullptr, &out);
+    VerdictFacts facts;
+    facts.account_established = established;
+    stage.OnVerdict(view, facts);
+    return out;
+  };
+  WorkQueueStage stage({});
+  // Item 0 is first asked by an established subject, item 1 by a young one; hours later two
+  // newcomers ask one each: only the item nobody established asked is a queue's repeat.
+  ask(stage, "old", items[0], kT0, true);
+  ask(stage, "young", items[1], kT0, false);
+  EXPECT_EQ(ask(stage, "new0", items[0], kT0 + 5 * kHour, false).request_llr, 0.0f);
+  EXPECT_GT(ask(stage, "new1", items[1], kT0 + 5 * kHour + kSec, false).request_llr, 0.0f);
+  // The mark survives the state file.
+  std::string bytes;
+  stage.SaveTo(&bytes);
+  WorkQueueStage restored({});
+  std::string_view in = bytes;
+  ASSERT_TRUE(restored.LoadFrom(&in));
+  EXPECT_EQ(ask(restored, "newer0", items[0], kT0 + 8 * kHour, false).request_llr, 0.0f);
+  EXPECT_GT(ask(restored, "newer1", items[1], kT0 + 8 * kHour + kSec, false).request_llr, 0.0f);
+  // With the weight at 1 an established asker vouches for nothing.
+  WorkQueueStageConfig plain;
+  plain.vouched_diffuse_weight = 1;
+  WorkQueueStage unvouched(plain);
+  ask(unvouched, "old2", items[2], kT0, true);
+  EXPECT_GT(ask(unvouched, "new2", items[2], kT0 + 5 * kHour, false).request_llr, 0.0f);
+}
+
 // Asks `stage` as the engine does: the subject's pacing is observed before the stages judge it.
 auto PacedAsker(WorkQueueStage& stage, std::unordered_map<std::string, SubjectState>& s) {
   return [&stage, &s](const std::string& who, const std::string& text, int64_t t) {

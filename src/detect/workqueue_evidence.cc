@@ -58,7 +58,7 @@ void WorkQueueStage::SaveTo(std::string* out) const {
     for (uint32_t a : e.askers) PutU32(out, a);
     for (uint32_t m : e.minute) PutU32(out, m);
     PutU64(out, static_cast<uint64_t>(e.last_ns));
-    out->push_back(static_cast<char>(e.next));
+    out->push_back(static_cast<char>(e.next | (e.established ? 0x10 : 0)));
   }
 }
 
@@ -74,7 +74,9 @@ bool WorkQueueStage::LoadFrom(std::string_view* in) {
     ok = ok && GetU64(in, &last) && !in->empty();
     if (!ok) return false;
     e.last_ns = static_cast<int64_t>(last);
-    e.next = static_cast<uint8_t>(static_cast<unsigned char>(in->front()) % kAskers);
+    const auto last_byte = static_cast<unsigned char>(in->front());
+    e.next = static_cast<uint8_t>((last_byte & 0x0f) % kAskers);
+    e.established = (last_byte & 0x10) != 0;
     in->remove_prefix(1);
   }
   for (auto& [key, e] : loaded) {
@@ -126,6 +128,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   std::array<uint32_t, kCorpusBands * kAskers> cand{};
   std::array<uint8_t, kCorpusBands * kAskers> votes{};
   std::array<uint32_t, kCorpusBands * kAskers> last_minute{};
+  int vouched_bands = 0;
   int ncand = 0;
   for (int b = 0; b < kCorpusBands; ++b) {
     const uint64_t key = HashCombine(static_cast<uint64_t>(b) + 1, item.band[b]);
@@ -161,11 +164,12 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
       e.askers[mine] = me;
       e.next = static_cast<uint8_t>((e.next + 1) % kAskers);
     }
+    if (e.established) ++vouched_bands;
     e.minute[mine] = now_minute;
     e.last_ns = std::max(e.last_ns, r.now_ns);
   }
 
-  bool any = false, dense = false;
+  bool any = false, dense = false, vouched = vouched_bands >= kMinBandVotes;
   int fresh = 0;  // other subjects that asked it within fresh_minutes
   for (int k = 0; k < ncand; ++k) {
     if (votes[k] < kMinBandVotes) continue;
@@ -216,8 +220,26 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   // 24% -> 39-81% on default seed 1; docs/detection.md.)
   if (fresh > 0) return;
   s.items_diffuse += 1;
-  out->request_llr = static_cast<float>(config_.diffuse_llr * std::min(1.0f, content / 3.0f));
+  const double weight = vouched ? config_.vouched_diffuse_weight : 1.0;
+  if (weight <= 0) return;
+  out->request_llr = static_cast<float>(weight * config_.diffuse_llr * std::min(1.0f, content / 3.0f));
   if (out->prior == 0) out->reason = 0;
+}
+
+void WorkQueueStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {
+  const ItemSketch& item = r.features.item;
+  if (!facts.account_established || !item.valid) return;
+  // The item keeps the mark while anyone asks it within memory_hours (OnSubject resets an
+  // entry nobody asked for that long).
+  for (int b = 0; b < kCorpusBands; ++b) {
+    const uint64_t key = HashCombine(static_cast<uint64_t>(b) + 1, item.band[b]);
+    Shard& shard = ShardOf(Mix64(key));
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it == shard.map.end()) continue;
+    Entry& e = it->second;
+    e.established = true;
+  }
 }
 
 }  // namespace moat::detect

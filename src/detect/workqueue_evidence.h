@@ -11,8 +11,9 @@
 //   popular  other subjects asked it within the hour: a class's homework, a trending question
 //            (a work queue hands an item out once per pass, hours apart). Only people earn
 //            this credit: a machine-paced subject asking what others asked is a queue worker.
-// Diffuse repeats of campaign-like content are evidence of a campaign; dense and popular ones
-// are evidence of organic use (except jailbreak templates, which probing campaigns share).
+// Diffuse repeats of campaign-like content are evidence of a campaign, unless an established
+// subject asked the item too (organic people ask what others asked days ago); dense and popular
+// ones are evidence of organic use (except jailbreak templates, which probing campaigns share).
 // A subject remembers its last few co-askers to tell dense from diffuse, and a sketch of how
 // many distinct ones it met, to tell a class from a few accounts acting as one.
 
@@ -55,6 +56,14 @@ struct WorkQueueStageConfig {
   double group_check_items = 5;
   double group_min_people = 8;
   double min_content_llr = 0.5; // diffuse repeats count only for content at least this campaign-like
+  // Multiplies the diffuse evidence of an item that an *established* subject (old enough,
+  // unrestricted, unsuspicious: the engine's baseline subjects, VerdictFacts) asked before.
+  // Organic people ask what other organic people asked hours or days ago (a famous riddle, a
+  // popular homework problem); a work queue's items are asked by the campaign's young accounts.
+  // 0: such an item is no evidence either way; 1: it counts as any other diffuse repeat.
+  // Measured (docs/detection.md, Work queues): with organic prompts that recur less than the
+  // benchmark's own, most organic false positives came from diffuse repeats.
+  double vouched_diffuse_weight = 0;
   // An item is "popular" when fresh_askers other subjects asked it within fresh_minutes: a
   // class or a team asks the same things at the same time, a work queue hands an item out once
   // per pass. (Three: distinct items of a templated set can look alike, and campaigns drawing
@@ -82,6 +91,8 @@ class WorkQueueStage final : public EvidenceStage {
   const std::vector<std::string_view>& reason_names() const override;
   void OnSubject(const RequestView& r, SubjectRole role, SubjectState& s, const AccountSummary* account,
                  StageEvidence* out) override;
+  // Marks the request's item as asked by an established subject, when the asker is one.
+  void OnVerdict(RequestView& r, const VerdictFacts& facts) override;
 
   size_t entries() const;
   // The item table as bytes (the engine's state file), and back (entries are added to what the
@@ -96,8 +107,11 @@ class WorkQueueStage final : public EvidenceStage {
     std::array<uint32_t, kAskers> askers{};  // 0: empty slot
     std::array<uint32_t, kAskers> minute{};  // when each asked last (minutes since the epoch)
     int64_t last_ns = 0;
-    uint8_t next = 0;
+    uint8_t next = 0;          // the slot the next new asker takes
+    bool established = false;  // an established subject asked it (VerdictFacts), within the memory
   };
+  // `next` and `established` share the last byte (next | 0x10 when established); a file
+  // written before `established` existed reads as "no established asker".
   static constexpr size_t kEntryBytes = 2 * kAskers * 4 + 8 + 1;
   struct Shard {
     std::mutex mu;
