@@ -189,8 +189,9 @@ std::string SummarizeTrace(std::string_view trace, int max_words) {
 
 std::string FinalAnswer(std::string_view content) {
   const std::string_view trimmed = Trim(content);
+  // One line already (blank lines around it aside): that line is the answer.
   if (trimmed.find('\n') == std::string_view::npos && trimmed.find("\\boxed{") == std::string_view::npos) {
-    return std::string(content);
+    return std::string(trimmed);
   }
   // 1. \boxed{...}
   if (const size_t b = trimmed.rfind("\\boxed{"); b != std::string_view::npos) {

@@ -60,6 +60,8 @@ TEST(FinalAnswerTest, Heuristics) {
   EXPECT_EQ(FinalAnswer("Natalia sold 48/2 = 24 clips.\n48+24 = 72\n#### 72"), "72");
   EXPECT_EQ(FinalAnswer("first line\nsecond line\n  the end  \n\n"), "the end");
   EXPECT_EQ(FinalAnswer("just one line, answer: kept whole"), "just one line, answer: kept whole");
+  // One line after blank lines (a sampled answer can start with them) is that line alone.
+  EXPECT_EQ(FinalAnswer("\n\nSH things.\""), "SH things.\"");
 }
 
 TEST(RequestAsksForStepsTest, Cues) {
