@@ -70,6 +70,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"workqueue.vouched_diffuse_weight", &c.workqueue.vouched_diffuse_weight, "multiplies the diffuse evidence of an item an established subject asked before"},
       {"workqueue.min_content_llr", &c.workqueue.min_content_llr, "shared items count only for content at least this campaign-like"},
       {"workqueue.fresh_minutes", &c.workqueue.fresh_minutes, "an item asked within this many minutes is fresh"},
+      {"workqueue.crowd_minutes", &c.workqueue.crowd_minutes, "an item fresh_askers others asked within this many minutes is a crowd's: no queue evidence"},
       {"workqueue.fresh_askers", &c.workqueue.fresh_askers, "fresh askers that make an item popular"},
       {"workqueue.machine_gap_s", &c.workqueue.machine_gap_s, "mean gap below which a subject earns no organic credit for shared items"},
       {"workqueue.group_min_items", &c.workqueue.group_min_items, "shared items after which a subject is a group's member"},

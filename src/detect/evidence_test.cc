@@ -319,6 +319,33 @@ TEST(WorkQueueStageTest, AnItemAnEstablishedSubjectAskedIsNoQueueEvidence) {
   EXPECT_GT(ask(unvouched, "new2", items[2], kT0 + 5 * kHour, false).request_llr, 0.0f);
 }
 
+TEST(WorkQueueStageTest, AnItemACrowdAskedThisAfternoonIsNoQueueEvidence) {
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 4, 74);
+  for (const double crowd_minutes : {240.0, 0.0}) {
+    WorkQueueStageConfig config;
+    config.crowd_minutes = crowd_minutes;
+    WorkQueueStage stage(config);
+    std::unordered_map<std::string, SubjectState> s;
+    auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+      Req r(who, text, t);
+      StageEvidence out;
+      stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
+      return out;
+    };
+    // Three people asked item 0 between three and two hours ago; one asked item 1 as long ago.
+    for (int k = 0; k < 3; ++k) ask("crowd" + std::to_string(k), items[0], kT0 + k * 30 * 60 * kSec);
+    ask("one", items[1], kT0);
+    const StageEvidence crowd = ask("late", items[0], kT0 + 3 * kHour);
+    const StageEvidence queue = ask("next", items[1], kT0 + 3 * kHour);
+    EXPECT_GT(queue.request_llr, 0.0f);
+    if (crowd_minutes > 0) {
+      EXPECT_EQ(crowd.request_llr, 0.0f);
+    } else {
+      EXPECT_GT(crowd.request_llr, 0.0f);
+    }
+  }
+}
+
 // Asks `stage` as the engine does: the subject's pacing is observed before the stages judge it.
 auto PacedAsker(WorkQueueStage& stage, std::unordered_map<std::string, SubjectState>& s) {
   return [&stage, &s](const std::string& who, const std::string& text, int64_t t) {

@@ -171,10 +171,12 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
 
   bool any = false, dense = false, vouched = vouched_bands >= kMinBandVotes;
   int fresh = 0;  // other subjects that asked it within fresh_minutes
+  int recent = 0;  // ... within crowd_minutes
   for (int k = 0; k < ncand; ++k) {
     if (votes[k] < kMinBandVotes) continue;
     any = true;
     s.co_asker_sketch |= uint64_t{1} << (Mix64(cand[k]) & 63);
+    if (now_minute - last_minute[k] <= config_.crowd_minutes) ++recent;
     if (now_minute - last_minute[k] <= config_.fresh_minutes) {
       ++fresh;
       if (marks_sharing) {
@@ -219,6 +221,8 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   // that others follow, lets campaigns whose accounts share items through, e.g. mimic leakage
   // 24% -> 39-81% on default seed 1; docs/detection.md.)
   if (fresh > 0) return;
+  // Asked by a crowd within the last hours (not a queue's single hand-out): no evidence either way.
+  if (recent >= config_.fresh_askers) return;
   s.items_diffuse += 1;
   const double weight = vouched ? config_.vouched_diffuse_weight : 1.0;
   if (weight <= 0) return;

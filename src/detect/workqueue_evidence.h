@@ -73,6 +73,12 @@ struct WorkQueueStageConfig {
   // 16-19% and the stealth reseller's to 25-28%; 60 and -8 give 10-12% and 15-17%).
   double fresh_minutes = 60;
   double fresh_askers = 3;
+  // An item that fresh_askers others asked within crowd_minutes (but none within fresh_minutes)
+  // is a crowd's, not a work queue's: no evidence either way. People come back to what others
+  // asked that afternoon; a queue hands an item out once per pass. Measured (docs/detection.md,
+  // Work queues): organic users restricted with --prompt-split all, stealth 18/14/27 -> 16/7/24,
+  // stealth-hydra leakage +0.1-0.2 points; 480 minutes costs the hydra 0.9-1.5 points. 0: off.
+  double crowd_minutes = 240;
   // A class or a team is people: a subject whose mean gap between requests is below this
   // (machine-paced) earns no organic credit for items others asked too.
   double machine_gap_s = 15;
