@@ -253,16 +253,21 @@ TEST(CohortStageTest, AnOrganicCohortIsNotShifted) {
   EXPECT_EQ(e.request_llr, 0.0f);
 }
 
-TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
-  WorkQueueStage stage({});
-  const auto items = testing::SyntheticTexts(kHeadReasoning, 40, 70);
-  std::unordered_map<std::string, SubjectState> s;
-  auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
+// Asks `stage` for one account's request and returns the stage's evidence.
+auto Asker(WorkQueueStage& stage, std::unordered_map<std::string, SubjectState>& s) {
+  return [&stage, &s](const std::string& who, const std::string& text, int64_t t) {
     Req r(who, text, t);
     StageEvidence out;
     stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
     return out;
   };
+}
+
+TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
+  WorkQueueStage stage({});
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 40, 70);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = Asker(stage, s);
   // A work queue: item i asked by account "q<i>", then hours later by "r<i>": unrelated
   // subjects, one item each, long apart: diffuse.
   for (int i = 0; i < 10; ++i) EXPECT_EQ(ask("q" + std::to_string(i), items[i], kT0 + i * kSec).request_llr, 0.0f);
@@ -326,12 +331,7 @@ TEST(WorkQueueStageTest, AnItemACrowdAskedThisAfternoonIsNoQueueEvidence) {
     config.crowd_minutes = crowd_minutes;
     WorkQueueStage stage(config);
     std::unordered_map<std::string, SubjectState> s;
-    auto ask = [&](const std::string& who, const std::string& text, int64_t t) {
-      Req r(who, text, t);
-      StageEvidence out;
-      stage.OnSubject(r.View(), SubjectRole::kAccount, s[who], nullptr, &out);
-      return out;
-    };
+    auto ask = Asker(stage, s);
     // Three people asked item 0 between three and two hours ago; one asked item 1 as long ago.
     for (int k = 0; k < 3; ++k) ask("crowd" + std::to_string(k), items[0], kT0 + k * 30 * 60 * kSec);
     ask("one", items[1], kT0);
