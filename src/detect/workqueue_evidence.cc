@@ -21,6 +21,11 @@ constexpr int kMinBandVotes = kCorpusMinBandMatches;
 
 uint32_t AskerId(uint64_t subject_hash) { return static_cast<uint32_t>(Mix64(subject_hash) >> 32) | 1u; }
 
+// The table key of an item's band b: OnSubject and OnVerdict must find the same entries.
+uint64_t ItemBandKey(const ItemSketch& item, int b) {
+  return HashCombine(static_cast<uint64_t>(b) + 1, item.band[b]);
+}
+
 }  // namespace
 
 double DistinctCoAskers(uint64_t sketch) {
@@ -131,7 +136,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   int vouched_bands = 0;
   int ncand = 0;
   for (int b = 0; b < kCorpusBands; ++b) {
-    const uint64_t key = HashCombine(static_cast<uint64_t>(b) + 1, item.band[b]);
+    const uint64_t key = ItemBandKey(item, b);
     Shard& shard = ShardOf(Mix64(key));
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
@@ -236,7 +241,7 @@ void WorkQueueStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {
   // The item keeps the mark while anyone asks it within memory_hours (OnSubject resets an
   // entry nobody asked for that long).
   for (int b = 0; b < kCorpusBands; ++b) {
-    const uint64_t key = HashCombine(static_cast<uint64_t>(b) + 1, item.band[b]);
+    const uint64_t key = ItemBandKey(item, b);
     Shard& shard = ShardOf(Mix64(key));
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
