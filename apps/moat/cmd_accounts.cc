@@ -46,6 +46,9 @@ void PrintRisk(const server::GatewayConfig& cfg, const std::string& url, const s
             << "\nitems also asked by unrelated accounts: " << v["items_spread"].to_number<double>()
             << ", by its own group: " << v["items_shared"].to_number<double>()
             << "\ncampaign: " << v["campaign_id"].as_string().c_str() << "\n";
+  if (const auto* g = v.if_contains("cohort_graduated"); g && g->is_bool() && g->as_bool()) {
+    std::cout << "cohort: judged on its own history (graduated from its first-seen cohort)\n";
+  }
   if (v["distinct_end_users"].to_number<double>() > 0) {
     std::cout << "end users: " << v["distinct_end_users"].to_number<double>() << "\n";
   }

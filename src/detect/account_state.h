@@ -76,6 +76,10 @@ struct SubjectState {
   uint8_t restricted_by = 0; // the rule that restricted it (RestrictionRule), 0 none
   uint8_t pool_pending = 0;  // over the pool budget before min_requests_for_pool: next time
   uint16_t returning_end_users = 0;  // accounts: end users seen again after their first request
+  // Accounts: 1 once the account, at least cohort.graduate_hours old, was unsuspicious at a
+  // verdict (the criteria of an established subject); its first-seen cohort no longer judges it
+  // (CohortStage). Back to 0 while its own evidence reaches policy.pool_min_evidence.
+  uint8_t graduated = 0;
   uint32_t indicator = 0;    // key of the shared indicator it matched (IndicatorHit::key), 0 none
   HyperLogLog<32> end_users;  // accounts: distinct end users named
   std::array<ScorePoint, kScoreHistory> history{};

@@ -43,6 +43,9 @@ namespace moat::detect {
 struct CohortStageConfig {
   double window_hours = 6;        // first-seen window of a cohort
   double young_hours = 72;        // subjects older than this belong to no cohort
+  // An account this old that was unsuspicious at a verdict has a history of its own and leaves
+  // its cohort's judgement (SubjectState::graduated, set by the engine); 0: never.
+  double graduate_hours = 24;
   double half_life_hours = 12;    // a cohort's counts decay
   double min_members = 20;        // distinct subjects before a cohort is tested
   double z_threshold = 5.0;       // one-sided z of the binomial test (see docs: null runs)

@@ -49,6 +49,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       // Cohorts (family 5).
       {"cohort.window_hours", &c.cohort.window_hours, "first-seen window of a cohort"},
       {"cohort.young_hours", &c.cohort.young_hours, "subjects older than this belong to no cohort"},
+      {"cohort.graduate_hours", &c.cohort.graduate_hours, "an account this old that was unsuspicious at a verdict leaves its cohort's judgement (0: never)"},
       {"cohort.half_life_hours", &c.cohort.half_life_hours, "a cohort's counts decay"},
       {"cohort.min_members", &c.cohort.min_members, "distinct subjects before a cohort is tested"},
       {"cohort.z_threshold", &c.cohort.z_threshold, "one-sided z of the cohort shift test"},

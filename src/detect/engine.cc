@@ -331,6 +331,18 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     for (size_t i = 0; i < stages_.size(); ++i) bits |= (std::abs(j.contribution[i]) >= 0.5 ? 1u : 0u) << i;
     s.reason_bits = bits;
     s.restricted = restricted ? 1 : 0;
+    // An account that has been around for cohort.graduate_hours and is unsuspicious now has a
+    // history of its own: its first-seen cohort stops judging it, until its own evidence reaches
+    // what a pool needs to restrict it (docs/detection.md, "Cohorts").
+    if (role == SubjectRole::kAccount && config_.cohort.graduate_hours > 0) {
+      if (!restricted && j.posterior <= config_.established_max_posterior &&
+          r.now_ns - s.first_seen_ns >= config_.cohort.graduate_hours * kHourNs &&
+          !MostlyCampaignLike(s.llr_n, s.llr_hi)) {
+        s.graduated = 1;
+      } else if (j.evidence >= p.pool_min_evidence) {
+        s.graduated = 0;
+      }
+    }
     if (changed) s.PushHistory(r.now_ns, score, static_cast<uint8_t>(restricted ? tier.action : Action::kAllow));
     j.first_seen_ns = s.first_seen_ns;
     j.daily_requests = s.n;
@@ -402,8 +414,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   const Judgement& finest = eu ? *eu : acc;
   facts.account_established = !restricted && finest.posterior <= config_.established_max_posterior &&
                               r.now_ns - finest.first_seen_ns >= config_.established_hours * kHourNs &&
-                              !(finest.summary.llr_n >= 4 &&
-                                finest.summary.llr_hi >= config_.established_max_high_share * finest.summary.llr_n);
+                              !MostlyCampaignLike(finest.summary.llr_n, finest.summary.llr_hi);
   // Each established subject speaks for about established_hourly_requests requests an hour, so
   // that a few heavy users (a batch job) do not define normal alone, while a person's
   // conversation counts as it comes (cohorts count their members' requests as they come too).
@@ -491,6 +502,7 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   r.budget = r.restricted ? SpentBudget(tier, static_cast<RestrictionRule>(s.restricted_by)) : tier.subject_budget;
   r.items_spread = s.items_diffuse;
   r.items_shared = s.items_dense;
+  r.cohort_graduated = s.graduated != 0;
   for (int k = 0; k < kNumSignals; ++k) r.signal_rates[k] = s.n > 0 ? s.signal[k] / s.n : 0;
   for (int i = 0; i < kScoreHistory; ++i) {
     const ScorePoint& p = s.history[(s.history_pos + i) % kScoreHistory];

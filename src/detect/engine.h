@@ -175,6 +175,7 @@ struct AccountReport {
   double value = 0, budget = 0;      // suspected distillation value taken, its subject budget
                                      // (its evidence budget when that restricted it)
   double items_spread = 0, items_shared = 0;  // work-queue repeats: diffuse, dense
+  bool cohort_graduated = false;  // judged on its own, no longer through its first-seen cohort
   std::array<double, kNumSignals> signal_rates{};  // share of requests with each signal
   std::vector<std::pair<int64_t, double>> history;  // (unix seconds, score), oldest first
   std::vector<std::string> reasons;                  // evidence stages active at the last verdict
@@ -232,6 +233,11 @@ class DetectionEngine final : public Engine {
                   const std::array<StageEvidence, kMaxStages>& request_evidence,
                   ListEntry list, const AccountSummary* account);
   ListEntry ListOf(const std::string& account) const;
+  // A subject with enough content evidence (decayed counters llr_n, llr_hi of SubjectState) of
+  // which at least established_max_high_share was campaign-like: never established.
+  bool MostlyCampaignLike(float llr_n, float llr_hi) const {
+    return llr_n >= 4 && llr_hi >= config_.established_max_high_share * llr_n;
+  }
   static std::string Reference(const RequestEvent& event, uint64_t subject_hash);
 
   DetectionConfig config_;

@@ -30,7 +30,9 @@ constexpr uint32_t kStateVersion = 1;
 
 static_assert(std::is_trivially_copyable_v<SubjectState>, "the state file stores subjects as bytes");
 
-uint64_t SubjectLayout() {
+// The layout's fingerprint. `graduated` sits in what was padding before it existed: a file of
+// that earlier layout (with_graduated false) loads, its subjects not graduated.
+uint64_t SubjectLayout(bool with_graduated = true) {
   const SubjectState s;
   const char* base = reinterpret_cast<const char*>(&s);
   auto at = [&](const void* field) { return static_cast<uint64_t>(static_cast<const char*>(field) - base); };
@@ -41,6 +43,7 @@ uint64_t SubjectLayout() {
                      at(&s.indicator), at(&s.end_users), at(&s.history), at(&s.lru_next)}) {
     PutU64(&bytes, v);
   }
+  if (with_graduated) PutU64(&bytes, at(&s.graduated));
   return Hash64(bytes);
 }
 
@@ -67,13 +70,15 @@ bool GetSubjectList(std::string_view* in, std::string_view* list) {
   return true;
 }
 
-// Calls fn on each subject of a list GetSubjectList sliced.
+// Calls fn on each subject of a list GetSubjectList sliced (written before `graduated` existed:
+// its byte was padding, so it is cleared).
 template <typename Fn>
-void ForEachSubjectIn(std::string_view list, Fn fn) {
+void ForEachSubjectIn(std::string_view list, bool before_graduation, Fn fn) {
   SubjectState s;
   for (size_t at = 0; at + sizeof(SubjectState) <= list.size(); at += sizeof(SubjectState)) {
     std::memcpy(&s, list.data() + at, sizeof(SubjectState));
     s.id.back() = '\0';  // IdView stops inside the array
+    if (before_graduation) s.graduated = 0;
     fn(s);
   }
 }
@@ -137,7 +142,8 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
   uint32_t version = 0;
   uint64_t layout = 0, saved_at = 0;
   if (!GetU32(&in, &version) || !GetU64(&in, &layout) || !GetU64(&in, &saved_at)) return DataLossError(damaged);
-  if (version != kStateVersion || layout != SubjectLayout()) {
+  const bool before_graduation = layout == SubjectLayout(/*with_graduated=*/false);
+  if (version != kStateVersion || (layout != SubjectLayout() && !before_graduation)) {
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }
@@ -168,8 +174,8 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     counts.cohorts = cohort_->Cohorts().size();
   }
   if (workqueue_ != nullptr && !items.empty()) (void)workqueue_->LoadFrom(&w);  // the bytes checked above
-  ForEachSubjectIn(evicted, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
-  ForEachSubjectIn(live, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
+  ForEachSubjectIn(evicted, before_graduation, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
+  ForEachSubjectIn(live, before_graduation, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
   counts.live_subjects = live.size() / sizeof(SubjectState);
   counts.evicted_subjects = evicted.size() / sizeof(SubjectState);
   counts.saved_at_ns = static_cast<int64_t>(saved_at);

@@ -159,6 +159,32 @@ TEST(DetectionEngineTest, AVerifiedResearcherRunningOneBenchmarkStaysWithinBudge
   EXPECT_LT(r->value, r->budget);         // ... but one run fits the verified budget
 }
 
+// An account that has been around for cohort.graduate_hours and is unsuspicious leaves its
+// cohort's judgement; once its own evidence reaches policy.pool_min_evidence it is back in.
+TEST(DetectionEngineTest, AnUnsuspiciousAccountGraduatesFromItsCohortAndRejoinsOnItsOwnEvidence) {
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 200, 8);
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 200, 9);
+  for (double hours : {2.0, 0.0}) {
+    DetectionConfig c = Config();
+    ASSERT_TRUE(ApplySetting(c, "cohort.graduate_hours", hours).ok());
+    DetectionEngine engine(c);
+    auto graduated = [&] { return engine.Account("acct")->cohort_graduated; };
+    int k = 0;
+    int64_t t = kT0;
+    for (; t < kT0 + 90 * 60 * kSec; t += 15 * 60 * kSec) engine.Observe(Event("acct", t, organic[k++]));
+    EXPECT_FALSE(graduated()) << "younger than graduate_hours";
+    for (; t < kT0 + 3 * kHour; t += 15 * 60 * kSec) engine.Observe(Event("acct", t, organic[k++]));
+    EXPECT_EQ(graduated(), hours > 0);
+    // Campaign content, one request every few minutes, until its own evidence is a pool's.
+    for (int i = 0; i < 40 && engine.Account("acct")->evidence < c.policy.pool_min_evidence; ++i) {
+      t += 4 * 60 * kSec;
+      engine.Observe(Event("acct", t, campaign[i]));
+    }
+    ASSERT_GE(engine.Account("acct")->evidence, c.policy.pool_min_evidence);
+    EXPECT_FALSE(graduated());
+  }
+}
+
 // Hour 14, after 14 hours of established organic users (the baseline): 150 newcomers of
 // `tier`, 120 of them a campaign sending one item each round, 30 organic. Counts the subjects of
 // each kind that were restricted.

@@ -189,6 +189,37 @@ TEST(CohortStageTest, AShiftedCohortRaisesItsMembersPriorAndAttributesTheirReque
   EXPECT_LT(last_organic.request_llr, -1.0f);
 }
 
+// An account that graduated (the engine sets SubjectState::graduated once it is old and
+// unsuspicious) is judged on its own: the same request of a member that did not gets the
+// cohort's prior and attribution, the graduate none, and it still counts in the cohort.
+TEST(CohortStageTest, AGraduatedMemberIsNoLongerJudgedByItsCohort) {
+  CohortFixture fx;
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 65);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 66);
+  int k = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int a = 0; a < 100; ++a) {
+      const bool bad = a < 80;
+      fx.Send((bad ? "c" : "o") + std::to_string(a), bad ? campaign[k % 400] : organic[k % 400],
+              kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec);
+      ++k;
+    }
+  }
+  const double requests_before = fx.stage->Cohorts().at(0).requests;
+  const int64_t t = kT0 + 12 * kHour;
+  const StageEvidence member = fx.Send("c1", campaign[7], t);
+  fx.subjects["c2"].graduated = 1;
+  const StageEvidence graduate = fx.Send("c2", campaign[7], t);
+  EXPECT_GT(member.prior, 3.0f);
+  EXPECT_GT(member.request_llr, 1.0f);
+  EXPECT_EQ(member.reason, 0);
+  EXPECT_EQ(graduate.prior, 0.0f);
+  EXPECT_EQ(graduate.request_llr, 0.0f);
+  EXPECT_EQ(graduate.pool_value, 0.0f);
+  EXPECT_EQ(graduate.reason, -1);
+  EXPECT_GT(fx.stage->Cohorts().at(0).requests, requests_before + 1.5);
+}
+
 // In a cohort that is mostly organic the attribution divides the noise of the cohort's ratio by a
 // small campaign share. With a minimum share, the same requests get evidence closer to zero
 // (either way), and the campaign's requests are still attributed to it.

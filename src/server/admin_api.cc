@@ -210,7 +210,7 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
                  {"tier", r->tier}, {"restricted_by", r->restricted_by}, {"evidence", r->evidence},
                  {"value", r->value}, {"budget", r->budget}, {"distinct_end_users", r->distinct_end_users},
                  {"items_spread", r->items_spread}, {"items_shared", r->items_shared},
-                 {"indicator", r->indicator}};
+                 {"cohort_graduated", r->cohort_graduated}, {"indicator", r->indicator}};
   o["list"] = r->list == detect::ListEntry::kAllow ? "allow" : r->list == detect::ListEntry::kDeny ? "deny" : "none";
   json::array history, reasons, linked;
   for (const auto& [t, sc] : r->history) history.push_back(json::array{t, sc});
