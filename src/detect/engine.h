@@ -220,6 +220,10 @@ class DetectionEngine final : public Engine {
   // there is none; DataLoss when it is damaged (checksum) and FailedPrecondition when another
   // build of SubjectState wrote it: nothing is loaded then, and the engine starts afresh.
   StatusOr<StateCounts> LoadState(const std::string& path);
+  // The fingerprint of SubjectState's layout that a state file carries. with_graduated false:
+  // the layout before SubjectState::graduated (whose byte was padding); such files still load,
+  // no subject graduated.
+  static uint64_t StateSubjectLayout(bool with_graduated = true);
   size_t live_subjects() const { return subjects_.size(); }
   const DetectionConfig& config() const { return config_; }
   const DetectionModel* model() const { return model_.get(); }

@@ -30,9 +30,9 @@ constexpr uint32_t kStateVersion = 1;
 
 static_assert(std::is_trivially_copyable_v<SubjectState>, "the state file stores subjects as bytes");
 
-// The layout's fingerprint. `graduated` sits in what was padding before it existed: a file of
-// that earlier layout (with_graduated false) loads, its subjects not graduated.
-uint64_t SubjectLayout(bool with_graduated = true) {
+}  // namespace
+
+uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated) {
   const SubjectState s;
   const char* base = reinterpret_cast<const char*>(&s);
   auto at = [&](const void* field) { return static_cast<uint64_t>(static_cast<const char*>(field) - base); };
@@ -46,6 +46,8 @@ uint64_t SubjectLayout(bool with_graduated = true) {
   if (with_graduated) PutU64(&bytes, at(&s.graduated));
   return Hash64(bytes);
 }
+
+namespace {
 
 void PutSection(std::string* out, const std::string& section) {
   PutU32(out, static_cast<uint32_t>(section.size()));
@@ -97,7 +99,7 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::SaveState(const std::str
   out.reserve(out.size() + 64 + baseline.size() + cohorts.size() + items.size() +
               (subjects_.size() + 1) * sizeof(SubjectState));
   PutU32(&out, kStateVersion);
-  PutU64(&out, SubjectLayout());
+  PutU64(&out, StateSubjectLayout());
   PutU64(&out, static_cast<uint64_t>(now_ns));
   PutSection(&out, baseline);
   PutSection(&out, cohorts);
@@ -142,8 +144,8 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
   uint32_t version = 0;
   uint64_t layout = 0, saved_at = 0;
   if (!GetU32(&in, &version) || !GetU64(&in, &layout) || !GetU64(&in, &saved_at)) return DataLossError(damaged);
-  const bool before_graduation = layout == SubjectLayout(/*with_graduated=*/false);
-  if (version != kStateVersion || (layout != SubjectLayout() && !before_graduation)) {
+  const bool before_graduation = layout == StateSubjectLayout(/*with_graduated=*/false);
+  if (version != kStateVersion || (layout != StateSubjectLayout() && !before_graduation)) {
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }

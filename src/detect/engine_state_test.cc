@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 
 #include "common/file_contents.h"
 #include "detect/binary_fields.h"
@@ -132,6 +133,44 @@ TEST(EngineStateTest, ARestartedEngineGoesOnWhereTheOldOneStopped) {
   EXPECT_EQ(Count(next_after, "sybil"), Count(next_before, "sybil"));
   EXPECT_EQ(Count(next_after, "newbie"), 0);
   EXPECT_LT(Count(next_fresh, "sybil"), Count(next_after, "sybil") / 2);
+}
+
+// SubjectState::graduated took two bytes of padding, so a file written before it loads; its
+// byte, padding then, is cleared: nobody is graduated by what a padding byte held.
+TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
+  const std::string path = StatePath("graduation.bin");
+  DetectionConfig c = Config();
+  ASSERT_TRUE(ApplySetting(c, "cohort.graduate_hours", 6).ok());
+  DetectionEngine source(c);
+  (void)Traffic(source, true, 0, 1);
+  ASSERT_TRUE(source.Account("org3").has_value());
+  ASSERT_TRUE(source.Account("org3")->cohort_graduated);  // 14 hours of unsuspicious requests
+  ASSERT_TRUE(source.SaveState(path, kT0 + 15 * kHour).ok());
+  auto bytes = ReadFileContents(path);
+  ASSERT_TRUE(bytes.ok());
+
+  auto load = [&](const std::string& contents) {
+    EXPECT_TRUE(ReplaceFileContents(path, contents).ok());
+    auto e = std::make_unique<DetectionEngine>(c);
+    auto r = e->LoadState(path);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return e;
+  };
+  EXPECT_TRUE(load(*bytes)->Account("org3")->cohort_graduated);
+  // The same file, fingerprinted with the layout before `graduated` (after the magic and the
+  // u32 version), its checksum recomputed.
+  const size_t layout_at = 8 + 4;
+  std::string old_layout;
+  PutU64(&old_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/false));
+  ASSERT_NE(DetectionEngine::StateSubjectLayout(false), DetectionEngine::StateSubjectLayout(true));
+  std::string before = bytes->substr(0, bytes->size() - 8);
+  before.replace(layout_at, old_layout.size(), old_layout);
+  PutU64(&before, Hash64(before));
+  auto loaded = load(before);
+  ASSERT_TRUE(loaded->Account("org3").has_value());
+  EXPECT_FALSE(loaded->Account("org3")->cohort_graduated);
+  EXPECT_EQ(loaded->Account("org3")->requests, source.Account("org3")->requests);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 TEST(EngineStateTest, ADamagedOrForeignFileLoadsNothing) {
