@@ -135,7 +135,7 @@ TEST(EngineStateTest, ARestartedEngineGoesOnWhereTheOldOneStopped) {
   EXPECT_LT(Count(next_fresh, "sybil"), Count(next_after, "sybil") / 2);
 }
 
-// SubjectState::graduated took two bytes of padding, so a file written before it loads; its
+// SubjectState::graduated took a byte that was padding, so a file written before it loads; its
 // byte, padding then, is cleared: nobody is graduated by what a padding byte held.
 TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
   const std::string path = StatePath("graduation.bin");
