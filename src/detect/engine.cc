@@ -335,9 +335,8 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     // history of its own: its first-seen cohort stops judging it, until its own evidence reaches
     // what a pool needs to restrict it (docs/detection.md, "Cohorts").
     if (role == SubjectRole::kAccount && config_.cohort.graduate_hours > 0) {
-      if (!restricted && j.posterior <= config_.established_max_posterior &&
-          r.now_ns - s.first_seen_ns >= config_.cohort.graduate_hours * kHourNs &&
-          !MostlyCampaignLike(s.llr_n, s.llr_hi)) {
+      if (Unsuspicious(restricted, j.posterior, s.llr_n, s.llr_hi) &&
+          r.now_ns - s.first_seen_ns >= config_.cohort.graduate_hours * kHourNs) {
         s.graduated = 1;
       } else if (j.evidence >= p.pool_min_evidence) {
         s.graduated = 0;
@@ -412,9 +411,8 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   // The baseline learns from the finest subject (an end user is a person too: a coding tool's
   // users define normal for code) that is old enough, unrestricted and unsuspicious.
   const Judgement& finest = eu ? *eu : acc;
-  facts.account_established = !restricted && finest.posterior <= config_.established_max_posterior &&
-                              r.now_ns - finest.first_seen_ns >= config_.established_hours * kHourNs &&
-                              !MostlyCampaignLike(finest.summary.llr_n, finest.summary.llr_hi);
+  facts.account_established = Unsuspicious(restricted, finest.posterior, finest.summary.llr_n, finest.summary.llr_hi) &&
+                              r.now_ns - finest.first_seen_ns >= config_.established_hours * kHourNs;
   // Each established subject speaks for about established_hourly_requests requests an hour, so
   // that a few heavy users (a batch job) do not define normal alone, while a person's
   // conversation counts as it comes (cohorts count their members' requests as they come too).

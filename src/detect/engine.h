@@ -237,10 +237,13 @@ class DetectionEngine final : public Engine {
                   const std::array<StageEvidence, kMaxStages>& request_evidence,
                   ListEntry list, const AccountSummary* account);
   ListEntry ListOf(const std::string& account) const;
-  // A subject with enough content evidence (decayed counters llr_n, llr_hi of SubjectState) of
-  // which at least established_max_high_share was campaign-like: never established.
-  bool MostlyCampaignLike(float llr_n, float llr_hi) const {
-    return llr_n >= 4 && llr_hi >= config_.established_max_high_share * llr_n;
+  // What an established subject (the baseline's) and a graduated account (cohorts) must be at a
+  // verdict, besides old enough: unrestricted, posterior at most established_max_posterior, and
+  // not mostly campaign-like (of its decayed content counters llr_n, llr_hi of SubjectState,
+  // less than established_max_high_share campaign-like once there are four).
+  bool Unsuspicious(bool restricted, double posterior, float llr_n, float llr_hi) const {
+    return !restricted && posterior <= config_.established_max_posterior &&
+           !(llr_n >= 4 && llr_hi >= config_.established_max_high_share * llr_n);
   }
   static std::string Reference(const RequestEvent& event, uint64_t subject_hash);
 
