@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <unordered_map>
 #include <utility>
 
@@ -129,8 +131,25 @@ struct KeyHashEqual {
 
 }  // namespace
 
+// The active keys by keyed hash, in shards (by a hash byte the bucket hash does not use), so
+// that issuing a key copies one shard instead of rebuilding every key from the database.
 struct AccountStore::Snapshot {
-  std::unordered_map<std::string, Principal, KeyHashHasher, KeyHashEqual> by_hash;
+  static constexpr size_t kShards = 64;
+  using Shard = std::unordered_map<std::string, Principal, KeyHashHasher, KeyHashEqual>;
+  std::array<std::shared_ptr<const Shard>, kShards> shards;
+
+  Snapshot() {
+    for (auto& s : shards) s = std::make_shared<const Shard>();
+  }
+  static size_t ShardOf(const std::string& hash) {
+    return static_cast<unsigned char>(hash[sizeof(size_t)]) % kShards;
+  }
+  const Shard& For(const std::string& hash) const { return *shards[ShardOf(hash)]; }
+  size_t size() const {
+    size_t n = 0;
+    for (const auto& s : shards) n += s->size();
+    return n;
+  }
 };
 
 std::string_view TierName(Tier tier) {
@@ -231,7 +250,7 @@ StatusOr<int64_t> AccountStore::DataVersionLocked() const {
 
 Status AccountStore::ReloadLocked() {
   MOAT_ASSIGN_OR_RETURN(int64_t version, DataVersionLocked());
-  auto snap = std::make_shared<Snapshot>();
+  std::array<Snapshot::Shard, Snapshot::kShards> shards;
   {
     MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
                           SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kDeferred));
@@ -248,10 +267,13 @@ Status AccountStore::ReloadLocked() {
       std::string hash = s.ColumnText(0);
       if (hash.size() != kHashBytes) continue;  // corrupt row: never matches anything
       Principal p{AccountFromRow(s, 2), s.ColumnText(1)};
-      snap->by_hash.emplace(std::move(hash), std::move(p));
+      const size_t shard = Snapshot::ShardOf(hash);
+      shards[shard].emplace(std::move(hash), std::move(p));
     }
     MOAT_RETURN_IF_ERROR(txn.Commit());
   }
+  auto snap = std::make_shared<Snapshot>();
+  for (size_t i = 0; i < Snapshot::kShards; ++i) snap->shards[i] = std::make_shared<const Snapshot::Shard>(std::move(shards[i]));
   {
     std::unique_lock lock(snap_mu_);
     snapshot_ = std::move(snap);
@@ -272,7 +294,7 @@ Status AccountStore::RefreshIfChanged() {
   return ReloadLocked();
 }
 
-size_t AccountStore::ActiveKeyCount() const { return snapshot()->by_hash.size(); }
+size_t AccountStore::ActiveKeyCount() const { return snapshot()->size(); }
 
 StatusOr<Principal> AccountStore::Authenticate(std::string_view presented_key) const {
   if (presented_key.size() > kMaxPresentedKeyBytes ||
@@ -281,8 +303,9 @@ StatusOr<Principal> AccountStore::Authenticate(std::string_view presented_key) c
   }
   std::string hash = KeyHash(presented_key);
   std::shared_ptr<const Snapshot> snap = snapshot();
-  auto it = snap->by_hash.find(hash);
-  if (it == snap->by_hash.end()) return UnauthenticatedError("invalid API key");
+  const Snapshot::Shard& shard = snap->For(hash);
+  auto it = shard.find(hash);
+  if (it == shard.end()) return UnauthenticatedError("invalid API key");
   if (it->second.account.disabled) return UnauthenticatedError("account is disabled");
   if (it->second.account.tier_expires_ns == 0) return it->second;
   return Principal{AsOf(it->second.account, clock_->NowNanos()), it->second.key_id};
@@ -450,18 +473,21 @@ StatusOr<CreatedKey> AccountStore::CreateKey(const std::string& account_id,
   out.secret = std::string(kKeyPrefix) + b64;
   sodium_memzero(b64, sizeof(b64));
   out.info = ApiKeyInfo{"key_" + RandomHex(6), account_id, label, clock_->NowNanos(), 0};
+  const std::string hash = KeyHash(out.secret);
 
   std::lock_guard lock(db_mu_);
+  Account account;
   {
     MOAT_ASSIGN_OR_RETURN(SqliteTransaction txn,
                           SqliteTransaction::Begin(*db_, SqliteTransaction::Kind::kImmediate));
     {
-      MOAT_ASSIGN_OR_RETURN(SqliteStmt q,
-                            db_->Prepare("SELECT disabled FROM accounts WHERE id = ?"));
+      MOAT_ASSIGN_OR_RETURN(SqliteStmt q, db_->Prepare(std::string("SELECT ") + kAccountCols +
+                                                       " FROM accounts WHERE id = ?"));
       q.BindText(1, account_id);
       MOAT_ASSIGN_OR_RETURN(bool found, q.Step());
       if (!found) return NotFoundError("no account '" + account_id + "'");
-      if (q.ColumnInt64(0) != 0) {
+      account = AccountFromRow(q, 0);
+      if (account.disabled) {
         return FailedPreconditionError("account '" + account_id + "' is disabled");
       }
     }
@@ -472,12 +498,22 @@ StatusOr<CreatedKey> AccountStore::CreateKey(const std::string& account_id,
     s.BindText(1, out.info.key_id);
     s.BindText(2, account_id);
     s.BindText(3, label);
-    s.BindBlob(4, KeyHash(out.secret));
+    s.BindBlob(4, hash);
     s.BindInt64(5, out.info.created_ns);
     if (Status inserted = s.Run(); !inserted.ok()) return Failed(inserted, "creating key");
     MOAT_RETURN_IF_ERROR(txn.Commit());
   }
-  MOAT_RETURN_IF_ERROR(ReloadLocked());
+  // The new key joins a copy of its shard; the rest of the snapshot is shared. (Commits by other
+  // connections are still picked up by RefreshIfChanged: data_version_ is left as it was.)
+  auto snap = std::make_shared<Snapshot>(*snapshot());
+  const size_t shard = Snapshot::ShardOf(hash);
+  auto copy = std::make_shared<Snapshot::Shard>(*snap->shards[shard]);
+  copy->insert_or_assign(hash, Principal{account, out.info.key_id});
+  snap->shards[shard] = std::move(copy);
+  {
+    std::unique_lock lock(snap_mu_);
+    snapshot_ = std::move(snap);
+  }
   return out;
 }
 

@@ -333,6 +333,63 @@ TEST_F(AccountStoreTest, SecondInstanceSeesChangesAfterRefresh) {
   ASSERT_TRUE(key2.ok());
   ASSERT_TRUE(a->RefreshIfChanged().ok());
   EXPECT_TRUE(a->Authenticate(key2->secret).ok());
+
+  // A key issued by `a` after another connection's change does not hide that change from the
+  // next refresh (issuing a key updates a's snapshot without reloading it).
+  ASSERT_TRUE(b->SetDisabled(acct->id, true).ok());
+  auto other = a->CreateAccount("ivy", "", Tier::kUnverified);
+  ASSERT_TRUE(other.ok());
+  auto key3 = a->CreateKey(other->id, "after-b");
+  ASSERT_TRUE(key3.ok());
+  EXPECT_TRUE(a->Authenticate(key3->secret).ok());
+  ASSERT_TRUE(a->RefreshIfChanged().ok());
+  EXPECT_FALSE(a->Authenticate(key2->secret).ok());  // disabled by b
+  EXPECT_TRUE(a->Authenticate(key3->secret).ok());
+}
+
+// Issuing a key updates one shard of the key snapshot in place of a reload from the database:
+// after hundreds of keys on several accounts, some revoked and one account disabled, the store
+// that issued them answers exactly as a store freshly loaded from the same database.
+TEST_F(AccountStoreTest, IssuedKeysMatchAFreshLoad) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  std::vector<Account> accounts;
+  for (const char* name : {"judy", "mallory", "niaj"}) {
+    auto a = store->CreateAccount(name, "", Tier::kUnverified);
+    ASSERT_TRUE(a.ok());
+    accounts.push_back(*a);
+  }
+  ASSERT_TRUE(store->SetTier(accounts[1].id, Tier::kEnterprise).ok());
+  std::vector<CreatedKey> keys;
+  for (int i = 0; i < 300; ++i) {
+    auto k = store->CreateKey(accounts[i % 3].id, "k" + std::to_string(i));
+    ASSERT_TRUE(k.ok()) << k.status().ToString();
+    keys.push_back(*k);
+  }
+  for (int i = 0; i < 300; i += 7) ASSERT_TRUE(store->RevokeKey(keys[i].info.key_id).ok());
+  auto late = store->CreateKey(accounts[0].id, "after-revocations");
+  ASSERT_TRUE(late.ok());
+  keys.push_back(*late);
+  ASSERT_TRUE(store->SetDisabled(accounts[2].id, true).ok());
+  EXPECT_EQ(store->CreateKey(accounts[2].id, "disabled").status().code(), StatusCode::kFailedPrecondition);
+
+  auto fresh = OpenStore();
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(store->ActiveKeyCount(), fresh->ActiveKeyCount());
+  EXPECT_EQ(store->ActiveKeyCount(), 301u - 43u);  // 43 revoked (0, 7, ..., 294)
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto got = store->Authenticate(keys[i].secret);
+    auto want = fresh->Authenticate(keys[i].secret);
+    ASSERT_EQ(got.ok(), want.ok()) << i << ": " << got.status().ToString() << " vs " << want.status().ToString();
+    const bool revoked = i < 300 && i % 7 == 0;
+    const bool disabled = i < 300 && i % 3 == 2;
+    EXPECT_EQ(got.ok(), !revoked && !disabled) << i;
+    if (!got.ok()) continue;
+    EXPECT_EQ(got->key_id, keys[i].info.key_id);
+    EXPECT_EQ(got->account.id, want->account.id);
+    EXPECT_EQ(got->account.tier, want->account.tier);
+    EXPECT_EQ(got->account.tier, i % 3 == 1 ? Tier::kEnterprise : Tier::kUnverified);
+  }
 }
 
 TEST_F(AccountStoreTest, ConcurrentAuthenticateDuringMutations) {
