@@ -177,9 +177,15 @@ struct ReplayOptions {
   std::string gateway, keys_file;
   std::vector<std::string> headers;
   traffic::HttpReplayOptions http;
+  double compress_time = 1;
 };
 
 int RunReplay(ReplayOptions& o) {
+  if (!(o.compress_time >= 1)) return Fail(InvalidArgumentError("--compress-time must be at least 1"));
+  if (!o.gateway.empty() && o.compress_time != 1) {
+    return Fail(InvalidArgumentError("--compress-time is for the in-process replay (the gateway's own clock "
+                                     "compresses an HTTP replay already; --replay-clock undoes that)"));
+  }
   if (!o.gateway.empty()) {
     if (o.keys_file.empty()) return Fail(InvalidArgumentError("--gateway needs --keys-file"));
     auto keys = traffic::LoadKeysFile(o.keys_file);
@@ -196,7 +202,7 @@ int RunReplay(ReplayOptions& o) {
   }
   auto engine = traffic::MakeEngine(o.engine, o.engine_options);
   if (!engine.ok()) return Fail(engine.status());
-  auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine);
+  auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine, o.compress_time);
   if (!report.ok()) return Fail(report.status());
   return PrintAndWrite(*report, o.out);
 }
@@ -274,6 +280,13 @@ void AddTrafficCommands(CLI::App& app, int& exit_code) {
                      "HTTP: extra header on every request, NAME:VALUE (repeatable)");
   replay->add_option("--timeout", rep->http.timeout_s, "HTTP: seconds per request")
       ->capture_default_str();
+  replay->add_option("--compress-time", rep->compress_time,
+                     "in-process: the engine sees the stream K times faster than its timestamps (what a "
+                     "gateway's real clock does to a fast HTTP replay); scores keep the timestamps")
+      ->capture_default_str();
+  replay->add_flag("--replay-clock", rep->http.replay_clock,
+                   "HTTP: send each event's time as x-moat-replay-time, which a gateway believes "
+                   "from its [detection] replay_clock_peers (the scenario's hours, not the replay's)");
   replay->callback([rep, &exit_code] { exit_code = RunReplay(*rep); });
 
   auto prov = std::make_shared<ProvisionCommand>();

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -266,6 +267,10 @@ int Serve(const ServeOpts& opts) {
     if (engine->model() == nullptr) {
       std::cerr << "warning: no detection model loaded; content evidence is off ([detection] model)\n";
     }
+    for (const auto& peer : ds.replay_clock_peers) {
+      std::cerr << "moat: warning: detection runs on the x-moat-replay-time of requests from " << peer
+                << " ([detection] replay_clock_peers): for replays of recorded traffic only\n";
+    }
     auto lists = store::RiskLists::Open(cfg.storage.accounts_db, SystemClock::Get());
     if (!lists.ok()) return Fail(lists.status());
     risk_lists = std::move(*lists);
@@ -343,7 +348,14 @@ int Serve(const ServeOpts& opts) {
                       << shared.status().message() << "\n";
           }
         }
-        if (++ticks % 60 == 0) engine->EvictIdle(SystemClock::Get()->NowNanos() - 3600LL * 1'000'000'000);
+        if (++ticks % 60 == 0) {
+          // A replay with its own clock ([detection] replay_clock_peers) is judged idle on that
+          // clock, not on the wall clock its recorded times are far behind.
+          const int64_t now = SystemClock::Get()->NowNanos();
+          const int64_t latest = engine->latest_event_ns();
+          const bool replaying = !cfg.detection.replay_clock_peers.empty() && latest > 0;
+          engine->EvictIdle((replaying ? std::min(now, latest) : now) - 3600LL * 1'000'000'000);
+        }
         if (ticks % save_every_ticks == 0) SaveDetectionState(*engine, cfg.detection.state_file);
       }
     }

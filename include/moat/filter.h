@@ -53,6 +53,9 @@ struct RequestContext {
   // filled after every OnHeaders has continued).
   std::string request_id;
   int64_t start_ns = 0;      // arrival, ns since the Unix epoch (from the Clock)
+  // The time detection judges the request at: start_ns, or the `x-moat-replay-time` of a
+  // replay from one of [detection] replay_clock_peers (0: start_ns).
+  int64_t detection_time_ns = 0;
   std::string endpoint;      // "/v1/chat/completions" or "/v1/completions"
   std::string client_ip;     // the socket's peer, or X-Forwarded-For's client when the peer
                              // is a trusted proxy

@@ -358,6 +358,9 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   const RequestFeatures f = Extract(event, model_.get(), static_cast<int>(config_.typical_answer_tokens));
   RequestView r{event, f};
   r.now_ns = event.time_ns;
+  if (event.time_ns > latest_event_ns_.load(std::memory_order_relaxed) + 1'000'000'000) {
+    latest_event_ns_.store(event.time_ns, std::memory_order_relaxed);
+  }
   r.tier = ParseTier(event.tier);
   const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
   r.tier_prior_log_odds = tier.prior_log_odds;

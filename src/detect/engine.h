@@ -27,6 +27,7 @@
 // record and admin views, shown to clients only for tiers with show_evidence.
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -204,6 +205,9 @@ class DetectionEngine final : public Engine {
 
   // Evicts subjects idle since before `cutoff_ns` to the store; returns how many.
   size_t EvictIdle(int64_t cutoff_ns) { return subjects_.EvictIdle(cutoff_ns); }
+  // The latest event time Observe has seen, to within a second (0 before any): the engine's
+  // clock, which is not the wall clock when recorded traffic is replayed with its own times.
+  int64_t latest_event_ns() const { return latest_event_ns_.load(std::memory_order_relaxed); }
 
   // The state file (engine_state.cc, docs/detection.md "State across restarts"): what the engine
   // learned that a restart would otherwise forget — every subject (its first sighting, evidence,
@@ -259,6 +263,7 @@ class DetectionEngine final : public Engine {
   EndUserStage* end_users_ = nullptr; // owned by stages_, when enabled
   struct ListTable;
   std::unique_ptr<ListTable> lists_;
+  std::atomic<int64_t> latest_event_ns_{0};  // written when it moves by a second or more
 };
 
 }  // namespace moat::detect

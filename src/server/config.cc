@@ -230,7 +230,7 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(CheckKeys(d, "detection", {"enabled", "model", "stages", "restrict_posterior",
       "release_posterior", "typical_answer_tokens", "tiers", "settings", "silent_degrade", "degrade_max_tokens",
       "throttle_retry_after_s", "step_up_url", "max_subjects", "max_evicted_subjects", "indicators_dir",
-      "indicator_salt_file", "hardening", "state_file", "state_save_interval_s"}));
+      "indicator_salt_file", "hardening", "state_file", "state_save_interval_s", "replay_clock_peers"}));
   MOAT_RETURN_IF_ERROR(Get(d, "enabled", "detection", &ds->enabled));
   MOAT_RETURN_IF_ERROR(Get(d, "model", "detection", &ds->model));
   MOAT_RETURN_IF_ERROR(Get(d, "stages", "detection", &ds->stages));
@@ -249,6 +249,7 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
   MOAT_RETURN_IF_ERROR(Get(d, "indicator_salt_file", "detection", &ds->indicator_salt_file));
   MOAT_RETURN_IF_ERROR(Get(d, "state_file", "detection", &ds->state_file));
   MOAT_RETURN_IF_ERROR(Get(d, "state_save_interval_s", "detection", &ds->state_save_interval_s));
+  MOAT_RETURN_IF_ERROR(Get(d, "replay_clock_peers", "detection", &ds->replay_clock_peers));
   if (ds->state_save_interval_s < 10 || ds->state_save_interval_s > 86400)
     return moat::InvalidArgumentError("detection.state_save_interval_s must be between 10 and 86400");
   if (ds->degrade_max_tokens < 1) return moat::InvalidArgumentError("detection.degrade_max_tokens must be >= 1");

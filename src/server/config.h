@@ -174,6 +174,12 @@ struct DetectionSettings {
   // "none" disables it.
   std::string state_file;
   int64_t state_save_interval_s = 300;
+  // Socket peers (exact addresses) whose `x-moat-replay-time` header (Unix nanoseconds) is the
+  // time detection judges a request at, so that recorded traffic replayed through the gateway
+  // keeps its own clock (docs/traffic-benchmark.md, "HTTP replay"). Empty (the default): the
+  // header is ignored and detection runs on the gateway's clock. Never list a peer that relays
+  // customers' requests: whoever sends the header sets detection's clock.
+  std::vector<std::string> replay_clock_peers;
 };
 
 // [step_up]: the signed webhook that tells the operator's identity service that a subject must

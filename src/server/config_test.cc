@@ -154,6 +154,18 @@ TEST(ConfigTest, TheDetectionStateFileHasADefaultAndCanBeTurnedOff) {
   EXPECT_NE(too_often.status().message().find("state_save_interval_s"), std::string::npos);
 }
 
+TEST(ConfigTest, NoPeerSetsDetectionsClockUnlessListed) {
+  auto defaults = ParseGatewayConfig("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  EXPECT_TRUE(defaults->detection.replay_clock_peers.empty());
+  auto listed = ParseGatewayConfig("[detection]\nreplay_clock_peers = [\"127.0.0.1\", \"::1\"]\n");
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  EXPECT_EQ(listed->detection.replay_clock_peers, (std::vector<std::string>{"127.0.0.1", "::1"}));
+  auto wrong = ParseGatewayConfig("[detection]\nreplay_clock_peers = \"127.0.0.1\"\n");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("replay_clock_peers"), std::string::npos) << wrong.status().message();
+}
+
 TEST(ConfigTest, HardeningKeysHaveSafeDefaults) {
   GatewayConfig cfg = DefaultGatewayConfig();
   EXPECT_EQ(cfg.server.max_connections, 10'000);

@@ -1,5 +1,7 @@
 #include "server/gateway.h"
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -213,6 +215,20 @@ void Gateway::FillFromHead(const HttpRequest& req, const std::string& peer_ip,
   }
 }
 
+StatusOr<int64_t> Gateway::ReplayTime(const HttpRequest& req, const std::string& peer_ip,
+                                      const std::vector<std::string>& replay_peers) {
+  if (std::find(replay_peers.begin(), replay_peers.end(), peer_ip) == replay_peers.end()) return int64_t{0};
+  auto it = req.find("x-moat-replay-time");
+  if (it == req.end()) return int64_t{0};
+  const std::string_view text(it->value().data(), it->value().size());
+  int64_t ns = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ns);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || ns <= 0) {
+    return InvalidArgumentError("x-moat-replay-time must be a positive integer of Unix nanoseconds");
+  }
+  return ns;
+}
+
 void Gateway::ParseBody(const std::string& body, RequestContext* ctx) {
   ctx->raw_body = body;
   json::error_code ec;
@@ -414,6 +430,13 @@ asio::awaitable<bool> Gateway::HandleCompletion(HttpRequest& req, RequestBody& r
   ctx.endpoint = endpoint;
   FillFromHead(req, peer_ip, scfg.trusted_proxies, &ctx);
   SseClientStream client(conn, req, scfg.write_timeout_ms);
+  if (auto replay = ReplayTime(req, peer_ip, parts_.config->detection.replay_clock_peers); replay.ok()) {
+    ctx.detection_time_ns = *replay;
+  } else {
+    ctx.SetLocalReply(LocalReply{400, "invalid_request_error", "invalid_replay_time",
+                                 std::string(replay.status().message()), {}, "", {}});
+    co_return co_await Answer(req, conn, ctx, client, {});
+  }
 
   // Refuse new work rather than lose audit records when the writer cannot keep up (and do not
   // add a record to the backlog for it).

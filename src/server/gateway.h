@@ -76,6 +76,12 @@ class Gateway final : public RequestHandler {
   // agent, headers, bearer token); the caller sets the request id, time and endpoint.
   static void FillFromHead(const HttpRequest& req, const std::string& peer_ip,
                            const std::vector<std::string>& trusted_proxies, RequestContext* ctx);
+  // The `x-moat-replay-time` of a request from one of `replay_peers` (the socket's peer, exact
+  // address): Unix nanoseconds, the time detection judges it at. 0 when the peer is not one of
+  // them or sends no such header; InvalidArgument when it sends one that is not a positive
+  // integer of nanoseconds.
+  static StatusOr<int64_t> ReplayTime(const HttpRequest& req, const std::string& peer_ip,
+                                      const std::vector<std::string>& replay_peers);
   // Parses the body into ctx.body (or ctx.body_error) and points ctx.raw_body at it.
   static void ParseBody(const std::string& body, RequestContext* ctx);
 

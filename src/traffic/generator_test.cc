@@ -317,6 +317,36 @@ TEST_F(FakeDataset, FilesRoundTripAndReplayScoresLikeInProcess) {
   }
 }
 
+// --compress-time: the engine sees the stream faster than it was recorded (a gateway's real clock
+// under a fast HTTP replay), the scores keep the recorded times. A limit of 100 requests an hour
+// that the coding tool (60/h) stays under refuses it once twelve recorded hours pass in one.
+TEST_F(FakeDataset, CompressedTimeIsWhatTheEngineSeesNotWhatIsScored) {
+  auto corpus = PromptCorpus::Load(*dir_);
+  ASSERT_TRUE(corpus.ok());
+  auto scenario = ParseScenario(kScenario);
+  ASSERT_TRUE(scenario.ok());
+  fs::path out = *dir_ / "gen-compressed";
+  {
+    JsonlTrafficWriter writer(out.string());
+    ASSERT_TRUE(writer.status().ok());
+    ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 3).Run(writer).ok());
+    ASSERT_TRUE(writer.Close().ok());
+  }
+  const std::string events = (out / "events.jsonl").string(), labels = (out / "labels.jsonl").string();
+  PerAccountRateEngine plain({.max_requests_per_hour = 100});
+  auto recorded = ReplayFilesInProcess(events, labels, plain, "baseline");
+  ASSERT_TRUE(recorded.ok()) << recorded.status().ToString();
+  PerAccountRateEngine fast({.max_requests_per_hour = 100});
+  auto compressed = ReplayFilesInProcess(events, labels, fast, "baseline", 12);
+  ASSERT_TRUE(compressed.ok()) << compressed.status().ToString();
+  EXPECT_EQ(compressed->events, recorded->events);
+  EXPECT_DOUBLE_EQ(compressed->simulated_hours, recorded->simulated_hours);  // scored on recorded times
+  EXPECT_GT(compressed->organic.restricted_requests, recorded->organic.restricted_requests);
+  PerAccountRateEngine other({.max_requests_per_hour = 100});
+  EXPECT_EQ(ReplayFilesInProcess(events, labels, other, "baseline", 0.5).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 constexpr const char* kStealthScenario = R"(
 name = "tiny-stealth"
 duration_hours = 12.0

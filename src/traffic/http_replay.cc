@@ -86,6 +86,7 @@ void SetHeaders(net::HttpRequest& req, const detect::RequestEvent& e, const std:
   req.SetHeader("authorization", "Bearer " + secret);
   req.SetHeader("content-type", "application/json");
   if (options.forward_client_ip && !e.client_ip.empty()) req.SetHeader("x-forwarded-for", e.client_ip);
+  if (options.replay_clock) req.SetHeader("x-moat-replay-time", std::to_string(e.time_ns));
 }
 
 // An admin API call: POST `target` with a JSON body. Returns the response (any status).

@@ -8,7 +8,10 @@
 // are compressed into the replay's wall time (events are paced at `rate` per second, not at their
 // timestamps). Everything the detector decays over time (1-hour request rate, 24-hour signal
 // sums, linkage counters) sees the whole replay as one burst, and inter-arrival and time-of-day
-// features see machine pacing for every account. Scores keep the events' own timestamps.
+// features see machine pacing for every account; no subject lives long enough to define normal
+// traffic. With `replay_clock` each request carries its event's time instead, and a gateway that
+// lists the replaying host in [detection] replay_clock_peers judges it at that time. Scores keep
+// the events' own timestamps either way.
 
 #include <cstdint>
 #include <functional>
@@ -40,6 +43,10 @@ struct HttpReplayOptions {
   int64_t max_events = 0;    // 0: all
   double timeout_s = 120;    // per request
   bool forward_client_ip = true;  // send the event's IP as X-Forwarded-For
+  // Send the event's own time as `x-moat-replay-time` (Unix ns), which a gateway believes from
+  // its [detection] replay_clock_peers: detection then sees the scenario's hours, not the
+  // replay's compressed wall time.
+  bool replay_clock = false;
   // Extra headers on every request (e.g. x-test-tokens for moat-test-upstream).
   std::vector<std::pair<std::string, std::string>> extra_headers;
   // When set, called after every answered request, in stream order (tests use it to look at

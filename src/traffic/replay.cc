@@ -85,14 +85,21 @@ Status LoadLabels(const std::string& labels_path, Scorer& scorer) {
 
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
-                                      std::string_view engine_name) {
+                                      std::string_view engine_name, double compress_time) {
+  if (!(compress_time >= 1)) return InvalidArgumentError("compress_time must be at least 1");
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
   MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
+  int64_t first_ns = -1;
   MOAT_RETURN_IF_ERROR(ForEachLine(events_path, [&](std::string_view line) -> Status {
     MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, EventFromJson(line));
+    const int64_t recorded_ns = e.time_ns;
+    if (first_ns < 0) first_ns = recorded_ns;
+    if (compress_time != 1) {
+      e.time_ns = first_ns + static_cast<int64_t>(static_cast<double>(recorded_ns - first_ns) / compress_time);
+    }
     detect::Verdict v = engine.Observe(e);
-    scorer.Record(e.account_id, e.end_user, e.time_ns, v.action);
+    scorer.Record(e.account_id, e.end_user, recorded_ns, v.action);
     return Status::Ok();
   }));
   Report r = scorer.Finish();

@@ -77,10 +77,13 @@ StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenar
                               uint64_t seed, detect::Engine& engine, std::string_view engine_name,
                               Explainer* explainer = nullptr, RestartPlan* restart = nullptr);
 
-// Replays files written by `moat-bench traffic generate` into `engine` and scores them.
+// Replays files written by `moat-bench traffic generate` into `engine` and scores them. With
+// `compress_time` K > 1 the engine sees each event at first + (t - first) / K (first: the
+// stream's first event time), as a gateway's real clock sees a replay K times faster than the
+// recording; the scores keep the events' own times.
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
-                                      std::string_view engine_name);
+                                      std::string_view engine_name, double compress_time = 1);
 
 // Reads a label file into a scorer.
 Status LoadLabels(const std::string& labels_path, Scorer& scorer);

@@ -742,6 +742,114 @@ TEST_F(StealthIntegrationTest, CatchesACohortThatLooksOrganicAndAClientRotatingE
   }
 }
 
+// Recorded traffic replayed with its own clock: a gateway that lists the replaying host in
+// [detection] replay_clock_peers judges each request at its `x-moat-replay-time`, so detection
+// sees the recording's hours instead of the replay's compressed seconds. Any other peer's header
+// is ignored, and a malformed one from a listed peer is refused in the OpenAI error format.
+class ReplayClockTest : public DetectionIntegrationTest {
+ protected:
+  void SetUp() override {}
+
+  void StartWithReplayPeers(const std::string& peers) {
+    ASSERT_TRUE(upstream_.Start({"--threads", "2"}).ok());
+    std::string toml = GatewayConfig(upstream_.port());
+    toml += "\n[detection]\nreplay_clock_peers = " + peers + "\n";
+    ASSERT_TRUE(moat_.WriteConfig(toml).ok());
+    Status started = moat_.Start();
+    ASSERT_TRUE(started.ok()) << started.ToString();
+    admin_ = std::make_unique<HttpClient>("127.0.0.1", moat_.port());
+  }
+
+  // One recorded account with requests at `times`, provisioned; returns its gateway key.
+  std::string Provision(const std::vector<int64_t>& times, Population* pop) {
+    SubjectLabel label{"rec-0", "", false, "", "", "user", kStart};
+    label.tier = "verified";
+    pop->labels.push_back(label);
+    pop->organic_accounts.insert("rec-0");
+    for (int64_t t : times) {
+      json::array messages{json::object{{"role", "user"}, {"content", "how deep should raised beds be for carrots"}}};
+      pop->events.push_back(MakeEvent(t, "rec-0", "81.2.69.160", "OpenAI/Python 1.30.1",
+                                      ChatBody("gpt-4o-mini", messages, 0, -1)));
+    }
+    const std::string labels = dir_.File("labels.jsonl"), events = dir_.File("events.jsonl");
+    EXPECT_TRUE(WriteStream(*pop, labels, events).ok());
+    traffic::ProvisionOptions prov;
+    prov.gateway_url = Url();
+    prov.admin_token = kAdminToken;
+    auto keys = traffic::ProvisionAccounts(labels, prov);
+    EXPECT_TRUE(keys.ok()) << keys.status().ToString();
+    return keys.ok() ? keys->begin()->second : "";
+  }
+
+  // What the engine recorded of the account (admin risk view).
+  std::pair<int64_t, int64_t> SeenRange() {
+    json::object risk = AdminGet("/admin/accounts/" + traffic::GatewayAccountName("rec-0") + "/risk");
+    if (!risk.contains("first_seen_ns")) return {0, 0};
+    return {risk.at("first_seen_ns").to_number<int64_t>(), risk.at("last_seen_ns").to_number<int64_t>()};
+  }
+};
+
+TEST_F(ReplayClockTest, AListedPeerSetsDetectionsClockAndABadValueIsRefused) {
+  StartWithReplayPeers(R"(["127.0.0.1"])");
+  Population pop;
+  const int64_t second = kStart + 2 * 3600 * kSecond;
+  const std::string key = Provision({kStart, second}, &pop);
+  ASSERT_FALSE(key.empty());
+
+  // The replay path of `moat-bench traffic replay --gateway --replay-clock`.
+  traffic::HttpReplayOptions opts;
+  opts.gateway_url = Url();
+  opts.rate = 0;
+  opts.timeout_s = 20;
+  opts.replay_clock = true;
+  opts.extra_headers = {{"x-test-tokens", "8"}};
+  int ok = 0;
+  opts.on_answer = [&](const detect::RequestEvent&, const traffic::GatewayAnswer& a) { ok += a.status == 200; };
+  auto report = traffic::ReplayOverHttp(dir_.File("events.jsonl"), dir_.File("labels.jsonl"),
+                                        {{"rec-0", key}}, opts);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(SeenRange(), std::make_pair(kStart, second));
+
+  // Malformed values from a listed peer: 400 in the OpenAI error format, nothing recorded.
+  HttpClient client("127.0.0.1", moat_.port());
+  const std::string body = R"({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]})";
+  for (const char* bad : {"soon", "-5", "0", "1.5e18", "99999999999999999999", ""}) {
+    auto res = client.Request("POST", "/v1/chat/completions", body,
+                              {{"Authorization", "Bearer " + key}, {"x-moat-replay-time", std::string(bad)}});
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    EXPECT_EQ(res->status, 400) << "'" << bad << "': " << res->body;
+    json::object err = ParseObject(res->body);
+    ASSERT_TRUE(err.contains("error")) << res->body;
+    EXPECT_EQ(err.at("error").at("code").as_string(), "invalid_replay_time") << res->body;
+    EXPECT_EQ(err.at("error").at("type").as_string(), "invalid_request_error") << res->body;
+  }
+  EXPECT_EQ(SeenRange(), std::make_pair(kStart, second));
+}
+
+TEST_F(ReplayClockTest, AnUnlistedPeersHeaderIsIgnored) {
+  StartWithReplayPeers(R"(["192.0.2.7"])");
+  Population pop;
+  const std::string key = Provision({kStart}, &pop);
+  ASSERT_FALSE(key.empty());
+  const int64_t before = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  HttpClient client("127.0.0.1", moat_.port());
+  const std::string body = R"({"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]})";
+  for (const std::string& value : {std::to_string(kStart), std::string("not a time")}) {
+    auto res = client.Request("POST", "/v1/chat/completions", body,
+                              {{"Authorization", "Bearer " + key}, {"x-moat-replay-time", value},
+                               {"x-test-tokens", "8"}});
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    EXPECT_EQ(res->status, 200) << res->body;
+  }
+  const int64_t after = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto [first, last] = SeenRange();
+  EXPECT_GE(first, before);  // the gateway's own clock
+  EXPECT_LE(last, after);
+}
+
 // The benchmark's `smoke` scenario (generated from the shared datasets) provisioned and replayed
 // over HTTP, as `moat-bench traffic provision` + `replay --gateway` do. Checks only that the path
 // works end to end: every replayed request is answered by the gateway. Detection quality on this

@@ -30,7 +30,7 @@ class AnalysisFilter final : public Filter {
 
   FilterStatus OnRequest(RequestContext& ctx) override {
     detect::RequestEvent ev;
-    ev.time_ns = ctx.start_ns;
+    ev.time_ns = ctx.detection_time_ns != 0 ? ctx.detection_time_ns : ctx.start_ns;
     ev.account_id = ctx.account_id;
     ev.key_id = ctx.key_id;
     ev.end_user = ctx.end_user;
