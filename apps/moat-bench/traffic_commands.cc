@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -198,6 +199,13 @@ int RunReplay(ReplayOptions& o) {
     }
     auto report = traffic::ReplayOverHttp(o.events, o.labels, *keys, o.http);
     if (!report.ok()) return Fail(report.status());
+    if (!o.http.replay_clock && report->wall_seconds > 0 && report->simulated_hours * 3600 > 4 * report->wall_seconds) {
+      std::cerr << fmt::format(
+          "note: the gateway judged these requests on its own clock: {:.1f} recorded hours in {:.0f} s ({:.0f} "
+          "times faster), which defeats the time-based detection families. Use --replay-clock with the bench "
+          "host in the gateway's [detection] replay_clock_peers (apps/moat-bench/README.md).\n",
+          report->simulated_hours, report->wall_seconds, report->simulated_hours * 3600 / report->wall_seconds);
+    }
     return PrintAndWrite(*report, o.out);
   }
   auto engine = traffic::MakeEngine(o.engine, o.engine_options);

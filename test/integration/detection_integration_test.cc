@@ -32,6 +32,7 @@
 #include "traffic/event_io.h"
 #include "traffic/generator.h"
 #include "traffic/http_replay.h"
+#include "traffic/replay.h"
 #include "datasets/prompt_corpus.h"
 #include "traffic/scenario.h"
 
@@ -397,9 +398,10 @@ class DetectionIntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override { StartGateway(false); }
 
-  void StartGateway(bool bench_models) {
+  // `extra`: more TOML after the common configuration (a table the common one lacks).
+  void StartGateway(bool bench_models, const std::string& extra = "") {
     ASSERT_TRUE(upstream_.Start({"--threads", "2"}).ok());
-    ASSERT_TRUE(moat_.WriteConfig(GatewayConfig(upstream_.port(), bench_models)).ok());
+    ASSERT_TRUE(moat_.WriteConfig(GatewayConfig(upstream_.port(), bench_models) + extra).ok());
     Status started = moat_.Start();
     ASSERT_TRUE(started.ok()) << started.ToString();
     admin_ = std::make_unique<HttpClient>("127.0.0.1", moat_.port());
@@ -851,9 +853,10 @@ TEST_F(ReplayClockTest, AnUnlistedPeersHeaderIsIgnored) {
 }
 
 // The benchmark's `smoke` scenario (generated from the shared datasets) provisioned and replayed
-// over HTTP, as `moat-bench traffic provision` + `replay --gateway` do. Checks only that the path
-// works end to end: every replayed request is answered by the gateway. Detection quality on this
-// stream is not asserted: the real clock compresses 12 simulated hours into seconds.
+// over HTTP, as `moat-bench traffic provision` + `replay --gateway --replay-clock` do, into a
+// gateway that believes the bench host's clock: every replayed request is answered, and the
+// gateway's verdicts score exactly as the in-process engine's on the same events (the requests
+// go one at a time, so the order is the file's).
 class SmokeReplayTest : public DetectionIntegrationTest {
  protected:
   void SetUp() override {}
@@ -869,7 +872,8 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
     GTEST_SKIP() << "no datasets at " << data
                  << " (expected ../shared/datasets beside the clone; set MOAT_DATASETS)";
   }
-  StartGateway(true);
+  // The generator's accounts include unverified ones (a tier without limits would be refused).
+  StartGateway(true, "\n[limits.unverified]\nkey_rpm = 0\n\n[detection]\nreplay_clock_peers = [\"127.0.0.1\"]\n");
   auto scenario = traffic::LoadScenario("smoke", src / "scenarios");
   ASSERT_TRUE(scenario.ok()) << scenario.status().ToString();
   auto corpus = datasets::PromptCorpus::Load(data);
@@ -899,6 +903,7 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   opts.rate = 0;
   opts.max_events = kMaxEvents;
   opts.timeout_s = 20;
+  opts.replay_clock = true;
   opts.extra_headers = {{"x-test-tokens", "8"}};
   int64_t answered = 0;
   std::map<int, int64_t> statuses;
@@ -915,6 +920,29 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   EXPECT_EQ(answered, kMaxEvents);
   EXPECT_EQ(report->events, kMaxEvents);
   for (const auto& [c, n] : statuses) EXPECT_TRUE(c == 200 || c == 403 || c == 429) << c << " x" << n;
+
+  // The same events in-process, on their own clock.
+  const std::string head = dir_.File("head.jsonl");
+  {
+    std::ifstream in(out + "/events.jsonl");
+    std::ofstream copy(head);
+    std::string line;
+    for (int64_t n = 0; n < kMaxEvents && std::getline(in, line); ++n) copy << line << "\n";
+  }
+  auto engine = traffic::MakeEngine("moat", traffic::EngineOptions{});
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  auto local = traffic::ReplayFilesInProcess(head, out + "/labels.jsonl", **engine, "moat");
+  ASSERT_TRUE(local.ok()) << local.status().ToString();
+  ASSERT_EQ(local->variants.size(), report->variants.size());
+  int64_t restricted = 0;
+  for (size_t i = 0; i < local->variants.size(); ++i) {
+    EXPECT_EQ(report->variants[i].variant, local->variants[i].variant);
+    EXPECT_EQ(report->variants[i].flagged, local->variants[i].flagged) << local->variants[i].variant;
+    EXPECT_EQ(report->variants[i].leaked, local->variants[i].leaked) << local->variants[i].variant;
+    restricted += local->variants[i].flagged;
+  }
+  EXPECT_EQ(report->organic.restricted_requests, local->organic.restricted_requests);
+  EXPECT_GT(restricted, 0);  // the head of the stream already restricts campaign subjects
 }
 
 }  // namespace
