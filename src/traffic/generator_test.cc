@@ -280,18 +280,23 @@ TEST_F(FakeDataset, MissingRoleIsAFailedPrecondition) {
   EXPECT_EQ(TrafficGenerator(*small, *s, 1).Run(sink).code(), StatusCode::kFailedPrecondition);
 }
 
+// Generates `scenario` with `seed` into events.jsonl and labels.jsonl under `out`, as
+// `moat-bench traffic generate` does.
+Status WriteStreamFiles(const PromptCorpus& corpus, const Scenario& scenario, uint64_t seed, const fs::path& out) {
+  JsonlTrafficWriter writer(out.string());
+  if (!writer.status().ok()) return writer.status();
+  if (Status run = TrafficGenerator(corpus, scenario, seed).Run(writer); !run.ok()) return run;
+  return writer.Close();
+}
+
 TEST_F(FakeDataset, FilesRoundTripAndReplayScoresLikeInProcess) {
   auto corpus = PromptCorpus::Load(*dir_);
   ASSERT_TRUE(corpus.ok());
   auto scenario = ParseScenario(kScenario);
   ASSERT_TRUE(scenario.ok());
   fs::path out = *dir_ / "gen";
-  {
-    JsonlTrafficWriter writer(out.string());
-    ASSERT_TRUE(writer.status().ok());
-    ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 3).Run(writer).ok());
-    ASSERT_TRUE(writer.Close().ok());
-  }
+  const Status written = WriteStreamFiles(*corpus, *scenario, 3, out);
+  ASSERT_TRUE(written.ok()) << written.ToString();
   PerAccountRateEngine e1({.max_requests_per_hour = 50});
   auto live = RunInProcess(*corpus, *scenario, 3, e1, "baseline");
   ASSERT_TRUE(live.ok());
@@ -326,12 +331,8 @@ TEST_F(FakeDataset, CompressedTimeIsWhatTheEngineSeesNotWhatIsScored) {
   auto scenario = ParseScenario(kScenario);
   ASSERT_TRUE(scenario.ok());
   fs::path out = *dir_ / "gen-compressed";
-  {
-    JsonlTrafficWriter writer(out.string());
-    ASSERT_TRUE(writer.status().ok());
-    ASSERT_TRUE(TrafficGenerator(*corpus, *scenario, 3).Run(writer).ok());
-    ASSERT_TRUE(writer.Close().ok());
-  }
+  const Status written = WriteStreamFiles(*corpus, *scenario, 3, out);
+  ASSERT_TRUE(written.ok()) << written.ToString();
   const std::string events = (out / "events.jsonl").string(), labels = (out / "labels.jsonl").string();
   PerAccountRateEngine plain({.max_requests_per_hour = 100});
   auto recorded = ReplayFilesInProcess(events, labels, plain, "baseline");

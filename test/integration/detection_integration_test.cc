@@ -753,13 +753,7 @@ class ReplayClockTest : public DetectionIntegrationTest {
   void SetUp() override {}
 
   void StartWithReplayPeers(const std::string& peers) {
-    ASSERT_TRUE(upstream_.Start({"--threads", "2"}).ok());
-    std::string toml = GatewayConfig(upstream_.port());
-    toml += "\n[detection]\nreplay_clock_peers = " + peers + "\n";
-    ASSERT_TRUE(moat_.WriteConfig(toml).ok());
-    Status started = moat_.Start();
-    ASSERT_TRUE(started.ok()) << started.ToString();
-    admin_ = std::make_unique<HttpClient>("127.0.0.1", moat_.port());
+    StartGateway(false, "\n[detection]\nreplay_clock_peers = " + peers + "\n");
   }
 
   // One recorded account with requests at `times`, provisioned; returns its gateway key.
