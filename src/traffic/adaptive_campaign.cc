@@ -6,8 +6,9 @@
 // reacts: the first answer that is not full fidelity (degraded, refused, asked to verify) burns
 // the account; the operator re-queues that item, replaces the account after a pause, and
 // shifts towards the tactic that got the most full answers per account so far (epsilon-greedy
-// over five tactics: plain items, items mixed with organic cover prompts, slow pacing, a plain
-// question then "how did you get that?", items inside real conversation openers). Accounts
+// over six tactics: plain items, items mixed with organic cover prompts, slow pacing, a plain
+// question then "how did you get that?", items inside real conversation openers, and a
+// script's pace: the next item a few seconds after each answer, no sessions). Accounts
 // that reach `max_requests_per_account` are retired unburned and replaced too.
 //
 // It closes the loop only where the sink judges requests (in-process `traffic run`); written
@@ -21,7 +22,7 @@
 namespace moat::traffic::gen {
 namespace {
 
-enum Tactic : int { kPlain = 0, kCover, kSlow, kFollowUp, kConversation, kNumTactics };
+enum Tactic : int { kPlain = 0, kCover, kSlow, kFollowUp, kConversation, kFast, kNumTactics };
 
 struct AdaptiveOperator {
   AdaptiveOperator(const CampaignParams& p, const Scenario& s, const Pools& pools, uint64_t seed, int index)
@@ -138,8 +139,10 @@ class AdaptiveAccount final : public Actor {
         pending_.empty()) {
       return Retire(ctx, Seconds(rng_.Exponential(300)));
     }
-    // Human pacing: bursts of a few requests, then the next session.
-    if (!pending_.empty()) {
+    // Human pacing: bursts of a few requests, then the next session; or a script's pace.
+    if (tactic_ == kFast) {
+      next_ns += Seconds(rng_.LogNormal(3, 0.5));
+    } else if (!pending_.empty()) {
       next_ns += Seconds(rng_.LogNormal(40, 0.6));
     } else if (--burst_left_ > 0) {
       next_ns += Seconds(rng_.LogNormal(tactic_ == kSlow ? 180 : 75, 0.8));

@@ -542,7 +542,7 @@ TEST_F(FakeDataset, AStudyGroupAsksEachItemTogetherWithinMinutes) {
 
 constexpr const char* kAdaptiveScenario = R"(
 name = "tiny-adaptive"
-duration_hours = 24.0
+duration_hours = 48.0
 [organic]
 accounts = 10
 median_sessions_per_day = 4.0
@@ -553,7 +553,7 @@ variant = "adaptive"
 accounts = 3
 max_accounts = 12
 start_hour = 1.0
-duration_hours = 22.0
+duration_hours = 46.0
 max_requests_per_account = 500
 content = "mixed"
 )";
@@ -608,6 +608,18 @@ TEST_F(FakeDataset, AdaptiveOperatorReplacesEveryAccountItLoses) {
       EXPECT_NE(l.tier, "enterprise");  // bought accounts, not contracts
     }
   }
+  // Every tactic is tried once before any is preferred, one of them at a script's pace: some
+  // account sends its three requests within a minute, each a few seconds after the last, while
+  // the human-paced tactics think for a minute or more between items.
+  std::map<std::string, std::vector<int64_t>> times;
+  for (const auto& e : closed.events) {
+    if (closed.campaign_accounts.count(e.account_id)) times[e.account_id].push_back(e.time_ns);
+  }
+  int scripted = 0;
+  for (const auto& [account, t] : times) {
+    if (t.size() == 3 && t[2] - t[0] < 60'000'000'000LL) ++scripted;
+  }
+  EXPECT_GE(scripted, 1);
 }
 
 TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
