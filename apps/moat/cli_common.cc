@@ -107,6 +107,7 @@ moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::Detect
     if (ts.evidence_budget) tp.evidence_budget = *ts.evidence_budget;
     if (ts.show_evidence) tp.show_evidence = *ts.show_evidence;
     if (ts.vouches_for_end_users) tp.vouches_for_end_users = *ts.vouches_for_end_users;
+    if (ts.machines_judged_alone) tp.machines_judged_alone = *ts.machines_judged_alone;
     if (ts.action == "degrade") tp.action = detect::Action::kDegrade;
     if (ts.action == "step_up") tp.action = detect::Action::kStepUp;
     if (ts.action == "throttle") tp.action = detect::Action::kThrottle;

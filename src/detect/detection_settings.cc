@@ -29,9 +29,9 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"policy.value_half_life_hours", &c.policy.value_half_life_hours, "half-life of the suspected distillation value (the budget window)"},
       {"policy.min_requests_for_pool", &c.policy.min_requests_for_pool, "pooled evidence restricts a subject from its n-th request on"},
       {"policy.pool_min_evidence", &c.policy.pool_min_evidence, "own evidence a subject needs before pooled evidence restricts it"},
-      {"policy.strong_evidence", &c.policy.strong_evidence, "own evidence from which a human-paced subject is held to its tier's evidence budget"},
-      {"policy.human_gap_s", &c.policy.human_gap_s, "mean gap between requests from which a subject is human-paced"},
-      {"policy.human_gap_spread", &c.policy.human_gap_spread, "... and spread (std of log10 gap) of its gaps"},
+      {"policy.strong_evidence", &c.policy.strong_evidence, "own evidence from which a subject is held to its tier's evidence budget"},
+      {"policy.human_gap_s", &c.policy.human_gap_s, "when above 0, only subjects whose mean gap between requests is at least this are held to the evidence budget"},
+      {"policy.human_gap_spread", &c.policy.human_gap_spread, "... and whose gaps spread at least this (std of log10 gap)"},
       {"policy.shared_items_exempt", &c.policy.shared_items_exempt, "items shared with others within the hour that exempt a subject from its evidence budget"},
       {"policy.multi_user_accounts", &c.policy.multi_user_accounts, "end users from which an account is judged per end user (unless they churn)"},
       // Content (families 1-3).
@@ -57,7 +57,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"cohort.base_share", &c.cohort.base_share, "campaign share the tier priors assume"},
       {"cohort.weight", &c.cohort.weight, "multiplies the prior a shifted cohort gives its members"},
       {"cohort.prior_max_share", &c.cohort.prior_max_share, "the cohort prior uses at most this campaign share"},
-      {"cohort.machine_gap_s", &c.cohort.machine_gap_s, "mean gap below which a subject is machine-paced (no cohort prior)"},
+      {"cohort.machine_gap_s", &c.cohort.machine_gap_s, "mean gap below which a subject is machine-paced (no cohort prior where its tier's machines_judged_alone)"},
       {"cohort.nb_temper", &c.cohort.nb_temper, "divides the cohort-vs-baseline naive-Bayes log ratio"},
       {"cohort.attribution_weight", &c.cohort.attribution_weight, "multiplies a member request's attribution evidence"},
       {"cohort.attribution_clip", &c.cohort.attribution_clip, "attribution evidence is clipped to +-this"},
@@ -113,7 +113,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
     s.push_back({"tier." + tier + ".prior_log_odds", &c.policy.tiers[t].prior_log_odds, "the tier's prior log-odds"});
     s.push_back({"tier." + tier + ".subject_budget", &c.policy.tiers[t].subject_budget, "suspected value a subject may take"});
     s.push_back({"tier." + tier + ".pool_budget", &c.policy.tiers[t].pool_budget, "suspected value a pool may take"});
-    s.push_back({"tier." + tier + ".evidence_budget", &c.policy.tiers[t].evidence_budget, "suspected value a human-paced subject with strong own evidence may take"});
+    s.push_back({"tier." + tier + ".evidence_budget", &c.policy.tiers[t].evidence_budget, "suspected value a subject with strong own evidence may take"});
   }
   return s;
 }

@@ -102,6 +102,7 @@ std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultT
   // contract covers its end users, who keep part of its trust.
   t[static_cast<size_t>(Tier::kUnknown)] = {-5.0, 500000, 20000, 500000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kUnverified)] = {-5.0, 30000, 20000, 1500, Action::kStepUp, false};
+  t[static_cast<size_t>(Tier::kUnverified)].machines_judged_alone = false;
   t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, 2000000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 100000, 20000000, Action::kDegrade, true, true};
   return t;
@@ -303,8 +304,8 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
       rule = RestrictionRule::kSubjectBudget;
     } else if (j.posterior >= p.restrict_posterior && j.evidence >= p.strong_evidence &&
                s.value >= tier.evidence_budget && s.requests >= 3 &&
-               s.log_gap.mean() >= std::log10(p.human_gap_s) &&
-               s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread &&
+               (p.human_gap_s <= 0 || (s.log_gap.mean() >= std::log10(p.human_gap_s) &&
+                                       s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread)) &&
                s.items_shared_fresh < p.shared_items_exempt) {
       rule = RestrictionRule::kEvidenceBudget;
     } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
@@ -365,6 +366,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   const TierPolicy& tier = config_.policy.tiers[static_cast<size_t>(r.tier)];
   r.tier_prior_log_odds = tier.prior_log_odds;
   r.tier_vouches_for_end_users = tier.vouches_for_end_users;
+  r.tier_machines_judged_alone = tier.machines_judged_alone;
   r.account_hash = Hash64(event.account_id);
   std::string end_user_id;
   if (!event.end_user.empty()) {

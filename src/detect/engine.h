@@ -54,7 +54,7 @@ struct TierPolicy {
   double subject_budget = 20000;    // suspected distillation value (answer tokens, rolling)
                                     // a subject may take before it is restricted
   double pool_budget = 20000;       // ... a pool may take before its suspicious members are
-  // ... a human-paced subject whose own evidence alone reached policy.strong_evidence may take
+  // ... a subject whose own evidence alone reached policy.strong_evidence may take
   // (one campaign-like request after another, none organic: no pool needed to judge it).
   double evidence_budget = 1500;
   Action action = Action::kStepUp;  // what a restriction is for this tier
@@ -62,6 +62,11 @@ struct TierPolicy {
   // The account answers for its end users (a contract): an end user starts from the account's
   // prior plus the account's campaign share, not from that share alone (EndUserStage).
   bool vouches_for_end_users = false;
+  // A machine-paced subject of this tier (mean gap under cohort.machine_gap_s: an evaluation
+  // harness, a batch job) is judged on its own budget, not through its first-seen cohort. Off
+  // for the unverified tier: an unverified account that asks at a script's pace what a shifted
+  // cohort asks is a campaign's queue worker as likely as anyone's.
+  bool machines_judged_alone = true;
 };
 
 struct PolicyConfig {
@@ -76,16 +81,18 @@ struct PolicyConfig {
   // ... and only once its own evidence reaches this (log-odds): a pool's prior alone, with a
   // request or two that look only a little campaign-like, is not enough.
   double pool_min_evidence = 3;
-  // Own evidence E from which a human-paced subject is held to its tier's evidence_budget.
-  // Measured (docs/detection.md, "Policy"): organic users' own evidence stays below 9, while
-  // a stealth sybil's passes 16 within its first dozen requests. A subject is human-paced when
-  // its gaps between requests are long (mean at least human_gap_s) and irregular (standard
-  // deviation of log10 of the gap at least human_gap_spread: think times, sessions). Others
-  // (an evaluation harness, a batch job, a script that sleeps between calls) are judged on
-  // their subject budget alone, so a researcher running one benchmark is not held to it.
+  // Own evidence E from which a subject is held to its tier's evidence_budget (only the
+  // unverified tier's is below its subject budget). Measured (docs/detection.md, "The evidence
+  // budget"): organic users' own evidence stays below 9, while a stealth sybil's passes 16
+  // within its first dozen requests. With human_gap_s above 0 only human-paced subjects are
+  // held: gaps between requests long (mean at least human_gap_s) and irregular (standard
+  // deviation of log10 of the gap at least human_gap_spread). Off by default: a closed-loop
+  // operator that asks at a script's pace was then held by nothing but its subject budget
+  // (365 full answers per burned account), and an unverified researcher is asked to verify
+  // whatever its pace.
   double strong_evidence = 9;
-  double human_gap_s = 15;
-  double human_gap_spread = 0.2;
+  double human_gap_s = 0;
+  double human_gap_spread = 0;
   // ... unless it shares items with others within the hour (SubjectState::items_shared_fresh,
   // the work-queue stage): this many times marks a class or a team, judged by the pools as
   // before. (A work queue re-issuing one lost item to a fresh account makes one.)

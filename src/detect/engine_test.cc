@@ -78,6 +78,8 @@ TEST(DetectionEngineTest, OrganicUsersStayAllowed) {
 TEST(DetectionEngineTest, ALoneHarvesterIsRestrictedOnceOverItsBudgetAndTheClientSeesOnlyACategory) {
   DetectionConfig c = Config();
   ASSERT_TRUE(ApplySetting(c, "tier.unverified.subject_budget", 3000).ok());
+  // The subject budget alone (the evidence budget has its own test below).
+  ASSERT_TRUE(ApplySetting(c, "tier.unverified.evidence_budget", 1e9).ok());
   DetectionEngine engine(c);
   const auto texts = testing::SyntheticTexts(kHeadReasoning, 100, 4);
   int first = -1;
@@ -312,14 +314,16 @@ TEST(DetectionEngineTest, TheContentReadingStagesCountOnceTogether) {
   EXPECT_LT(clipped, 0.05);
 }
 
-TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAndAVerifiedOneAreNot) {
+TEST(DetectionEngineTest, AnUnverifiedHarvesterIsHeldToItsEvidenceBudgetAtAnyPaceAVerifiedOneIsNot) {
   // One reasoning-harvest item after another, none organic: own evidence passes
   // policy.strong_evidence (9) within a few requests. Irregular, human gaps (2 to 13 minutes).
   const auto texts = testing::SyntheticTexts(kHeadReasoning, 40, 6);
   const int64_t human_gaps_s[] = {130, 420, 250, 780, 160, 600, 310, 200, 520, 140};
   std::optional<AccountReport> report;
-  auto first_restriction = [&](const std::string& tier, bool human, Verdict* out) {
-    DetectionEngine engine(Config());
+  auto first_restriction = [&](const std::string& tier, bool human, Verdict* out, double human_gap_s = 0) {
+    DetectionConfig c = Config();
+    EXPECT_TRUE(ApplySetting(c, "policy.human_gap_s", human_gap_s).ok());
+    DetectionEngine engine(c);
     int64_t t = kT0;
     for (int i = 0; i < 30; ++i) {
       t += (human ? human_gaps_s[i % 10] : 20) * kSec;  // a script sleeps 20 s between calls
@@ -349,9 +353,17 @@ TEST(DetectionEngineTest, AHumanPacedHarvesterIsHeldToItsEvidenceBudgetAScriptAn
   ASSERT_TRUE(report.has_value());
   EXPECT_EQ(report->restricted_by, "evidence_budget");
   EXPECT_EQ(report->budget, 1500);
-  // A script with a steady 20-second sleep, and a verified person: their subject budgets
-  // (30,000 and 2,000,000 tokens) hold for these 30 requests.
-  EXPECT_EQ(first_restriction("unverified", false, &v), -1);
+  // A script with a steady 20-second sleep is held alike: a closed-loop operator need not look
+  // human ...
+  const int script = first_restriction("unverified", false, &v);
+  EXPECT_GE(script, 4);
+  EXPECT_LE(script, 9);
+  EXPECT_EQ(v.category, "automated_extraction");
+  // ... unless the operator exempts machine-paced subjects (policy.human_gap_s above 20 s):
+  // then its subject budget (30,000 tokens) holds for these 30 requests.
+  EXPECT_EQ(first_restriction("unverified", false, &v, 30), -1);
+  EXPECT_EQ(first_restriction("unverified", true, &v, 30), human);
+  // A verified person: its subject budget (2,000,000 tokens) holds.
   EXPECT_EQ(first_restriction("verified", true, &v), -1);
 }
 

@@ -49,6 +49,7 @@ struct RequestView {
   Tier tier = Tier::kUnknown;
   double tier_prior_log_odds = 0;  // the policy's prior for the account's tier
   bool tier_vouches_for_end_users = false;  // TierPolicy::vouches_for_end_users of that tier
+  bool tier_machines_judged_alone = true;    // TierPolicy::machines_judged_alone of that tier
   uint64_t account_hash = 0;
   uint64_t end_user_hash = 0;  // 0 when the request names no end user
   // The content log-likelihood ratio after the stages that adjust it (content, baseline);

@@ -149,12 +149,16 @@ struct CohortFixture {
       baseline->Record(r.features);
     }
   }
-  StageEvidence Send(const std::string& account, const std::string& prompt, int64_t t) {
+  // `machines_judged_alone`: TierPolicy::machines_judged_alone of the account's tier.
+  StageEvidence Send(const std::string& account, const std::string& prompt, int64_t t,
+                     bool machines_judged_alone = true) {
     Req req(account, prompt, t);
     SubjectState& s = subjects[account];
     ObserveRequest(s, req.features, "70.1.2.3", t, DecayConfig{});
     StageEvidence out;
-    stage->OnSubject(req.View(), SubjectRole::kAccount, s, nullptr, &out);
+    RequestView view = req.View();
+    view.tier_machines_judged_alone = machines_judged_alone;
+    stage->OnSubject(view, SubjectRole::kAccount, s, nullptr, &out);
     return out;
   }
 };
@@ -218,6 +222,38 @@ TEST(CohortStageTest, AGraduatedMemberIsNoLongerJudgedByItsCohort) {
   EXPECT_EQ(graduate.pool_value, 0.0f);
   EXPECT_EQ(graduate.reason, -1);
   EXPECT_GT(fx.stage->Cohorts().at(0).requests, requests_before + 1.5);
+}
+
+// A member that asks at a script's pace (an evaluation harness, a batch job) is judged on its own
+// budget, not through its cohort, unless its tier says otherwise (the unverified tier's default:
+// a queue worker that does not bother to look human).
+TEST(CohortStageTest, AMachinePacedMemberIsJudgedThroughItsCohortOnlyWhereItsTierSaysSo) {
+  CohortFixture fx;
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 67);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 68);
+  int k = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int a = 0; a < 100; ++a) {
+      const bool bad = a < 80;
+      fx.Send((bad ? "c" : "o") + std::to_string(a), bad ? campaign[k % 400] : organic[k % 400],
+              kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec);
+      ++k;
+    }
+  }
+  ASSERT_TRUE(fx.stage->Cohorts().at(0).shifted);
+  // Two newcomers of the same window, each five requests two seconds apart.
+  StageEvidence alone, through_cohort;
+  for (int i = 0; i < 5; ++i) {
+    const int64_t t = kT0 + 3 * kHour + i * 2 * kSec;
+    alone = fx.Send("script-a", campaign[100 + i], t, true);
+    through_cohort = fx.Send("script-b", campaign[100 + i], t, false);
+  }
+  EXPECT_EQ(alone.prior, 0.0f);
+  EXPECT_EQ(alone.pool_value, 0.0f);
+  EXPECT_EQ(alone.reason, -1);
+  EXPECT_GT(through_cohort.prior, 3.0f);
+  EXPECT_GT(through_cohort.request_llr, 1.0f);
+  EXPECT_EQ(through_cohort.reason, 0);
 }
 
 // In a cohort that is mostly organic the attribution divides the noise of the cohort's ratio by a

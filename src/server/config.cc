@@ -281,7 +281,8 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       const toml::table* t = node.as_table();
       if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
       MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "evidence_budget",
-                                                 "action", "show_evidence", "vouches_for_end_users", "hardening"}));
+                                                 "action", "show_evidence", "vouches_for_end_users", "machines_judged_alone",
+                                                 "hardening"}));
       DetectionTierSettings ts;
       double x = 0;
       bool b = false;
@@ -316,6 +317,10 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       if (t->get("vouches_for_end_users")) {
         MOAT_RETURN_IF_ERROR(Get(*t, "vouches_for_end_users", where, &b));
         ts.vouches_for_end_users = b;
+      }
+      if (t->get("machines_judged_alone")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "machines_judged_alone", where, &b));
+        ts.machines_judged_alone = b;
       }
       if (t->get("hardening") != nullptr) {
         const toml::table* h = (*t)["hardening"].as_table();

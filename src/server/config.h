@@ -140,6 +140,7 @@ struct DetectionTierSettings {
   std::string action;                    // degrade | step_up | throttle | block; "" default
   std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
   std::optional<bool> vouches_for_end_users;  // its accounts answer for their end users
+  std::optional<bool> machines_judged_alone;  // machine-paced subjects: own budget, not cohort
   // [detection.tiers.<tier>.hardening]: the detection-level profile with these keys overridden.
   std::optional<resistance::HardeningProfile> hardening;
 };

@@ -189,12 +189,14 @@ TEST(ConfigTest, ParsesTierBudgets) {
 subject_budget = 40000
 evidence_budget = 2500
 vouches_for_end_users = true
+machines_judged_alone = true
 )");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   const auto& t = cfg->detection.tiers.at("unverified");
   EXPECT_EQ(t.subject_budget, 40000);
   EXPECT_EQ(t.evidence_budget, 2500);
   EXPECT_EQ(t.vouches_for_end_users, true);
+  EXPECT_EQ(t.machines_judged_alone, true);
   EXPECT_FALSE(t.pool_budget.has_value());
   for (const char* bad : {"[detection.tiers.unverified]\nevidence_budget = -1\n",
                           "[detection.tiers.unverified]\nevidence_budgets = 1\n"}) {

@@ -270,8 +270,11 @@ TEST_F(HardeningTest, UnauthenticatedBodiesAreNeverBuffered) {
 // Finding 2: the WAL is checkpointed into the database file and stays bounded.
 
 TEST_F(HardeningTest, WalStaysBoundedWhileTheDatabaseFileGrows) {
+  // One unverified key sends 1,000 identical requests at full speed; detection would ask it to
+  // verify after about 750 (its evidence budget, at any pace). This test is about the WAL.
   ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "",
-                                           "[audit]\nwal_max_bytes = 262144\nwal_checkpoint_interval_ms = 50\n")));
+                                           "[audit]\nwal_max_bytes = 262144\nwal_checkpoint_interval_ms = 50\n"
+                                           "[detection.tiers.unverified]\nevidence_budget = 1000000\n")));
   const std::string db = moat_.data_dir() + "/audit.db";
   const std::string prompt(4000, 'p');
   std::uint64_t max_wal = 0;
