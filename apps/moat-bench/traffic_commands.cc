@@ -234,9 +234,10 @@ int RunProvision(ProvisionCommand& c) {
   if (!keys.ok()) return Fail(keys.status());
   Status s = traffic::WriteKeysFile(c.out, *keys);
   if (!s.ok()) return Fail(s);
-  std::printf("registered %zu accounts (tier %s) in %s and wrote their keys to %s in %.2f s\n",
-              keys->size(), c.options.tier.c_str(), c.options.gateway_url.c_str(), c.out.c_str(),
-              Since(t0));
+  const std::string tiers = c.options.label_tiers ? "each its label's tier, " + c.options.tier + " where none"
+                                                  : "tier " + c.options.tier;
+  std::printf("registered %zu accounts (%s) in %s and wrote their keys to %s in %.2f s\n", keys->size(),
+              tiers.c_str(), c.options.gateway_url.c_str(), c.out.c_str(), Since(t0));
   return 0;
 }
 
