@@ -189,6 +189,11 @@ int RunReplay(ReplayOptions& o) {
   }
   if (!o.gateway.empty()) {
     if (o.keys_file.empty()) return Fail(InvalidArgumentError("--gateway needs --keys-file"));
+    const traffic::EngineOptions& eo = o.engine_options;
+    if (eo.explain || !eo.settings.empty() || !eo.stages.empty() || !eo.detection_model.empty()) {
+      return Fail(InvalidArgumentError("--explain, --set, --stages and --detection-model are for the in-process "
+                                       "replay; a gateway takes its detection settings from its own config"));
+    }
     auto keys = traffic::LoadKeysFile(o.keys_file);
     if (!keys.ok()) return Fail(keys.status());
     o.http.gateway_url = o.gateway;
@@ -210,8 +215,11 @@ int RunReplay(ReplayOptions& o) {
   }
   auto engine = traffic::MakeEngine(o.engine, o.engine_options);
   if (!engine.ok()) return Fail(engine.status());
-  auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine, o.compress_time);
+  traffic::Explainer explainer(std::getenv("MOAT_EXPLAIN_TRACE") != nullptr);
+  auto report = traffic::ReplayFilesInProcess(o.events, o.labels, **engine, o.engine, o.compress_time,
+                                              o.engine_options.explain ? &explainer : nullptr);
   if (!report.ok()) return Fail(report.status());
+  if (o.engine_options.explain) std::fputs(explainer.Summary().c_str(), stdout);
   return PrintAndWrite(*report, o.out);
 }
 

@@ -312,6 +312,15 @@ TEST_F(FakeDataset, FilesRoundTripAndReplayScoresLikeInProcess) {
     EXPECT_EQ(replayed->variants[i].flagged, live->variants[i].flagged);
   }
   EXPECT_EQ(replayed->organic.restricted_requests, live->organic.restricted_requests);
+  // `replay --explain`: the explainer sees the file's labels and verdicts.
+  Explainer explainer;
+  PerAccountRateEngine e3({.max_requests_per_hour = 50});
+  ASSERT_TRUE(ReplayFilesInProcess((out / "events.jsonl").string(), (out / "labels.jsonl").string(), e3,
+                                   "baseline", 1, &explainer)
+                  .ok());
+  EXPECT_NE(explainer.Summary().find("\ncampaign bulk"), std::string::npos) << explainer.Summary();
+  EXPECT_EQ(explainer.Summary().find("\ncampaign sybil-spread"), std::string::npos) << explainer.Summary();
+  EXPECT_NE(explainer.Summary().find("never restricted campaign sybil-spread"), std::string::npos);
   // The bulk accounts (200/h) exceed 50/h; the slow sybils (6/h) never do.
   for (const auto& v : live->variants) {
     if (v.variant == "bulk") {

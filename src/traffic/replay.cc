@@ -75,21 +75,23 @@ StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenar
   return r;
 }
 
-Status LoadLabels(const std::string& labels_path, Scorer& scorer) {
+Status LoadLabels(const std::string& labels_path, Scorer& scorer, Explainer* explainer) {
   return ForEachLine(labels_path, [&](std::string_view line) -> Status {
     MOAT_ASSIGN_OR_RETURN(SubjectLabel label, LabelFromJson(line));
     scorer.AddLabel(label);
+    if (explainer != nullptr) explainer->AddLabel(label);
     return Status::Ok();
   });
 }
 
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
-                                      std::string_view engine_name, double compress_time) {
+                                      std::string_view engine_name, double compress_time,
+                                      Explainer* explainer) {
   if (!(compress_time >= 1)) return InvalidArgumentError("compress_time must be at least 1");
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
-  MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer));
+  MOAT_RETURN_IF_ERROR(LoadLabels(labels_path, scorer, explainer));
   int64_t first_ns = -1;
   MOAT_RETURN_IF_ERROR(ForEachLine(events_path, [&](std::string_view line) -> Status {
     MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, EventFromJson(line));
@@ -100,6 +102,7 @@ StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
     }
     detect::Verdict v = engine.Observe(e);
     scorer.Record(e.account_id, e.end_user, recorded_ns, v.action);
+    if (explainer != nullptr) explainer->Record(e, v);
     return Status::Ok();
   }));
   Report r = scorer.Finish();

@@ -80,13 +80,14 @@ StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenar
 // Replays files written by `moat-bench traffic generate` into `engine` and scores them. With
 // `compress_time` K > 1 the engine sees each event at first + (t - first) / K (first: the
 // stream's first event time), as a gateway's real clock sees a replay K times faster than the
-// recording; the scores keep the events' own times.
+// recording; the scores keep the events' own times. An `explainer` sees every label and verdict.
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
-                                      std::string_view engine_name, double compress_time = 1);
+                                      std::string_view engine_name, double compress_time = 1,
+                                      Explainer* explainer = nullptr);
 
-// Reads a label file into a scorer.
-Status LoadLabels(const std::string& labels_path, Scorer& scorer);
+// Reads a label file into a scorer (and an explainer, when given).
+Status LoadLabels(const std::string& labels_path, Scorer& scorer, Explainer* explainer = nullptr);
 
 // How to build the engine under test.
 struct EngineOptions {
