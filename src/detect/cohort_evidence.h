@@ -23,7 +23,9 @@
 // static content model thinks of them.
 //
 // Subjects whose own pacing is a machine's (an evaluation harness, a batch job) are judged on
-// their own budget, not through a cohort of people.
+// their own budget, not through a cohort of people, where their tier says so
+// (TierPolicy::machines_judged_alone, RequestView::tier_machines_judged_alone: every tier but
+// unverified by default).
 
 #include <array>
 #include <cstdint>

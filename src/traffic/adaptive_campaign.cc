@@ -1,6 +1,7 @@
 // The adaptive campaign: a closed-loop operator that reads every answer and adapts. It keeps
 // `accounts` accounts working at once, each an organic-looking identity (client library and
-// headers, one residential address, sampling, system prompt, human pacing; bought aged
+// headers, one residential address, sampling, system prompt, human pacing unless it chooses a
+// script's; bought aged
 // accounts, unverified or phone-verified — never enterprise, which takes a contract), and
 // feeds them a work queue in per-account voices like the stealth campaigns. Unlike them it
 // reacts: the first answer that is not full fidelity (degraded, refused, asked to verify) burns
