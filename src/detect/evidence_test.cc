@@ -161,6 +161,19 @@ struct CohortFixture {
     stage->OnSubject(view, SubjectRole::kAccount, s, nullptr, &out);
     return out;
   }
+  // 100 newcomers of one window, 80 of them sending `campaign` prompts ("c0".."c79", the rest
+  // "o80".."o99" `organic` ones), three requests each two minutes apart: a shifted cohort.
+  void ShiftOneCohort(const std::vector<std::string>& campaign, const std::vector<std::string>& organic) {
+    int k = 0;
+    for (int round = 0; round < 3; ++round) {
+      for (int a = 0; a < 100; ++a) {
+        const bool bad = a < 80;
+        Send((bad ? "c" : "o") + std::to_string(a), bad ? campaign[k % 400] : organic[k % 400],
+             kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec);
+        ++k;
+      }
+    }
+  }
 };
 
 TEST(CohortStageTest, AShiftedCohortRaisesItsMembersPriorAndAttributesTheirRequests) {
@@ -199,16 +212,7 @@ TEST(CohortStageTest, AShiftedCohortRaisesItsMembersPriorAndAttributesTheirReque
 TEST(CohortStageTest, AGraduatedMemberIsNoLongerJudgedByItsCohort) {
   CohortFixture fx;
   const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 65);
-  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 66);
-  int k = 0;
-  for (int round = 0; round < 3; ++round) {
-    for (int a = 0; a < 100; ++a) {
-      const bool bad = a < 80;
-      fx.Send((bad ? "c" : "o") + std::to_string(a), bad ? campaign[k % 400] : organic[k % 400],
-              kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec);
-      ++k;
-    }
-  }
+  fx.ShiftOneCohort(campaign, testing::SyntheticTexts(LabeledText::kOrganic, 400, 66));
   const double requests_before = fx.stage->Cohorts().at(0).requests;
   const int64_t t = kT0 + 12 * kHour;
   const StageEvidence member = fx.Send("c1", campaign[7], t);
@@ -230,16 +234,7 @@ TEST(CohortStageTest, AGraduatedMemberIsNoLongerJudgedByItsCohort) {
 TEST(CohortStageTest, AMachinePacedMemberIsJudgedThroughItsCohortOnlyWhereItsTierSaysSo) {
   CohortFixture fx;
   const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 67);
-  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 68);
-  int k = 0;
-  for (int round = 0; round < 3; ++round) {
-    for (int a = 0; a < 100; ++a) {
-      const bool bad = a < 80;
-      fx.Send((bad ? "c" : "o") + std::to_string(a), bad ? campaign[k % 400] : organic[k % 400],
-              kT0 + 2 * kHour + (round * 100 + a) * 120 * kSec);
-      ++k;
-    }
-  }
+  fx.ShiftOneCohort(campaign, testing::SyntheticTexts(LabeledText::kOrganic, 400, 68));
   ASSERT_TRUE(fx.stage->Cohorts().at(0).shifted);
   // Two newcomers of the same window, each five requests two seconds apart.
   StageEvidence alone, through_cohort;
