@@ -233,7 +233,21 @@ log "smoke requests OK for: ${ACTIVE[*]}"
 # ---- measurements ----------------------------------------------------------------------------
 RAW="$WORK/raw.jsonl"
 : >"$RAW"
+# Waits (at most 60 s) until moat has written the audit records of the previous row: a
+# throughput row leaves tens of thousands queued, and their writing would otherwise load the
+# machine under the next row's measurement (the upstream's own row included).
+settle() {
+  [[ -n "${PORT[moat]:-}" ]] || return 0
+  local depth i
+  for ((i = 0; i < 600; i++)); do
+    depth="$(curl -s -m 2 "http://127.0.0.1:${PORT[moat]}/metrics" | awk '$1 == "moat_audit_queue_depth" {print $2}')"
+    [[ "$depth" == 0 ]] && return 0
+    sleep 0.1
+  done
+  log "moat's audit queue did not drain in 60 s (depth ${depth:-unknown}); measuring anyway"
+}
 lat_row() {  # target mode rate seconds
+  settle
   local t="$1" mode="$2" rate="$3" seconds="$4" extra=()
   mapfile -t H < <(header_args "$t" --header)
   [[ $mode == stream ]] && extra=(--stream)
@@ -246,6 +260,7 @@ lat_row() {  # target mode rate seconds
   log "latency $mode $t at $rate req/s: $line"
 }
 tput_row() {  # target mode
+  settle
   local t="$1" mode="$2" out
   mapfile -t H < <(header_args "$t" -H)
   local url="http://127.0.0.1:${PORT[$t]}/v1/chat/completions"
