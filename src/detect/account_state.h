@@ -4,6 +4,7 @@
 // live subjects and evicts idle or least-recently-seen ones to a SubjectStore.
 
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -93,6 +94,9 @@ struct SubjectState {
   double DistinctSkeletons() const { return skeletons.Estimate(); }
   // Rate over the last hour or so (requests per hour).
   double RatePerHour() const;
+  // Paced like a machine: from its second request on, the mean gap between its requests
+  // (geometric, decayed) is under `gap_s` seconds.
+  bool MachinePaced(double gap_s) const { return requests >= 2 && log_gap.mean() < std::log10(gap_s); }
   void PushHistory(int64_t now_ns, float score, uint8_t action);
 };
 

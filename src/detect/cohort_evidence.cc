@@ -104,7 +104,7 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
   // A graduated member still counts in its cohort's statistics, but is judged on its own.
   if (s.graduated) return;
   // Machine-paced subjects of most tiers are judged on their own budget (see the header).
-  if (r.tier_machines_judged_alone && s.requests >= 2 && s.log_gap.mean() < std::log10(config_.machine_gap_s)) return;
+  if (r.tier_machines_judged_alone && s.MachinePaced(config_.machine_gap_s)) return;
   // Without a model of established traffic, members cannot be told apart: no evidence yet.
   const std::optional<double> base_loglik = baseline_->FeatureLogLikelihood(f);
   if (!base_loglik) return;

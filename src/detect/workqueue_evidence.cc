@@ -212,7 +212,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
   }
   // Sharing a jailbreak template with others is how a probing campaign works, not a class.
   if ((dense || popular) && r.features.content.top_head == kHeadJailbreak) return;
-  const bool machine_paced = s.requests >= 2 && s.log_gap.mean() < std::log10(config_.machine_gap_s);
+  const bool machine_paced = s.MachinePaced(config_.machine_gap_s);
   if ((dense || popular) && !machine_paced) {
     s.items_dense += 1;
     if (closed_few) return;  // no evidence either way
