@@ -84,6 +84,7 @@ Status GenerateEvents(const DetectBenchOptions& o, std::vector<detect::RequestEv
   MOAT_ASSIGN_OR_RETURN(auto scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
   datasets::CorpusOptions copts;
   if (auto split = datasets::ParseSplit(o.split); split.ok()) copts.split = *split;
+  copts.leave_out = o.leave_out;
   MOAT_ASSIGN_OR_RETURN(auto corpus, datasets::PromptCorpus::Load(o.data, copts));
   BufferSink sink(events, o.max_events);
   traffic::TrafficGenerator gen(corpus, scenario, o.seed);

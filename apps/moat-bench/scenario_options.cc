@@ -14,6 +14,10 @@ void AddScenarioOptions(CLI::App* cmd, ScenarioOptions& o) {
                   "which rows prompts come from: eval (never seen by the shipped detection "
                   "model), train or all")
       ->capture_default_str();
+  cmd->add_option("--leave-out", o.leave_out,
+                  "dataset of the folder's MANIFEST.json that no prompt comes from (repeatable, or "
+                  "comma-separated): e.g. the sets a detection model was trained on")
+      ->delimiter(',');
 }
 
 }  // namespace moat::bench

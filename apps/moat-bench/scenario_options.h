@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -15,9 +16,10 @@ struct ScenarioOptions {
   std::string scenarios_dir = MOAT_SCENARIOS_DIR;
   uint64_t seed = 1;
   std::string split = "eval";
+  std::vector<std::string> leave_out;  // dataset names whose rows no prompt comes from
 };
 
-// Registers --data, --scenario, --scenarios-dir, --seed and --prompt-split on `cmd`; they set `o`,
+// Registers --data, --scenario, --scenarios-dir, --seed, --prompt-split and --leave-out on `cmd`; they set `o`,
 // which must outlive `cmd`.
 void AddScenarioOptions(CLI::App* cmd, ScenarioOptions& o);
 

@@ -75,6 +75,7 @@ StatusOr<Loaded> Load(const CommonOptions& o) {
   MOAT_ASSIGN_OR_RETURN(l.scenario, traffic::LoadScenario(o.scenario, o.scenarios_dir));
   datasets::CorpusOptions copts;
   MOAT_ASSIGN_OR_RETURN(copts.split, datasets::ParseSplit(o.split));
+  copts.leave_out = o.leave_out;
   MOAT_ASSIGN_OR_RETURN(l.corpus, PromptCorpus::Load(o.data, copts));
   std::fprintf(stderr, "loaded %zu prompt sets (%zu organic, %zu conversations) from %s in %.2f s\n",
                l.corpus.sets().size(), l.corpus.PromptCount("organic"),

@@ -1,5 +1,7 @@
 #include "datasets/prompt_corpus.h"
 
+#include <algorithm>
+
 #include "common/file_contents.h"
 
 #include <xxhash.h>
@@ -189,9 +191,18 @@ StatusOr<PromptCorpus> PromptCorpus::Load(const std::filesystem::path& dir,
   if (datasets == nullptr || !datasets->is_object()) {
     return InvalidArgumentError(manifest_path.string() + " has no \"datasets\" object");
   }
+  for (const std::string& name : options.leave_out) {
+    if (!datasets->get_object().contains(name)) {
+      return InvalidArgumentError("no dataset named " + name + " in " + manifest_path.string());
+    }
+  }
   PromptCorpus corpus;
   for (const auto& [name, entry] : datasets->get_object()) {
     if (!entry.is_object()) continue;
+    if (std::find(options.leave_out.begin(), options.leave_out.end(), std::string_view(name)) !=
+        options.leave_out.end()) {
+      continue;
+    }
     const json::object& e = entry.get_object();
     std::string_view role = StringField(e, "role");
     const json::value* files = e.if_contains("files");

@@ -50,6 +50,8 @@ struct CorpusOptions {
   size_t max_rows_per_file = 0;     // 0: read every row
   size_t max_prompt_chars = 12000;  // longer prompts are cut (keeps request bodies realistic)
   Split split = Split::kAll;        // prompts by their own text, conversations by their first turn
+  // Sets (MANIFEST names) not to load; Load fails on a name the manifest does not have.
+  std::vector<std::string> leave_out;
 };
 
 // Move-only: the role index points into the owned sets.

@@ -188,6 +188,23 @@ TEST_F(FakeDataset, LoadsRolesFilesAndConversationsFromTheManifest) {
   EXPECT_FALSE(tree->conversations[0][1].from_user);
 }
 
+// A benchmark can leave sets out (e.g. the ones a detection model was trained on): their rows
+// are in no role; a name the manifest does not have is an error, not an empty leave-out.
+TEST_F(FakeDataset, LeavesOutNamedSetsAndRefusesNamesTheManifestLacks) {
+  datasets::CorpusOptions without;
+  without.leave_out = {"distill", "bench"};
+  auto corpus = PromptCorpus::Load(*dir_, without);
+  ASSERT_TRUE(corpus.ok()) << corpus.status().ToString();
+  EXPECT_EQ(corpus->PromptCount("distill"), 0u);
+  EXPECT_EQ(corpus->PromptCount("benchmark"), 0u);
+  EXPECT_EQ(corpus->PromptCount("organic"), 42u);
+  datasets::CorpusOptions typo;
+  typo.leave_out = {"distil"};
+  auto refused = PromptCorpus::Load(*dir_, typo);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("distil"), std::string::npos);
+}
+
 TEST_F(FakeDataset, MissingManifestIsNotFound) {
   auto corpus = PromptCorpus::Load(*dir_ / "chats");
   EXPECT_EQ(corpus.status().code(), StatusCode::kNotFound);
