@@ -151,11 +151,12 @@ int RunRun(const CommonOptions& o, const std::string& engine_name, const traffic
   if (eo.explain) {
     std::fputs(explainer.Summary().c_str(), stdout);
     if (const auto* moat = dynamic_cast<const detect::DetectionEngine*>(slot.get())) {
-      std::printf("cohorts at the end (tier, window start, members, requests, high share vs baseline, z, campaign share):\n");
+      std::printf("cohorts at the end (tier, window start, members, requests, high share vs baseline, z, "
+                  "feature shift, campaign share):\n");
       for (const auto& c : moat->Cohorts()) {
-        std::printf("  %-11s %lld %8.0f %9.0f  %.3f vs %.3f  z %7.1f  pi %.2f%s\n", c.tier.c_str(),
+        std::printf("  %-11s %lld %8.0f %9.0f  %.3f vs %.3f  z %7.1f  f %6.3f  pi %.2f%s\n", c.tier.c_str(),
                     static_cast<long long>(c.window_start_s), c.members, c.requests, c.high_share,
-                    c.baseline_share, c.z, c.campaign_share, c.shifted ? "  shifted" : "");
+                    c.baseline_share, c.z, c.feature_shift, c.campaign_share, c.shifted ? "  shifted" : "");
       }
     }
   }

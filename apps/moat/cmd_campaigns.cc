@@ -41,7 +41,7 @@ void PrintCampaigns(const boost::json::array& data) {
 
 // Cohorts whose content shifted: campaigns seen as a whole before anyone is linked.
 void PrintShiftedCohorts(const boost::json::array& cohorts) {
-  std::cout << "\ncohort\tmembers\trequests\tcampaign-like share (baseline)\tz\testimated campaign share\n";
+  std::cout << "\ncohort\tmembers\trequests\tcampaign-like share (baseline)\tz\tfeature shift\testimated campaign share\n";
   int shown = 0;
   for (const auto& c : cohorts) {
     const auto& o = c.as_object();
@@ -50,6 +50,7 @@ void PrintShiftedCohorts(const boost::json::array& cohorts) {
     std::cout << o.at("id").as_string().c_str() << "\t" << o.at("members").to_number<double>() << "\t"
               << o.at("requests").to_number<double>() << "\t" << o.at("high_share").to_number<double>() << " ("
               << o.at("baseline_share").to_number<double>() << ")\t" << o.at("z").to_number<double>() << "\t"
+              << (o.contains("feature_shift") ? o.at("feature_shift").to_number<double>() : 0.0) << "\t"
               << o.at("campaign_share").to_number<double>() << "\n";
   }
   if (shown == 0) std::cout << "(no shifted cohorts)\n";

@@ -40,11 +40,29 @@ void CohortStage::Decay(Stats& c, int64_t now_ns) const {
     c.n *= d;
     c.hi *= d;
     c.value *= d;
+    c.feature_n *= d;
+    c.feature_sum *= d;
   }
   c.last_ns = std::max(c.last_ns, now_ns);
 }
 
+double CohortStage::FeatureShare(const Stats& c) const {
+  if (config_.feature_shift <= 0 || c.members < config_.feature_min_members ||
+      c.feature_n < std::max(1.0, config_.feature_min_requests)) {
+    return 0;
+  }
+  const double mean = c.feature_sum / c.feature_n;
+  if (mean < config_.feature_shift) return 0;
+  return std::clamp(mean / config_.feature_full_shift, 0.0, config_.max_share);
+}
+
 std::pair<double, double> CohortStage::Test(const Stats& c) const {
+  const double by_features = FeatureShare(c);
+  auto [pi, z] = BinomialTest(c);
+  return {std::max(pi, by_features), z};
+}
+
+std::pair<double, double> CohortStage::BinomialTest(const Stats& c) const {
   if (c.members < config_.min_members || c.n < 1) return {0, 0};
   const double base = std::clamp(static_cast<double>(baseline_->HighShare()), 0.005, 0.9);
   const double share = c.hi / c.n;
@@ -64,7 +82,13 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
   const RequestFeatures& f = r.features;
   const bool high = f.content.combined >= baseline_->high_llr();
   double pi = 0, value = 0;
+  bool by_features = false;  // the feature test, not the binomial one, estimated pi
   std::optional<double> cohort_loglik;
+  // A member's first requests measure the feature test (it needs the baseline's model).
+  std::optional<double> base_loglik;
+  if (config_.feature_shift > 0 && s.requests <= config_.feature_requests_per_member && f.cohort_feature_count > 0) {
+    base_loglik = baseline_->FeatureLogLikelihood(f);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto [it, inserted] = cohorts_.try_emplace(key);
@@ -92,21 +116,28 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
     c.n += 1;
     c.hi += high ? 1 : 0;
     if (s.requests == 1) c.members += 1;
-    pi = Test(c).first;
+    const double binomial = BinomialTest(c).first;
+    pi = std::max(binomial, FeatureShare(c));
+    by_features = pi > binomial;
     value = c.value;
     // The request is judged against the cohort as it was before it.
-    if (pi > config_.base_share && c.features->total() >= config_.min_cohort_features) {
+    if ((pi > config_.base_share || base_loglik) && f.cohort_feature_count > 0 &&
+        c.features->total() >= config_.min_cohort_features) {
       cohort_loglik = c.features->LogLikelihood(f, static_cast<float>(config_.nb_alpha));
+      if (base_loglik) {
+        c.feature_n += 1;
+        c.feature_sum += (*cohort_loglik - *base_loglik) / f.cohort_feature_count;
+      }
     }
     c.features->Add(f, 4e6);
   }
-  if (pi <= config_.base_share || !cohort_loglik || f.cohort_feature_count == 0) return;
+  if (pi <= config_.base_share || !cohort_loglik) return;
   // A graduated member still counts in its cohort's statistics, but is judged on its own.
   if (s.graduated) return;
   // Machine-paced subjects of most tiers are judged on their own budget (see the header).
   if (r.tier_machines_judged_alone && s.MachinePaced(config_.machine_gap_s)) return;
   // Without a model of established traffic, members cannot be told apart: no evidence yet.
-  const std::optional<double> base_loglik = baseline_->FeatureLogLikelihood(f);
+  if (!base_loglik) base_loglik = baseline_->FeatureLogLikelihood(f);
   if (!base_loglik) return;
   const double prior_share = std::min(pi, config_.prior_max_share);
   out->prior = static_cast<float>(config_.weight * (Logit(prior_share) - Logit(config_.base_share)));
@@ -115,7 +146,7 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
   const double ratio = std::exp((*cohort_loglik - *base_loglik) / config_.nb_temper);
   const double share = std::max(pi, config_.attribution_min_share);
   const double campaign = (ratio - (1 - share)) / share;  // p_campaign / p_organic
-  const double clip = config_.attribution_clip;
+  const double clip = by_features ? config_.feature_attribution_clip : config_.attribution_clip;
   const double llr = campaign > std::exp(-clip) ? std::min(clip, std::log(campaign)) : -clip;
   out->request_llr = static_cast<float>(config_.attribution_weight * llr);
 }
@@ -140,6 +171,7 @@ void CohortStage::SaveTo(std::string* out) const {
     for (const auto& [key, c] : cohorts_) {
       Stats& s = copy.emplace_back(key, Stats{}).second;
       s.n = c.n, s.hi = c.hi, s.members = c.members, s.value = c.value;
+      s.feature_n = c.feature_n, s.feature_sum = c.feature_sum;
       s.last_ns = c.last_ns, s.tier = c.tier, s.window = c.window;
       if (c.features) s.features = std::make_unique<FeatureCounts>(*c.features);
     }
@@ -154,6 +186,13 @@ void CohortStage::SaveTo(std::string* out) const {
     PutU32(out, static_cast<uint32_t>(c.tier));
     PutU32(out, c.features ? 1 : 0);
     if (c.features) c.features->AppendTo(out);
+  }
+  // The feature test's counts, after the cohorts: a file written before the test ends above.
+  PutU32(out, static_cast<uint32_t>(copy.size()));
+  for (const auto& [key, c] : copy) {
+    PutU64(out, key);
+    PutF64(out, c.feature_n);
+    PutF64(out, c.feature_sum);
   }
 }
 
@@ -178,6 +217,19 @@ bool CohortStage::LoadFrom(std::string_view* in) {
     if (has_features == 1 && !c.features->ReadFrom(in)) return false;
     if (loaded.size() < config_.max_cohorts) loaded[key] = std::move(c);
   }
+  if (!in->empty()) {
+    uint32_t measured = 0;
+    if (!GetU32(in, &measured) || measured != count) return false;
+    for (uint32_t i = 0; i < measured; ++i) {
+      uint64_t key = 0;
+      double n = 0, sum = 0;
+      if (!GetU64(in, &key) || !GetF64(in, &n) || !GetF64(in, &sum) || !std::isfinite(n) || n < 0 ||
+          !std::isfinite(sum)) {
+        return false;
+      }
+      if (auto it = loaded.find(key); it != loaded.end()) it->second.feature_n = n, it->second.feature_sum = sum;
+    }
+  }
   if (static_cast<int64_t>(window_ns) != window_ns_) return true;  // keyed by other windows
   std::lock_guard<std::mutex> lock(mu_);
   cohorts_ = std::move(loaded);
@@ -198,6 +250,7 @@ CohortInfo CohortStage::InfoOf(const Stats& c) const {
   auto [pi, z] = Test(c);
   info.z = z;
   info.campaign_share = pi;
+  info.feature_shift = c.feature_n > 0 ? c.feature_sum / c.feature_n : 0;
   info.shifted = pi > config_.base_share;
   info.value = c.value;
   return info;

@@ -22,6 +22,19 @@
 // whose prompts look like what the cohort has in excess gets positive evidence, whatever the
 // static content model thinks of them.
 //
+// The binomial test sees only what the content model calls campaign-like, so a campaign whose
+// prompts the model finds organic (an instruction style it was never trained on) shifts no
+// cohort by it. A second test reads the prompts themselves: for a member's first
+// `feature_requests_per_member` requests, the per-feature log ratio of the cohort's own
+// naive-Bayes model (before the request) to the baseline's. Drawn from the baseline's
+// distribution, a request is predicted worse by the cohort's smaller, smoother model (the mean
+// is at or below 0); a cohort that asks for something in excess predicts its own requests
+// better. A cohort whose mean reaches `feature_shift` counts as shifted with campaign share
+// min(max_share, mean / feature_full_shift), whichever test says more; in such a cohort the
+// attribution is clipped at feature_attribution_clip. The test has no direction: a new segment
+// of organic users that asks unlike the established ones shifts a cohort as well
+// (docs/detection.md, "Where it fails").
+//
 // Subjects whose own pacing is a machine's (an evaluation harness, a batch job) are judged on
 // their own budget, not through a cohort of people, where their tier says so
 // (TierPolicy::machines_judged_alone, RequestView::tier_machines_judged_alone: every tier but
@@ -66,6 +79,16 @@ struct CohortStageConfig {
   double attribution_min_share = 0.5;
   double min_cohort_features = 20000;  // feature counts before a cohort's prompts are modelled
   double nb_alpha = 0.5;
+  // The feature test (see above): 0 turns it off.
+  double feature_shift = 0.1;               // mean per-feature log ratio that shifts a cohort
+  double feature_full_shift = 0.5;          // ... the mean at which its share estimate reaches 1
+  double feature_min_members = 200;         // distinct subjects before it is applied
+  double feature_min_requests = 500;        // measured requests before it is applied
+  double feature_requests_per_member = 8;   // a member's first requests only: no heavy member,
+                                            // class or tool shifts a cohort alone
+  // attribution_clip in a cohort the feature test shifted (the content model there says nothing
+  // of what the cohort has in excess, and its organic verdicts are the campaign's cover)
+  double feature_attribution_clip = 3.0;
   size_t max_cohorts = 256;
 };
 
@@ -77,6 +100,7 @@ struct CohortInfo {
   double members = 0, requests = 0;
   double high_share = 0, baseline_share = 0;
   double z = 0, campaign_share = 0;
+  double feature_shift = 0;       // the feature test's mean log ratio (0 before it is measured)
   double value = 0;               // suspected distillation value its members took
   bool shifted = false;
 };
@@ -101,6 +125,9 @@ class CohortStage final : public EvidenceStage {
  private:
   struct Stats {
     double n = 0, hi = 0, members = 0, value = 0;
+    // The feature test: measured requests and the sum of their per-feature log ratios
+    // (decayed as n).
+    double feature_n = 0, feature_sum = 0;
     int64_t last_ns = 0;
     Tier tier = Tier::kUnknown;
     int64_t window = 0;
@@ -109,8 +136,13 @@ class CohortStage final : public EvidenceStage {
   // The cohort of a subject first seen at `first_seen_ns`, 0 when it is too old for one.
   uint64_t KeyOf(int64_t first_seen_ns, Tier tier, int64_t now_ns) const;
   void Decay(Stats& c, int64_t now_ns) const;
-  // Mixture estimate and z of a cohort (pi 0 when not significant).
+  // Mixture estimate and z of a cohort (pi 0 when not significant), from the binomial test
+  // and the feature test, whichever estimates more.
   std::pair<double, double> Test(const Stats& c) const;
+  // The binomial test alone, and the feature test alone (its share estimate; 0 when it does
+  // not apply or shift).
+  std::pair<double, double> BinomialTest(const Stats& c) const;
+  double FeatureShare(const Stats& c) const;
   CohortInfo InfoOf(const Stats& c) const;
 
   CohortStageConfig config_;

@@ -64,6 +64,12 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"cohort.attribution_min_share", &c.cohort.attribution_min_share, "campaign share the attribution assumes at least (limits the noise it amplifies)"},
       {"cohort.min_cohort_features", &c.cohort.min_cohort_features, "feature counts before a cohort's prompts are modelled"},
       {"cohort.nb_alpha", &c.cohort.nb_alpha, "smoothing of a cohort's feature counts"},
+      {"cohort.feature_shift", &c.cohort.feature_shift, "mean per-feature log ratio (cohort's own model over the baseline's) that shifts a cohort (0: no feature test)"},
+      {"cohort.feature_full_shift", &c.cohort.feature_full_shift, "feature-test mean at which a cohort's campaign share estimate reaches 1"},
+      {"cohort.feature_min_members", &c.cohort.feature_min_members, "distinct subjects before the feature test applies"},
+      {"cohort.feature_min_requests", &c.cohort.feature_min_requests, "measured requests before the feature test applies"},
+      {"cohort.feature_attribution_clip", &c.cohort.feature_attribution_clip, "attribution_clip in a cohort the feature test (not the binomial one) shifted"},
+      {"cohort.feature_requests_per_member", &c.cohort.feature_requests_per_member, "a member's first this many requests measure the feature test"},
       // Work queues (family 6).
       {"workqueue.diffuse_llr", &c.workqueue.diffuse_llr, "evidence of an item unrelated subjects asked before (x content/3)"},
       {"workqueue.dense_llr", &c.workqueue.dense_llr, "evidence of an item shared with known co-askers"},

@@ -123,6 +123,7 @@ TEST(EngineStateTest, ARestartedEngineGoesOnWhereTheOldOneStopped) {
     EXPECT_EQ(ca[i].shifted, cb[i].shifted);
     EXPECT_DOUBLE_EQ(ca[i].members, cb[i].members);
     EXPECT_DOUBLE_EQ(ca[i].campaign_share, cb[i].campaign_share);
+    EXPECT_DOUBLE_EQ(ca[i].feature_shift, cb[i].feature_shift);
   }
   // The next round: the restarted engine restricts the campaign as the old one does, and the
   // organic newcomers as little; an engine that starts from nothing knows none of them.

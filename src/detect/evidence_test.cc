@@ -13,6 +13,7 @@
 #include "detect/cohort_evidence.h"
 #include "detect/content_evidence.h"
 #include "detect/detection_settings.h"
+#include "detect/sketches.h"
 #include "detect/subject_evidence.h"
 #include "detect/test_corpus.h"
 #include "detect/workqueue_evidence.h"
@@ -133,7 +134,9 @@ struct CohortFixture {
   std::shared_ptr<OrganicBaseline> baseline;
   std::unique_ptr<CohortStage> stage;
   std::unordered_map<std::string, SubjectState> subjects;
-  explicit CohortFixture(double attribution_min_share = 0, double attribution_clip = 2) {
+  explicit CohortFixture(double attribution_min_share = 0, double attribution_clip = 2,
+                         double feature_shift = CohortStageConfig{}.feature_shift,
+                         double feature_requests_per_member = CohortStageConfig{}.feature_requests_per_member) {
     OrganicBaseline::Config bc;
     bc.min_feature_requests = 100;
     auto model = testing::SyntheticModel();
@@ -143,6 +146,11 @@ struct CohortFixture {
     cc.min_cohort_features = 2000;
     cc.attribution_min_share = attribution_min_share;
     cc.attribution_clip = attribution_clip;
+    cc.feature_attribution_clip = attribution_clip;
+    cc.feature_shift = feature_shift;
+    cc.feature_min_members = 50;
+    cc.feature_min_requests = 100;
+    cc.feature_requests_per_member = feature_requests_per_member;
     stage = std::make_unique<CohortStage>(cc, baseline);
     for (const auto& t : testing::SyntheticTexts(LabeledText::kOrganic, 400, 50)) {
       Req r("old", t, kT0);
@@ -263,7 +271,8 @@ TEST(CohortStageTest, AMostlyOrganicCohortAttributesWithTheMinimumShare) {
     float campaign_llr = 0;  // mean over the last round
   };
   auto run = [&](double min_share) {
-    CohortFixture fx(min_share, /*attribution_clip=*/20);  // unclipped: the synthetic texts are far apart
+    // Unclipped (the synthetic texts are far apart), and the binomial test's share alone.
+    CohortFixture fx(min_share, /*attribution_clip=*/20, /*feature_shift=*/0);
     Seen seen;
     int k = 0, n = 0;
     for (int round = 0; round < 4; ++round) {
@@ -311,8 +320,102 @@ TEST(CohortStageTest, AnOrganicCohortIsNotShifted) {
   const auto cohorts = fx.stage->Cohorts();
   ASSERT_EQ(cohorts.size(), 1u);
   EXPECT_FALSE(cohorts[0].shifted);
+  EXPECT_LT(cohorts[0].feature_shift, CohortStageConfig{}.feature_shift);
   EXPECT_EQ(e.prior, 0.0f);
   EXPECT_EQ(e.request_llr, 0.0f);
+}
+
+// Organic-sounding asks (the synthetic model's organic phrasing) about topics the baseline's users
+// never raise: the model finds them unremarkable, as the shipped model finds an instruction set in
+// a style it never saw.
+std::vector<std::string> UnseenStyleTexts(int n, uint64_t seed) {
+  static constexpr std::array<std::string_view, 4> kAsks = {
+      "hey, any tips for {}? I'm kind of lost", "quick question about {} - where do I start",
+      "what should I buy for {}?", "can you suggest a plan for {} tomorrow"};
+  static constexpr std::array<std::string_view, 8> kTopics = {
+      "glacier retreat in Patagonia", "medieval guild economics", "quantum dot displays",
+      "urban beekeeping regulations", "Byzantine mosaic restoration", "desalination membranes",
+      "Baroque counterpoint", "microfinance in rural Kenya"};
+  std::vector<std::string> out;
+  uint64_t x = seed;
+  for (int i = 0; i < n; ++i) {
+    x = Mix64(x + 0x9e3779b97f4a7c15ULL);
+    std::string ask(kAsks[x % 4]);
+    ask.replace(ask.find("{}"), 2, std::string(kTopics[(x >> 8) % 8]) + " " + std::to_string((x >> 16) % 97));
+    out.push_back(std::move(ask));
+  }
+  return out;
+}
+
+// A cohort whose newcomers mostly ask what the model finds unremarkable, but what the deployment's
+// established users never ask: the binomial test (content-model scores) sees nothing; the feature
+// test (the cohort's own prompts against the baseline's) shifts it, and its attribution still
+// tells the campaign's members from the organic ones.
+TEST(CohortStageTest, ACohortThatAsksUnlikeTheBaselineIsShiftedByItsFeatures) {
+  const auto unseen = UnseenStyleTexts(400, 80);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 81);
+  CohortFixture without(0.5, 2, /*feature_shift=*/0);
+  without.ShiftOneCohort(unseen, organic);
+  ASSERT_EQ(without.stage->Cohorts().size(), 1u);
+  EXPECT_FALSE(without.stage->Cohorts()[0].shifted);  // the content model sees nothing
+
+  CohortFixture with(0.5, 2);
+  with.ShiftOneCohort(unseen, organic);
+  const auto cohorts = with.stage->Cohorts();
+  ASSERT_EQ(cohorts.size(), 1u);
+  EXPECT_TRUE(cohorts[0].shifted);
+  EXPECT_GT(cohorts[0].feature_shift, CohortStageConfig{}.feature_shift);
+  EXPECT_GT(cohorts[0].campaign_share, 0.5);
+  const int64_t t = kT0 + 4 * kHour;
+  const StageEvidence member = with.Send("c3", unseen[123], t);
+  const StageEvidence newcomer = with.Send("o90", organic[123], t);
+  EXPECT_GT(member.prior, 3.0f);
+  EXPECT_GT(member.request_llr, 1.0f);
+  EXPECT_LT(newcomer.request_llr, -1.0f);
+}
+
+// Only a member's first requests measure the feature test: one account (a tool, a heavy user)
+// that sends hundreds of requests unlike the baseline does not shift its cohort of ordinary
+// newcomers; without that limit it would.
+TEST(CohortStageTest, OneHeavyMemberDoesNotShiftItsCohortByItsFeatures) {
+  const auto unseen = UnseenStyleTexts(600, 82);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 600, 83);
+  auto run = [&](double per_member) {
+    CohortFixture fx(0.5, 2, CohortStageConfig{}.feature_shift, per_member);
+    for (int i = 0; i < 600; ++i) {
+      const int64_t t = kT0 + 2 * kHour + i * 20 * kSec;
+      fx.Send("o" + std::to_string(i % 100), organic[i], t);
+      fx.Send("tool", unseen[i], t + kSec);
+    }
+    return fx.stage->Cohorts().at(0);
+  };
+  const CohortInfo limited = run(CohortStageConfig{}.feature_requests_per_member);
+  EXPECT_FALSE(limited.shifted);
+  EXPECT_LT(limited.feature_shift, CohortStageConfig{}.feature_shift);
+  EXPECT_TRUE(run(1e9).shifted);
+}
+
+// The cohorts' bytes carry the feature test's counts after the cohorts; bytes written before the
+// test (without them) still load, the test starting over.
+TEST(CohortStageTest, FeatureCountsSurviveSavingAndOlderBytesStillLoad) {
+  CohortFixture fx(0.5, 2);
+  fx.ShiftOneCohort(UnseenStyleTexts(400, 84), testing::SyntheticTexts(LabeledText::kOrganic, 400, 85));
+  const CohortInfo before = fx.stage->Cohorts().at(0);
+  ASSERT_NE(before.feature_shift, 0.0);
+  std::string bytes;
+  fx.stage->SaveTo(&bytes);
+  CohortStage again(CohortStageConfig{}, fx.baseline);
+  std::string_view in = bytes;
+  ASSERT_TRUE(again.LoadFrom(&in));
+  EXPECT_TRUE(in.empty());
+  EXPECT_DOUBLE_EQ(again.Cohorts().at(0).feature_shift, before.feature_shift);
+  // One cohort: the trailer is a count and (key, n, sum).
+  const std::string older = bytes.substr(0, bytes.size() - 4 - 24);
+  CohortStage old(CohortStageConfig{}, fx.baseline);
+  std::string_view old_in = older;
+  ASSERT_TRUE(old.LoadFrom(&old_in));
+  EXPECT_DOUBLE_EQ(old.Cohorts().at(0).members, before.members);
+  EXPECT_EQ(old.Cohorts().at(0).feature_shift, 0.0);
 }
 
 // Asks `stage` for one account's request and returns the stage's evidence.

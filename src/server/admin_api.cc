@@ -157,7 +157,8 @@ AdminApi::Response AdminApi::RouteDetection(std::string_view method, std::string
       cohorts.push_back(json::object{{"id", c.id}, {"tier", c.tier}, {"window_start_s", c.window_start_s},
                                      {"members", c.members}, {"requests", c.requests},
                                      {"high_share", c.high_share}, {"baseline_share", c.baseline_share},
-                                     {"z", c.z}, {"campaign_share", c.campaign_share}, {"value", c.value},
+                                     {"z", c.z}, {"feature_shift", c.feature_shift},
+                                     {"campaign_share", c.campaign_share}, {"value", c.value},
                                      {"shifted", c.shifted}});
     }
     return ok(json::object{{"object", "list"}, {"data", std::move(data)}, {"cohorts", std::move(cohorts)}});
