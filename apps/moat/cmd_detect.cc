@@ -97,6 +97,10 @@ void AddDetectCommands(CLI::App& app) {
       ->capture_default_str();
   train->add_option("--epochs", train_opts->build.content.epochs)->capture_default_str();
   train->add_option("--seed", train_opts->build.content.seed, "example order")->capture_default_str();
+  train->add_option("--source-balance", train_opts->build.source_balance,
+                    "even out large and small source sets within a class: a set of n examples "
+                    "weighs n^-this each (0: by rows, 1: by set)")
+      ->capture_default_str();
   train->callback([train_opts] { std::exit(RunTrain(*train_opts)); });
 
   auto eval_opts = std::make_shared<EvalOptions>();

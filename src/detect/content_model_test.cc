@@ -90,6 +90,27 @@ TEST(ContentTrainerTest, SameExamplesGiveTheSameBytes) {
   EXPECT_NE(sa, sc);
 }
 
+// An example's weight counts in training as that many copies would: a few organic examples that
+// read like instructions, weighed heavily, pull the instruction head down on texts like them.
+TEST(ContentTrainerTest, ExampleWeightsCountInTraining) {
+  ContentTrainOptions opts;
+  opts.buckets_log2 = 12;
+  auto instruction_score = [&](float weight) {
+    std::vector<LabeledText> train = SyntheticExamples(100, 3);
+    for (auto& t : SyntheticTexts(kHeadInstruction, 10, 12)) train.push_back({t, LabeledText::kOrganic, weight});
+    auto m = TrainContentModel(train, SyntheticExamples(30, 4), opts);
+    EXPECT_TRUE(m.ok());
+    double sum = 0;
+    for (const auto& t : SyntheticTexts(kHeadInstruction, 50, 13)) sum += m->RawLogits([&] {
+      ContentFeatures f;
+      ExtractContentFeatures(t, &f);
+      return f;
+    }())[kHeadInstruction];
+    return sum / 50;
+  };
+  EXPECT_LT(instruction_score(20.0f), instruction_score(1.0f) - 0.5);
+}
+
 TEST(ContentTrainerTest, RefusesAMissingClass) {
   std::vector<LabeledText> only_organic;
   for (auto& t : SyntheticTexts(LabeledText::kOrganic, 20, 1)) only_organic.push_back({t, LabeledText::kOrganic});

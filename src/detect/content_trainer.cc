@@ -13,6 +13,7 @@ namespace {
 struct Encoded {
   std::vector<uint32_t> buckets;
   int head = LabeledText::kOrganic;
+  float weight = 1.0f;
 };
 
 std::vector<Encoded> Encode(const std::vector<LabeledText>& examples, uint32_t log2) {
@@ -25,6 +26,7 @@ std::vector<Encoded> Encode(const std::vector<LabeledText>& examples, uint32_t l
     if (f.count == 0) continue;
     Encoded x;
     x.head = e.head;
+    x.weight = e.weight;
     x.buckets.resize(f.count);
     for (int i = 0; i < f.count; ++i) x.buckets[i] = static_cast<uint32_t>(Mix64(f.hash[i]) >> shift);
     out.push_back(std::move(x));
@@ -72,25 +74,25 @@ StatusOr<ContentModel> TrainContentModel(const std::vector<LabeledText>& train,
   }
   const uint32_t log2 = options.buckets_log2;
   std::vector<Encoded> data = Encode(train, log2);
-  std::array<size_t, kNumHeads> positives{};
-  size_t organic = 0;
+  std::array<double, kNumHeads> positives{};
+  double organic = 0;
   for (const Encoded& x : data) {
     if (x.head == LabeledText::kOrganic) {
-      ++organic;
+      organic += x.weight;
     } else if (x.head >= 0 && x.head < kNumHeads) {
-      ++positives[x.head];
+      positives[x.head] += x.weight;
     }
   }
-  if (organic == 0) return InvalidArgumentError("no organic training examples");
+  if (organic <= 0) return InvalidArgumentError("no organic training examples");
   for (int h = 0; h < kNumHeads; ++h) {
-    if (positives[h] == 0) {
+    if (positives[h] <= 0) {
       return InvalidArgumentError("no training examples for the " + std::string(ContentHeadName(h)) +
                                   " head");
     }
   }
   // Balanced: each head's positives weigh as much in total as the organic examples.
   std::array<double, kNumHeads> pos_weight{};
-  for (int h = 0; h < kNumHeads; ++h) pos_weight[h] = static_cast<double>(organic) / positives[h];
+  for (int h = 0; h < kNumHeads; ++h) pos_weight[h] = organic / positives[h];
 
   const size_t buckets = size_t{1} << log2;
   std::vector<float> w(buckets * kNumHeads, 0.0f), g2(buckets * kNumHeads, 0.0f);
@@ -110,7 +112,7 @@ StatusOr<ContentModel> TrainContentModel(const std::vector<LabeledText>& train,
       for (int h = 0; h < kNumHeads; ++h) {
         if (x.head != LabeledText::kOrganic && x.head != h) continue;  // one-vs-organic
         const double y = x.head == h ? 1.0 : 0.0;
-        const double weight = x.head == h ? pos_weight[h] : 1.0;
+        const double weight = (x.head == h ? pos_weight[h] : 1.0) * x.weight;
         double z = bias[h];
         for (uint32_t b : x.buckets) z += w[b * kNumHeads + h] * norm;
         const double err = (Sigmoid(z) - y) * weight;

@@ -24,6 +24,9 @@ struct LabeledText {
   static constexpr int kOrganic = -1;
   std::string text;
   int head = kOrganic;
+  // How much the example counts in training and calibration, relative to the others of its
+  // class (the builder evens out large and small source sets with it).
+  float weight = 1.0f;
 };
 
 struct ContentTrainOptions {

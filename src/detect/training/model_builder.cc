@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <unordered_set>
 
@@ -129,6 +130,7 @@ StatusOr<DetectionModel> BuildDetectionModel(const ModelBuildOptions& options, M
       }
     }
     std::vector<std::string_view> index_texts;
+    const size_t train_begin = train.size();
     for (std::string_view t : texts) {
       if (t.empty() || !seen.insert(TextHash(t, 0)).second) continue;
       if (datasets::IsEvalText(t)) {
@@ -149,12 +151,25 @@ StatusOr<DetectionModel> BuildDetectionModel(const ModelBuildOptions& options, M
         }
       }
     }
+    // Every training example of this set weighs n^-source_balance (normalised per class below).
+    const size_t n_set = train.size() - train_begin;
+    if (n_set > 0 && options.source_balance != 0) {
+      const float w = static_cast<float>(std::pow(static_cast<double>(n_set), -options.source_balance));
+      for (size_t i = train_begin; i < train.size(); ++i) train[i].weight = w;
+    }
     if (options.build_corpus_index && !index_texts.empty()) {
       const size_t before = model.corpus.items();
       model.corpus.AddCorpus(set.name, set.role, index_texts);
       use.index_items = model.corpus.items() - before;
     }
     rep.datasets.push_back(use);
+  }
+  // Each class keeps its total weight (its number of examples), so the learning rate means what
+  // it meant without balancing.
+  {
+    std::array<double, kNumHeads + 1> count{}, sum{};
+    for (const LabeledText& e : train) count[e.head + 1] += 1, sum[e.head + 1] += e.weight;
+    for (LabeledText& e : train) e.weight = static_cast<float>(e.weight * count[e.head + 1] / sum[e.head + 1]);
   }
   MOAT_ASSIGN_OR_RETURN(model.content, TrainContentModel(train, calibration, options.content));
   rep.eval = EvaluateContentModel(model.content, eval);
@@ -172,6 +187,8 @@ StatusOr<DetectionModel> BuildDetectionModel(const ModelBuildOptions& options, M
   opts["seed"] = options.content.seed;
   opts["reasoning_wrap_share"] = options.reasoning_wrap_share;
   opts["benchmark_wrap_share"] = options.benchmark_wrap_share;
+  // Written only when used, so that a model trained without it keeps its bytes.
+  if (options.source_balance != 0) opts["source_balance"] = options.source_balance;
   meta["options"] = std::move(opts);
   json::array sets;
   for (const DatasetUse& u : rep.datasets) {

@@ -31,6 +31,10 @@ struct ModelBuildOptions {
   // wrapper does not hide the item.
   double reasoning_wrap_share = 0.5;
   double benchmark_wrap_share = 0.3;
+  // Evens out the source sets within each class: a set of n training examples weighs n^-this
+  // per example (the class's total weight unchanged). 0: every example alike, so the largest
+  // set defines its class; 1: every set alike.
+  double source_balance = 0;
   bool build_corpus_index = true;
 };
 
