@@ -153,7 +153,12 @@ int RunRun(const CommonOptions& o, const std::string& engine_name, const traffic
     if (const auto* moat = dynamic_cast<const detect::DetectionEngine*>(slot.get())) {
       std::printf("cohorts at the end (tier, window start, members, requests, high share vs baseline, z, "
                   "feature shift, campaign share):\n");
-      for (const auto& c : moat->Cohorts()) {
+      const auto cohorts = moat->Cohorts();
+      if (!cohorts.empty()) {
+        std::printf("  (campaign-like share of restricted subjects' requests, the binomial test's campaign share: %.3f)\n",
+                    cohorts[0].campaign_high_share);
+      }
+      for (const auto& c : cohorts) {
         std::printf("  %-11s %lld %8.0f %9.0f  %.3f vs %.3f  z %7.1f  f %6.3f  pi %.2f%s\n", c.tier.c_str(),
                     static_cast<long long>(c.window_start_s), c.members, c.requests, c.high_share,
                     c.baseline_share, c.z, c.feature_shift, c.campaign_share, c.shifted ? "  shifted" : "");

@@ -69,8 +69,13 @@ std::pair<double, double> CohortStage::BinomialTest(const Stats& c) const {
   // Requests of one subject are not independent: count at most four per member.
   const double n_eff = std::min(c.n, 4 * c.members);
   const double z = (share - base) / std::sqrt(base * (1 - base) / n_eff);
-  if (z < config_.z_threshold || baseline_->CampaignHighShare() <= base) return {0, z};
-  const double pi = std::clamp((share - base) / (baseline_->CampaignHighShare() - base), 0.0, config_.max_share);
+  if (z < config_.z_threshold) return {0, z};
+  // The campaign share of campaign-like requests is learned from restricted subjects' requests;
+  // when most of those are campaigns the model does not know (restricted through the feature
+  // test), it falls towards the baseline's and would inflate every estimate.
+  const double campaign = std::max<double>(baseline_->CampaignHighShare(), base + config_.min_campaign_excess);
+  if (campaign <= base) return {0, z};
+  const double pi = std::clamp((share - base) / (campaign - base), 0.0, config_.max_share);
   return {pi, z};
 }
 
@@ -247,6 +252,7 @@ CohortInfo CohortStage::InfoOf(const Stats& c) const {
   info.requests = c.n;
   info.high_share = c.n > 0 ? c.hi / c.n : 0;
   info.baseline_share = baseline_->HighShare();
+  info.campaign_high_share = baseline_->CampaignHighShare();
   auto [pi, z] = Test(c);
   info.z = z;
   info.campaign_share = pi;

@@ -65,6 +65,8 @@ struct CohortStageConfig {
   double min_members = 20;        // distinct subjects before a cohort is tested
   double z_threshold = 5.0;       // one-sided z of the binomial test (see docs: null runs)
   double max_share = 0.99;        // the mixture estimate is capped here
+  // share_campaign is taken at least share_baseline + this (see BinomialTest)
+  double min_campaign_excess = 0.3;
   double base_share = 0.005;      // the campaign share the tier priors assume (logit -5.3)
   double weight = 1.0;            // multiplies the prior it raises
   double machine_gap_s = 15;      // mean gap below which a subject is machine-paced
@@ -99,6 +101,8 @@ struct CohortInfo {
   int64_t window_start_s = 0;
   double members = 0, requests = 0;
   double high_share = 0, baseline_share = 0;
+  double campaign_high_share = 0;  // the binomial test's share of campaign-like requests among
+                                   // a campaign's (learned from restricted subjects' requests)
   double z = 0, campaign_share = 0;
   double feature_shift = 0;       // the feature test's mean log ratio (0 before it is measured)
   double value = 0;               // suspected distillation value its members took

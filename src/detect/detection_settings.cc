@@ -54,6 +54,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"cohort.min_members", &c.cohort.min_members, "distinct subjects before a cohort is tested"},
       {"cohort.z_threshold", &c.cohort.z_threshold, "one-sided z of the cohort shift test"},
       {"cohort.max_share", &c.cohort.max_share, "cap of the mixture estimate of a cohort's campaign share"},
+      {"cohort.min_campaign_excess", &c.cohort.min_campaign_excess, "the binomial test takes campaigns' campaign-like share at least the baseline's plus this"},
       {"cohort.base_share", &c.cohort.base_share, "campaign share the tier priors assume"},
       {"cohort.weight", &c.cohort.weight, "multiplies the prior a shifted cohort gives its members"},
       {"cohort.prior_max_share", &c.cohort.prior_max_share, "the cohort prior uses at most this campaign share"},

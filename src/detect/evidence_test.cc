@@ -132,7 +132,9 @@ TEST(BaselineStageTest, DiscountsWhatThisDeploymentsUsersSendOften) {
 // (first seen in one window), a share `campaign` of them sending campaign content.
 struct CohortFixture {
   std::shared_ptr<OrganicBaseline> baseline;
+  CohortStageConfig config;  // the stage's; change it, then Rebuild()
   std::unique_ptr<CohortStage> stage;
+  void Rebuild() { stage = std::make_unique<CohortStage>(config, baseline); }
   std::unordered_map<std::string, SubjectState> subjects;
   explicit CohortFixture(double attribution_min_share = 0, double attribution_clip = 2,
                          double feature_shift = CohortStageConfig{}.feature_shift,
@@ -151,6 +153,7 @@ struct CohortFixture {
     cc.feature_min_members = 50;
     cc.feature_min_requests = 100;
     cc.feature_requests_per_member = feature_requests_per_member;
+    config = cc;
     stage = std::make_unique<CohortStage>(cc, baseline);
     for (const auto& t : testing::SyntheticTexts(LabeledText::kOrganic, 400, 50)) {
       Req r("old", t, kT0);
@@ -372,6 +375,34 @@ TEST(CohortStageTest, ACohortThatAsksUnlikeTheBaselineIsShiftedByItsFeatures) {
   EXPECT_GT(member.prior, 3.0f);
   EXPECT_GT(member.request_llr, 1.0f);
   EXPECT_LT(newcomer.request_llr, -1.0f);
+}
+
+// The binomial test's campaign share of campaign-like requests is learned from restricted
+// subjects' requests. When those are mostly content the model does not know (campaigns the
+// feature test found), it falls to the baseline's share and would inflate every estimate: the
+// test takes it at least cohort.min_campaign_excess above the baseline's.
+TEST(CohortStageTest, RestrictedTrafficTheModelDoesNotKnowDoesNotInflateTheBinomialEstimate) {
+  auto share_with = [](double min_excess) {
+    CohortFixture fx(0.5, 2, /*feature_shift=*/0);
+    fx.config.min_campaign_excess = min_excess;
+    fx.Rebuild();
+    for (int i = 0; i < 20000; ++i) fx.baseline->RecordCampaign(-3.0f);  // restricted, organic-looking
+    // A cohort that is a tenth campaign-like requests.
+    const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 86);
+    const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 87);
+    for (int i = 0; i < 600; ++i) {
+      fx.Send("m" + std::to_string(i % 150), i % 10 == 0 ? campaign[i % 400] : organic[i % 400],
+              kT0 + 2 * kHour + i * 30 * kSec);
+    }
+    const CohortInfo c = fx.stage->Cohorts().at(0);
+    EXPECT_LT(c.campaign_high_share, c.baseline_share + 0.1);
+    return c;
+  };
+  const CohortInfo floored = share_with(0.3), unfloored = share_with(0);
+  ASSERT_TRUE(floored.shifted && unfloored.shifted);
+  EXPECT_GT(unfloored.campaign_share, 0.9);
+  EXPECT_LE(floored.campaign_share, (floored.high_share - floored.baseline_share) / 0.3 + 1e-9);
+  EXPECT_LT(floored.campaign_share, 0.5);
 }
 
 // Only a member's first requests measure the feature test: one account (a tool, a heavy user)
