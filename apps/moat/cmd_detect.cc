@@ -100,6 +100,7 @@ void AddDetectCommands(CLI::App& app) {
   train->add_option("--source-balance", train_opts->build.source_balance,
                     "even out large and small source sets within a class: a set of n examples "
                     "weighs n^-this each (0: by rows, 1: by set)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   train->callback([train_opts] { std::exit(RunTrain(*train_opts)); });
 
