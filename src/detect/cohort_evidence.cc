@@ -56,10 +56,10 @@ double CohortStage::FeatureShare(const Stats& c) const {
   return std::clamp(mean / config_.feature_full_shift, 0.0, config_.max_share);
 }
 
-std::pair<double, double> CohortStage::Test(const Stats& c) const {
+CohortStage::Shift CohortStage::Test(const Stats& c) const {
+  const auto [binomial, z] = BinomialTest(c);
   const double by_features = FeatureShare(c);
-  auto [pi, z] = BinomialTest(c);
-  return {std::max(pi, by_features), z};
+  return {std::max(binomial, by_features), z, by_features > binomial};
 }
 
 std::pair<double, double> CohortStage::BinomialTest(const Stats& c) const {
@@ -121,9 +121,9 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
     c.n += 1;
     c.hi += high ? 1 : 0;
     if (s.requests == 1) c.members += 1;
-    const double binomial = BinomialTest(c).first;
-    pi = std::max(binomial, FeatureShare(c));
-    by_features = pi > binomial;
+    const Shift shift = Test(c);
+    pi = shift.pi;
+    by_features = shift.by_features;
     value = c.value;
     // The request is judged against the cohort as it was before it.
     if ((pi > config_.base_share || base_loglik) && f.cohort_feature_count > 0 &&
@@ -253,11 +253,11 @@ CohortInfo CohortStage::InfoOf(const Stats& c) const {
   info.high_share = c.n > 0 ? c.hi / c.n : 0;
   info.baseline_share = baseline_->HighShare();
   info.campaign_high_share = baseline_->CampaignHighShare();
-  auto [pi, z] = Test(c);
-  info.z = z;
-  info.campaign_share = pi;
+  const Shift shift = Test(c);
+  info.z = shift.z;
+  info.campaign_share = shift.pi;
   info.feature_shift = c.feature_n > 0 ? c.feature_sum / c.feature_n : 0;
-  info.shifted = pi > config_.base_share;
+  info.shifted = shift.pi > config_.base_share;
   info.value = c.value;
   return info;
 }

@@ -141,8 +141,12 @@ class CohortStage final : public EvidenceStage {
   uint64_t KeyOf(int64_t first_seen_ns, Tier tier, int64_t now_ns) const;
   void Decay(Stats& c, int64_t now_ns) const;
   // Mixture estimate and z of a cohort (pi 0 when not significant), from the binomial test
-  // and the feature test, whichever estimates more.
-  std::pair<double, double> Test(const Stats& c) const;
+  // and the feature test, whichever estimates more; by_features when it was the feature test.
+  struct Shift {
+    double pi = 0, z = 0;
+    bool by_features = false;
+  };
+  Shift Test(const Stats& c) const;
   // The binomial test alone, and the feature test alone (its share estimate; 0 when it does
   // not apply or shift).
   std::pair<double, double> BinomialTest(const Stats& c) const;

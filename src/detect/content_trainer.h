@@ -24,8 +24,8 @@ struct LabeledText {
   static constexpr int kOrganic = -1;
   std::string text;
   int head = kOrganic;
-  // How much the example counts in training and calibration, relative to the others of its
-  // class (the builder evens out large and small source sets with it).
+  // How much the example counts in training, relative to the others of its class (the builder
+  // evens out large and small source sets with it); calibration counts every example once.
   float weight = 1.0f;
 };
 
