@@ -68,5 +68,19 @@ TEST(TrafficSmokeTest, SmokeScenarioOnSharedDatasets) {
   EXPECT_LT(wall, 60.0) << "smoke must stay a CI-sized run";
 }
 
+// Every scenario the repository ships parses, and names itself as its file does (the docs and
+// `moat-bench --scenario NAME` refer to them by file name).
+TEST(TrafficSmokeTest, EveryShippedScenarioLoads) {
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(SourceDir() / "scenarios")) {
+    if (entry.path().extension() != ".toml") continue;
+    auto scenario = LoadScenarioFile(entry.path());
+    ASSERT_TRUE(scenario.ok()) << entry.path() << ": " << scenario.status().ToString();
+    EXPECT_EQ(scenario->name, entry.path().stem().string());
+    ++count;
+  }
+  EXPECT_GE(count, 9);
+}
+
 }  // namespace
 }  // namespace moat::traffic
