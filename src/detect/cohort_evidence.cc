@@ -24,7 +24,7 @@ CohortStage::CohortStage(CohortStageConfig config, std::shared_ptr<const Organic
       half_life_ns_(static_cast<int64_t>(config.half_life_hours * kHourNs)) {}
 
 const std::vector<std::string_view>& CohortStage::reason_names() const {
-  static const std::vector<std::string_view> kNames = {"shifted_cohort"};
+  static const std::vector<std::string_view> kNames = {"shifted_cohort", "like_restricted_traffic"};
   return kNames;
 }
 
@@ -136,11 +136,26 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
     }
     c.features->Add(f, 4e6);
   }
-  if (pi <= config_.base_share || !cohort_loglik) return;
   // A graduated member still counts in its cohort's statistics, but is judged on its own.
   if (s.graduated) return;
   // Machine-paced subjects of most tiers are judged on their own budget (see the header).
   if (r.tier_machines_judged_alone && s.MachinePaced(config_.machine_gap_s)) return;
+  // What the deployment has restricted so far, against its established traffic.
+  double restricted = 0;
+  if (config_.restricted_weight > 0 && f.cohort_feature_count > 0) {
+    if (std::optional<double> restricted_loglik = baseline_->RestrictedFeatureLogLikelihood(f)) {
+      if (!base_loglik) base_loglik = baseline_->FeatureLogLikelihood(f);
+      if (base_loglik) {
+        const double ratio = (*restricted_loglik - *base_loglik) / config_.restricted_temper;
+        restricted = config_.restricted_weight * std::clamp(ratio, -config_.restricted_clip, config_.restricted_clip);
+      }
+    }
+  }
+  if (pi <= config_.base_share || !cohort_loglik) {
+    out->request_llr = static_cast<float>(restricted);
+    if (restricted > 0) out->reason = 1;
+    return;
+  }
   // Without a model of established traffic, members cannot be told apart: no evidence yet.
   if (!base_loglik) base_loglik = baseline_->FeatureLogLikelihood(f);
   if (!base_loglik) return;
@@ -153,7 +168,7 @@ void CohortStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState
   const double campaign = (ratio - (1 - share)) / share;  // p_campaign / p_organic
   const double clip = by_features ? config_.feature_attribution_clip : config_.attribution_clip;
   const double llr = campaign > std::exp(-clip) ? std::min(clip, std::log(campaign)) : -clip;
-  out->request_llr = static_cast<float>(config_.attribution_weight * llr);
+  out->request_llr = static_cast<float>(config_.attribution_weight * llr + restricted);
 }
 
 void CohortStage::OnVerdict(RequestView& r, const VerdictFacts& facts) {

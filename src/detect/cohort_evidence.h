@@ -35,6 +35,12 @@
 // of organic users that asks unlike the established ones shifts a cohort as well
 // (docs/detection.md, "Where it fails").
 //
+// A campaign too small to shift its cohort is seen by neither test, but the deployment has often
+// restricted others like it by then: every member's request (shifted cohort or not) also gets the
+// naive-Bayes log ratio of what the deployment has restricted to its established traffic
+// (OrganicBaseline's two feature models), tempered and clipped to +-restricted_clip. It learns
+// from the engine's own verdicts; the clip keeps a false positive's lesson small.
+//
 // Subjects whose own pacing is a machine's (an evaluation harness, a batch job) are judged on
 // their own budget, not through a cohort of people, where their tier says so
 // (TierPolicy::machines_judged_alone, RequestView::tier_machines_judged_alone: every tier but
@@ -91,6 +97,13 @@ struct CohortStageConfig {
   // attribution_clip in a cohort the feature test shifted (the content model there says nothing
   // of what the cohort has in excess, and its organic verdicts are the campaign's cover)
   double feature_attribution_clip = 3.0;
+  // Every member's request, shifted cohort or not: the naive-Bayes log ratio of what this
+  // deployment has restricted (OrganicBaseline's restricted-traffic model) to its established
+  // traffic, divided by restricted_temper, clipped to +-restricted_clip, times
+  // restricted_weight (0: off). It adds to the attribution.
+  double restricted_weight = 1.0;
+  double restricted_temper = 10.0;
+  double restricted_clip = 0.5;
   size_t max_cohorts = 256;
 };
 

@@ -139,11 +139,16 @@ void OrganicBaseline::SaveTo(std::string* out) const {
   const std::array<double, kLlrBins> counts = counts_;
   const std::array<double, 4> scalars = {total_, feature_requests_, campaign_n_, campaign_hi_};
   const FeatureCounts features = features_;  // encoded after the lock
+  const FeatureCounts restricted = restricted_features_;
+  const double restricted_requests = restricted_feature_requests_;
   lock.unlock();
   PutU32(out, kLlrBins);
   for (double c : counts) PutF64(out, c);
   for (double v : scalars) PutF64(out, v);
   features.AppendTo(out);
+  // The restricted traffic's features, after the rest: a file written before them ends above.
+  PutF64(out, restricted_requests);
+  restricted.AppendTo(out);
 }
 
 bool OrganicBaseline::LoadFrom(std::string_view* in) {
@@ -156,7 +161,15 @@ bool OrganicBaseline::LoadFrom(std::string_view* in) {
   for (double* v : {&total, &feature_requests, &campaign_n, &campaign_hi}) ok = ok && GetF64(in, v) && std::isfinite(*v) && *v >= 0;
   FeatureCounts features;
   if (!ok || campaign_hi > campaign_n || !features.ReadFrom(in)) return false;
+  double restricted_requests = 0;
+  FeatureCounts restricted;
+  if (!in->empty() && (!GetF64(in, &restricted_requests) || !std::isfinite(restricted_requests) ||
+                       restricted_requests < 0 || !restricted.ReadFrom(in))) {
+    return false;
+  }
   std::lock_guard<std::mutex> lock(mu_);
+  restricted_feature_requests_ = restricted_requests;
+  restricted_features_ = std::move(restricted);
   counts_ = counts;
   total_ = total;
   feature_requests_ = feature_requests;
@@ -201,6 +214,19 @@ void OrganicBaseline::RecordCampaign(float content_llr) {
   const double a = config_.prior_requests;
   campaign_high_share_.store(static_cast<float>((campaign_hi_ + a * model_campaign_high_) / (campaign_n_ + a)),
                              std::memory_order_relaxed);
+}
+
+void OrganicBaseline::RecordRestrictedFeatures(const RequestFeatures& f) {
+  if (f.cohort_feature_count == 0) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  restricted_features_.Add(f, config_.feature_max_total);
+  restricted_feature_requests_ = std::min(restricted_feature_requests_ + 1, 1e12);
+}
+
+std::optional<double> OrganicBaseline::RestrictedFeatureLogLikelihood(const RequestFeatures& f) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (restricted_feature_requests_ < config_.min_feature_requests) return std::nullopt;
+  return restricted_features_.LogLikelihood(f, static_cast<float>(config_.feature_alpha));
 }
 
 float OrganicBaseline::CampaignHighShare() const {

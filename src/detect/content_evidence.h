@@ -87,7 +87,8 @@ class FeatureCounts {
 
 // The content-ratio distribution of established, unrestricted subjects' requests (decayed),
 // with the model's own organic distribution as its prior, and the feature counts of those
-// requests. Thread-safe (the ratio figures are read lock-free).
+// requests; and, for the other side, the content ratios and feature counts of restricted
+// subjects' requests. Thread-safe (the ratio figures are read lock-free).
 class OrganicBaseline {
  public:
   struct Config {
@@ -116,6 +117,12 @@ class OrganicBaseline {
   float HighShare() const;
   // Records one request of a restricted subject: the campaign side of the mixture estimates.
   void RecordCampaign(float content_llr);
+  // Records the features of a restricted subject's request: what this deployment has
+  // restricted, as a feature model beside the established traffic's.
+  void RecordRestrictedFeatures(const RequestFeatures& f);
+  // log P(f | restricted traffic) under those counts; nullopt before min_feature_requests
+  // restricted requests.
+  std::optional<double> RestrictedFeatureLogLikelihood(const RequestFeatures& f) const;
   // Share of restricted subjects' requests at or above high_llr, with the model's held-out
   // campaign share as prior (worth `prior_requests`).
   float CampaignHighShare() const;
@@ -136,6 +143,8 @@ class OrganicBaseline {
   std::atomic<float> high_share_{0};
   double model_campaign_high_ = 0.6;
   double campaign_n_ = 0, campaign_hi_ = 0;  // GUARDED_BY(mu_)
+  FeatureCounts restricted_features_;        // GUARDED_BY(mu_)
+  double restricted_feature_requests_ = 0;   // GUARDED_BY(mu_)
   std::atomic<float> campaign_high_share_{0.6f};
 };
 

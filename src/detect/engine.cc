@@ -427,7 +427,10 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       baseline_->Record(f);
     }
   }
-  if (restricted && decider.rule != RestrictionRule::kDenyList) baseline_->RecordCampaign(f.content.combined);
+  if (restricted && decider.rule != RestrictionRule::kDenyList) {
+    baseline_->RecordCampaign(f.content.combined);
+    baseline_->RecordRestrictedFeatures(f);
+  }
   for (auto& stage : stages_) stage->OnVerdict(r, facts);
 
   if (r.campaign_root != 0 && linkage_ != nullptr) {

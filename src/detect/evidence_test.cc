@@ -449,6 +449,65 @@ TEST(CohortStageTest, FeatureCountsSurviveSavingAndOlderBytesStillLoad) {
   EXPECT_EQ(old.Cohorts().at(0).feature_shift, 0.0);
 }
 
+// What the deployment has restricted is a model too. Once it holds enough requests, a young
+// member whose request reads like restricted traffic gains evidence (at most
+// cohort.restricted_clip) although no cohort is shifted, and one that reads like the established
+// users' loses some; switched off (cohort.restricted_weight 0), neither.
+TEST(CohortStageTest, AMemberAskingLikeRestrictedTrafficGainsEvidenceWithoutAShiftedCohort) {
+  const auto unseen = UnseenStyleTexts(400, 90);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 91);
+  CohortFixture fx(0.5, 2, /*feature_shift=*/0);
+  const int64_t t = kT0 + 2 * kHour;
+  EXPECT_EQ(fx.Send("n1", unseen[0], t).request_llr, 0.0f);  // nothing restricted yet
+  for (int i = 0; i < 200; ++i) {
+    Req r("restricted", unseen[100 + i], kT0);
+    fx.baseline->RecordRestrictedFeatures(r.features);
+  }
+  const StageEvidence like = fx.Send("n1", unseen[1], t + 60 * kSec);
+  const StageEvidence unlike = fx.Send("n2", organic[1], t + 60 * kSec);
+  EXPECT_FALSE(fx.stage->Cohorts().at(0).shifted);
+  EXPECT_FLOAT_EQ(like.prior, 0.0f);
+  EXPECT_FLOAT_EQ(like.request_llr, static_cast<float>(fx.config.restricted_clip));
+  EXPECT_EQ(like.reason, 1);
+  EXPECT_LT(unlike.request_llr, 0.0f);
+
+  fx.config.restricted_weight = 0;
+  fx.Rebuild();
+  EXPECT_EQ(fx.Send("n3", unseen[2], t + 120 * kSec).request_llr, 0.0f);
+}
+
+// The baseline's bytes carry the restricted traffic's features after the rest; bytes written
+// before them still load, the model starting empty.
+TEST(BaselineStageTest, RestrictedFeaturesSurviveSavingAndOlderBytesStillLoad) {
+  OrganicBaseline::Config bc;
+  bc.min_feature_requests = 10;
+  auto model = testing::SyntheticModel();
+  OrganicBaseline baseline(bc, model->content.organic_distribution(), 0.9);
+  const auto texts = UnseenStyleTexts(40, 92);
+  for (const auto& text : texts) baseline.RecordRestrictedFeatures(Req("r", text, kT0).features);
+  const Req probe("p", texts[3], kT0);
+  const std::optional<double> before = baseline.RestrictedFeatureLogLikelihood(probe.features);
+  ASSERT_TRUE(before.has_value());
+  std::string bytes;
+  baseline.SaveTo(&bytes);
+  OrganicBaseline again(bc, model->content.organic_distribution(), 0.9);
+  std::string_view in = bytes;
+  ASSERT_TRUE(again.LoadFrom(&in));
+  EXPECT_TRUE(in.empty());
+  ASSERT_TRUE(again.RestrictedFeatureLogLikelihood(probe.features).has_value());
+  EXPECT_DOUBLE_EQ(*again.RestrictedFeatureLogLikelihood(probe.features), *before);
+  // The trailer: the request count and the counts (bucket count, total, one float a bucket).
+  const std::string older = bytes.substr(0, bytes.size() - 8 - (4 + 8 + 4 * FeatureCounts::kBuckets));
+  OrganicBaseline old(bc, model->content.organic_distribution(), 0.9);
+  std::string_view old_in = older;
+  ASSERT_TRUE(old.LoadFrom(&old_in));
+  EXPECT_FALSE(old.RestrictedFeatureLogLikelihood(probe.features).has_value());
+  // A damaged trailer is refused.
+  std::string damaged = older + std::string(8, '\xff');
+  std::string_view damaged_in = damaged;
+  EXPECT_FALSE(OrganicBaseline(bc, model->content.organic_distribution(), 0.9).LoadFrom(&damaged_in));
+}
+
 // Asks `stage` for one account's request and returns the stage's evidence.
 auto Asker(WorkQueueStage& stage, std::unordered_map<std::string, SubjectState>& s) {
   return [&stage, &s](const std::string& who, const std::string& text, int64_t t) {
