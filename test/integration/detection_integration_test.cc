@@ -917,26 +917,49 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   EXPECT_EQ(report->events, kMaxEvents);
   for (const auto& [c, n] : statuses) EXPECT_TRUE(c == 200 || c == 403 || c == 429) << c << " x" << n;
 
-  // The same events in-process, on their own clock.
+  // The same events in-process, on their own clock, under the gateway's names for the accounts
+  // ("acct_" + random hex): the engine's approximate per-account structures hash account ids, so
+  // under other names a verdict near a budget can go the other way (replayed in-process under
+  // 100 random renamings, this head's benchmark-sweep leakage moved in 4: 2.4-2.7 % against
+  // 2.5 %).
+  std::map<std::string, std::string> gateway_ids;  // gateway account name -> id
+  json::object listed = AdminGet("/admin/accounts");
+  ASSERT_TRUE(listed.contains("data") && listed["data"].is_array());
+  for (const json::value& a : listed["data"].as_array()) {
+    gateway_ids[std::string(a.at("name").as_string())] = std::string(a.at("id").as_string());
+  }
+  auto gateway_id = [&](const std::string& account) {
+    auto it = gateway_ids.find(traffic::GatewayAccountName(account));
+    EXPECT_NE(it, gateway_ids.end()) << account;
+    return it == gateway_ids.end() ? account : it->second;
+  };
   const std::string head = dir_.File("head.jsonl");
+  const std::string head_labels = dir_.File("head-labels.jsonl");
   {
     std::ifstream in(out + "/events.jsonl");
     std::ofstream copy(head);
     std::string line;
-    for (int64_t n = 0; n < kMaxEvents && std::getline(in, line); ++n) copy << line << "\n";
+    for (int64_t n = 0; n < kMaxEvents && std::getline(in, line); ++n) {
+      auto e = traffic::EventFromJson(line);
+      ASSERT_TRUE(e.ok()) << e.status().ToString();
+      e->account_id = gateway_id(e->account_id);
+      copy << traffic::EventToJson(*e) << "\n";
+    }
+    std::ifstream labels_in(out + "/labels.jsonl");
+    std::ofstream labels_copy(head_labels);
+    while (std::getline(labels_in, line)) {
+      auto l = traffic::LabelFromJson(line);
+      ASSERT_TRUE(l.ok()) << l.status().ToString();
+      l->account = gateway_id(l->account);
+      labels_copy << traffic::LabelToJson(*l) << "\n";
+    }
   }
   auto engine = traffic::MakeEngine("moat", traffic::EngineOptions{});
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  auto local = traffic::ReplayFilesInProcess(head, out + "/labels.jsonl", **engine, "moat");
+  auto local = traffic::ReplayFilesInProcess(head, head_labels, **engine, "moat");
   ASSERT_TRUE(local.ok()) << local.status().ToString();
   ASSERT_EQ(local->variants.size(), report->variants.size());
-  // The gateway judges what the engine judges in-process, request by request. One request in
-  // 1,500 may differ: in about 3 of 55 runs beside other integration tests the gateway allowed
-  // one benchmark-sweep request more (508 -> 509 answers; in the run that named it, request #202
-  // was a step-up in-process and allowed by the gateway, and every request after it agreed
-  // again). The cause is not found: the replay is sequential, and renaming the accounts as the
-  // gateway does changes nothing in-process. So one differing request is tolerated (and named)
-  // and anything more fails.
+  // The gateway judges what the engine judges in-process, request by request.
   {
     auto again = traffic::MakeEngine("moat", traffic::EngineOptions{});
     ASSERT_TRUE(again.ok()) << again.status().ToString();
@@ -956,17 +979,16 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
     EXPECT_EQ(n, gateway_actions.size());
     std::string listed;
     for (const auto& d : differ) listed += "\n  " + d;
-    EXPECT_LE(differ.size(), 1u) << listed;
-    if (!differ.empty()) std::fprintf(stderr, "requests judged differently:%s\n", listed.c_str());
+    EXPECT_TRUE(differ.empty()) << "requests judged differently:" << listed;
   }
   int64_t restricted = 0;
   for (size_t i = 0; i < local->variants.size(); ++i) {
     EXPECT_EQ(report->variants[i].variant, local->variants[i].variant);
-    EXPECT_LE(std::abs(report->variants[i].flagged - local->variants[i].flagged), 1) << local->variants[i].variant;
-    EXPECT_LE(std::abs(report->variants[i].leaked - local->variants[i].leaked), 1) << local->variants[i].variant;
+    EXPECT_EQ(report->variants[i].flagged, local->variants[i].flagged) << local->variants[i].variant;
+    EXPECT_EQ(report->variants[i].leaked, local->variants[i].leaked) << local->variants[i].variant;
     restricted += local->variants[i].flagged;
   }
-  EXPECT_LE(std::abs(report->organic.restricted_requests - local->organic.restricted_requests), 1);
+  EXPECT_EQ(report->organic.restricted_requests, local->organic.restricted_requests);
   EXPECT_GT(restricted, 0);  // the head of the stream already restricts campaign subjects
 }
 
