@@ -923,9 +923,9 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   // 100 random renamings, this head's benchmark-sweep leakage moved in 4: 2.4-2.7 % against
   // 2.5 %).
   std::map<std::string, std::string> gateway_ids;  // gateway account name -> id
-  json::object listed = AdminGet("/admin/accounts");
-  ASSERT_TRUE(listed.contains("data") && listed["data"].is_array());
-  for (const json::value& a : listed["data"].as_array()) {
+  json::object accounts = AdminGet("/admin/accounts");
+  ASSERT_TRUE(accounts.contains("data") && accounts["data"].is_array());
+  for (const json::value& a : accounts["data"].as_array()) {
     gateway_ids[std::string(a.at("name").as_string())] = std::string(a.at("id").as_string());
   }
   auto gateway_id = [&](const std::string& account) {
@@ -977,9 +977,9 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
                   return Status::Ok();
                 }).ok());
     EXPECT_EQ(n, gateway_actions.size());
-    std::string listed;
-    for (const auto& d : differ) listed += "\n  " + d;
-    EXPECT_TRUE(differ.empty()) << "requests judged differently:" << listed;
+    std::string named;
+    for (const auto& d : differ) named += "\n  " + d;
+    EXPECT_TRUE(differ.empty()) << "requests judged differently:" << named;
   }
   int64_t restricted = 0;
   for (size_t i = 0; i < local->variants.size(); ++i) {
