@@ -30,6 +30,8 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"policy.min_requests_for_pool", &c.policy.min_requests_for_pool, "pooled evidence restricts a subject from its n-th request on"},
       {"policy.pool_min_evidence", &c.policy.pool_min_evidence, "own evidence a subject needs before pooled evidence restricts it"},
       {"policy.strong_evidence", &c.policy.strong_evidence, "own evidence from which a subject is held to its tier's evidence budget"},
+      {"policy.churn_budget", &c.policy.churn_budget, "suspected value an account whose end users churn may take once its own evidence is strong, whatever its tier"},
+      {"policy.churn_budget_return_share", &c.policy.churn_budget_return_share, "share of its requests that may bring an end user back for the churn budget to apply"},
       {"policy.human_gap_s", &c.policy.human_gap_s, "when above 0, only subjects whose mean gap between requests is at least this are held to the evidence budget"},
       {"policy.human_gap_spread", &c.policy.human_gap_spread, "... and whose gaps spread at least this (std of log10 gap)"},
       {"policy.shared_items_exempt", &c.policy.shared_items_exempt, "items shared with others within the hour that exempt a subject from its evidence budget"},

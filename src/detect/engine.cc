@@ -50,10 +50,14 @@ const char* CategoryOf(RestrictionRule rule) {
   }
 }
 
-// The budget a subject restricted by `rule` spent (its subject budget unless the evidence
-// budget restricted it).
-double SpentBudget(const TierPolicy& tier, RestrictionRule rule) {
-  return rule == RestrictionRule::kEvidenceBudget ? tier.evidence_budget : tier.subject_budget;
+// The budget a subject restricted by `rule` spent (its subject budget unless the evidence or
+// the churn budget restricted it).
+double SpentBudget(const PolicyConfig& policy, const TierPolicy& tier, RestrictionRule rule) {
+  switch (rule) {
+    case RestrictionRule::kEvidenceBudget: return tier.evidence_budget;
+    case RestrictionRule::kChurnBudget: return policy.churn_budget;
+    default: return tier.subject_budget;
+  }
 }
 
 }  // namespace
@@ -66,6 +70,7 @@ std::string_view RestrictionRuleName(RestrictionRule rule) {
     case RestrictionRule::kDenyList: return "deny_list";
     case RestrictionRule::kHeld: return "held";
     case RestrictionRule::kEvidenceBudget: return "evidence_budget";
+    case RestrictionRule::kChurnBudget: return "churn_budget";
   }
   return "unknown";
 }
@@ -295,6 +300,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     // The policy.
     const PolicyConfig& p = config_.policy;
+    const bool churns = role == SubjectRole::kAccount && end_users_ != nullptr && end_users_->Churns(s);
     RestrictionRule rule = RestrictionRule::kNone;
     if (list == ListEntry::kDeny) {
       rule = RestrictionRule::kDenyList;
@@ -308,6 +314,10 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
                                        s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread)) &&
                s.items_shared_fresh < p.shared_items_exempt) {
       rule = RestrictionRule::kEvidenceBudget;
+    } else if (j.posterior >= p.restrict_posterior && p.churn_budget > 0 && churns &&
+               s.returning_end_users <= p.churn_budget_return_share * s.requests &&
+               j.evidence >= p.strong_evidence && s.value >= p.churn_budget) {
+      rule = RestrictionRule::kChurnBudget;
     } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
                s.requests >= p.min_requests_for_pool && j.evidence >= p.pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;
@@ -348,7 +358,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     j.daily_requests = s.n;
     j.hourly_requests = s.n_hour;
     j.distinct_end_users = static_cast<float>(s.end_users.Estimate());
-    j.end_users_churn = end_users_ != nullptr && end_users_->Churns(s);
+    j.end_users_churn = churns;
     j.returning = role == SubjectRole::kEndUser && s.requests == 2;
     j.summary = {restricted, s.llr_n, s.llr_hi, s.value, s.n};
   });
@@ -444,7 +454,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       v.reference = Reference(event, eu ? r.end_user_hash : r.account_hash);
       v.reasons.push_back("rule:" + std::string(RestrictionRuleName(decider.rule)));
       v.reasons.push_back("value:" + std::to_string(static_cast<int64_t>(decider.value)) + "/" +
-                          std::to_string(static_cast<int64_t>(SpentBudget(tier, decider.rule))));
+                          std::to_string(static_cast<int64_t>(SpentBudget(config_.policy, tier, decider.rule))));
       if (decider.rule == RestrictionRule::kPoolBudget) {
         v.reasons.push_back("pool_value:" + std::to_string(static_cast<int64_t>(decider.pool_value)) + "/" +
                             std::to_string(static_cast<int64_t>(tier.pool_budget)));
@@ -505,7 +515,7 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   r.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
   r.value = s.value;
   const TierPolicy& tier = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)];
-  r.budget = r.restricted ? SpentBudget(tier, static_cast<RestrictionRule>(s.restricted_by)) : tier.subject_budget;
+  r.budget = r.restricted ? SpentBudget(config_.policy, tier, static_cast<RestrictionRule>(s.restricted_by)) : tier.subject_budget;
   r.items_spread = s.items_diffuse;
   r.items_shared = s.items_dense;
   r.cohort_graduated = s.graduated != 0;

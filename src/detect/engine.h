@@ -101,6 +101,19 @@ struct PolicyConfig {
   // users churn (a fresh `user` on most requests: EndUserStageConfig); otherwise per end
   // user, so that a reseller's real customers are not cut off for its campaign end users.
   double multi_user_accounts = 10;
+  // An account whose end users churn (EndUserStage::Churns: a fresh `user` on most requests, so
+  // that its end users mean nothing) and whose own evidence reached strong_evidence may take
+  // this much suspected value, whatever its tier (rule `churn_budget`). Rotating the `user`
+  // field is how a harvest hides behind a trusted account: the enterprise tier's budgets
+  // (docs/detection.md, Tiers) let such an account take about a hundred answers. An app that
+  // names a fresh `user` per request but asks like its tier's users never reaches the evidence.
+  // 0: off.
+  double churn_budget = 5000;
+  // ... and only while at most this share of its requests brought an end user back (a rotating
+  // `user` field: none; the churn test of EndUserStage allows 10 % of its end users, which an
+  // IDE plugin's 400 users stay under for their first hundred requests: 6 % of them, measured
+  // on `stealth`'s coding tool).
+  double churn_budget_return_share = 0.02;
   // A jailbreak probe is worth more to its sender than its tokens (it maps the safety
   // boundary; a refusal is information too): its value counts this many times.
   double jailbreak_value_weight = 20;
@@ -166,7 +179,15 @@ struct DetectionConfig {
 enum class ListEntry { kNone, kAllow, kDeny };
 
 // Why a subject was restricted (SubjectState::restricted_by).
-enum class RestrictionRule : uint8_t { kNone = 0, kSubjectBudget, kPoolBudget, kDenyList, kHeld, kEvidenceBudget };
+enum class RestrictionRule : uint8_t {
+  kNone = 0,
+  kSubjectBudget,
+  kPoolBudget,
+  kDenyList,
+  kHeld,
+  kEvidenceBudget,
+  kChurnBudget,
+};
 std::string_view RestrictionRuleName(RestrictionRule rule);
 
 struct AccountReport {
