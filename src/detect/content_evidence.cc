@@ -203,10 +203,10 @@ std::optional<double> OrganicBaseline::FeatureLogLikelihood(const RequestFeature
   return features_.LogLikelihood(f, static_cast<float>(config_.feature_alpha));
 }
 
-void OrganicBaseline::RecordCampaign(float content_llr) {
+void OrganicBaseline::RecordRestricted(const RequestFeatures& f) {
   std::lock_guard<std::mutex> lock(mu_);
   campaign_n_ += 1;
-  campaign_hi_ += content_llr >= config_.high_llr ? 1 : 0;
+  campaign_hi_ += f.content.combined >= config_.high_llr ? 1 : 0;
   if (campaign_n_ > config_.half_life_requests) {
     campaign_n_ *= 0.5;
     campaign_hi_ *= 0.5;
@@ -214,11 +214,7 @@ void OrganicBaseline::RecordCampaign(float content_llr) {
   const double a = config_.prior_requests;
   campaign_high_share_.store(static_cast<float>((campaign_hi_ + a * model_campaign_high_) / (campaign_n_ + a)),
                              std::memory_order_relaxed);
-}
-
-void OrganicBaseline::RecordRestrictedFeatures(const RequestFeatures& f) {
   if (f.cohort_feature_count == 0) return;
-  std::lock_guard<std::mutex> lock(mu_);
   restricted_features_.Add(f, config_.feature_max_total);
   restricted_feature_requests_ = std::min(restricted_feature_requests_ + 1, 1e12);
 }

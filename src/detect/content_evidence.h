@@ -115,11 +115,10 @@ class OrganicBaseline {
   float LogExcess(int bin) const;
   // Share of established requests at or above high_llr (with the model as prior).
   float HighShare() const;
-  // Records one request of a restricted subject: the campaign side of the mixture estimates.
-  void RecordCampaign(float content_llr);
-  // Records the features of a restricted subject's request: what this deployment has
-  // restricted, as a feature model beside the established traffic's.
-  void RecordRestrictedFeatures(const RequestFeatures& f);
+  // Records one request of a restricted subject, under one lock: its content score (the
+  // campaign side of the mixture estimates) and its features (what this deployment has
+  // restricted, as a feature model beside the established traffic's).
+  void RecordRestricted(const RequestFeatures& f);
   // log P(f | restricted traffic) under those counts; nullopt before min_feature_requests
   // restricted requests.
   std::optional<double> RestrictedFeatureLogLikelihood(const RequestFeatures& f) const;

@@ -438,8 +438,7 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
     }
   }
   if (restricted && decider.rule != RestrictionRule::kDenyList) {
-    baseline_->RecordCampaign(f.content.combined);
-    baseline_->RecordRestrictedFeatures(f);
+    baseline_->RecordRestricted(f);
   }
   for (auto& stage : stages_) stage->OnVerdict(r, facts);
 

@@ -386,7 +386,9 @@ TEST(CohortStageTest, RestrictedTrafficTheModelDoesNotKnowDoesNotInflateTheBinom
     CohortFixture fx(0.5, 2, /*feature_shift=*/0);
     fx.config.min_campaign_excess = min_excess;
     fx.Rebuild();
-    for (int i = 0; i < 20000; ++i) fx.baseline->RecordCampaign(-3.0f);  // restricted, organic-looking
+    RequestFeatures organic_looking;
+    organic_looking.content.combined = -3.0f;
+    for (int i = 0; i < 20000; ++i) fx.baseline->RecordRestricted(organic_looking);
     // A cohort that is a tenth campaign-like requests.
     const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 86);
     const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 87);
@@ -461,7 +463,7 @@ TEST(CohortStageTest, AMemberAskingLikeRestrictedTrafficGainsEvidenceWithoutAShi
   EXPECT_EQ(fx.Send("n1", unseen[0], t).request_llr, 0.0f);  // nothing restricted yet
   for (int i = 0; i < 200; ++i) {
     Req r("restricted", unseen[100 + i], kT0);
-    fx.baseline->RecordRestrictedFeatures(r.features);
+    fx.baseline->RecordRestricted(r.features);
   }
   const StageEvidence like = fx.Send("n1", unseen[1], t + 60 * kSec);
   const StageEvidence unlike = fx.Send("n2", organic[1], t + 60 * kSec);
@@ -484,7 +486,7 @@ TEST(BaselineStageTest, RestrictedFeaturesSurviveSavingAndOlderBytesStillLoad) {
   auto model = testing::SyntheticModel();
   OrganicBaseline baseline(bc, model->content.organic_distribution(), 0.9);
   const auto texts = UnseenStyleTexts(40, 92);
-  for (const auto& text : texts) baseline.RecordRestrictedFeatures(Req("r", text, kT0).features);
+  for (const auto& text : texts) baseline.RecordRestricted(Req("r", text, kT0).features);
   const Req probe("p", texts[3], kT0);
   const std::optional<double> before = baseline.RestrictedFeatureLogLikelihood(probe.features);
   ASSERT_TRUE(before.has_value());
