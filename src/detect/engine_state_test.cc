@@ -136,6 +136,36 @@ TEST(EngineStateTest, ARestartedEngineGoesOnWhereTheOldOneStopped) {
   EXPECT_LT(Count(next_fresh, "sybil"), Count(next_after, "sybil") / 2);
 }
 
+// An enterprise account held by the churn budget (a fresh `user` on every request) is still
+// held after a restart, by the same rule: its end-user count, returning users, evidence and
+// value travel in the file. An engine that starts from nothing lets the same request through.
+TEST(EngineStateTest, AnAccountHeldByTheChurnBudgetStaysHeldAcrossARestart) {
+  const std::string path = StatePath("churn.bin");
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 60, 8);
+  auto request = [&](int i) {
+    RequestEvent e = Event("rotator", kT0 + i * 300 * kSec, campaign[i]);
+    e.tier = "enterprise";
+    e.end_user = "u" + std::to_string(i);
+    return e;
+  };
+  DetectionEngine before(Config());
+  int held = -1;
+  for (int i = 0; i < 50 && held < 0; ++i) {
+    if (before.Observe(request(i)).action != Action::kAllow) held = i;
+  }
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(before.Account("rotator")->restricted_by, "churn_budget");
+  ASSERT_TRUE(before.SaveState(path, kT0 + held * 300 * kSec).ok());
+
+  DetectionEngine after(Config());
+  ASSERT_TRUE(after.LoadState(path).ok());
+  const Verdict next = after.Observe(request(held + 1));
+  EXPECT_EQ(next.action, Action::kDegrade);
+  EXPECT_EQ(after.Account("rotator")->restricted_by, "churn_budget");
+  DetectionEngine fresh(Config());
+  EXPECT_EQ(fresh.Observe(request(held + 1)).action, Action::kAllow);
+}
+
 // SubjectState::graduated took a byte that was padding, so a file written before it loads; its
 // byte, padding then, is cleared: nobody is graduated by what a padding byte held.
 TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
