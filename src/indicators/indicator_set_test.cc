@@ -234,7 +234,9 @@ TEST(IndicatorExport, FromAnAuditLogThroughImportToAMatch) {
   for (const auto& r : result->records) {
     ++kinds[std::string(KindName(r.kind))];
     EXPECT_GE(r.confidence, 1);
-    if (r.kind == IndicatorKind::kNetworkPrefix) EXPECT_EQ(r.value, "198.51.100.0/24");
+    if (r.kind == IndicatorKind::kNetworkPrefix) {
+      EXPECT_EQ(r.value, "198.51.100.0/24");
+    }
   }
   EXPECT_EQ(kinds["network-prefix"], 1);
   EXPECT_EQ(kinds["client-fingerprint"], 1);

@@ -364,9 +364,27 @@ TEST_F(FakeDataset, CompressedTimeIsWhatTheEngineSeesNotWhatIsScored) {
   auto recorded = ReplayFilesInProcess(events, labels, plain, "baseline");
   ASSERT_TRUE(recorded.ok()) << recorded.status().ToString();
   PerAccountRateEngine fast({.max_requests_per_hour = 100});
-  auto compressed = ReplayFilesInProcess(events, labels, fast, "baseline", 12);
+  // The verdict observer sees every event in the file's order, with its recorded time.
+  std::vector<int64_t> observed_times;
+  int64_t observed_restricted = 0;
+  auto observe = [&](const detect::RequestEvent& e, const detect::Verdict& v) {
+    observed_times.push_back(e.time_ns);
+    observed_restricted += v.action != detect::Action::kAllow;
+  };
+  auto compressed = ReplayFilesInProcess(events, labels, fast, "baseline", 12, nullptr, observe);
   ASSERT_TRUE(compressed.ok()) << compressed.status().ToString();
   EXPECT_EQ(compressed->events, recorded->events);
+  ASSERT_EQ(static_cast<int64_t>(observed_times.size()), compressed->events);
+  std::vector<int64_t> recorded_times;
+  ASSERT_TRUE(ForEachLine(events, [&](std::string_view line) -> Status {
+                MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, EventFromJson(line));
+                recorded_times.push_back(e.time_ns);
+                return Status::Ok();
+              }).ok());
+  EXPECT_EQ(observed_times, recorded_times);
+  const auto allowed = compressed->actions.find("allow");
+  EXPECT_EQ(observed_restricted, compressed->events - (allowed == compressed->actions.end() ? 0 : allowed->second));
+  EXPECT_GT(observed_restricted, 0);
   EXPECT_DOUBLE_EQ(compressed->simulated_hours, recorded->simulated_hours);  // scored on recorded times
   EXPECT_GT(compressed->organic.restricted_requests, recorded->organic.restricted_requests);
   PerAccountRateEngine other({.max_requests_per_hour = 100});
@@ -476,7 +494,9 @@ TEST_F(FakeDataset, StealthCampaignsLookOrganicInEverythingButContent) {
   }
   for (const auto& [account, n] : per_account) {
     const SubjectLabel& l = account_label[account];
-    if (l.variant == "slow-drip") EXPECT_LE(n, 3) << account;
+    if (l.variant == "slow-drip") {
+      EXPECT_LE(n, 3) << account;
+    }
   }
   ASSERT_EQ(rotating_users.size(), 1u);
   EXPECT_EQ(rotating_users.begin()->second.size(),
@@ -654,7 +674,9 @@ TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
   std::map<std::string, std::string> persona;
   for (const auto& l : sink.labels) {
     if (!l.campaign) persona[l.account] = l.persona;
-    if (l.persona == "researcher" || l.persona == "shared-benchmark") EXPECT_EQ(l.tier, "verified");
+    if (l.persona == "researcher" || l.persona == "shared-benchmark") {
+      EXPECT_EQ(l.tier, "verified");
+    }
   }
   std::map<std::string, int> requests;
   for (const auto& e : sink.events) {
@@ -713,12 +735,13 @@ TEST(EventIoTest, EventJsonRoundTrip) {
   EXPECT_EQ(back->user_agent, "curl/8.5.0");
   EXPECT_EQ(back->body_json, e.body_json);
   EXPECT_FALSE(EventFromJson("{\"account\":\"a\"}").ok());
-  SubjectLabel l{"a", "u", true, "hydra", "h-5", "hydra-end-user", 42};
+  SubjectLabel l{"a", "u", true, "hydra", "h-5", "hydra-end-user", 42, "verified"};
   auto lb = LabelFromJson(LabelToJson(l));
   ASSERT_TRUE(lb.ok());
   EXPECT_TRUE(lb->campaign);
   EXPECT_EQ(lb->campaign_id, "h-5");
   EXPECT_EQ(lb->created_ns, 42);
+  EXPECT_EQ(lb->tier, "verified");
 }
 
 }  // namespace

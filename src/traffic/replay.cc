@@ -87,7 +87,7 @@ Status LoadLabels(const std::string& labels_path, Scorer& scorer, Explainer* exp
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
                                       std::string_view engine_name, double compress_time,
-                                      Explainer* explainer) {
+                                      Explainer* explainer, const VerdictObserver& on_verdict) {
   if (!(compress_time >= 1)) return InvalidArgumentError("compress_time must be at least 1");
   auto t0 = std::chrono::steady_clock::now();
   Scorer scorer;
@@ -103,6 +103,10 @@ StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
     detect::Verdict v = engine.Observe(e);
     scorer.Record(e.account_id, e.end_user, recorded_ns, v.action);
     if (explainer != nullptr) explainer->Record(e, v);
+    if (on_verdict) {
+      e.time_ns = recorded_ns;
+      on_verdict(e, v);
+    }
     return Status::Ok();
   }));
   Report r = scorer.Finish();

@@ -80,11 +80,13 @@ StatusOr<Report> RunInProcess(const PromptCorpus& corpus, const Scenario& scenar
 // Replays files written by `moat-bench traffic generate` into `engine` and scores them. With
 // `compress_time` K > 1 the engine sees each event at first + (t - first) / K (first: the
 // stream's first event time), as a gateway's real clock sees a replay K times faster than the
-// recording; the scores keep the events' own times. An `explainer` sees every label and verdict.
+// recording; the scores keep the events' own times. An `explainer` sees every label and verdict;
+// `on_verdict`, when set, every event (with its own time) and its verdict, in the file's order.
+using VerdictObserver = std::function<void(const detect::RequestEvent&, const detect::Verdict&)>;
 StatusOr<Report> ReplayFilesInProcess(const std::string& events_path,
                                       const std::string& labels_path, detect::Engine& engine,
                                       std::string_view engine_name, double compress_time = 1,
-                                      Explainer* explainer = nullptr);
+                                      Explainer* explainer = nullptr, const VerdictObserver& on_verdict = {});
 
 // Reads a label file into a scorer (and an explainer, when given).
 Status LoadLabels(const std::string& labels_path, Scorer& scorer, Explainer* explainer = nullptr);

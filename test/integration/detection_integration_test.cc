@@ -282,7 +282,7 @@ Population BuildPopulation(uint64_t seed) {
   for (int i = 0; i < kOrganicAccounts; ++i) {
     const std::string account = "org-" + std::to_string(i);
     p.organic_accounts.insert(account);
-    p.labels.push_back({account, "", false, "", "", "user", kStart});
+    p.labels.push_back({account, "", false, "", "", "user", kStart, ""});
     // A stable home address in its own residential /24, one client, one model and sampling habit.
     const std::string ip = std::to_string(uniform(24, 98)) + "." + std::to_string(uniform(1, 254)) +
                            "." + std::to_string(uniform(1, 254)) + "." +
@@ -322,7 +322,7 @@ Population BuildPopulation(uint64_t seed) {
     const std::string account = "syb-" + std::to_string(i);
     p.campaign_accounts.insert(account);
     const int64_t created = kStart + kSpan / 4 + uniform(0, kSpan / 4);
-    p.labels.push_back({account, "", true, "cot-harvest", "camp-1", "sybil", created});
+    p.labels.push_back({account, "", true, "cot-harvest", "camp-1", "sybil", created, ""});
     for (int r = 0; r < kCampaignRequestsPerAccount; ++r) {
       const int64_t t = created + uniform(0, kStart + kSpan - created);
       const std::string ip = kProxyBlocks[uniform(0, 2)] + std::to_string(uniform(2, 254));
@@ -588,7 +588,7 @@ Population BuildStealthPopulation(uint64_t seed) {
   for (int i = 0; i < kOrganicAccounts; ++i) {
     const std::string account = "org-" + std::to_string(i);
     p.organic_accounts.insert(account);
-    SubjectLabel l{account, "", false, "", "", "user", kStart};
+    SubjectLabel l{account, "", false, "", "", "user", kStart, ""};
     l.tier = "unverified";
     p.labels.push_back(l);
     const std::string ip = residential();
@@ -603,7 +603,7 @@ Population BuildStealthPopulation(uint64_t seed) {
   for (int i = 0; i < kStealthAccounts; ++i) {
     const std::string account = "stl-" + std::to_string(i);
     p.campaign_accounts.insert(account);
-    SubjectLabel l{account, "", true, "stealth-sybil", "camp-stealth", "stealth", kStart - 90 * 86400 * kSecond};
+    SubjectLabel l{account, "", true, "stealth-sybil", "camp-stealth", "stealth", kStart - 90 * 86400 * kSecond, ""};
     l.tier = "unverified";
     p.labels.push_back(l);
     const std::string ip = residential();
@@ -617,7 +617,7 @@ Population BuildStealthPopulation(uint64_t seed) {
   }
   const std::string rotator = "rot-0";
   p.campaign_accounts.insert(rotator);
-  SubjectLabel rl{rotator, "", true, "rotating-user", "camp-rot", "stealth", kStart - 30 * 86400 * kSecond};
+  SubjectLabel rl{rotator, "", true, "rotating-user", "camp-rot", "stealth", kStart - 30 * 86400 * kSecond, ""};
   rl.tier = "unverified";
   p.labels.push_back(rl);
   for (int r = 0; r < kRotatingRequests; ++r) {
@@ -758,7 +758,7 @@ class ReplayClockTest : public DetectionIntegrationTest {
 
   // One recorded account with requests at `times`, provisioned; returns its gateway key.
   std::string Provision(const std::vector<int64_t>& times, Population* pop) {
-    SubjectLabel label{"rec-0", "", false, "", "", "user", kStart};
+    SubjectLabel label{"rec-0", "", false, "", "", "user", kStart, ""};
     label.tier = "verified";
     pop->labels.push_back(label);
     pop->organic_accounts.insert("rec-0");
@@ -956,31 +956,23 @@ TEST_F(SmokeReplayTest, SmokeScenarioReplaysOverHttp) {
   }
   auto engine = traffic::MakeEngine("moat", traffic::EngineOptions{});
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  auto local = traffic::ReplayFilesInProcess(head, head_labels, **engine, "moat");
+  // The gateway judges what the engine judges in-process, request by request.
+  std::vector<std::string> differ;
+  size_t n = 0;
+  auto compare = [&](const detect::RequestEvent& e, const detect::Verdict& v) {
+    if (n < gateway_actions.size() && gateway_actions[n] != v.action) {
+      differ.push_back("#" + std::to_string(n) + " " + e.account_id + " user '" + e.end_user + "': gateway " +
+                       std::string(ToString(gateway_actions[n])) + ", in-process " + std::string(ToString(v.action)));
+    }
+    ++n;
+  };
+  auto local = traffic::ReplayFilesInProcess(head, head_labels, **engine, "moat", 1, nullptr, compare);
   ASSERT_TRUE(local.ok()) << local.status().ToString();
   ASSERT_EQ(local->variants.size(), report->variants.size());
-  // The gateway judges what the engine judges in-process, request by request.
-  {
-    auto again = traffic::MakeEngine("moat", traffic::EngineOptions{});
-    ASSERT_TRUE(again.ok()) << again.status().ToString();
-    std::vector<std::string> differ;
-    size_t n = 0;
-    ASSERT_TRUE(traffic::ForEachLine(head, [&](std::string_view line) -> Status {
-                  MOAT_ASSIGN_OR_RETURN(detect::RequestEvent e, traffic::EventFromJson(line));
-                  const detect::Action in_process = (*again)->Observe(e).action;
-                  if (n < gateway_actions.size() && gateway_actions[n] != in_process) {
-                    differ.push_back("#" + std::to_string(n) + " " + e.account_id + " user '" + e.end_user +
-                                     "': gateway " + std::string(ToString(gateway_actions[n])) +
-                                     ", in-process " + std::string(ToString(in_process)));
-                  }
-                  ++n;
-                  return Status::Ok();
-                }).ok());
-    EXPECT_EQ(n, gateway_actions.size());
-    std::string named;
-    for (const auto& d : differ) named += "\n  " + d;
-    EXPECT_TRUE(differ.empty()) << "requests judged differently:" << named;
-  }
+  EXPECT_EQ(n, gateway_actions.size());
+  std::string named;
+  for (const auto& d : differ) named += "\n  " + d;
+  EXPECT_TRUE(differ.empty()) << "requests judged differently:" << named;
   int64_t restricted = 0;
   for (size_t i = 0; i < local->variants.size(); ++i) {
     EXPECT_EQ(report->variants[i].variant, local->variants[i].variant);
