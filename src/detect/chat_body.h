@@ -1,7 +1,13 @@
 #pragma once
-// ChatBody: the fields of an OpenAI chat-completions request body that detection reads, taken
-// in one SAX pass over the JSON text (Boost.JSON's basic_parser): no document tree is built and
-// nothing is allocated once the caller's ChatBodyBuffers have grown to the texts it sees.
+// ChatBody: the fields of an OpenAI chat-completions (or legacy completions) request body that
+// detection reads, taken in one SAX pass over the JSON text (Boost.JSON's basic_parser): no
+// document tree is built and nothing is allocated once the caller's ChatBodyBuffers have grown
+// to the texts it sees.
+//
+// A message's text is what the gateway serves (server/openai.cc, PromptText): a string
+// "content", or the "text" strings of the objects of a content-part array joined by newlines.
+// A completions body's "prompt" (a string, or an array of strings joined by newlines) is read
+// too; which of the two the request is, the caller tells by its endpoint.
 //
 // The result is exactly what reading a fully parsed document (boost::json::parse with default
 // options) would give: invalid JSON (including trailing data and nesting deeper than 32) or a
@@ -20,6 +26,7 @@ namespace moat::detect {
 // valid until the buffers are used for the next parse or destroyed.
 struct ChatBodyBuffers {
   std::string text[4];  // message contents: last user, previous user, last system, current
+  std::string completion_prompt;  // the "prompt" of a completions body
   std::string model;
   std::string role;
   std::string key;
@@ -36,9 +43,15 @@ struct ChatBody {
   int assistant_turns = 0;
   bool has_system = false;
   size_t content_chars = 0;
-  // The string "content" ("" when it is not a string) of the last "user" element, of the "user"
-  // element before it, and of the last "system" / "developer" element.
+  // The text of the last "user" element ("" when its content is neither a string nor an array
+  // of content parts), of the "user" element before it, and of the last "system" / "developer"
+  // element.
   std::string_view prompt, previous_prompt, system;
+  // "prompt" (a completions body) when it is a string or an array of strings: the text, and how
+  // many prompts it holds (each is answered on its own).
+  bool has_completion_prompt = false;
+  std::string_view completion_prompt;
+  int completion_prompts = 0;
   std::optional<std::string_view> model;  // "model" when a string
   std::optional<double> temperature;      // each number field converted to double
   std::optional<double> max_tokens, max_completion_tokens, n, top_logprobs;

@@ -257,7 +257,16 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   thread_local ChatBodyBuffers buffers;
   ChatBody body;
   ParseChatBody(event.body_json, &buffers, &body);
-  if (body.has_messages) {
+  // A legacy completions request's prompt is read as a one-message conversation (its texts
+  // joined; each of them is answered, see expected_answer_tokens). The endpoint tells which of
+  // the two a body is; a record without one is a completions request when it has no messages.
+  const bool completions = event.endpoint == "/v1/completions" || (event.endpoint.empty() && !body.has_messages);
+  if (completions && body.has_completion_prompt) {
+    f.parsed = true;
+    f.messages = 1;
+    f.approx_tokens = static_cast<int>(body.completion_prompt.size() / 4);
+    f.prompts = body.completion_prompts;
+  } else if (body.has_messages) {
     f.parsed = true;
     f.messages = body.messages;
     f.assistant_turns = body.assistant_turns;
@@ -273,8 +282,9 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   if (body.top_logprobs) f.logprobs = f.logprobs || *body.top_logprobs > 0;
   if (body.stream) f.stream = *body.stream;
   f.reasoning = body.reasoning_key;
-  const std::string_view prompt = body.prompt;
-  const std::string_view previous_prompt = body.previous_prompt;  // the user message before
+  const bool read_prompt = completions && body.has_completion_prompt;
+  const std::string_view prompt = read_prompt ? body.completion_prompt : body.prompt;
+  const std::string_view previous_prompt = read_prompt ? std::string_view() : body.previous_prompt;  // the user message before
   if (f.has_system) f.system_hash = Hash64(body.system);
   f.prompt_chars = prompt.size();
   f.text_hash = Hash64(prompt, 0x74657874);
@@ -339,7 +349,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   if (model != nullptr && !model->corpus.empty()) f.corpus = model->corpus.Lookup(f.item);
   {
     const int cap = f.max_tokens > 0 ? std::min(f.max_tokens, typical_answer_tokens) : typical_answer_tokens;
-    f.expected_answer_tokens = std::max(1, cap) * std::clamp(f.n, 1, 16);
+    f.expected_answer_tokens = std::max(1, cap) * std::clamp(f.n, 1, 16) * std::clamp(f.prompts, 1, kMaxAnsweredPrompts);
   }
   f.signal[kLogprobs] = f.logprobs ? 1.0f : 0.0f;
   f.signal[kMultiSample] = f.n > 1 ? 1.0f : 0.0f;

@@ -60,6 +60,7 @@ struct RequestFeatures {
   double temperature = -1;
   int max_tokens = 0;
   int n = 1;
+  int prompts = 1;             // prompts a completions request holds (each answered n times)
   bool logprobs = false;
   bool stream = false;
   bool reasoning = false;      // reasoning_effort or a reasoning object present
@@ -83,6 +84,8 @@ struct RequestFeatures {
 inline constexpr float kStrongContentLlr = 2.0f;
 
 inline constexpr int kTemplateWords = 5;
+// The most prompts of one completions request that its expected answer tokens count.
+inline constexpr int kMaxAnsweredPrompts = 256;
 
 // Prompt skeleton: lower-cased word tokens where numbers become "#", function words stay and
 // every run of content words (and names) collapses into one "w"; punctuation that shapes a

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
 #include <random>
 
 #include "detect/chat_body.h"
@@ -43,6 +44,37 @@ TEST(ExtractTest, ContentScoresFromTheModel) {
   RequestFeatures g = Extract(Chat(R"({"messages":[{"role":"user","content":")" + question + R"("}]})"));
   EXPECT_EQ(g.content.combined, 0.0f);
   EXPECT_TRUE(g.item.valid);
+}
+
+// A prompt sent as content parts, or to the legacy completions endpoint, is read as the same
+// text sent as a string: what the gateway answers is what detection scores.
+TEST(ExtractTest, ContentPartsAndCompletionPromptsAreScoredLikeStrings) {
+  auto model = testing::SyntheticModel();
+  const std::string question = testing::SyntheticTexts(kHeadReasoning, 1, 23)[0];
+  const RequestFeatures plain =
+      Extract(Chat(R"({"messages":[{"role":"user","content":")" + question + R"("}]})"), model.get());
+  ASSERT_GT(plain.content.combined, 1.0f);
+  const RequestFeatures parts = Extract(
+      Chat(R"({"messages":[{"role":"user","content":[{"type":"text","text":")" + question + R"("}]}]})"),
+      model.get());
+  EXPECT_EQ(parts.content.combined, plain.content.combined);
+  EXPECT_EQ(parts.text_hash, plain.text_hash);
+  EXPECT_EQ(parts.item.band, plain.item.band);
+  RequestEvent completion = Chat(R"({"model":"m","prompt":")" + question + R"(","max_tokens":100})");
+  completion.endpoint = "/v1/completions";
+  const RequestFeatures legacy = Extract(completion, model.get());
+  EXPECT_TRUE(legacy.parsed);
+  EXPECT_EQ(legacy.content.combined, plain.content.combined);
+  EXPECT_EQ(legacy.text_hash, plain.text_hash);
+  EXPECT_EQ(legacy.signal[kSingleTurn], 1.0f);
+  EXPECT_EQ(legacy.expected_answer_tokens, 100);
+  // A batch of prompts is answered once per prompt.
+  completion.body_json = R"({"prompt":["a","b","c"],"max_tokens":100,"n":2})";
+  EXPECT_EQ(Extract(completion, model.get()).expected_answer_tokens, 600);
+  // The chat endpoint reads its messages, whatever else the body holds.
+  RequestEvent chat = Chat(R"({"prompt":"ignored","messages":[{"role":"user","content":")" + question + R"("}]})");
+  chat.endpoint = "/v1/chat/completions";
+  EXPECT_EQ(Extract(chat, model.get()).text_hash, plain.text_hash);
 }
 
 TEST(ExtractTest, AShortFollowUpIsJudgedByTheQuestionBeforeIt) {
@@ -122,8 +154,27 @@ TEST(NetworkPrefixTest, V4AndV6) {
 // boost::json::parse, then the fields read from it (as Extract did before the SAX parser).
 struct ReferenceBody {
   ChatBody body;
-  std::string prompt, previous_prompt, system, model;  // what body's views point at
+  std::string prompt, previous_prompt, system, model, completion_prompt;  // what body's views point at
 };
+
+// A message's text as the gateway serves it (server/openai.cc): a string, or the "text" strings
+// of an array's object parts joined by newlines.
+std::string ReferenceContent(const boost::json::value* content) {
+  if (content == nullptr) return "";
+  if (content->is_string()) return std::string(content->get_string());
+  std::string out;
+  if (!content->is_array()) return out;
+  bool first = true;
+  for (const boost::json::value& part : content->get_array()) {
+    if (!part.is_object()) continue;
+    const boost::json::value* t = part.get_object().if_contains("text");
+    if (t == nullptr || !t->is_string()) continue;
+    if (!first) out.push_back('\n');
+    first = false;
+    out.append(t->get_string().data(), t->get_string().size());
+  }
+  return out;
+}
 
 ReferenceBody ReadWithDocumentParser(std::string_view text) {
   namespace json = boost::json;
@@ -142,8 +193,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
       const json::object& mo = msg.get_object();
       const json::value* role = mo.if_contains("role");
       const json::value* content = mo.if_contains("content");
-      const std::string content_text =
-          content != nullptr && content->is_string() ? std::string(content->get_string()) : std::string();
+      const std::string content_text = ReferenceContent(content);
       b.content_chars += content_text.size();
       if (role == nullptr || !role->is_string()) continue;
       const std::string_view role_name = role->get_string();
@@ -176,6 +226,19 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   boolean("logprobs", &b.logprobs);
   boolean("stream", &b.stream);
   b.reasoning_key = o.contains("reasoning_effort") || o.contains("reasoning");
+  if (const json::value* p = o.if_contains("prompt"); p != nullptr && p->is_string()) {
+    b.has_completion_prompt = true;
+    r.completion_prompt = std::string(p->get_string());
+    b.completion_prompts = 1;
+  } else if (p != nullptr && p->is_array() &&
+             std::all_of(p->get_array().begin(), p->get_array().end(), [](const json::value& v) { return v.is_string(); })) {
+    b.has_completion_prompt = true;
+    for (const json::value& v : p->get_array()) {
+      if (b.completion_prompts++ > 0) r.completion_prompt.push_back('\n');
+      r.completion_prompt.append(v.get_string().data(), v.get_string().size());
+    }
+  }
+  b.completion_prompt = r.completion_prompt;
   b.prompt = r.prompt;
   b.previous_prompt = r.previous_prompt;
   b.system = r.system;
@@ -202,6 +265,9 @@ void ExpectSameBody(const ChatBody& got, const ChatBody& want, std::string_view 
   EXPECT_EQ(got.logprobs, want.logprobs);
   EXPECT_EQ(got.stream, want.stream);
   EXPECT_EQ(got.reasoning_key, want.reasoning_key);
+  EXPECT_EQ(got.has_completion_prompt, want.has_completion_prompt);
+  EXPECT_EQ(got.completion_prompt, want.completion_prompt);
+  EXPECT_EQ(got.completion_prompts, want.completion_prompts);
 }
 
 // Random chat bodies: the fields detection reads with values of every type, repeated keys,
@@ -219,10 +285,15 @@ class RandomBody {
       if (i > 0) out += ',';
       static const char* kKeys[] = {"messages", "messages", "model", "temperature", "max_tokens",
                                     "max_completion_tokens", "n", "logprobs", "top_logprobs", "stream",
-                                    "reasoning_effort", "reasoning", "tools", "m\\u006fdel", "user"};
+                                    "reasoning_effort", "reasoning", "tools", "m\\u006fdel", "user", "prompt",
+                                    "prompt"};
       const std::string key = Pick(20) == 0 ? LongKey() : kKeys[Pick(std::size(kKeys))];
       out += '"' + key + "\":";
-      out += key == "messages" && Pick(5) != 0 ? Messages() : Value(0);
+      if (key == "prompt") {
+        out += Prompt();
+      } else {
+        out += key == "messages" && Pick(5) != 0 ? Messages() : Value(0);
+      }
     }
     out += '}';
     switch (Pick(12)) {
@@ -273,11 +344,47 @@ class RandomBody {
         case 0:
         case 1: m += std::string("\"role\":") + kRoles[Pick(std::size(kRoles))]; break;
         case 2:
-        case 3: m += "\"content\":" + (Pick(4) == 0 ? Value(3) : Text()); break;
+        case 3: {
+          const size_t kind = Pick(8);
+          m += "\"content\":" + (kind == 0 ? Value(3) : kind <= 2 ? Parts() : Text());
+          break;
+        }
         default: m += "\"name\":" + Value(3); break;
       }
     }
     return m + '}';
+  }
+
+  // An array of content parts: text parts (some with a repeated or non-string "text"), image
+  // parts, and now and then something that is not a part.
+  std::string Parts() {
+    std::string a = "[";
+    const int n = Pick(5);
+    for (int i = 0; i < n; ++i) {
+      if (i > 0) a += ',';
+      switch (Pick(6)) {
+        case 0: a += R"({"type":"image_url","image_url":{"url":"data:x","text":"nested"}})"; break;
+        case 1: a += R"({"text":)" + Text() + R"(,"type":"text","text":)" + Value(3) + "}"; break;
+        case 2: a += Value(3); break;
+        default: a += R"({"type":"text","text":)" + Text() + "}"; break;
+      }
+    }
+    return a + ']';
+  }
+
+  // A completions "prompt": a string, an array of strings, token ids, or anything else.
+  std::string Prompt() {
+    switch (Pick(5)) {
+      case 0: return Value(1);
+      case 1: return "[1,2,3]";
+      case 2: return Text();
+      default: {
+        std::string a = "[";
+        const int n = Pick(4);
+        for (int i = 0; i < n; ++i) a += (i > 0 ? "," : "") + (Pick(10) == 0 ? Value(2) : Text());
+        return a + ']';
+      }
+    }
   }
 
   std::string Messages() {
@@ -333,7 +440,7 @@ TEST(ChatBodyTest, RepeatedKeysCountWithTheirLastValue) {
 TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   RandomBody gen(21);
   ChatBodyBuffers buffers;  // reused, as Extract does
-  int objects = 0, with_prompt = 0, with_previous = 0;
+  int objects = 0, with_prompt = 0, with_previous = 0, with_completion_prompt = 0, with_prompts = 0;
   for (int trial = 0; trial < 8000; ++trial) {
     const std::string text = gen.Next();
     ChatBody b;
@@ -343,6 +450,8 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
     objects += want.body.object;
     with_prompt += !want.body.prompt.empty();
     with_previous += !want.body.previous_prompt.empty();
+    with_completion_prompt += want.body.has_completion_prompt;
+    with_prompts += want.body.completion_prompts > 1;
     if (trial % 500 == 0) buffers.Trim(1024);
     if (HasFailure()) break;
   }
@@ -350,6 +459,31 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   EXPECT_GT(objects, 4000);
   EXPECT_GT(with_prompt, 400);
   EXPECT_GT(with_previous, 80);
+  EXPECT_GT(with_completion_prompt, 400);
+  EXPECT_GT(with_prompts, 100);
+}
+
+// What the gateway serves is what detection reads: content parts (joined by newlines, as the
+// gateway joins them) and a completions request's prompt, one string or several.
+TEST(ChatBodyTest, ReadsContentPartsAndCompletionPrompts) {
+  ChatBodyBuffers buffers;
+  ChatBody b;
+  ParseChatBody(R"({"messages":[{"role":"user","content":[{"type":"text","text":"Solve step by step:"},)"
+                R"({"type":"image_url","image_url":{"url":"https://x/y.png"}},{"type":"text","text":"2+2?"}]}]})",
+                &buffers, &b);
+  EXPECT_EQ(b.prompt, "Solve step by step:\n2+2?");
+  EXPECT_EQ(b.content_chars, b.prompt.size());
+  EXPECT_FALSE(b.has_completion_prompt);
+  ParseChatBody(R"({"model":"m","prompt":"Write a haiku about rain."})", &buffers, &b);
+  EXPECT_TRUE(b.has_completion_prompt);
+  EXPECT_EQ(b.completion_prompt, "Write a haiku about rain.");
+  EXPECT_EQ(b.completion_prompts, 1);
+  EXPECT_FALSE(b.has_messages);
+  ParseChatBody(R"({"prompt":["first item","second item","third"]})", &buffers, &b);
+  EXPECT_EQ(b.completion_prompt, "first item\nsecond item\nthird");
+  EXPECT_EQ(b.completion_prompts, 3);
+  ParseChatBody(R"({"prompt":[[1,2],[3]]})", &buffers, &b);
+  EXPECT_FALSE(b.has_completion_prompt);  // token ids: no text
 }
 
 TEST(ChatBodyTest, GarbageReadsAsNoObject) {

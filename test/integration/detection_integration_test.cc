@@ -555,6 +555,59 @@ TEST_F(DetectionIntegrationTest, CatchesCotHarvestingSybilsAndSparesOrganicUsers
   EXPECT_TRUE(risk.contains("restricted") && risk["restricted"].as_bool()) << json::serialize(risk);
 }
 
+// The same chain-of-thought harvest sent three ways by three accounts: as string content, as
+// content parts, and to the legacy completions endpoint. The gateway answers all three, so
+// detection must read all three: each account builds the same evidence.
+TEST_F(DetectionIntegrationTest, AHarvestIsScoredWhateverShapeItsPromptsAreSentIn) {
+  Population pop;
+  for (const char* account : {"shape-string", "shape-parts", "shape-completions"}) {
+    SubjectLabel label{account, "", true, "cot-harvest", "camp-shape", "sybil", kStart, "verified"};
+    pop.labels.push_back(label);
+  }
+  const std::string labels = dir_.File("shape-labels.jsonl"), events = dir_.File("shape-events.jsonl");
+  ASSERT_TRUE(WriteStream(pop, labels, events).ok());
+  traffic::ProvisionOptions prov;
+  prov.gateway_url = Url();
+  prov.admin_token = kAdminToken;
+  auto keys = traffic::ProvisionAccounts(labels, prov);
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  ASSERT_EQ(keys->size(), 3u);
+
+  HttpClient client("127.0.0.1", moat_.port());
+  std::mt19937_64 rng(11);
+  constexpr int kRequests = 24;
+  for (int i = 0; i < kRequests; ++i) {
+    const std::string prompt = CotWrap(i, WordProblem(rng));
+    const std::string as_string = json::serialize(json::object{
+        {"model", "gpt-4o"}, {"messages", json::array{json::object{{"role", "user"}, {"content", prompt}}}}});
+    const std::string as_parts = json::serialize(json::object{
+        {"model", "gpt-4o"},
+        {"messages", json::array{json::object{
+                         {"role", "user"},
+                         {"content", json::array{json::object{{"type", "text"}, {"text", prompt}}}}}}}});
+    const std::string as_completion = json::serialize(json::object{{"model", "gpt-4o"}, {"prompt", prompt}});
+    const std::pair<const char*, std::pair<const char*, const std::string*>> sends[] = {
+        {"shape-string", {"/v1/chat/completions", &as_string}},
+        {"shape-parts", {"/v1/chat/completions", &as_parts}},
+        {"shape-completions", {"/v1/completions", &as_completion}}};
+    for (const auto& [account, what] : sends) {
+      auto res = client.Request("POST", what.first, *what.second,
+                                {{"Authorization", "Bearer " + keys->at(account)}, {"x-test-tokens", "16"}});
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      EXPECT_EQ(res->status, 200) << account << ": " << res->body;
+    }
+  }
+  auto evidence = [&](const char* account) {
+    json::object risk = AdminGet("/admin/accounts/" + traffic::GatewayAccountName(account) + "/risk");
+    EXPECT_TRUE(risk.contains("evidence")) << json::serialize(risk);
+    return risk.contains("evidence") ? risk.at("evidence").to_number<double>() : 0.0;
+  };
+  const double plain = evidence("shape-string");
+  EXPECT_GE(plain, 9.0);  // the harvest is plain to see as string content
+  EXPECT_NEAR(evidence("shape-parts"), plain, 0.5);
+  EXPECT_NEAR(evidence("shape-completions"), plain, 0.5);
+}
+
 // ---- Stealth campaigns through the gateway --------------------------------------------------
 //
 // Campaign accounts that copy organic users in everything but content: each its own residential
