@@ -86,7 +86,7 @@ moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
       "body_timeout_ms", "write_timeout_ms", "trusted_proxies", "end_user_header", "admin_token",
       "admin_token_env", "default_max_tokens", "max_tokens_limit", "audit_backlog_limit",
       "max_header_bytes", "max_connections", "max_connections_per_ip", "max_buffered_body_bytes",
-      "tls_listen", "tls_cert_file", "tls_key_file"}));
+      "max_buffered_body_bytes_per_ip", "tls_listen", "tls_cert_file", "tls_key_file"}));
   std::string listen;
   MOAT_RETURN_IF_ERROR(Get(t, "listen", "server", &listen));
   if (!listen.empty()) MOAT_RETURN_IF_ERROR(ParseListen(listen, "server.listen", &s->host, &s->port));
@@ -102,6 +102,7 @@ moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
   MOAT_RETURN_IF_ERROR(Get(t, "max_connections", "server", &s->max_connections));
   MOAT_RETURN_IF_ERROR(Get(t, "max_connections_per_ip", "server", &s->max_connections_per_ip));
   MOAT_RETURN_IF_ERROR(Get(t, "max_buffered_body_bytes", "server", &s->max_buffered_body_bytes));
+  MOAT_RETURN_IF_ERROR(Get(t, "max_buffered_body_bytes_per_ip", "server", &s->max_buffered_body_bytes_per_ip));
   if (s->max_header_bytes < 1024) return moat::InvalidArgumentError("server.max_header_bytes must be at least 1024");
   if (s->max_connections < 1) return moat::InvalidArgumentError("server.max_connections must be >= 1");
   if (s->max_connections_per_ip < 1) return moat::InvalidArgumentError("server.max_connections_per_ip must be >= 1");
@@ -123,6 +124,8 @@ moat::Status ParseServer(const toml::table& t, ServerConfig* s) {
   if (s->max_body_bytes < 1024) return moat::InvalidArgumentError("server.max_body_bytes must be at least 1024");
   if (s->max_buffered_body_bytes < s->max_body_bytes)
     return moat::InvalidArgumentError("server.max_buffered_body_bytes must be at least server.max_body_bytes");
+  if (s->max_buffered_body_bytes_per_ip < s->max_body_bytes)
+    return moat::InvalidArgumentError("server.max_buffered_body_bytes_per_ip must be at least server.max_body_bytes");
   if (s->default_max_tokens < 1) return moat::InvalidArgumentError("server.default_max_tokens must be >= 1");
   return moat::Status::Ok();
 }

@@ -33,6 +33,9 @@ struct ServerConfig {
   int64_t max_connections = 10'000;     // open client connections, all listeners together
   int64_t max_connections_per_ip = 256;  // per client address (IPv6: per /64)
   size_t max_buffered_body_bytes = 256u << 20;  // request bodies held at once (503 beyond)
+  // ... of which one client address (IPv6: /64) may hold this much (trusted proxies: no cap), so
+  // that one client's stalled bodies cannot take the whole budget from everyone else.
+  size_t max_buffered_body_bytes_per_ip = 32u << 20;
   // HTTPS listener, besides `listen`: "" disables it.
   std::string tls_listen;
   std::string tls_host;  // from tls_listen

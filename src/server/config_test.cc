@@ -240,6 +240,7 @@ max_connections = 500
 max_connections_per_ip = 20
 max_header_bytes = 16384
 max_buffered_body_bytes = 67108864
+max_buffered_body_bytes_per_ip = 8388608
 tls_listen = "0.0.0.0:8443"
 tls_cert_file = "/etc/moat/cert.pem"
 tls_key_file = "/etc/moat/key.pem"
@@ -273,6 +274,7 @@ tls_client_key_file = "/etc/moat/client.key"
 )");
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   EXPECT_EQ(cfg->server.max_connections, 500);
+  EXPECT_EQ(cfg->server.max_buffered_body_bytes_per_ip, 8u << 20);
   EXPECT_EQ(cfg->server.max_connections_per_ip, 20);
   EXPECT_EQ(cfg->server.max_header_bytes, 16384u);
   EXPECT_EQ(cfg->server.tls_host, "0.0.0.0");
@@ -301,6 +303,7 @@ TEST(ConfigTest, RejectsInconsistentHardeningKeys) {
   expect_error("[server]\ntls_listen = \"127.0.0.1:8443\"\n", "tls_cert_file");
   expect_error("[server]\nmax_connections = 0\n", "server.max_connections");
   expect_error("[server]\nmax_buffered_body_bytes = 2048\n", "max_buffered_body_bytes");
+  expect_error("[server]\nmax_buffered_body_bytes_per_ip = 2048\n", "max_buffered_body_bytes_per_ip");
   expect_error("[storage]\ndata_dir_mode = \"0077\"\n", "data_dir_mode");
   expect_error("[audit]\nwal_max_bytes = 10\n", "wal_max_bytes");
   expect_error("[auth]\nfailures_per_ip_per_minute = -1\n", "auth.failures");

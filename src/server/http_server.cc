@@ -37,6 +37,9 @@ constexpr int64_t kDescriptorsPerConnection = 2;
 // After answering a request whose body was never read: how much of it to drain, for how long,
 // before closing (so that the client reads the answer rather than a connection reset).
 constexpr size_t kLingerDrainBytes = 1 << 20;
+// Read-buffer room beyond a request head and body: chunk-size lines (extensions included) and
+// trailers of a chunked body.
+constexpr size_t kFramingSlackBytes = 64 << 10;
 constexpr std::chrono::milliseconds kLingerTimeout{1000};
 // TLS close_notify exchange at the end of a connection.
 constexpr std::chrono::milliseconds kTlsShutdownTimeout{1000};
@@ -81,17 +84,17 @@ class ScopedCount {
 // The body of one request, read on the gateway's demand (see RequestBody).
 class HttpServer::SessionBody final : public RequestBody {
  public:
-  SessionBody(HttpServer& server, ClientConnection& conn, beast::flat_buffer& buffer,
+  SessionBody(HttpServer& server, const std::string& ip_key, ClientConnection& conn, beast::flat_buffer& buffer,
               RequestParser& parser, asio::steady_timer& deadline, bool& timed_out,
               const std::function<void(int64_t)>& arm)
-      : server_(server), conn_(conn), buffer_(buffer), parser_(parser), deadline_(deadline),
+      : server_(server), ip_key_(ip_key), conn_(conn), buffer_(buffer), parser_(parser), deadline_(deadline),
         timed_out_(timed_out), arm_(arm), keep_alive_(parser.get().keep_alive()) {
     // Until the body is read, any answer must close the connection: the unread body would
     // otherwise be taken for the next request.
     if (!parser_.is_done()) parser_.get().keep_alive(false);
   }
   ~SessionBody() override {
-    if (reserved_ > 0) server_.ReleaseBodyBytes(reserved_);
+    if (reserved_ > 0) server_.ReleaseBodyBytes(ip_key_, reserved_);
   }
 
   asio::awaitable<std::optional<LocalReply>> Read() override {
@@ -99,10 +102,13 @@ class HttpServer::SessionBody final : public RequestBody {
     const ServerConfig& cfg = server_.config_;
     const auto declared = parser_.content_length();
     const int64_t want = static_cast<int64_t>(declared ? *declared : cfg.max_body_bytes);
-    if (!server_.ReserveBodyBytes(want)) {
-      server_.protocol_errors_->With({"body_memory"}).Inc();
+    const char* refusal = nullptr;
+    if (!server_.ReserveBodyBytes(ip_key_, want, &refusal)) {
+      server_.protocol_errors_->With({refusal}).Inc();
       co_return LocalReply{503, "server_error", "server_busy",
-                           "The gateway is holding too many request bodies; retry shortly.",
+                           std::string(refusal) == "body_memory_ip"
+                               ? "This client address has too many request bodies in flight; retry shortly."
+                               : "The gateway is holding too many request bodies; retry shortly.",
                            {{"retry-after", "1"}}, "", {}};
     }
     reserved_ = want;
@@ -121,6 +127,12 @@ class HttpServer::SessionBody final : public RequestBody {
         co_return LocalReply{408, "invalid_request_error", "request_timeout",
                              "Timed out waiting for the request body.", {}, "", {}};
       }
+      if (ec == http::error::buffer_overflow) {
+        // Chunk-size lines (with their extensions) or trailers that do not fit the read buffer.
+        server_.protocol_errors_->With({"framing_too_large"}).Inc();
+        co_return LocalReply{413, "invalid_request_error", "request_too_large",
+                             "The request's chunk framing or trailers are too large.", {}, "", {}};
+      }
       if (ec == http::error::body_limit) {
         server_.protocol_errors_->With({"body_too_large"}).Inc();
         co_return LocalReply{413, "invalid_request_error", "request_too_large",
@@ -137,6 +149,7 @@ class HttpServer::SessionBody final : public RequestBody {
 
  private:
   HttpServer& server_;
+  const std::string& ip_key_;
   ClientConnection& conn_;
   beast::flat_buffer& buffer_;
   RequestParser& parser_;
@@ -287,15 +300,39 @@ void HttpServer::ReleaseConnection(const std::string& ip_key) {
   connections_.fetch_sub(1);
 }
 
-bool HttpServer::ReserveBodyBytes(int64_t bytes) {
+bool HttpServer::TrustedProxy(const std::string& ip_key) const {
+  for (const auto& proxy : config_.trusted_proxies)
+    if (proxy == ip_key) return true;
+  return false;
+}
+
+bool HttpServer::ReserveBodyBytes(const std::string& ip_key, int64_t bytes, const char** refusal) {
   if (buffered_body_bytes_.fetch_add(bytes) + bytes > static_cast<int64_t>(config_.max_buffered_body_bytes)) {
     buffered_body_bytes_.fetch_sub(bytes);
+    *refusal = "body_memory";
     return false;
   }
+  // A trusted proxy carries many clients: only the process budget applies to it.
+  if (TrustedProxy(ip_key)) return true;
+  std::lock_guard lock(ip_mu_);
+  int64_t& held = body_bytes_per_ip_[ip_key];
+  if (held + bytes > static_cast<int64_t>(config_.max_buffered_body_bytes_per_ip)) {
+    if (held == 0) body_bytes_per_ip_.erase(ip_key);
+    buffered_body_bytes_.fetch_sub(bytes);
+    *refusal = "body_memory_ip";
+    return false;
+  }
+  held += bytes;
   return true;
 }
 
-void HttpServer::ReleaseBodyBytes(int64_t bytes) { buffered_body_bytes_.fetch_sub(bytes); }
+void HttpServer::ReleaseBodyBytes(const std::string& ip_key, int64_t bytes) {
+  buffered_body_bytes_.fetch_sub(bytes);
+  if (TrustedProxy(ip_key)) return;
+  std::lock_guard lock(ip_mu_);
+  auto it = body_bytes_per_ip_.find(ip_key);
+  if (it != body_bytes_per_ip_.end() && (it->second -= bytes) <= 0) body_bytes_per_ip_.erase(it);
+}
 
 asio::awaitable<void> HttpServer::AcceptLoop(Worker& w, int index, Listener& listener) {
   asio::steady_timer backoff_timer(w.io);
@@ -356,7 +393,9 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     co_return;
   }
   auto& io = workers_[index]->io;
-  beast::flat_buffer buffer;
+  // Holds at most one request head, its body and some framing: Beast limits neither a chunk-size
+  // line's extensions nor the trailers, which would otherwise grow the buffer without bound.
+  beast::flat_buffer buffer(config_.max_header_bytes + config_.max_body_bytes + kFramingSlackBytes);
 
   // Read deadlines use their own timer that cancels the read, rather than tcp_stream's
   // expiry (which closes the socket), so that a slow client still receives its 408.
@@ -421,7 +460,7 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
     bool keep = false;
     {
       ScopedCount in_flight(in_flight_);
-      SessionBody body(*this, *conn, buffer, parser, deadline, timed_out, arm);
+      SessionBody body(*this, ip_key, *conn, buffer, parser, deadline, timed_out, arm);
       keep = co_await handler_->Handle(parser.get(), body, *conn, peer, index, io);
     }
     if (!parser.is_done()) {

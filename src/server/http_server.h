@@ -11,8 +11,10 @@
 //    answered 503 and closed at once. When accept() fails (out of descriptors or memory) the
 //    acceptor backs off instead of retrying in a busy loop.
 //  - memory: request heads up to max_header_bytes; bodies are read only once the gateway's
-//    header-phase filters admitted the request, up to max_body_bytes each and
-//    max_buffered_body_bytes over all connections (beyond: 503).
+//    header-phase filters admitted the request, up to max_body_bytes each,
+//    max_buffered_body_bytes over all connections and max_buffered_body_bytes_per_ip per client
+//    address (beyond: 503); a connection's read buffer holds at most one request head and body
+//    and a little framing (chunk-size lines and their extensions, trailers: beyond, 413).
 //  - time: header, body and idle timeouts (408 for a half-sent request), write timeouts.
 //  - framing: request heads whose body length cannot be trusted are refused and the connection
 //    closed (request_framing.h); a request answered without its body being read is answered
@@ -80,9 +82,11 @@ class HttpServer {
   // cap is reached. Every admitted connection must be released exactly once.
   bool AdmitConnection(const std::string& ip_key, const char** refusal);
   void ReleaseConnection(const std::string& ip_key);
-  // Reserves `bytes` of the body memory budget; false when it would be exceeded.
-  bool ReserveBodyBytes(int64_t bytes);
-  void ReleaseBodyBytes(int64_t bytes);
+  // Reserves `bytes` of the body memory budget, over all connections and for the client
+  // address `ip_key`; false (with the reason for the metrics) when either would be exceeded.
+  bool ReserveBodyBytes(const std::string& ip_key, int64_t bytes, const char** refusal);
+  void ReleaseBodyBytes(const std::string& ip_key, int64_t bytes);
+  bool TrustedProxy(const std::string& ip_key) const;
   std::shared_ptr<boost::asio::ssl::context> tls_context() const;
   moat::Status Listen(const std::string& host, uint16_t port, bool tls, uint16_t* bound_port);
 
@@ -101,6 +105,7 @@ class HttpServer {
   std::atomic<int64_t> buffered_body_bytes_{0};
   std::mutex ip_mu_;
   std::unordered_map<std::string, int64_t> connections_per_ip_;  // GUARDED_BY(ip_mu_)
+  std::unordered_map<std::string, int64_t> body_bytes_per_ip_;   // GUARDED_BY(ip_mu_)
   mutable std::mutex tls_mu_;
   std::shared_ptr<boost::asio::ssl::context> tls_context_;  // GUARDED_BY(tls_mu_)
   Family<Gauge>* open_connections_;

@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <sstream>
 #include <vector>
 
 #include "test/integration/moat_harness.h"
@@ -460,6 +461,41 @@ TEST_F(HardeningTest, ConnectionCapsPerAddressAndPerProcess) {
   EXPECT_NE(metrics.find("moat_connections_refused_total{reason=\"process_cap\"}"), std::string::npos);
 }
 
+// One client address cannot hold the whole body budget: its stalled bodies (declared, never
+// sent) are capped by max_buffered_body_bytes_per_ip, and another address is still served.
+TEST_F(HardeningTest, OneAddressCannotHoldEveryonesBodyMemory) {
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(),
+                                           "max_buffered_body_bytes = 16777216\nmax_buffered_body_bytes_per_ip = 4194304\n")));
+  const std::string stalled = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
+                              "\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{";
+  std::vector<std::unique_ptr<RawConnection>> held;
+  for (int i = 0; i < 2; ++i) {
+    held.push_back(std::make_unique<RawConnection>());
+    ASSERT_TRUE(held.back()->Connect(moat_.port()).ok());
+    ASSERT_TRUE(held.back()->Send(stalled).ok());
+  }
+  std::this_thread::sleep_for(milliseconds(300));  // both bodies reserved, neither sent
+  RawConnection third;
+  ASSERT_TRUE(third.Connect(moat_.port()).ok());
+  ASSERT_TRUE(third.Send(stalled).ok());
+  RawConnection::ReadResult refused = third.ReadUntilClose(milliseconds(5000));
+  EXPECT_EQ(RawStatus(refused.data), 503) << refused.data;
+  EXPECT_NE(refused.data.find("server_busy"), std::string::npos) << refused.data;
+  EXPECT_NE(refused.data.find("client address"), std::string::npos) << refused.data;
+
+  const std::string body = ChatBody();
+  RawConnection other;
+  ASSERT_TRUE(other.ConnectFrom("127.0.0.2", moat_.port()).ok());
+  ASSERT_TRUE(other.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
+                         "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                         std::to_string(body.size()) + "\r\n\r\n" + body)
+                  .ok());
+  EXPECT_EQ(RawStatus(other.ReadUntilClose(milliseconds(5000)).data), 200);
+  held.clear();
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_NE(Metrics().find("moat_protocol_errors_total{kind=\"body_memory_ip\"}"), std::string::npos);
+}
+
 TEST_F(HardeningTest, RunningOutOfDescriptorsDoesNotSpinAndRecovers) {
   ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   const pid_t pid = moat_.pid();
@@ -571,6 +607,36 @@ TEST_F(FramingTest, BadChunkSizeIs400) {
       "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n");
   EXPECT_EQ(RawStatus(r.data), 400) << r.data;
   EXPECT_TRUE(r.closed);
+}
+
+// Beast limits neither a chunk-size line's extensions nor the trailers: the connection's read
+// buffer does (one head, one body and some framing), so neither can grow the gateway's memory.
+TEST_F(FramingTest, HugeChunkExtensionsAndTrailersAre413) {
+  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
+                           "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string body = ChatBody();
+  std::ostringstream size;
+  size << std::hex << body.size();
+  // max_body_bytes is 2 MiB here: 4 MiB of extension on one chunk-size line is more than the
+  // buffer holds.
+  for (const std::string& request :
+       {head + size.str() + ";ext=" + std::string(4u << 20, 'x') + "\r\n" + body + "\r\n0\r\n\r\n",
+        head + size.str() + "\r\n" + body + "\r\n0\r\n" + [] {
+          std::string trailers;
+          for (int i = 0; i < 40000; ++i) trailers += "X-T: " + std::string(100, 'y') + "\r\n";
+          return trailers;
+        }() + "\r\n"}) {
+    RawConnection raw;
+    ASSERT_TRUE(raw.Connect(moat_.port()).ok());
+    raw.SendSome(request, milliseconds(5000));
+    RawConnection::ReadResult r = raw.ReadUntilClose(milliseconds(5000));
+    EXPECT_EQ(RawStatus(r.data), 413) << r.data.substr(0, 300);
+    EXPECT_NE(r.data.find("request_too_large"), std::string::npos) << r.data.substr(0, 300);
+  }
+  // A chunked request with an ordinary extension and trailer is answered.
+  RawConnection::ReadResult ok = Exchange(head + size.str() + ";name=value\r\n" + body +
+                                          "\r\n0\r\nX-Trailer: 1\r\n\r\n");
+  EXPECT_EQ(RawStatus(ok.data), 200) << ok.data;
 }
 
 TEST_F(FramingTest, Http10ClientsGetAStreamWithoutChunkedEncoding) {
