@@ -53,6 +53,7 @@ moat::Status ValidateCompletionRequest(std::string_view endpoint, const json::ob
 
   int64_t text_bytes = 0;
   int64_t overhead = 0;
+  int64_t prompts = 1;  // a completions request answers each prompt of an array
   if (endpoint == "/v1/chat/completions") {
     const json::value* msgs = body.if_contains("messages");
     if (!msgs) return Bad(param, "messages", "'messages' is a required property");
@@ -78,10 +79,15 @@ moat::Status ValidateCompletionRequest(std::string_view endpoint, const json::ob
     if (prompt->is_string()) {
       text_bytes = static_cast<int64_t>(prompt->as_string().size());
     } else if (prompt->is_array()) {
-      for (const auto& p : prompt->as_array()) {
+      const auto& arr = prompt->as_array();
+      if (arr.empty()) return Bad(param, "prompt", "'prompt' must not be an empty array");
+      if (arr.size() > kMaxPromptsPerRequest)
+        return Bad(param, "prompt", "'prompt' holds more than " + std::to_string(kMaxPromptsPerRequest) + " prompts");
+      for (const auto& p : arr) {
         if (!p.is_string()) return Bad(param, "prompt", "'prompt' must be a string or an array of strings");
         text_bytes += static_cast<int64_t>(p.as_string().size());
       }
+      prompts = static_cast<int64_t>(arr.size());
     } else {
       return Bad(param, "prompt", "'prompt' must be a string or an array of strings");
     }
@@ -107,6 +113,13 @@ moat::Status ValidateCompletionRequest(std::string_view endpoint, const json::ob
     if (!IsInteger(*v) || AsInt(*v) < 1 || AsInt(*v) > 16) return Bad(param, "n", "'n' must be an integer from 1 to 16");
     n = AsInt(*v);
   }
+  // best_of (completions): the server generates that many completions per prompt and returns n.
+  if (const json::value* v = body.if_contains("best_of"); v && !v->is_null()) {
+    if (!IsInteger(*v) || AsInt(*v) < 1 || AsInt(*v) > 16)
+      return Bad(param, "best_of", "'best_of' must be an integer from 1 to 16");
+    if (AsInt(*v) < n) return Bad(param, "best_of", "'best_of' must be at least 'n'");
+    n = AsInt(*v);
+  }
   for (const char* key : {"temperature", "top_p", "presence_penalty", "frequency_penalty"}) {
     if (const json::value* v = body.if_contains(key); v && !v->is_null()) {
       if (!v->is_number()) return Bad(param, key, std::string("'") + key + "' must be a number");
@@ -120,7 +133,7 @@ moat::Status ValidateCompletionRequest(std::string_view endpoint, const json::ob
   if (const json::value* v = body.if_contains("stop"); v && !v->is_null() && !v->is_string() && !v->is_array())
     return Bad(param, "stop", "'stop' must be a string or an array of strings");
 
-  ctx->max_tokens = max_tokens * n;
+  ctx->max_tokens = max_tokens * n * prompts;
   ctx->prompt_tokens_estimate = (text_bytes + 3) / 4 + overhead;
   return moat::Status::Ok();
 }

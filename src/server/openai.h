@@ -14,8 +14,13 @@
 
 namespace moat::server {
 
+// The most prompts one /v1/completions request may hold (an array "prompt").
+inline constexpr size_t kMaxPromptsPerRequest = 2048;
+
 // Checks an /v1/chat/completions or /v1/completions body against the fields the gateway
 // relies on and fills ctx.model / ctx.stream / ctx.max_tokens / ctx.prompt_tokens_estimate.
+// ctx.max_tokens is what the answer may take in all: max_tokens x n (or best_of) x the
+// prompts of a completions request, each of which is answered on its own.
 // Returns a LocalReply-ready InvalidArgument status whose message names the bad field.
 // `param` receives the offending parameter name.
 moat::Status ValidateCompletionRequest(std::string_view endpoint, const boost::json::object& body,

@@ -69,9 +69,22 @@ TEST(OpenAiTest, ValidatesCompletionsAndAppliesDefaultMaxTokens) {
   std::string param;
   ASSERT_TRUE(ValidateCompletionRequest("/v1/completions", Obj(R"({"model":"m","prompt":["ab","cd"],"n":2})"),
                                         100, 4096, &ctx, &param).ok());
-  EXPECT_EQ(ctx.max_tokens, 200);
+  EXPECT_EQ(ctx.max_tokens, 400);  // each of the two prompts answered twice, 100 tokens each
+  ASSERT_TRUE(ValidateCompletionRequest("/v1/completions", Obj(R"({"model":"m","prompt":"ab","n":2,"best_of":5})"),
+                                        100, 4096, &ctx, &param).ok());
+  EXPECT_EQ(ctx.max_tokens, 500);  // best_of completions are generated, n returned
+  EXPECT_FALSE(ValidateCompletionRequest("/v1/completions", Obj(R"({"model":"m","prompt":"ab","n":3,"best_of":2})"),
+                                         100, 4096, &ctx, &param).ok());
+  EXPECT_EQ(param, "best_of");
   EXPECT_FALSE(ValidateCompletionRequest("/v1/completions", Obj(R"({"model":"m","prompt":[1]})"), 100,
                                          4096, &ctx, &param).ok());
+  EXPECT_FALSE(ValidateCompletionRequest("/v1/completions", Obj(R"({"model":"m","prompt":[]})"), 100,
+                                         4096, &ctx, &param).ok());
+  boost::json::array many;
+  for (size_t i = 0; i <= kMaxPromptsPerRequest; ++i) many.emplace_back("x");
+  boost::json::object too_many{{"model", "m"}, {"prompt", many}};
+  EXPECT_FALSE(ValidateCompletionRequest("/v1/completions", too_many, 100, 4096, &ctx, &param).ok());
+  EXPECT_EQ(param, "prompt");
 }
 
 TEST(OpenAiTest, PromptTextAndParams) {

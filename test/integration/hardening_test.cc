@@ -496,6 +496,24 @@ TEST_F(HardeningTest, OneAddressCannotHoldEveryonesBodyMemory) {
   EXPECT_NE(Metrics().find("moat_protocol_errors_total{kind=\"body_memory_ip\"}"), std::string::npos);
 }
 
+// A completions request answers each prompt of an array: its token reservation counts them all,
+// so one request cannot take a multiple of the key's token budget before it is charged.
+TEST_F(HardeningTest, ACompletionsBatchReservesTokensForEveryPrompt) {
+  ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port(), "", "key_tpm = 20000\n")));
+  auto post = [&](const std::string& body) {
+    StatusOr<HttpResponse> res = client_->Request("POST", "/v1/completions", body, Auth({{"x-test-tokens", "8"}}));
+    EXPECT_TRUE(res.ok()) << res.status().ToString();
+    return res.ok() ? *res : HttpResponse{};
+  };
+  HttpResponse one = post(R"({"model":"test-model","prompt":"Say something.","max_tokens":1000})");
+  EXPECT_EQ(one.status, 200) << one.body;
+  std::string prompts = "[";
+  for (int i = 0; i < 100; ++i) prompts += std::string(i > 0 ? "," : "") + "\"item " + std::to_string(i) + "\"";
+  HttpResponse batch = post(R"({"model":"test-model","prompt":)" + prompts + R"(],"max_tokens":1000})");
+  EXPECT_EQ(batch.status, 400) << batch.body;
+  EXPECT_EQ(ErrorCode(batch.body), "request_exceeds_limit") << batch.body;
+}
+
 TEST_F(HardeningTest, RunningOutOfDescriptorsDoesNotSpinAndRecovers) {
   ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   const pid_t pid = moat_.pid();

@@ -1,6 +1,8 @@
 #include "filters/validate/validate_filter.h"
 
+#include <cstdint>
 #include <cstdlib>
+#include <limits>
 
 #include <boost/json.hpp>
 
@@ -50,7 +52,8 @@ moat::Status CheckBuiltinParameters(std::string_view endpoint, const json::objec
       char* end = nullptr;
       const std::string key(k);
       const long id = std::strtol(key.c_str(), &end, 10);
-      if (!end || *end != '\0' || id < 0)
+      // Token ids are 32-bit: a larger key would wrap around to another token.
+      if (key.empty() || !end || *end != '\0' || id < 0 || id > std::numeric_limits<int32_t>::max())
         return Bad(param, "logit_bias", "'logit_bias' keys must be token ids");
       if (!bias.is_number() || bias.to_number<double>() < -100 || bias.to_number<double>() > 100)
         return Bad(param, "logit_bias", "'logit_bias' values must be numbers in [-100, 100]");

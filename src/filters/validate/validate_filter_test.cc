@@ -130,6 +130,8 @@ TEST(RequestValidationFilterTest, BuiltinModelsGetTheEnginesParameterChecks) {
       {R"("logprobs":true,"top_logprobs":21)", "top_logprobs"},
       {R"("logit_bias":{"x":1})", "logit_bias"},
       {R"("logit_bias":{"5":101})", "logit_bias"},
+      {R"("logit_bias":{"4294967596":1})", "logit_bias"},  // 2^32 + 300: would wrap to token 300
+      {R"("logit_bias":{"":1})", "logit_bias"},
       {R"("n":2)", "n"},
   };
   for (const auto& [field, param] : refused) {
