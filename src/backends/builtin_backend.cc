@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 
+#include "common/utf8.h"
 #include "moat/clock.h"
 #include "resistance/hardening.h"
 #include "server/openai.h"
@@ -99,10 +100,10 @@ json::value LogprobsJson(const std::vector<model::GeneratedPiece>& pieces, bool 
     for (const auto& p : pieces) {
       if (p.token < 0) continue;
       json::object o;
-      o["token"] = p.text;
+      o["token"] = ReplaceInvalidUtf8(p.text);
       o["logprob"] = p.logprob;
       json::array top;
-      for (const auto& [t, lp] : p.top) top.push_back(json::object{{"token", t}, {"logprob", lp}});
+      for (const auto& [t, lp] : p.top) top.push_back(json::object{{"token", ReplaceInvalidUtf8(t)}, {"logprob", lp}});
       o["top_logprobs"] = std::move(top);
       content.push_back(std::move(o));
     }
@@ -111,10 +112,10 @@ json::value LogprobsJson(const std::vector<model::GeneratedPiece>& pieces, bool 
   json::array tokens, token_logprobs, top_logprobs;
   for (const auto& p : pieces) {
     if (p.token < 0) continue;
-    tokens.emplace_back(p.text);
+    tokens.emplace_back(ReplaceInvalidUtf8(p.text));
     token_logprobs.emplace_back(p.logprob);
     json::object top;
-    for (const auto& [t, lp] : p.top) top[t] = lp;
+    for (const auto& [t, lp] : p.top) top[ReplaceInvalidUtf8(t)] = lp;
     top_logprobs.push_back(std::move(top));
   }
   return json::object{{"tokens", std::move(tokens)}, {"token_logprobs", std::move(token_logprobs)},
@@ -247,7 +248,9 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
         json::object delta;
         if (first && chat) delta["role"] = "assistant";
         first = false;
-        delta["content"] = p.text;
+        // JSON carries text: a byte token that forms no character is served as U+FFFD (the
+        // engine never splits a character across pieces; the audit keeps the exact bytes).
+        delta["content"] = ReplaceInvalidUtf8(p.text);
         ctx.completion_text += p.text;
         json::value lp = nullptr;
         if (req.top_logprobs >= 0 && p.token >= 0) lp = LogprobsJson({p}, chat);
@@ -315,9 +318,9 @@ asio::awaitable<BackendResult> BuiltinBackend::Handle(BackendCall& call) {
     resistance::HardenAnswer(*ctx.hardening, resistance::RequestAsksForSteps(ctx.raw_body), &answer, nullptr);
   }
   if (chat) {
-    choice["message"] = json::object{{"role", "assistant"}, {"content", answer}};
+    choice["message"] = json::object{{"role", "assistant"}, {"content", ReplaceInvalidUtf8(answer)}};
   } else {
-    choice["text"] = answer;
+    choice["text"] = ReplaceInvalidUtf8(answer);
   }
   choice["logprobs"] = req.top_logprobs >= 0 ? LogprobsJson(all, chat) : json::value(nullptr);
   choice["finish_reason"] = finish;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/random.h"
+#include "common/utf8.h"
 #include "model/ngram_model.h"
 #include "model/sampler.h"
 #include "resistance/antidistill_sampler.h"
@@ -139,7 +140,10 @@ StatusOr<GenerationResult> BuiltinEngine::Generate(
       on_piece(piece);
       break;
     }
-    const size_t keep = HoldBack(text, emitted, req.stop);
+    // Held back: what may be the start of a stop sequence, and a character the token cut short
+    // (a byte token), so that no piece splits a UTF-8 sequence.
+    const size_t keep = std::max(HoldBack(text, emitted, req.stop),
+                                 std::min(text.size() - emitted, IncompleteUtf8Tail(text)));
     piece.text = text.substr(emitted, text.size() - keep - emitted);
     emitted = text.size() - keep;
     if (!on_piece(piece)) {

@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "common/utf8.h"
 #include "model/ngram_model.h"
 
 namespace moat::model {
@@ -48,6 +49,42 @@ TEST(BuiltinEngineTest, SeededGenerationIsDeterministicAndStreamMatchesText) {
   EXPECT_EQ(a.prompt_tokens, 1);
   EXPECT_LE(a.completion_tokens, 30);
   EXPECT_TRUE(a.finish_reason == "stop" || a.finish_reason == "length");
+}
+
+// Byte tokens can cut a character in two: no piece ends inside a UTF-8 sequence that the next
+// piece completes, so a stream whose events are each made valid text (invalid bytes as U+FFFD,
+// as the gateway serves them) reads as the whole text made valid, "é" never as two U+FFFD.
+TEST(BuiltinEngineTest, PiecesNeverSplitACharacter) {
+  auto e = ToyEngine();
+  const Tokenizer& tok = e->tokenizer();
+  TokenId lead = -1, cont = -1;
+  for (TokenId id = 0; id < tok.vocab_size(); ++id) {
+    if (tok.Piece(id) == "\xC3") lead = id;
+    if (tok.Piece(id) == "\xA9") cont = id;
+  }
+  ASSERT_GE(lead, 0);
+  ASSERT_GE(cont, 0);
+  GenerationRequest r;
+  r.prompt = "the";
+  r.max_tokens = 40;
+  r.logit_bias = {{lead, 30.0f}, {cont, 30.0f}};  // mostly the two bytes of "é", in any order
+  int characters = 0;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    r.seed = seed;
+    std::string streamed, served;
+    auto res = e->Generate(r, [&](const GeneratedPiece& p) {
+      streamed += p.text;
+      served += ReplaceInvalidUtf8(p.text);
+      return true;
+    });
+    ASSERT_TRUE(res.ok());
+    EXPECT_EQ(streamed, res->text);
+    EXPECT_EQ(served, ReplaceInvalidUtf8(res->text)) << "seed " << seed;
+    for (size_t at = res->text.find("\xC3\xA9"); at != std::string::npos; at = res->text.find("\xC3\xA9", at + 2)) {
+      ++characters;
+    }
+  }
+  EXPECT_GT(characters, 20);  // the biases do produce the character, many times
 }
 
 TEST(BuiltinEngineTest, MaxTokensGivesLength) {
