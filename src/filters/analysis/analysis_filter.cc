@@ -111,8 +111,13 @@ class AnalysisFilter final : public Filter {
     if (h.refuse_logprobs) {
       b.erase("logprobs");
       b.erase("top_logprobs");
+      b.erase("prompt_logprobs");  // vLLM's: the prompt tokens' logprobs
     }
+    // One answer, sampled: no extra samples to choose from (n, best_of) and no beam search
+    // (vLLM), which buy a better answer than the one the subject is allowed.
     b.erase("n");
+    b.erase("best_of");
+    b.erase("use_beam_search");
     int64_t cap = h.max_tokens > 0 ? h.max_tokens : s.degrade_max_tokens;
     if (ctx.max_tokens > cap) ctx.max_tokens = cap;
     for (const char* k : {"max_tokens", "max_completion_tokens"})

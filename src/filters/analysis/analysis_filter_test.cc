@@ -80,7 +80,8 @@ Harvested Harvest(AnalysisFilterFactory& factory, const std::string& account,
   const int64_t t = 1'700'000'000'000'000'000;
   Harvested last;
   for (int i = 0; i < 60; ++i) {
-    const std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"max_tokens":2000,"messages":[{"role":"user","content":")" +
+    const std::string body = R"({"model":"m","logprobs":true,"top_logprobs":5,"prompt_logprobs":5,"best_of":4,)"
+                             R"("use_beam_search":true,"max_tokens":2000,"messages":[{"role":"user","content":")" +
                              Escape(texts[i]) + R"("}]})";
     RequestContext ctx = MakeRequest(account, body, t + i * 60'000'000'000LL, tier);
     const FilterStatus st = factory.Create()->OnRequest(ctx);
@@ -139,6 +140,9 @@ TEST(AnalysisFilterTest, HarvestingIsDegradedAndHardenedWithoutShowingTheEvidenc
   EXPECT_TRUE(last.strip_reasoning);
   EXPECT_FALSE(last.body.contains("logprobs"));
   EXPECT_FALSE(last.body.contains("top_logprobs"));
+  EXPECT_FALSE(last.body.contains("prompt_logprobs"));
+  EXPECT_FALSE(last.body.contains("best_of"));
+  EXPECT_FALSE(last.body.contains("use_beam_search"));
   EXPECT_EQ(last.body.at("max_tokens").as_int64(), 128);
   EXPECT_EQ(last.max_tokens, 128);
   ASSERT_NE(Header(last.response_headers, "x-moat-category"), nullptr);
