@@ -55,7 +55,7 @@ class ChatBodyHandler {
 
   // Fills in the message texts once the document parsed.
   void Finish() {
-    out_.prompt = Text(prompt_);
+    out_.prompt = Text(prompt_ >= 0 ? prompt_ : tool_);
     out_.previous_prompt = Text(previous_);
     out_.system = Text(system_);
     if (prompt_kind_ == PromptKind::kString || prompt_kind_ == PromptKind::kArray) {
@@ -211,10 +211,10 @@ class ChatBodyHandler {
 
   // A buffer that holds none of the kept texts.
   int FreeText() const {
-    for (int i = 0; i < 4; ++i) {
-      if (i != prompt_ && i != previous_ && i != system_) return i;
+    for (int i = 0; i < 5; ++i) {
+      if (i != prompt_ && i != previous_ && i != system_ && i != tool_) return i;
     }
-    return 3;  // unreachable: four buffers, at most three kept
+    return 4;  // unreachable: five buffers, at most four kept
   }
 
   void OnTopKey(std::string_view key) {
@@ -226,7 +226,7 @@ class ChatBodyHandler {
         out_.assistant_turns = 0;
         out_.has_system = false;
         out_.content_chars = 0;
-        prompt_ = previous_ = system_ = -1;
+        prompt_ = previous_ = system_ = tool_ = -1;
         break;
       case TopKey::kModel:
         out_.model.reset();
@@ -340,6 +340,8 @@ class ChatBodyHandler {
     } else if (role == "system" || role == "developer") {
       out_.has_system = true;
       system_ = current_;
+    } else if (role == "tool" || role == "function") {
+      tool_ = current_;
     }
   }
 
@@ -364,13 +366,13 @@ class ChatBodyHandler {
   int prompt_strings_ = 0;
   bool prompt_open_ = false;
   int current_ = 0;  // the buffer of the message being read
-  int prompt_ = -1, previous_ = -1, system_ = -1;
+  int prompt_ = -1, previous_ = -1, system_ = -1, tool_ = -1;
 };
 
 }  // namespace
 
 void ChatBodyBuffers::Trim(size_t max_bytes) {
-  for (std::string* s : {&text[0], &text[1], &text[2], &text[3], &completion_prompt, &model, &role, &key}) {
+  for (std::string* s : {&text[0], &text[1], &text[2], &text[3], &text[4], &completion_prompt, &model, &role, &key}) {
     if (s->capacity() > max_bytes) std::string().swap(*s);
   }
 }

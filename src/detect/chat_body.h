@@ -25,7 +25,7 @@ namespace moat::detect {
 // Reusable text buffers for ParseChatBody. The views of a ChatBody point into them: they stay
 // valid until the buffers are used for the next parse or destroyed.
 struct ChatBodyBuffers {
-  std::string text[4];  // message contents: last user, previous user, last system, current
+  std::string text[5];  // message contents: last user, previous user, last system, last tool, current
   std::string completion_prompt;  // the "prompt" of a completions body
   std::string model;
   std::string role;
@@ -45,7 +45,8 @@ struct ChatBody {
   size_t content_chars = 0;
   // The text of the last "user" element ("" when its content is neither a string nor an array
   // of content parts), of the "user" element before it, and of the last "system" / "developer"
-  // element.
+  // element. A conversation without a "user" element has the text of its last "tool" /
+  // "function" element as its prompt (what the model is then answering).
   std::string_view prompt, previous_prompt, system;
   // "prompt" (a completions body) when it is a string or an array of strings: the text, and how
   // many prompts it holds (each is answered on its own).

@@ -185,6 +185,8 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   if (ec || !doc.is_object()) return r;
   b.object = true;
   const json::object& o = doc.get_object();
+  std::string tool;
+  bool has_tool = false, has_user = false;
   if (const json::value* m = o.if_contains("messages"); m != nullptr && m->is_array()) {
     b.has_messages = true;
     for (const json::value& msg : m->get_array()) {
@@ -198,6 +200,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
       if (role == nullptr || !role->is_string()) continue;
       const std::string_view role_name = role->get_string();
       if (role_name == "user") {
+        has_user = true;
         r.previous_prompt = r.prompt;
         r.prompt = content_text;
       } else if (role_name == "assistant") {
@@ -205,6 +208,9 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
       } else if (role_name == "system" || role_name == "developer") {
         b.has_system = true;
         r.system = content_text;
+      } else if (role_name == "tool" || role_name == "function") {
+        tool = content_text;
+        has_tool = true;
       }
     }
   }
@@ -239,6 +245,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
     }
   }
   b.completion_prompt = r.completion_prompt;
+  if (!has_user && has_tool) r.prompt = tool;
   b.prompt = r.prompt;
   b.previous_prompt = r.previous_prompt;
   b.system = r.system;
@@ -335,7 +342,7 @@ class RandomBody {
 
   std::string Message() {
     static const char* kRoles[] = {"\"user\"", "\"user\"", "\"assistant\"", "\"system\"", "\"developer\"",
-                                   "\"tool\"", "\"us\\u0065r\"", "5", "null", "[\"user\"]"};
+                                   "\"tool\"", "\"function\"", "\"us\\u0065r\"", "5", "null", "[\"user\"]"};
     std::string m = "{";
     const int members = Pick(5);
     for (int i = 0; i < members; ++i) {
@@ -484,6 +491,12 @@ TEST(ChatBodyTest, ReadsContentPartsAndCompletionPrompts) {
   EXPECT_EQ(b.completion_prompts, 3);
   ParseChatBody(R"({"prompt":[[1,2],[3]]})", &buffers, &b);
   EXPECT_FALSE(b.has_completion_prompt);  // token ids: no text
+  // Without a user message, the last tool message is what the model answers.
+  ParseChatBody(R"({"messages":[{"role":"system","content":"s"},{"role":"tool","content":"Solve: 3+4"}]})",
+                &buffers, &b);
+  EXPECT_EQ(b.prompt, "Solve: 3+4");
+  ParseChatBody(R"({"messages":[{"role":"user","content":"q"},{"role":"tool","content":"result"}]})", &buffers, &b);
+  EXPECT_EQ(b.prompt, "q");
 }
 
 TEST(ChatBodyTest, GarbageReadsAsNoObject) {

@@ -66,6 +66,12 @@ moat::Status ValidateCompletionRequest(std::string_view endpoint, const json::ob
       const auto& mo = m.as_object();
       const json::value* role = mo.if_contains("role");
       if (!role || !role->is_string()) return Bad(param, where + ".role", "'" + where + ".role' must be a string");
+      // The roles of the chat API, spelt as it spells them: a role detection does not know
+      // (say "User") must not carry a prompt past it to an upstream whose template accepts it.
+      const std::string_view r = role->as_string();
+      if (r != "system" && r != "developer" && r != "user" && r != "assistant" && r != "tool" && r != "function")
+        return Bad(param, where + ".role",
+                   "'" + where + ".role' must be one of system, developer, user, assistant, tool, function");
       const json::value* content = mo.if_contains("content");
       std::string text;
       if (content && !AppendContent(*content, &text))

@@ -47,6 +47,8 @@ TEST(OpenAiTest, ValidatesChatRequests) {
       {R"({"model":"m","messages":[]})", "messages"},
       {R"({"model":"m","messages":[7]})", "messages[0]"},
       {R"({"model":"m","messages":[{"content":"x"}]})", "messages[0].role"},
+      {R"({"model":"m","messages":[{"role":"User","content":"x"}]})", "messages[0].role"},
+      {R"({"model":"m","messages":[{"role":"user","content":"x"},{"role":"narrator","content":"y"}]})", "messages[1].role"},
       {R"({"model":"m","messages":[{"role":"user","content":5}]})", "messages[0].content"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"})", "stream"},
       {R"({"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1})", "max_tokens"},
