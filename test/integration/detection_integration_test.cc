@@ -419,6 +419,20 @@ class DetectionIntegrationTest : public ::testing::Test {
 
   std::string Url() const { return "http://127.0.0.1:" + std::to_string(moat_.port()); }
 
+  // Writes `pop` to `labels` and `events` and provisions its accounts through the admin API, as
+  // `moat-bench traffic provision` does (with `tier` for every account when not empty).
+  StatusOr<std::unordered_map<std::string, std::string>> ProvisionPopulation(const Population& pop,
+                                                                            const std::string& labels,
+                                                                            const std::string& events,
+                                                                            const std::string& tier = "") {
+    MOAT_RETURN_IF_ERROR(WriteStream(pop, labels, events));
+    traffic::ProvisionOptions prov;
+    prov.gateway_url = Url();
+    prov.admin_token = kAdminToken;
+    if (!tier.empty()) prov.tier = tier;
+    return traffic::ProvisionAccounts(labels, prov);
+  }
+
   TestUpstream upstream_;
   MoatInstance moat_;
   std::unique_ptr<HttpClient> admin_;
@@ -428,14 +442,8 @@ class DetectionIntegrationTest : public ::testing::Test {
 TEST_F(DetectionIntegrationTest, CatchesCotHarvestingSybilsAndSparesOrganicUsers) {
   const Population pop = BuildPopulation(7);
   const std::string labels = dir_.File("labels.jsonl"), events = dir_.File("events.jsonl");
-  ASSERT_TRUE(WriteStream(pop, labels, events).ok());
-
   // Provision through the admin API, exactly as `moat-bench traffic provision` does.
-  traffic::ProvisionOptions prov;
-  prov.gateway_url = Url();
-  prov.admin_token = kAdminToken;
-  prov.tier = "verified";
-  auto keys = traffic::ProvisionAccounts(labels, prov);
+  auto keys = ProvisionPopulation(pop, labels, events, "verified");
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   ASSERT_EQ(keys->size(), static_cast<size_t>(kOrganicAccounts + kCampaignAccounts));
 
@@ -564,12 +572,7 @@ TEST_F(DetectionIntegrationTest, AHarvestIsScoredWhateverShapeItsPromptsAreSentI
     SubjectLabel label{account, "", true, "cot-harvest", "camp-shape", "sybil", kStart, "verified"};
     pop.labels.push_back(label);
   }
-  const std::string labels = dir_.File("shape-labels.jsonl"), events = dir_.File("shape-events.jsonl");
-  ASSERT_TRUE(WriteStream(pop, labels, events).ok());
-  traffic::ProvisionOptions prov;
-  prov.gateway_url = Url();
-  prov.admin_token = kAdminToken;
-  auto keys = traffic::ProvisionAccounts(labels, prov);
+  auto keys = ProvisionPopulation(pop, dir_.File("shape-labels.jsonl"), dir_.File("shape-events.jsonl"));
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   ASSERT_EQ(keys->size(), 3u);
 
@@ -714,11 +717,7 @@ class StealthIntegrationTest : public DetectionIntegrationTest {
 TEST_F(StealthIntegrationTest, CatchesACohortThatLooksOrganicAndAClientRotatingEndUsers) {
   const Population pop = BuildStealthPopulation(11);
   const std::string labels = dir_.File("labels.jsonl"), events = dir_.File("events.jsonl");
-  ASSERT_TRUE(WriteStream(pop, labels, events).ok());
-  traffic::ProvisionOptions prov;
-  prov.gateway_url = Url();
-  prov.admin_token = kAdminToken;
-  auto keys = traffic::ProvisionAccounts(labels, prov);
+  auto keys = ProvisionPopulation(pop, labels, events);
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
 
   // The established users' first quarter goes first; then, once they are no longer newcomers
@@ -820,12 +819,7 @@ class ReplayClockTest : public DetectionIntegrationTest {
       pop->events.push_back(MakeEvent(t, "rec-0", "81.2.69.160", "OpenAI/Python 1.30.1",
                                       ChatBody("gpt-4o-mini", messages, 0, -1)));
     }
-    const std::string labels = dir_.File("labels.jsonl"), events = dir_.File("events.jsonl");
-    EXPECT_TRUE(WriteStream(*pop, labels, events).ok());
-    traffic::ProvisionOptions prov;
-    prov.gateway_url = Url();
-    prov.admin_token = kAdminToken;
-    auto keys = traffic::ProvisionAccounts(labels, prov);
+    auto keys = ProvisionPopulation(*pop, dir_.File("labels.jsonl"), dir_.File("events.jsonl"));
     EXPECT_TRUE(keys.ok()) << keys.status().ToString();
     return keys.ok() ? keys->begin()->second : "";
   }
