@@ -261,7 +261,8 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   // joined; each of them is answered, see expected_answer_tokens). The endpoint tells which of
   // the two a body is; a record without one is a completions request when it has no messages.
   const bool completions = event.endpoint == "/v1/completions" || (event.endpoint.empty() && !body.has_messages);
-  if (completions && body.has_completion_prompt) {
+  const bool read_prompt = completions && body.has_completion_prompt;
+  if (read_prompt) {
     f.parsed = true;
     f.messages = 1;
     f.approx_tokens = static_cast<int>(body.completion_prompt.size() / 4);
@@ -282,7 +283,6 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   if (body.top_logprobs) f.logprobs = f.logprobs || *body.top_logprobs > 0;
   if (body.stream) f.stream = *body.stream;
   f.reasoning = body.reasoning_key;
-  const bool read_prompt = completions && body.has_completion_prompt;
   const std::string_view prompt = read_prompt ? body.completion_prompt : body.prompt;
   const std::string_view previous_prompt = read_prompt ? std::string_view() : body.previous_prompt;  // the user message before
   if (f.has_system) f.system_hash = Hash64(body.system);

@@ -271,8 +271,7 @@ bool HttpServer::AdmitConnection(const std::string& ip_key, const char** refusal
     return false;
   }
   // A trusted proxy carries many clients: only the process cap applies to it.
-  for (const auto& proxy : config_.trusted_proxies)
-    if (proxy == ip_key) return true;
+  if (TrustedProxy(ip_key)) return true;
   std::lock_guard lock(ip_mu_);
   int64_t& n = connections_per_ip_[ip_key];
   if (n >= config_.max_connections_per_ip) {
@@ -286,11 +285,9 @@ bool HttpServer::AdmitConnection(const std::string& ip_key, const char** refusal
 }
 
 void HttpServer::ReleaseConnection(const std::string& ip_key) {
-  for (const auto& proxy : config_.trusted_proxies) {
-    if (proxy == ip_key) {
-      connections_.fetch_sub(1);
-      return;
-    }
+  if (TrustedProxy(ip_key)) {
+    connections_.fetch_sub(1);
+    return;
   }
   {
     std::lock_guard lock(ip_mu_);
