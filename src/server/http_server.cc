@@ -101,6 +101,15 @@ class HttpServer::SessionBody final : public RequestBody {
     if (parser_.is_done()) co_return std::nullopt;
     const ServerConfig& cfg = server_.config_;
     const auto declared = parser_.content_length();
+    if (declared && *declared > cfg.max_body_bytes) {
+      // Refused here, after authentication, rather than on reading the head: the request then has
+      // an audit record naming its account.
+      server_.protocol_errors_->With({"body_too_large"}).Inc();
+      co_return LocalReply{413, "invalid_request_error", "request_too_large",
+                           "Request body is " + std::to_string(*declared) + " bytes; it exceeds the limit of " +
+                               std::to_string(cfg.max_body_bytes) + " bytes.",
+                           {}, "", {}};
+    }
     const int64_t want = static_cast<int64_t>(declared ? *declared : cfg.max_body_bytes);
     const char* refusal = nullptr;
     if (!server_.ReserveBodyBytes(ip_key_, want, &refusal)) {
@@ -419,20 +428,21 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
   while (!stopping_.load()) {
     RequestParser parser;
     parser.header_limit(static_cast<std::uint32_t>(config_.max_header_bytes));
-    parser.body_limit(config_.max_body_bytes);
+    // No body limit while the head is read: Beast would refuse an announced length beyond it
+    // before the handler can check the key, and the refusal would have no audit record.
+    // SessionBody::Read refuses that length; the limit, set before any body byte is parsed,
+    // bounds a chunked body.
+    parser.body_limit(boost::none);
     arm(config_.header_timeout_ms);
     beast::error_code hec = co_await conn->ReadHeader(buffer, parser);
     deadline.cancel();
+    parser.body_limit(config_.max_body_bytes);
     if (hec) {
       if (timed_out) {
         // An idle keep-alive connection closes silently; a half-sent request gets a 408.
         if (buffer.size() > 0) fail("header_timeout", 408, "Timed out waiting for the request headers.", "request_timeout");
       } else if (hec == http::error::header_limit) {
         fail("header_too_large", 431, "Request headers are too large.", "headers_too_large");
-      } else if (hec == http::error::body_limit) {
-        fail("body_too_large", 413,
-             "Request body exceeds the limit of " + std::to_string(config_.max_body_bytes) + " bytes.",
-             "request_too_large");
       } else if (hec != http::error::end_of_stream && hec != asio::error::connection_reset &&
                  hec != asio::error::eof && hec != asio::error::operation_aborted &&
                  hec != ssl::error::stream_truncated) {
@@ -444,14 +454,6 @@ asio::awaitable<void> HttpServer::Session(tcp::socket socket, int index, bool tl
       protocol_errors_->With({"bad_framing"}).Inc();
       error = ErrorResponse(*refused);
       drain = kLingerDrainBytes;  // discarded unparsed: it may hold a smuggled request
-      break;
-    }
-    if (auto len = parser.content_length(); len && *len > config_.max_body_bytes) {
-      fail("body_too_large", 413,
-           "Request body is " + std::to_string(*len) + " bytes; it exceeds the limit of " +
-               std::to_string(config_.max_body_bytes) + " bytes.",
-           "request_too_large");
-      drain = kLingerDrainBytes;
       break;
     }
     bool keep = false;

@@ -430,8 +430,9 @@ TEST_F(GatewayTest, RefusalsAndPolicyActionsAreCountedByKind) {
       << after;
   EXPECT_EQ(CounterGrowth(before, after, "moat_policy_actions_total", {"\"throttle\""}), 1) << after;
   // The three allowed completions, the two /metrics scrapes do not count; refused
-  // authentications keep the default action "allow", so they count too.
-  EXPECT_EQ(CounterGrowth(before, after, "moat_policy_actions_total", {"\"allow\""}), 3 + 3)
+  // authentications and the oversized body (refused after authentication) keep the default
+  // action "allow", so they count too.
+  EXPECT_EQ(CounterGrowth(before, after, "moat_policy_actions_total", {"\"allow\""}), 3 + 3 + 1)
       << after;
 }
 
@@ -639,7 +640,7 @@ TEST_F(GatewayTest, UnknownModelIs404) {
 }
 
 TEST_F(GatewayTest, OversizedBodyIs413) {
-  // Announced length beyond max_body_bytes: refused before the body is read.
+  // Announced length beyond max_body_bytes: refused before the body is read, and audited.
   RawConnection raw;
   ASSERT_TRUE(raw.Connect(moat_->port()).ok());
   ASSERT_TRUE(raw.Send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
@@ -648,6 +649,7 @@ TEST_F(GatewayTest, OversizedBodyIs413) {
   RawConnection::ReadResult r = raw.ReadUntilClose(milliseconds(5000));
   EXPECT_EQ(RawStatus(r.data), 413) << r.data;
   EXPECT_NE(r.data.find("request_too_large"), std::string::npos) << r.data;
+  EXPECT_LT(r.elapsed.count(), 3000) << "the gateway waited for a body it refuses";
 
   // A real oversized body sent by an ordinary client.
   std::string big = ChatBody("test-model", R"("pad":")" + std::string(70000, 'a') + "\"");

@@ -657,6 +657,40 @@ TEST_F(FramingTest, HugeChunkExtensionsAndTrailersAre413) {
   EXPECT_EQ(RawStatus(ok.data), 200) << ok.data;
 }
 
+// A request refused for its size, announced or found while reading, is refused after its key is
+// checked: its audit record names the account, so that the account's refusals can be seen.
+TEST_F(FramingTest, AnAuthenticatedRequestRefusedForItsSizeHasAnAuditRecord) {
+  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
+                           "\r\nContent-Type: application/json\r\n";
+  const std::string body = ChatBody();
+  std::ostringstream size;
+  size << std::hex << body.size();
+  // max_body_bytes is 2 MiB here: announced beyond it; a chunk extension beyond the read buffer.
+  for (const std::string& request :
+       {head + "Content-Length: 3000000\r\n\r\n",
+        head + "Transfer-Encoding: chunked\r\n\r\n" + size.str() + ";ext=" + std::string(4u << 20, 'x') +
+            "\r\n" + body + "\r\n0\r\n\r\n"}) {
+    RawConnection raw;
+    ASSERT_TRUE(raw.Connect(moat_.port()).ok());
+    raw.SendSome(request, milliseconds(5000));
+    RawConnection::ReadResult r = raw.ReadUntilClose(milliseconds(5000));
+    ASSERT_EQ(RawStatus(r.data), 413) << r.data.substr(0, 300);
+    const std::string id = RawHeader(r.data, "x-request-id");
+    ASSERT_FALSE(id.empty()) << r.data.substr(0, 300);
+    StatusOr<json::object> rec = AwaitRecord(id);
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    EXPECT_EQ(Int(*rec, "http_status"), 413);
+    EXPECT_EQ(Str(*rec, "error_code"), "request_too_large");
+    EXPECT_FALSE(Str(*rec, "account_id").empty()) << json::serialize(*rec);
+    EXPECT_EQ(Str(*rec, "prompt_text"), "");
+  }
+  // An unknown key is still refused as such, before anything of the body is read.
+  RawConnection::ReadResult bogus = Exchange(
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-moat-bogus\r\n"
+      "Content-Length: 3000000\r\n\r\n");
+  EXPECT_EQ(RawStatus(bogus.data), 401) << bogus.data;
+}
+
 TEST_F(FramingTest, Http10ClientsGetAStreamWithoutChunkedEncoding) {
   const std::string body = ChatBody(R"("stream":true,"max_tokens":3)");
   RawConnection::ReadResult r = Exchange(
