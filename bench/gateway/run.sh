@@ -20,6 +20,8 @@
 #   TARGETS          subset of "direct moat nginx portkey" (default all four)
 #   BENCH_NICE       if set (e.g. -10, needs root), every process this script starts runs at that
 #                    nice value: on a machine shared with builds it cuts scheduler noise from p99
+#   MOAT_EXTRA_TOML  TOML appended to moat's config (e.g. "[detection]\nenabled = false" to see
+#                    what the detection engine costs)
 #   RESULTS          where to write the markdown table (default $OUT/gateway-bench.md if $OUT is
 #                    set, else the run's temp dir); never inside the repository
 # Every server listens on 127.0.0.1 only and is stopped on exit.
@@ -135,6 +137,7 @@ name = "test-model"
 backend = "upstream"
 base_url = "http://127.0.0.1:$UP_PORT"
 EOF
+  if [[ -n "${MOAT_EXTRA_TOML:-}" ]]; then printf '%b\n' "$MOAT_EXTRA_TOML" >>"$WORK/moat.toml"; fi
   "$MOAT" account create bench --tier enterprise --config "$WORK/moat.toml" >"$WORK/moat-admin.log" 2>&1 \
     || die "moat account create failed: $(cat "$WORK/moat-admin.log")"
   MOAT_KEY="$("$MOAT" key create --account bench --config "$WORK/moat.toml" 2>>"$WORK/moat-admin.log" \

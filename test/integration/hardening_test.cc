@@ -665,11 +665,16 @@ TEST_F(FramingTest, AnAuthenticatedRequestRefusedForItsSizeHasAnAuditRecord) {
   const std::string body = ChatBody();
   std::ostringstream size;
   size << std::hex << body.size();
-  // max_body_bytes is 2 MiB here: announced beyond it; a chunk extension beyond the read buffer.
+  // max_body_bytes is 2 MiB here: announced beyond it; a chunk extension beyond the read buffer;
+  // ordinary chunks that add up to more than it (the limit holds for a chunked body too).
+  std::string chunked_3mib = head + "Transfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 48; ++i) chunked_3mib += "10000\r\n" + std::string(0x10000, ' ') + "\r\n";
+  chunked_3mib += "0\r\n\r\n";
   for (const std::string& request :
        {head + "Content-Length: 3000000\r\n\r\n",
         head + "Transfer-Encoding: chunked\r\n\r\n" + size.str() + ";ext=" + std::string(4u << 20, 'x') +
-            "\r\n" + body + "\r\n0\r\n\r\n"}) {
+            "\r\n" + body + "\r\n0\r\n\r\n",
+        chunked_3mib}) {
     RawConnection raw;
     ASSERT_TRUE(raw.Connect(moat_.port()).ok());
     raw.SendSome(request, milliseconds(5000));
