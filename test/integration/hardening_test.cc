@@ -596,6 +596,15 @@ class FramingTest : public HardeningTest {
     HardeningTest::SetUp();
     ASSERT_NO_FATAL_FAILURE(StartMoat(Config(upstream_.port())));
   }
+  // The request line and the headers up to the key's, each line ending in CRLF.
+  std::string CompletionHead() const {
+    return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ + "\r\n";
+  }
+  static std::string HexSize(const std::string& chunk) {
+    std::ostringstream size;
+    size << std::hex << chunk.size();
+    return size.str();
+  }
   // Sends `request` on a fresh connection and returns everything until the gateway closes.
   RawConnection::ReadResult Exchange(const std::string& request) {
     RawConnection raw;
@@ -630,16 +639,14 @@ TEST_F(FramingTest, BadChunkSizeIs400) {
 // Beast limits neither a chunk-size line's extensions nor the trailers: the connection's read
 // buffer does (one head, one body and some framing), so neither can grow the gateway's memory.
 TEST_F(FramingTest, HugeChunkExtensionsAndTrailersAre413) {
-  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
-                           "\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string head = CompletionHead() + "Transfer-Encoding: chunked\r\n\r\n";
   const std::string body = ChatBody();
-  std::ostringstream size;
-  size << std::hex << body.size();
+  const std::string size = HexSize(body);
   // max_body_bytes is 2 MiB here: 4 MiB of extension on one chunk-size line is more than the
   // buffer holds.
   for (const std::string& request :
-       {head + size.str() + ";ext=" + std::string(4u << 20, 'x') + "\r\n" + body + "\r\n0\r\n\r\n",
-        head + size.str() + "\r\n" + body + "\r\n0\r\n" + [] {
+       {head + size + ";ext=" + std::string(4u << 20, 'x') + "\r\n" + body + "\r\n0\r\n\r\n",
+        head + size + "\r\n" + body + "\r\n0\r\n" + [] {
           std::string trailers;
           for (int i = 0; i < 40000; ++i) trailers += "X-T: " + std::string(100, 'y') + "\r\n";
           return trailers;
@@ -652,7 +659,7 @@ TEST_F(FramingTest, HugeChunkExtensionsAndTrailersAre413) {
     EXPECT_NE(r.data.find("request_too_large"), std::string::npos) << r.data.substr(0, 300);
   }
   // A chunked request with an ordinary extension and trailer is answered.
-  RawConnection::ReadResult ok = Exchange(head + size.str() + ";name=value\r\n" + body +
+  RawConnection::ReadResult ok = Exchange(head + size + ";name=value\r\n" + body +
                                           "\r\n0\r\nX-Trailer: 1\r\n\r\n");
   EXPECT_EQ(RawStatus(ok.data), 200) << ok.data;
 }
@@ -660,11 +667,9 @@ TEST_F(FramingTest, HugeChunkExtensionsAndTrailersAre413) {
 // A request refused for its size, announced or found while reading, is refused after its key is
 // checked: its audit record names the account, so that the account's refusals can be seen.
 TEST_F(FramingTest, AnAuthenticatedRequestRefusedForItsSizeHasAnAuditRecord) {
-  const std::string head = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
-                           "\r\nContent-Type: application/json\r\n";
+  const std::string head = CompletionHead() + "Content-Type: application/json\r\n";
   const std::string body = ChatBody();
-  std::ostringstream size;
-  size << std::hex << body.size();
+  const std::string size = HexSize(body);
   // max_body_bytes is 2 MiB here: announced beyond it; a chunk extension beyond the read buffer;
   // ordinary chunks that add up to more than it (the limit holds for a chunked body too).
   std::string chunked_3mib = head + "Transfer-Encoding: chunked\r\n\r\n";
@@ -672,7 +677,7 @@ TEST_F(FramingTest, AnAuthenticatedRequestRefusedForItsSizeHasAnAuditRecord) {
   chunked_3mib += "0\r\n\r\n";
   for (const std::string& request :
        {head + "Content-Length: 3000000\r\n\r\n",
-        head + "Transfer-Encoding: chunked\r\n\r\n" + size.str() + ";ext=" + std::string(4u << 20, 'x') +
+        head + "Transfer-Encoding: chunked\r\n\r\n" + size + ";ext=" + std::string(4u << 20, 'x') +
             "\r\n" + body + "\r\n0\r\n\r\n",
         chunked_3mib}) {
     RawConnection raw;
