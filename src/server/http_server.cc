@@ -104,11 +104,9 @@ class HttpServer::SessionBody final : public RequestBody {
     if (declared && *declared > cfg.max_body_bytes) {
       // Refused here, after authentication, rather than on reading the head: the request then has
       // an audit record naming its account.
-      server_.protocol_errors_->With({"body_too_large"}).Inc();
-      co_return LocalReply{413, "invalid_request_error", "request_too_large",
-                           "Request body is " + std::to_string(*declared) + " bytes; it exceeds the limit of " +
-                               std::to_string(cfg.max_body_bytes) + " bytes.",
-                           {}, "", {}};
+      co_return Refused("body_too_large", 413, "request_too_large",
+                        "Request body is " + std::to_string(*declared) + " bytes; it exceeds the limit of " +
+                            std::to_string(cfg.max_body_bytes) + " bytes.");
     }
     const int64_t want = static_cast<int64_t>(declared ? *declared : cfg.max_body_bytes);
     const char* refusal = nullptr;
@@ -132,31 +130,30 @@ class HttpServer::SessionBody final : public RequestBody {
     deadline_.cancel();
     if (ec) {
       if (timed_out_) {
-        server_.protocol_errors_->With({"body_timeout"}).Inc();
-        co_return LocalReply{408, "invalid_request_error", "request_timeout",
-                             "Timed out waiting for the request body.", {}, "", {}};
+        co_return Refused("body_timeout", 408, "request_timeout", "Timed out waiting for the request body.");
       }
       if (ec == http::error::buffer_overflow) {
         // Chunk-size lines (with their extensions) or trailers that do not fit the read buffer.
-        server_.protocol_errors_->With({"framing_too_large"}).Inc();
-        co_return LocalReply{413, "invalid_request_error", "request_too_large",
-                             "The request's chunk framing or trailers are too large.", {}, "", {}};
+        co_return Refused("framing_too_large", 413, "request_too_large",
+                          "The request's chunk framing or trailers are too large.");
       }
       if (ec == http::error::body_limit) {
-        server_.protocol_errors_->With({"body_too_large"}).Inc();
-        co_return LocalReply{413, "invalid_request_error", "request_too_large",
-                             "Request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes.",
-                             {}, "", {}};
+        co_return Refused("body_too_large", 413, "request_too_large",
+                          "Request body exceeds the limit of " + std::to_string(cfg.max_body_bytes) + " bytes.");
       }
-      server_.protocol_errors_->With({"bad_body"}).Inc();
-      co_return LocalReply{400, "invalid_request_error", "bad_http_request",
-                           "Malformed request body: " + ec.message(), {}, "", {}};
+      co_return Refused("bad_body", 400, "bad_http_request", "Malformed request body: " + ec.message());
     }
     parser_.get().keep_alive(keep_alive_);
     co_return std::nullopt;
   }
 
  private:
+  // A client error that ends the body read: counted by `kind` in moat_protocol_errors_total.
+  LocalReply Refused(const char* kind, int status, const char* code, std::string message) const {
+    server_.protocol_errors_->With({kind}).Inc();
+    return LocalReply{status, "invalid_request_error", code, std::move(message), {}, "", {}};
+  }
+
   HttpServer& server_;
   const std::string& ip_key_;
   ClientConnection& conn_;
