@@ -249,16 +249,33 @@ settle() {
   done
   log "moat's audit queue did not drain in 60 s (depth ${depth:-unknown}); measuring anyway"
 }
+# moat's detection time so far: "<sum seconds> <count>" of moat_detection_duration_seconds.
+judge_totals() {
+  curl -s -m 2 "http://127.0.0.1:${PORT[moat]}/metrics" |
+    awk '$1 == "moat_detection_duration_seconds_sum" {s = $2} $1 == "moat_detection_duration_seconds_count" {c = $2}
+         END {print (s == "" ? 0 : s), (c == "" ? 0 : c)}'
+}
 lat_row() {  # target mode rate seconds
   settle
-  local t="$1" mode="$2" rate="$3" seconds="$4" extra=()
+  local t="$1" mode="$2" rate="$3" seconds="$4" extra=() judge_before=""
   mapfile -t H < <(header_args "$t" --header)
   [[ $mode == stream ]] && extra=(--stream)
+  [[ $t == moat ]] && judge_before="$(judge_totals)"
   local line
   line="$(timeout $((seconds + 40)) "${NICE[@]}" "$SSE_LOAD" --port "${PORT[$t]}" --body-file "$WORK/body-$mode.json" \
     --rate "$rate" --duration "$seconds" --warmup 1 --overrun 5 --connections 64 --label "$t" \
     "${H[@]}" "${extra[@]}")" || true
   [[ -n "$line" ]] || line="{\"label\":\"$t\",\"failed\":true}"
+  if [[ -n "$judge_before" ]]; then
+    # The engine's own time per request judged during the row (warm-up included).
+    line="$(python3 -c 'import json, sys
+row = json.loads(sys.argv[1])
+s0, c0 = map(float, sys.argv[2].split()); s1, c1 = map(float, sys.argv[3].split())
+if c1 > c0:
+    row["judged"] = int(c1 - c0)
+    row["judge_mean_us"] = round((s1 - s0) / (c1 - c0) * 1e6, 1)
+print(json.dumps(row))' "$line" "$judge_before" "$(judge_totals)")"
+  fi
   echo "{\"kind\":\"latency\",\"rate\":$rate,\"mode\":\"$mode\",\"result\":$line}" >>"$RAW"
   log "latency $mode $t at $rate req/s: $line"
 }

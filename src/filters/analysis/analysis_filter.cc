@@ -1,5 +1,7 @@
 #include "filters/analysis/analysis_filter.h"
 
+#include <chrono>
+
 #include "stepup/verification_url.h"
 
 namespace moat::filters {
@@ -40,7 +42,10 @@ class AnalysisFilter final : public Filter {
     ev.headers = ctx.headers;
     ev.endpoint = ctx.endpoint;
     ev.body_json = std::string(ctx.raw_body);
+    const auto judged_from = std::chrono::steady_clock::now();
     detect::Verdict v = f_.engine()->Observe(ev);
+    const std::chrono::duration<double> judged_in = std::chrono::steady_clock::now() - judged_from;
+    f_.judge_seconds().Observe(judged_in.count());
 
     f_.verdicts().With({std::string(ToString(v.action))}).Inc();
     ctx.verdict = v.action;
@@ -136,6 +141,13 @@ AnalysisFilterFactory::AnalysisFilterFactory(detect::Engine* engine, AnalysisSet
     : engine_(engine), settings_(std::move(settings)),
       verdicts_(&metrics->AddCounter("moat_analysis_verdicts_total",
                                      "Detection verdicts by action.", {"action"})),
+      // No labels: the one histogram is looked up once, not per request.
+      judge_seconds_(&metrics
+                          ->AddHistogram("moat_detection_duration_seconds",
+                                         "Time the detection engine took to judge a request.", {},
+                                         {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
+                                          0.0025, 0.005, 0.01, 0.025, 0.1})
+                          .With({})),
       notifier_(notifier) {}
 
 std::unique_ptr<Filter> AnalysisFilterFactory::Create() const {

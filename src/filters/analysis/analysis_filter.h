@@ -57,11 +57,15 @@ class AnalysisFilterFactory final : public FilterFactory {
   stepup::StepUpNotifier* notifier() const { return notifier_; }
   const AnalysisSettings& settings() const { return settings_; }
   Family<Counter>& verdicts() const { return *verdicts_; }
+  // moat_detection_duration_seconds: how long Observe took (the engine's share of a request's
+  // latency, since it judges on the request's own thread).
+  Histogram& judge_seconds() const { return *judge_seconds_; }
 
  private:
   detect::Engine* engine_;
   const AnalysisSettings settings_;
   Family<Counter>* verdicts_;
+  Histogram* judge_seconds_;
   stepup::StepUpNotifier* notifier_;
 };
 

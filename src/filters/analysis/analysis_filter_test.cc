@@ -125,6 +125,9 @@ TEST(AnalysisFilterTest, OrdinaryRequestIsAllowedUntouched) {
   EXPECT_EQ(ctx.max_tokens, 2000);
   EXPECT_TRUE(ctx.response_headers.empty());
   EXPECT_EQ(factory.verdicts().With({"allow"}).value(), 1u);
+  // The engine's time is measured for every request judged, and shown on /metrics.
+  EXPECT_EQ(factory.judge_seconds().count(), 1u);
+  EXPECT_NE(metrics.RenderPrometheus().find("moat_detection_duration_seconds_count 1"), std::string::npos);
 }
 
 // A verified account over its budget is degraded: no logprobs, capped answers, no reasoning
