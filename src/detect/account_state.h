@@ -81,6 +81,9 @@ struct SubjectState {
   // verdict (the criteria of an established subject); its first-seen cohort no longer judges it
   // (CohortStage). Back to 0 while its own evidence reaches policy.pool_min_evidence.
   uint8_t graduated = 0;
+  // Accounts: SystemTag of the system message of the last request whose system message scored
+  // higher than its prompt (DetectionEngine::Observe), 0 none.
+  uint8_t system_tag = 0;
   uint32_t indicator = 0;    // key of the shared indicator it matched (IndicatorHit::key), 0 none
   HyperLogLog<32> end_users;  // accounts: distinct end users named
   std::array<ScorePoint, kScoreHistory> history{};

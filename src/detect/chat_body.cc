@@ -58,6 +58,7 @@ class ChatBodyHandler {
     out_.prompt = Text(prompt_ >= 0 ? prompt_ : tool_);
     out_.previous_prompt = Text(previous_);
     out_.system = Text(system_);
+    if (prompt_ >= 0 && tool_after_prompt_) out_.tool_reply = Text(tool_);
     if (prompt_kind_ == PromptKind::kString || prompt_kind_ == PromptKind::kArray) {
       out_.has_completion_prompt = true;
       out_.completion_prompt = b_.completion_prompt;
@@ -227,6 +228,7 @@ class ChatBodyHandler {
         out_.has_system = false;
         out_.content_chars = 0;
         prompt_ = previous_ = system_ = tool_ = -1;
+        tool_after_prompt_ = false;
         break;
       case TopKey::kModel:
         out_.model.reset();
@@ -335,6 +337,7 @@ class ChatBodyHandler {
     if (role == "user") {
       previous_ = prompt_;
       prompt_ = current_;
+      tool_after_prompt_ = false;
     } else if (role == "assistant") {
       ++out_.assistant_turns;
     } else if (role == "system" || role == "developer") {
@@ -342,6 +345,7 @@ class ChatBodyHandler {
       system_ = current_;
     } else if (role == "tool" || role == "function") {
       tool_ = current_;
+      tool_after_prompt_ = true;
     }
   }
 
@@ -367,6 +371,7 @@ class ChatBodyHandler {
   bool prompt_open_ = false;
   int current_ = 0;  // the buffer of the message being read
   int prompt_ = -1, previous_ = -1, system_ = -1, tool_ = -1;
+  bool tool_after_prompt_ = false;  // the last "tool" / "function" element follows the last "user" one
 };
 
 }  // namespace

@@ -48,6 +48,10 @@ struct ChatBody {
   // element. A conversation without a "user" element has the text of its last "tool" /
   // "function" element as its prompt (what the model is then answering).
   std::string_view prompt, previous_prompt, system;
+  // The text of the last "tool" / "function" element when it comes after the last "user"
+  // element (a tool's output that the model is answering now); "" otherwise, and "" in a
+  // conversation without a "user" element (whose prompt is that text already).
+  std::string_view tool_reply;
   // "prompt" (a completions body) when it is a string or an array of strings: the text, and how
   // many prompts it holds (each is answered on its own).
   bool has_completion_prompt = false;

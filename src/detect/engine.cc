@@ -366,7 +366,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 }
 
 Verdict DetectionEngine::Observe(const RequestEvent& event) {
-  const RequestFeatures f = Extract(event, model_.get(), static_cast<int>(config_.typical_answer_tokens));
+  RequestFeatures f = Extract(event, model_.get(), static_cast<int>(config_.typical_answer_tokens));
   RequestView r{event, f};
   r.now_ns = event.time_ns;
   if (event.time_ns > latest_event_ns_.load(std::memory_order_relaxed) + 1'000'000'000) {
@@ -378,6 +378,19 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   r.tier_vouches_for_end_users = tier.vouches_for_end_users;
   r.tier_machines_judged_alone = tier.machines_judged_alone;
   r.account_hash = Hash64(event.account_id);
+  // A system message that scores higher than the prompt counts when it differs from the one of
+  // the account's last such request: a request hidden there under a plain user carrier is scored
+  // from the account's second one on; an app's fixed system prompt (a persona, a tutor's
+  // instructions) never is.
+  if (f.system_content.combined > f.content.combined) {
+    const uint8_t tag = SystemTag(f);
+    bool changed = false;
+    subjects_.With(r.account_hash, event.account_id, [&](SubjectState& s, bool) {
+      changed = s.system_tag != 0 && s.system_tag != tag;
+      s.system_tag = tag;
+    });
+    if (changed) UseCarriedContent(f.system_content, &f);
+  }
   std::string end_user_id;
   if (!event.end_user.empty()) {
     end_user_id.reserve(event.account_id.size() + 1 + event.end_user.size());

@@ -252,10 +252,11 @@ class DetectionEngine final : public Engine {
   // there is none; DataLoss when it is damaged (checksum) and FailedPrecondition when another
   // build of SubjectState wrote it: nothing is loaded then, and the engine starts afresh.
   StatusOr<StateCounts> LoadState(const std::string& path);
-  // The fingerprint of SubjectState's layout that a state file carries. with_graduated false:
-  // the layout before SubjectState::graduated (whose byte was padding); such files still load,
-  // no subject graduated.
-  static uint64_t StateSubjectLayout(bool with_graduated = true);
+  // The fingerprint of SubjectState's layout that a state file carries. with_system_tag false:
+  // the layout before SubjectState::system_tag; with_graduated false too: before
+  // SubjectState::graduated. Both took bytes that were padding, so such files still load, the
+  // later fields cleared (no subject graduated, no system message remembered).
+  static uint64_t StateSubjectLayout(bool with_graduated = true, bool with_system_tag = true);
   size_t live_subjects() const { return subjects_.size(); }
   const DetectionConfig& config() const { return config_; }
   const DetectionModel* model() const { return model_.get(); }

@@ -32,7 +32,7 @@ static_assert(std::is_trivially_copyable_v<SubjectState>, "the state file stores
 
 }  // namespace
 
-uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated) {
+uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated, bool with_system_tag) {
   const SubjectState s;
   const char* base = reinterpret_cast<const char*>(&s);
   auto at = [&](const void* field) { return static_cast<uint64_t>(static_cast<const char*>(field) - base); };
@@ -44,6 +44,7 @@ uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated) {
     PutU64(&bytes, v);
   }
   if (with_graduated) PutU64(&bytes, at(&s.graduated));
+  if (with_system_tag) PutU64(&bytes, at(&s.system_tag));
   return Hash64(bytes);
 }
 
@@ -72,15 +73,22 @@ bool GetSubjectList(std::string_view* in, std::string_view* list) {
   return true;
 }
 
-// Calls fn on each subject of a list GetSubjectList sliced (written before `graduated` existed:
-// its byte was padding, so it is cleared).
+// Which of the fields that took padding bytes a state file's subjects have.
+struct SubjectLayoutFields {
+  bool graduated = true;
+  bool system_tag = true;
+};
+
+// Calls fn on each subject of a list GetSubjectList sliced; a field the file's layout did not
+// have held padding there, and is cleared.
 template <typename Fn>
-void ForEachSubjectIn(std::string_view list, bool before_graduation, Fn fn) {
+void ForEachSubjectIn(std::string_view list, SubjectLayoutFields fields, Fn fn) {
   SubjectState s;
   for (size_t at = 0; at + sizeof(SubjectState) <= list.size(); at += sizeof(SubjectState)) {
     std::memcpy(&s, list.data() + at, sizeof(SubjectState));
     s.id.back() = '\0';  // IdView stops inside the array
-    if (before_graduation) s.graduated = 0;
+    if (!fields.graduated) s.graduated = 0;
+    if (!fields.system_tag) s.system_tag = 0;
     fn(s);
   }
 }
@@ -144,8 +152,13 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
   uint32_t version = 0;
   uint64_t layout = 0, saved_at = 0;
   if (!GetU32(&in, &version) || !GetU64(&in, &layout) || !GetU64(&in, &saved_at)) return DataLossError(damaged);
-  const bool before_graduation = layout == StateSubjectLayout(/*with_graduated=*/false);
-  if (version != kStateVersion || (layout != StateSubjectLayout() && !before_graduation)) {
+  SubjectLayoutFields fields;
+  if (layout == StateSubjectLayout(/*with_graduated=*/true, /*with_system_tag=*/false)) {
+    fields.system_tag = false;
+  } else if (layout == StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false)) {
+    fields = {false, false};
+  }
+  if (version != kStateVersion || (layout != StateSubjectLayout() && fields.system_tag)) {
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }
@@ -176,8 +189,8 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     counts.cohorts = cohort_->Cohorts().size();
   }
   if (workqueue_ != nullptr && !items.empty()) (void)workqueue_->LoadFrom(&w);  // the bytes checked above
-  ForEachSubjectIn(evicted, before_graduation, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
-  ForEachSubjectIn(live, before_graduation, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
+  ForEachSubjectIn(evicted, fields, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
+  ForEachSubjectIn(live, fields, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
   counts.live_subjects = live.size() / sizeof(SubjectState);
   counts.evicted_subjects = evicted.size() / sizeof(SubjectState);
   counts.saved_at_ns = static_cast<int64_t>(saved_at);

@@ -192,8 +192,8 @@ TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
   // u32 version), its checksum recomputed.
   const size_t layout_at = 8 + 4;
   std::string old_layout;
-  PutU64(&old_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/false));
-  ASSERT_NE(DetectionEngine::StateSubjectLayout(false), DetectionEngine::StateSubjectLayout(true));
+  PutU64(&old_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false));
+  ASSERT_NE(DetectionEngine::StateSubjectLayout(false, false), DetectionEngine::StateSubjectLayout(true, false));
   std::string before = bytes->substr(0, bytes->size() - 8);
   before.replace(layout_at, old_layout.size(), old_layout);
   PutU64(&before, Hash64(before));
@@ -201,6 +201,15 @@ TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
   ASSERT_TRUE(loaded->Account("org3").has_value());
   EXPECT_FALSE(loaded->Account("org3")->cohort_graduated);
   EXPECT_EQ(loaded->Account("org3")->requests, source.Account("org3")->requests);
+  // A file from after `graduated` but before SubjectState::system_tag (which took another
+  // padding byte) loads with its graduations.
+  std::string before_tag_layout;
+  PutU64(&before_tag_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/true, /*with_system_tag=*/false));
+  ASSERT_NE(DetectionEngine::StateSubjectLayout(true, false), DetectionEngine::StateSubjectLayout(true, true));
+  std::string before_tag = bytes->substr(0, bytes->size() - 8);
+  before_tag.replace(layout_at, before_tag_layout.size(), before_tag_layout);
+  PutU64(&before_tag, Hash64(before_tag));
+  EXPECT_TRUE(load(before_tag)->Account("org3")->cohort_graduated);
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 

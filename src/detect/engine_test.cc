@@ -19,17 +19,21 @@ constexpr int64_t kSec = 1'000'000'000LL;
 constexpr int64_t kHour = 3600 * kSec;
 constexpr int64_t kT0 = 1'717'372'800LL * kSec;
 
-std::string Body(const std::string& prompt, const std::string& extra = "") {
-  std::string escaped;
-  for (char c : prompt) {
-    if (c == '"' || c == '\\') escaped.push_back('\\');
+std::string Escaped(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') out.push_back('\\');
     if (c == '\n') {
-      escaped += "\\n";
+      out += "\\n";
       continue;
     }
-    escaped.push_back(c);
+    out.push_back(c);
   }
-  return R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + escaped + "\"}]" + extra + "}";
+  return out;
+}
+
+std::string Body(const std::string& prompt, const std::string& extra = "") {
+  return R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + Escaped(prompt) + "\"}]" + extra + "}";
 }
 
 RequestEvent Event(const std::string& account, int64_t t, const std::string& prompt,
@@ -104,6 +108,38 @@ TEST(DetectionEngineTest, ALoneHarvesterIsRestrictedOnceOverItsBudgetAndTheClien
   EXPECT_TRUE(report->restricted);
   EXPECT_EQ(report->restricted_by, "subject_budget");
   EXPECT_GE(report->value, 3000);
+}
+
+// A request hidden in the system message under a plain user carrier is scored as the request it
+// is (discounted), from the account's second such request on; an app's fixed system prompt never
+// counts, however campaign-like it reads.
+TEST(DetectionEngineTest, ARequestHiddenInTheSystemMessageIsScoredAFixedSystemPromptIsNot) {
+  DetectionEngine engine(Config());
+  const auto harvest = testing::SyntheticTexts(kHeadReasoning, 40, 4);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 40, 5);
+  const std::string carrier = "Please answer it.";
+  auto with_system = [](RequestEvent e, const std::string& system, const std::string& user) {
+    e.body_json = R"({"model":"gpt-4o","messages":[{"role":"system","content":")" + Escaped(system) +
+                  R"("},{"role":"user","content":")" + Escaped(user) + R"("}]})";
+    return e;
+  };
+  for (int i = 0; i < 30; ++i) {
+    const int64_t t = kT0 + i * 600 * kSec;
+    (void)engine.Observe(Event("plain", t, harvest[i]));
+    (void)engine.Observe(with_system(Event("hidden", t, ""), harvest[i], carrier));
+    // An app whose fixed system prompt reads like a harvest, and whose users ask short things.
+    (void)engine.Observe(with_system(Event("app", t, ""), harvest[39], i % 2 == 0 ? carrier : organic[i]));
+    (void)engine.Observe(Event("carrier-only", t, i % 2 == 0 ? carrier : organic[i]));
+  }
+  const double plain = engine.Account("plain")->evidence;
+  const double hidden = engine.Account("hidden")->evidence;
+  const double app = engine.Account("app")->evidence;
+  const double carrier_only = engine.Account("carrier-only")->evidence;
+  EXPECT_GE(plain, 9.0);
+  EXPECT_GE(hidden, 0.6 * plain) << "plain " << plain;
+  EXPECT_NEAR(app, carrier_only, 0.5);
+  // The hidden harvest is what raised "hidden" above what its carrier alone gives.
+  EXPECT_GE(hidden, carrier_only + 3.0);
 }
 
 TEST(DetectionEngineTest, AVerificationEndsAHeldRestrictionUntilTheVerifiedBudgetIsSpent) {

@@ -229,9 +229,42 @@ void AddShingles(const uint64_t* toks, int n, MinHash<kMinHashPerms>* minhash) {
   }
 }
 
+// Words (runs of non-space characters) of `text`, counted up to `at_most`.
+int CountWords(std::string_view text, int at_most) {
+  int words = 0;
+  bool in_word = false;
+  for (const char c : text) {
+    const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r';
+    if (!space && !in_word && ++words >= at_most) return words;
+    in_word = !space;
+  }
+  return words;
+}
+
+ContentScores Discounted(ContentScores scores, float discount) {
+  for (float& l : scores.llr) l *= discount;
+  scores.combined *= discount;
+  return scores;
+}
+
+void SetContentSignals(RequestFeatures* f) {
+  for (int h = 0; h < kNumHeads; ++h) {
+    f->signal[kContentInstruction + h] = f->content.llr[h] >= kStrongContentLlr ? 1.0f : 0.0f;
+  }
+}
+
 }  // namespace
 
+void UseCarriedContent(const ContentScores& carried, RequestFeatures* f) {
+  f->content = carried;
+  SetContentSignals(f);
+}
 
+uint8_t SystemTag(const RequestFeatures& f) {
+  if (!f.has_system) return 0;
+  const auto tag = static_cast<uint8_t>(f.system_hash >> 56);
+  return tag == 0 ? 1 : tag;
+}
 
 std::string_view SignalName(int signal) {
   static constexpr std::string_view kNames[kNumSignals] = {
@@ -334,16 +367,21 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   if (model != nullptr && !model->content.empty()) {
     f.content = prompt.empty() ? ContentScores{} : model->content.FromRaw(model->content.RawLogits(cf));
     if (!previous_prompt.empty() && f.prompt_words <= kFollowUpWords) {
-      ContentScores earlier = model->content.Score(previous_prompt);
-      if (earlier.combined * kFollowUpDiscount > f.content.combined) {
-        for (float& l : earlier.llr) l *= kFollowUpDiscount;
-        earlier.combined *= kFollowUpDiscount;
-        f.content = earlier;
-      }
+      const ContentScores earlier = Discounted(model->content.Score(previous_prompt), kFollowUpDiscount);
+      if (earlier.combined > f.content.combined) f.content = earlier;
     }
-    for (int h = 0; h < kNumHeads; ++h) {
-      f.signal[kContentInstruction + h] = f.content.llr[h] >= kStrongContentLlr ? 1.0f : 0.0f;
+    // Texts the model answers besides the user's: a tool's output after the last user message
+    // (counted here when it scores higher), and the system message (kept aside: the engine
+    // decides, by the account's last system message, whether it counts).
+    if (!body.tool_reply.empty() && CountWords(body.tool_reply, kCarriedMinWords) >= kCarriedMinWords) {
+      const ContentScores tool = Discounted(model->content.Score(body.tool_reply), kCarriedDiscount);
+      if (tool.combined > f.content.combined) f.content = tool;
     }
+    if (!body.system.empty() && body.system != prompt &&
+        CountWords(body.system, kCarriedMinWords) >= kCarriedMinWords) {
+      f.system_content = Discounted(model->content.Score(body.system), kCarriedDiscount);
+    }
+    SetContentSignals(&f);
   }
   f.item = SketchWords(word_hashes);
   if (model != nullptr && !model->corpus.empty()) f.corpus = model->corpus.Lookup(f.item);

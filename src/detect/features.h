@@ -73,6 +73,12 @@ struct RequestFeatures {
   std::array<float, kNumSignals> signal{};
   // Content (zero when no model is loaded).
   ContentScores content;       // of the prompt (see Extract)
+  // Of the system message, discounted by kCarriedDiscount, when it is long enough to carry a
+  // request (kCarriedMinWords) and differs from the prompt; zero otherwise. The engine counts it
+  // instead of `content` when it is larger and the account's system message changed since the
+  // last time it was (UseCarriedContent): a request hidden in the system message under a plain
+  // user carrier is scored, an app's fixed system prompt never.
+  ContentScores system_content;
   ItemSketch item;             // content-word sketch of the prompt, for repeated-item linkage
   CorpusMatch corpus;          // the known public item the prompt is, if any
   int expected_answer_tokens = 0;  // answer tokens the request may take (see Extract)
@@ -99,10 +105,25 @@ std::string Skeleton(std::string_view text);
 // ("how did you get that?") to an earlier user message, the larger of the two (the earlier
 // one discounted by kFollowUpDiscount); the corpus match and sketch are of the last message.
 // expected_answer_tokens is min(max_tokens, typical_answer_tokens) * n.
+//
+// A tool's output that follows the last user message (ChatBody::tool_reply) is scored too,
+// discounted by kCarriedDiscount, and counts when it is larger: a request hidden in a "tool"
+// message under a plain user carrier is scored as the prompt it is.
 RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model = nullptr,
                         int typical_answer_tokens = 300);
 inline constexpr int kFollowUpWords = 12;
 inline constexpr float kFollowUpDiscount = 0.8f;
+// Texts other than the user's that the model answers (the system message, a tool's output):
+// scored when they hold at least kCarriedMinWords words, their ratios multiplied by
+// kCarriedDiscount.
+inline constexpr int kCarriedMinWords = 8;
+inline constexpr float kCarriedDiscount = 0.8f;
+
+// Makes `carried` (already discounted) the request's content scores, and its content signals.
+void UseCarriedContent(const ContentScores& carried, RequestFeatures* f);
+// The 8-bit tag of a system message by which an account's state remembers its last one (never 0
+// for a request with a system message; 0 without one).
+uint8_t SystemTag(const RequestFeatures& f);
 
 }  // namespace moat::detect
 

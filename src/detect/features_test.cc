@@ -88,6 +88,42 @@ TEST(ExtractTest, AShortFollowUpIsJudgedByTheQuestionBeforeIt) {
   EXPECT_NEAR(f.content.combined, q.combined * kFollowUpDiscount, 1e-4);
 }
 
+// A request hidden in a tool's output, or in the system message, under a plain user carrier: the
+// tool output counts when it scores higher (discounted); the system message's scores are kept
+// aside for the engine (which counts them when the account's system message changed).
+TEST(ExtractTest, ARequestCarriedByAToolOrSystemMessageIsScored) {
+  auto model = testing::SyntheticModel();
+  const std::string question = testing::SyntheticTexts(kHeadReasoning, 1, 22)[0];
+  const ContentScores q = model->content.Score(question);
+  const ContentScores carrier = model->content.Score("Please answer it.");
+  ASSERT_GT(q.combined * kCarriedDiscount, carrier.combined + 1.0f);
+  const RequestFeatures tool = Extract(
+      Chat(R"({"messages":[{"role":"user","content":"Please answer it."},{"role":"tool","content":")" + question +
+           R"("}]})"),
+      model.get());
+  EXPECT_NEAR(tool.content.combined, q.combined * kCarriedDiscount, 1e-4);
+  EXPECT_EQ(tool.signal[kContentReasoning], tool.content.llr[kHeadReasoning] >= kStrongContentLlr ? 1.0f : 0.0f);
+  // A tool output before the user's last message is history, not what is answered now.
+  const RequestFeatures earlier = Extract(
+      Chat(R"({"messages":[{"role":"tool","content":")" + question +
+           R"("},{"role":"user","content":"Please answer it."}]})"),
+      model.get());
+  EXPECT_NEAR(earlier.content.combined, carrier.combined, 1e-4);
+  const RequestFeatures system = Extract(
+      Chat(R"({"messages":[{"role":"system","content":")" + question +
+           R"("},{"role":"user","content":"Please answer it."}]})"),
+      model.get());
+  EXPECT_NEAR(system.content.combined, carrier.combined, 1e-4);  // the engine decides
+  EXPECT_NEAR(system.system_content.combined, q.combined * kCarriedDiscount, 1e-4);
+  EXPECT_NE(SystemTag(system), 0);
+  // Too short to carry a request: not scored.
+  const RequestFeatures persona = Extract(
+      Chat(R"({"messages":[{"role":"system","content":"You are a helpful assistant."},)"
+           R"({"role":"user","content":"Please answer it."}]})"),
+      model.get());
+  EXPECT_EQ(persona.system_content.combined, 0.0f);
+}
+
 TEST(ExtractTest, ExpectedAnswerTokens) {
   EXPECT_EQ(Extract(Chat(R"({"messages":[{"role":"user","content":"hi"}]})")).expected_answer_tokens, 300);
   EXPECT_EQ(Extract(Chat(R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":50,"n":5})"))
@@ -154,7 +190,7 @@ TEST(NetworkPrefixTest, V4AndV6) {
 // boost::json::parse, then the fields read from it (as Extract did before the SAX parser).
 struct ReferenceBody {
   ChatBody body;
-  std::string prompt, previous_prompt, system, model, completion_prompt;  // what body's views point at
+  std::string prompt, previous_prompt, system, tool_reply, model, completion_prompt;  // what body's views point at
 };
 
 // A message's text as the gateway serves it (server/openai.cc): a string, or the "text" strings
@@ -186,7 +222,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   b.object = true;
   const json::object& o = doc.get_object();
   std::string tool;
-  bool has_tool = false, has_user = false;
+  bool has_tool = false, has_user = false, tool_after_user = false;
   if (const json::value* m = o.if_contains("messages"); m != nullptr && m->is_array()) {
     b.has_messages = true;
     for (const json::value& msg : m->get_array()) {
@@ -201,6 +237,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
       const std::string_view role_name = role->get_string();
       if (role_name == "user") {
         has_user = true;
+        tool_after_user = false;
         r.previous_prompt = r.prompt;
         r.prompt = content_text;
       } else if (role_name == "assistant") {
@@ -211,6 +248,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
       } else if (role_name == "tool" || role_name == "function") {
         tool = content_text;
         has_tool = true;
+        tool_after_user = has_user;
       }
     }
   }
@@ -246,7 +284,9 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   }
   b.completion_prompt = r.completion_prompt;
   if (!has_user && has_tool) r.prompt = tool;
+  if (tool_after_user) r.tool_reply = tool;
   b.prompt = r.prompt;
+  b.tool_reply = r.tool_reply;
   b.previous_prompt = r.previous_prompt;
   b.system = r.system;
   return r;
@@ -263,6 +303,7 @@ void ExpectSameBody(const ChatBody& got, const ChatBody& want, std::string_view 
   EXPECT_EQ(got.prompt, want.prompt);
   EXPECT_EQ(got.previous_prompt, want.previous_prompt);
   EXPECT_EQ(got.system, want.system);
+  EXPECT_EQ(got.tool_reply, want.tool_reply);
   EXPECT_EQ(got.model, want.model);
   EXPECT_EQ(got.temperature, want.temperature);
   EXPECT_EQ(got.max_tokens, want.max_tokens);
@@ -447,7 +488,7 @@ TEST(ChatBodyTest, RepeatedKeysCountWithTheirLastValue) {
 TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   RandomBody gen(21);
   ChatBodyBuffers buffers;  // reused, as Extract does
-  int objects = 0, with_prompt = 0, with_previous = 0, with_completion_prompt = 0, with_prompts = 0;
+  int objects = 0, with_prompt = 0, with_previous = 0, with_tool_reply = 0, with_completion_prompt = 0, with_prompts = 0;
   for (int trial = 0; trial < 8000; ++trial) {
     const std::string text = gen.Next();
     ChatBody b;
@@ -457,6 +498,7 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
     objects += want.body.object;
     with_prompt += !want.body.prompt.empty();
     with_previous += !want.body.previous_prompt.empty();
+    with_tool_reply += !want.body.tool_reply.empty();
     with_completion_prompt += want.body.has_completion_prompt;
     with_prompts += want.body.completion_prompts > 1;
     if (trial % 500 == 0) buffers.Trim(1024);
@@ -466,6 +508,7 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   EXPECT_GT(objects, 4000);
   EXPECT_GT(with_prompt, 400);
   EXPECT_GT(with_previous, 80);
+  EXPECT_GT(with_tool_reply, 40);
   EXPECT_GT(with_completion_prompt, 400);
   EXPECT_GT(with_prompts, 100);
 }
@@ -497,6 +540,10 @@ TEST(ChatBodyTest, ReadsContentPartsAndCompletionPrompts) {
   EXPECT_EQ(b.prompt, "Solve: 3+4");
   ParseChatBody(R"({"messages":[{"role":"user","content":"q"},{"role":"tool","content":"result"}]})", &buffers, &b);
   EXPECT_EQ(b.prompt, "q");
+  EXPECT_EQ(b.tool_reply, "result");  // what the model answers now, besides the user's question
+  ParseChatBody(R"({"messages":[{"role":"tool","content":"result"},{"role":"user","content":"q"}]})", &buffers, &b);
+  EXPECT_EQ(b.prompt, "q");
+  EXPECT_EQ(b.tool_reply, "");  // an earlier tool output: the user's message is what is answered
 }
 
 TEST(ChatBodyTest, GarbageReadsAsNoObject) {

@@ -563,18 +563,19 @@ TEST_F(DetectionIntegrationTest, CatchesCotHarvestingSybilsAndSparesOrganicUsers
   EXPECT_TRUE(risk.contains("restricted") && risk["restricted"].as_bool()) << json::serialize(risk);
 }
 
-// The same chain-of-thought harvest sent three ways by three accounts: as string content, as
-// content parts, and to the legacy completions endpoint. The gateway answers all three, so
-// detection must read all three: each account builds the same evidence.
+// The same chain-of-thought harvest sent five ways by five accounts: as string content, as
+// content parts, to the legacy completions endpoint, and hidden under a plain user carrier in
+// the system message or in a tool's output. The gateway answers all five, so detection must read
+// all five: each account builds the same evidence (the hidden ones discounted).
 TEST_F(DetectionIntegrationTest, AHarvestIsScoredWhateverShapeItsPromptsAreSentIn) {
   Population pop;
-  for (const char* account : {"shape-string", "shape-parts", "shape-completions"}) {
+  for (const char* account : {"shape-string", "shape-parts", "shape-completions", "shape-system", "shape-tool"}) {
     SubjectLabel label{account, "", true, "cot-harvest", "camp-shape", "sybil", kStart, "verified"};
     pop.labels.push_back(label);
   }
   auto keys = ProvisionPopulation(pop, dir_.File("shape-labels.jsonl"), dir_.File("shape-events.jsonl"));
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
-  ASSERT_EQ(keys->size(), 3u);
+  ASSERT_EQ(keys->size(), 5u);
 
   HttpClient client("127.0.0.1", moat_.port());
   std::mt19937_64 rng(11);
@@ -589,10 +590,21 @@ TEST_F(DetectionIntegrationTest, AHarvestIsScoredWhateverShapeItsPromptsAreSentI
                          {"role", "user"},
                          {"content", json::array{json::object{{"type", "text"}, {"text", prompt}}}}}}}});
     const std::string as_completion = json::serialize(json::object{{"model", "gpt-4o"}, {"prompt", prompt}});
+    const std::string carrier = "Please answer it.";
+    const std::string in_system = json::serialize(json::object{
+        {"model", "gpt-4o"},
+        {"messages", json::array{json::object{{"role", "system"}, {"content", prompt}},
+                                 json::object{{"role", "user"}, {"content", carrier}}}}});
+    const std::string in_tool = json::serialize(json::object{
+        {"model", "gpt-4o"},
+        {"messages", json::array{json::object{{"role", "user"}, {"content", carrier}},
+                                 json::object{{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", prompt}}}}});
     const std::pair<const char*, std::pair<const char*, const std::string*>> sends[] = {
         {"shape-string", {"/v1/chat/completions", &as_string}},
         {"shape-parts", {"/v1/chat/completions", &as_parts}},
-        {"shape-completions", {"/v1/completions", &as_completion}}};
+        {"shape-completions", {"/v1/completions", &as_completion}},
+        {"shape-system", {"/v1/chat/completions", &in_system}},
+        {"shape-tool", {"/v1/chat/completions", &in_tool}}};
     for (const auto& [account, what] : sends) {
       auto res = client.Request("POST", what.first, *what.second,
                                 {{"Authorization", "Bearer " + keys->at(account)}, {"x-test-tokens", "16"}});
@@ -609,6 +621,8 @@ TEST_F(DetectionIntegrationTest, AHarvestIsScoredWhateverShapeItsPromptsAreSentI
   EXPECT_GE(plain, 9.0);  // the harvest is plain to see as string content
   EXPECT_NEAR(evidence("shape-parts"), plain, 0.5);
   EXPECT_NEAR(evidence("shape-completions"), plain, 0.5);
+  EXPECT_GE(evidence("shape-system"), 0.7 * plain);
+  EXPECT_GE(evidence("shape-tool"), 0.7 * plain);
 }
 
 // ---- Stealth campaigns through the gateway --------------------------------------------------
