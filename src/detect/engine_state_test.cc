@@ -188,28 +188,27 @@ TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
     return e;
   };
   EXPECT_TRUE(load(*bytes)->Account("org3")->cohort_graduated);
-  // The same file, fingerprinted with the layout before `graduated` (after the magic and the
-  // u32 version), its checksum recomputed.
-  const size_t layout_at = 8 + 4;
-  std::string old_layout;
-  PutU64(&old_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false));
+  // The same file, fingerprinted with an older layout (after the magic and the u32 version),
+  // its checksum recomputed.
+  auto with_layout = [&](uint64_t layout) {
+    const size_t layout_at = 8 + 4;
+    std::string fingerprint;
+    PutU64(&fingerprint, layout);
+    std::string file = bytes->substr(0, bytes->size() - 8);
+    file.replace(layout_at, fingerprint.size(), fingerprint);
+    PutU64(&file, Hash64(file));
+    return file;
+  };
+  // Before `graduated`.
   ASSERT_NE(DetectionEngine::StateSubjectLayout(false, false), DetectionEngine::StateSubjectLayout(true, false));
-  std::string before = bytes->substr(0, bytes->size() - 8);
-  before.replace(layout_at, old_layout.size(), old_layout);
-  PutU64(&before, Hash64(before));
-  auto loaded = load(before);
+  auto loaded = load(with_layout(DetectionEngine::StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false)));
   ASSERT_TRUE(loaded->Account("org3").has_value());
   EXPECT_FALSE(loaded->Account("org3")->cohort_graduated);
   EXPECT_EQ(loaded->Account("org3")->requests, source.Account("org3")->requests);
-  // A file from after `graduated` but before SubjectState::system_tag (which took another
-  // padding byte) loads with its graduations.
-  std::string before_tag_layout;
-  PutU64(&before_tag_layout, DetectionEngine::StateSubjectLayout(/*with_graduated=*/true, /*with_system_tag=*/false));
+  // After `graduated` but before SubjectState::system_tag (which took another padding byte):
+  // loads with its graduations.
   ASSERT_NE(DetectionEngine::StateSubjectLayout(true, false), DetectionEngine::StateSubjectLayout(true, true));
-  std::string before_tag = bytes->substr(0, bytes->size() - 8);
-  before_tag.replace(layout_at, before_tag_layout.size(), before_tag_layout);
-  PutU64(&before_tag, Hash64(before_tag));
-  EXPECT_TRUE(load(before_tag)->Account("org3")->cohort_graduated);
+  EXPECT_TRUE(load(with_layout(DetectionEngine::StateSubjectLayout(true, false)))->Account("org3")->cohort_graduated);
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
