@@ -126,10 +126,12 @@ TEST(DetectionEngineTest, ARequestHiddenInTheSystemMessageIsScoredAFixedSystemPr
   for (int i = 0; i < 30; ++i) {
     const int64_t t = kT0 + i * 600 * kSec;
     (void)engine.Observe(Event("plain", t, harvest[i]));
-    (void)engine.Observe(with_system(Event("hidden", t, ""), harvest[i], carrier));
-    // An app whose fixed system prompt reads like a harvest, and whose users ask short things.
-    (void)engine.Observe(with_system(Event("app", t, ""), harvest[39], i % 2 == 0 ? carrier : organic[i]));
-    (void)engine.Observe(Event("carrier-only", t, i % 2 == 0 ? carrier : organic[i]));
+    // The user message a carrier: a plain request, or an ordinary question.
+    const std::string& user = i % 2 == 0 ? carrier : organic[i];
+    (void)engine.Observe(with_system(Event("hidden", t, ""), harvest[i], user));
+    // An app whose fixed system prompt reads like a harvest.
+    (void)engine.Observe(with_system(Event("app", t, ""), harvest[39], user));
+    (void)engine.Observe(Event("carrier-only", t, user));
   }
   const double plain = engine.Account("plain")->evidence;
   const double hidden = engine.Account("hidden")->evidence;
