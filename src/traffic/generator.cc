@@ -66,7 +66,8 @@ class CodingTool final : public Actor {
  public:
   CodingTool(ClientIdentity id, Rng rng, const OrganicParams& o, uint64_t seed, int index,
              int64_t start_ns)
-      : id_(std::move(id)), rng_(rng), per_day_(o.coding_requests_per_hour * 24 * 0.45) {
+      : id_(std::move(id)), rng_(rng), per_day_(o.coding_requests_per_hour * 24 * 0.45),
+        agent_share_(o.coding_agent_share) {
     tz_ = static_cast<int>(rng_.Below(10)) - 8;
     for (int i = 0; i < o.coding_end_users; ++i) users_.push_back(OpaqueId("usr_", seed, 7000 + index, i));
     next_ns = NextDiurnal(rng_, start_ns, per_day_, kOfficeDiurnal, tz_, 0.15);
@@ -78,10 +79,20 @@ class CodingTool final : public Actor {
     sp.stream = true;
     sp.max_tokens = 1024;
     const std::string& user = users_[rng_.Below(users_.size())];
-    std::string body = ChatBody({{"system", "You are a coding assistant inside the user's IDE. "
+    std::vector<Message> msgs = {{"system", "You are a coding assistant inside the user's IDE. "
                                             "Answer with concise code."},
-                                 {"user", Pick(rng_, ctx.pools.code)}},
-                                sp, user);
+                                 {"user", Pick(rng_, ctx.pools.code)}};
+    // Drawn only when asked for, so that scenarios without agent steps are unchanged.
+    std::vector<std::string> outputs;  // msgs holds views of them
+    if (agent_share_ > 0 && rng_.Bernoulli(agent_share_)) {
+      const int rounds = 1 + static_cast<int>(rng_.Below(3));
+      for (int r = 0; r < rounds; ++r) outputs.push_back(AgentToolOutput(rng_, ctx.pools));
+      for (const std::string& output : outputs) {
+        msgs.push_back({"assistant", AgentToolCall(rng_)});
+        msgs.push_back({"tool", output});
+      }
+    }
+    std::string body = ChatBody(msgs, sp, user);
     ctx.EmitAs(next_ns, id_, user, id_.ips[rng_.Below(id_.ips.size())],
              std::move(body));
     next_ns = NextDiurnal(rng_, next_ns, per_day_, kOfficeDiurnal, tz_, 0.15);
@@ -92,6 +103,7 @@ class CodingTool final : public Actor {
   ClientIdentity id_;
   Rng rng_;
   double per_day_;
+  double agent_share_ = 0;
   int tz_ = 0;
   std::vector<std::string> users_;
 };

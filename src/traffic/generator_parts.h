@@ -403,7 +403,42 @@ inline ClientIdentity OrganicIdentity(Rng& r, const OrganicParams& o) {
   return id;
 }
 
-// A human user (or an end user of a reseller): topics, sessions, real conversations.
+// What a coding agent says when it calls a tool.
+inline std::string_view AgentToolCall(Rng& r) {
+  static constexpr std::array<std::string_view, 4> kCalls = {
+      "Let me look at the relevant files first.", "I'll run the tests to see what fails.",
+      "Searching the documentation for this.", "Checking the project layout."};
+  return kCalls[r.Below(kCalls.size())];
+}
+
+// What a coding agent's tool returns: a file or a documentation page (long organic texts stand
+// in for both), a test run, a compiler error or a directory listing.
+inline std::string AgentToolOutput(Rng& r, const Pools& p) {
+  static constexpr std::array<std::string_view, 8> kNames = {"parser", "config", "client", "cache",
+                                                             "router", "utils",  "models", "auth"};
+  const std::string name(kNames[r.Below(kNames.size())]);
+  const std::string n = std::to_string(1 + r.Below(40));
+  switch (r.Below(5)) {
+    case 0:
+    case 1:
+      return Pick(r, p.documents).substr(0, 2000);
+    case 2:
+      return "collected " + n + " items\n\ntests/test_" + name + ".py ..F.\n\nFAILED tests/test_" + name +
+             ".py::test_roundtrip - AssertionError: expected 3, got 2\n1 failed, " + n + " passed in 0." +
+             std::to_string(r.Below(90) + 10) + "s";
+    case 3:
+      return "src/" + name + ".ts(" + n +
+             ",17): error TS2345: Argument of type 'string | undefined' is not assignable to parameter "
+             "of type 'string'.\n  Type 'undefined' is not assignable to type 'string'.";
+    default:
+      return "README.md\npackage.json\nsrc/\nsrc/" + name + ".ts\nsrc/index.ts\ntests/\ntests/" + name +
+             ".test.ts\ntsconfig.json";
+  }
+}
+
+// A human user (or an end user of a reseller): topics, sessions, real conversations. Some run
+// a coding agent on their own key (OrganicParams::agent_user_share), some use a retrieval app
+// (OrganicParams::retrieval_app_share).
 class OrganicUser final : public Actor {
  public:
   OrganicUser(ClientIdentity id, Rng rng, const Scenario& s, const Pools& pools, int64_t from_ns)
@@ -419,15 +454,21 @@ class OrganicUser final : public Actor {
     multi_turn_prob_ = o.multi_turn_prob;
     contrast_prob_ = o.contrast_prob;
     next_ns = NextDiurnal(rng_, from_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.7);
+    // Drawn last, and only when asked for, so that scenarios without such apps are unchanged.
+    if (o.retrieval_app_share > 0) retrieval_ = rng_.Bernoulli(o.retrieval_app_share);
+    if (o.agent_user_share > 0) agent_ = rng_.Bernoulli(o.agent_user_share);
   }
 
   bool Step(Context& ctx) override {
     const Pools& p = ctx.pools;
+    if (agent_) return AgentStep(ctx);
     if (conv_ == nullptr && singles_left_ == 0) StartSession(p);
     const std::string& ip = id_.ips.size() > 1 && rng_.Bernoulli(0.3) ? id_.ips[1] : id_.ips[0];
-    std::vector<Message> msgs;
+    std::vector<Message> msgs;  // views: what they point at lives until the body is built
+    const std::string retrieved = retrieval_ ? RetrievalSystem(p) : std::string();
     if (conv_ != nullptr) {
-      if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
+      if (retrieval_) msgs.push_back({"system", retrieved});
+      else if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
       for (size_t i = 0; i <= turn_; ++i) {
         msgs.push_back({(*conv_)[i].from_user ? "user" : "assistant", (*conv_)[i].text});
       }
@@ -441,7 +482,8 @@ class OrganicUser final : public Actor {
         return true;
       }
     } else {
-      if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
+      if (retrieval_) msgs.push_back({"system", retrieved});
+      else if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
       msgs.push_back({"user", NextPrompt(p)});
       ctx.EmitAs(next_ns, id_, id_.end_user, ip,
                ChatBody(msgs, sampling_, id_.end_user));
@@ -464,6 +506,45 @@ class OrganicUser final : public Actor {
     singles_left_ = 1;
     while (singles_left_ < 5 && rng_.Bernoulli(0.45)) ++singles_left_;  // bursts
   }
+  // A retrieval app's system message: its instructions and the documents its search found for
+  // this request (long organic texts: other people's answers and posts).
+  std::string RetrievalSystem(const Pools& p) {
+    std::string s = "Answer the user's question using the documents below. Cite them as [1], [2].\n\n";
+    const int docs = 1 + static_cast<int>(rng_.Below(3));
+    for (int d = 1; d <= docs; ++d) {
+      s += "[" + std::to_string(d) + "] ";
+      s += Pick(rng_, p.documents).substr(0, 1500);
+      s += "\n\n";
+    }
+    return s;
+  }
+  // A coding agent's session: one task, then 2-8 steps seconds apart, each resending the
+  // conversation with one more tool call and output; the model answers the last output.
+  bool AgentStep(Context& ctx) {
+    const Pools& p = ctx.pools;
+    if (agent_steps_left_ == 0) {
+      agent_task_ = &Pick(rng_, p.code);
+      agent_steps_left_ = 2 + static_cast<int>(rng_.Below(7));
+      agent_calls_.clear();
+      agent_outputs_.clear();
+    }
+    agent_calls_.push_back(AgentToolCall(rng_));
+    agent_outputs_.push_back(AgentToolOutput(rng_, p));
+    std::vector<Message> msgs = {{"system", "You are a coding agent working in the user's repository. "
+                                            "Use the tools to read files and run commands."},
+                                 {"user", *agent_task_}};
+    for (size_t i = 0; i < agent_outputs_.size(); ++i) {
+      msgs.push_back({"assistant", agent_calls_[i]});
+      msgs.push_back({"tool", agent_outputs_[i]});
+    }
+    ctx.EmitAs(next_ns, id_, id_.end_user, id_.ips[0], ChatBody(msgs, sampling_, id_.end_user));
+    if (--agent_steps_left_ > 0) {
+      next_ns += Seconds(rng_.LogNormal(8, 0.6));
+    } else {
+      next_ns = NextDiurnal(rng_, next_ns, sessions_per_day_, kHumanDiurnal, tz_, 0.7);
+    }
+    return true;
+  }
   const std::string& NextPrompt(const Pools& p) {
     if (!p.contrast.empty() && rng_.Bernoulli(contrast_prob_)) return Pick(rng_, p.contrast);
     if (rng_.Bernoulli(0.2)) return Pick(rng_, p.organic);
@@ -482,6 +563,12 @@ class OrganicUser final : public Actor {
   const Conversation* conv_ = nullptr;
   size_t turn_ = 0;
   int singles_left_ = 0;
+  bool retrieval_ = false;
+  bool agent_ = false;
+  const std::string* agent_task_ = nullptr;
+  int agent_steps_left_ = 0;
+  std::vector<std::string_view> agent_calls_;  // static texts
+  std::vector<std::string> agent_outputs_;
 };
 
 

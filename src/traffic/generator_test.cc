@@ -697,6 +697,89 @@ TEST_F(FakeDataset, TrapsAreOrganicAndResearchersRunTheirBenchmarkOnce) {
   EXPECT_EQ(students, 5);
 }
 
+// Organic apps whose model reads texts besides the user's: agents on people's own keys resend
+// their task with one more tool output each step, a coding tool's agent steps end in tool
+// outputs, retrieval apps put different documents in the system message on every request.
+TEST_F(FakeDataset, AgentsAndRetrievalAppsSendToolOutputsAndDocuments) {
+  constexpr const char* kAgents = R"(
+name = "tiny-agents"
+duration_hours = 12.0
+[organic]
+accounts = 12
+median_sessions_per_day = 6.0
+batch_jobs = 0
+coding_tools = 1
+coding_requests_per_hour = 80.0
+coding_end_users = 5
+coding_agent_share = 1.0
+agent_user_share = 1.0
+)";
+  CheckingSink sink;
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, kAgents, 13, sink));
+  struct Step {
+    std::string task;
+    int tools = 0;
+  };
+  std::map<std::string, Step> last;  // per account
+  int agent_steps = 0, coding_steps = 0, resent = 0;
+  for (const auto& e : sink.events) {
+    const json::value body = json::parse(e.body_json);
+    const json::array& messages = body.as_object().at("messages").as_array();
+    Step step;
+    for (const auto& m : messages) {
+      const json::object& o = m.as_object();
+      if (o.at("role") == "user") step.task = json::value_to<std::string>(o.at("content"));
+      if (o.at("role") == "tool") ++step.tools;
+    }
+    ASSERT_GE(step.tools, 1) << e.body_json;
+    EXPECT_EQ(messages.back().as_object().at("role"), "tool");
+    const std::string system = json::value_to<std::string>(messages.front().as_object().at("content"));
+    if (system.find("coding assistant inside the user's IDE") != std::string::npos) {
+      ++coding_steps;
+      EXPECT_LE(step.tools, 3);
+      continue;
+    }
+    ++agent_steps;
+    auto it = last.find(e.account_id);
+    if (it != last.end() && it->second.task == step.task && step.tools > 1) {
+      EXPECT_EQ(step.tools, it->second.tools + 1) << "one more tool output per step";
+      ++resent;
+    } else {
+      EXPECT_EQ(step.tools, 1) << "a session starts with its first tool output";
+    }
+    last[e.account_id] = step;
+  }
+  EXPECT_GT(coding_steps, 100);
+  EXPECT_GT(agent_steps, 100);
+  EXPECT_GT(resent, agent_steps / 2) << "sessions of 2-8 steps";
+
+  // Retrieval apps: their system message holds documents, different ones from request to request.
+  const std::string retrieval =
+      std::string(kAgents).replace(std::string(kAgents).find("agent_user_share = 1.0"), 22, "retrieval_app_share = 1.0");
+  CheckingSink apps;
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, retrieval.c_str(), 13, apps));
+  std::set<std::string> systems;
+  int app_requests = 0;
+  for (const auto& e : apps.events) {
+    const json::value body = json::parse(e.body_json);
+    const json::array& messages = body.as_object().at("messages").as_array();
+    const std::string system = json::value_to<std::string>(messages.front().as_object().at("content"));
+    if (system.find("coding assistant") != std::string::npos) continue;
+    ++app_requests;
+    EXPECT_EQ(system.rfind("Answer the user's question using the documents below.", 0), 0u) << system;
+    EXPECT_NE(system.find("[1] "), std::string::npos);
+    systems.insert(system);
+  }
+  EXPECT_GT(app_requests, 50);
+  EXPECT_GT(systems.size(), app_requests / 2u);
+
+  // The shares are shares.
+  for (const char* bad : {"coding_agent_share = 1.5", "agent_user_share = -0.1", "retrieval_app_share = 2"}) {
+    EXPECT_EQ(ParseScenario(std::string("[organic]\n") + bad + "\n").status().code(), StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
 TEST_F(FakeDataset, SplitsPartitionRowsByTheirText) {
   datasets::CorpusOptions train, eval;
   train.split = datasets::Split::kTrain;

@@ -58,6 +58,9 @@ Status ReadOrganic(const toml::table& t, OrganicParams& o) {
   Read(t, "coding_tools", o.coding_tools);
   ReadDouble(t, "coding_requests_per_hour", o.coding_requests_per_hour);
   Read(t, "coding_end_users", o.coding_end_users);
+  ReadDouble(t, "coding_agent_share", o.coding_agent_share);
+  ReadDouble(t, "retrieval_app_share", o.retrieval_app_share);
+  ReadDouble(t, "agent_user_share", o.agent_user_share);
   ReadDouble(t, "verified_share", o.verified_share);
   ReadDouble(t, "enterprise_share", o.enterprise_share);
   Read(t, "sdk_headers", o.sdk_headers);
@@ -74,8 +77,10 @@ Status ReadOrganic(const toml::table& t, OrganicParams& o) {
     return InvalidArgumentError("organic: tier shares must be in [0, 1] and trap sizes >= 0");
   }
   if (o.accounts < 0 || o.median_sessions_per_day <= 0 || o.batch_jobs < 0 ||
-      o.coding_tools < 0 || o.coding_end_users < 1) {
-    return InvalidArgumentError("organic: counts must be >= 0 and rates > 0");
+      o.coding_tools < 0 || o.coding_end_users < 1 || o.coding_agent_share < 0 ||
+      o.coding_agent_share > 1 || o.retrieval_app_share < 0 || o.retrieval_app_share > 1 ||
+      o.agent_user_share < 0 || o.agent_user_share > 1) {
+    return InvalidArgumentError("organic: counts must be >= 0, rates > 0 and shares in [0, 1]");
   }
   return Status::Ok();
 }

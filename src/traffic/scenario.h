@@ -37,6 +37,15 @@ struct OrganicParams {
   int coding_tools = 1;                  // heavy legitimate users: an IDE assistant company
   double coding_requests_per_hour = 700;
   int coding_end_users = 300;
+  // Share of a coding tool's requests that are agent steps: the end user's task, the assistant's
+  // tool call and the tool's output (a file, a test run, a search result) that the model answers.
+  double coding_agent_share = 0;
+  // Share of organic accounts whose application retrieves documents into its system message,
+  // different ones on every request.
+  double retrieval_app_share = 0;
+  // Share of organic accounts that run a coding agent on their own key: sessions of 2-8 steps
+  // seconds apart, each ending with a tool's output.
+  double agent_user_share = 0;
   // Who the organic accounts are and what their clients send.
   double verified_share = 0.35;    // of accounts verified (identity checked)
   double enterprise_share = 0.05;  // of accounts on an enterprise contract
