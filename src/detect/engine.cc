@@ -378,6 +378,19 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   r.tier_vouches_for_end_users = tier.vouches_for_end_users;
   r.tier_machines_judged_alone = tier.machines_judged_alone;
   r.account_hash = Hash64(event.account_id);
+  std::string end_user_id;
+  if (!event.end_user.empty()) {
+    end_user_id.reserve(event.account_id.size() + 1 + event.end_user.size());
+    end_user_id.append(event.account_id).append("/").append(event.end_user);
+    r.end_user_hash = Hash64(end_user_id);
+  }
+  // An agent's next step resends the user's task with one more tool output: the task counted
+  // when the subject first sent it; from then on only the output is new (RecentPrompts).
+  if (f.prompt_chars > 0 &&
+      recent_prompts_.SeenBefore(r.end_user_hash != 0 ? r.end_user_hash : r.account_hash, f.text_hash) &&
+      f.answers_tool) {
+    CountToolOutputOnly(&f);
+  }
   // A system message that scores higher than the prompt counts when it differs from the one of
   // the account's last such request: a request hidden there under a plain user carrier is scored
   // from the account's second one on; an app's fixed system prompt (a persona, a tutor's
@@ -390,12 +403,6 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       s.system_tag = tag;
     });
     if (changed) UseCarriedContent(f.system_content, &f);
-  }
-  std::string end_user_id;
-  if (!event.end_user.empty()) {
-    end_user_id.reserve(event.account_id.size() + 1 + event.end_user.size());
-    end_user_id.append(event.account_id).append("/").append(event.end_user);
-    r.end_user_hash = Hash64(end_user_id);
   }
 
   std::array<StageEvidence, kMaxStages> req{};

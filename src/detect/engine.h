@@ -41,6 +41,7 @@
 #include "detect/detection_model.h"
 #include "detect/evidence.h"
 #include "detect/indicator_evidence.h"
+#include "detect/recent_prompts.h"
 #include "detect/subject_evidence.h"
 #include "detect/workqueue_evidence.h"
 #include "moat/detect_engine.h"
@@ -293,6 +294,7 @@ class DetectionEngine final : public Engine {
   struct ListTable;
   std::unique_ptr<ListTable> lists_;
   std::atomic<int64_t> latest_event_ns_{0};  // written when it moves by a second or more
+  RecentPrompts recent_prompts_;  // which prompts each subject sent lately (agents' steps)
 };
 
 }  // namespace moat::detect

@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "detect/detection_settings.h"
 #include "detect/test_corpus.h"
@@ -142,6 +143,43 @@ TEST(DetectionEngineTest, ARequestHiddenInTheSystemMessageIsScoredAFixedSystemPr
   EXPECT_NEAR(app, carrier_only, 0.5);
   // The hidden harvest is what raised "hidden" above what its carrier alone gives.
   EXPECT_GE(hidden, carrier_only + 3.0);
+}
+
+// An agent resends the user's task on every step, with one more tool output: the task counts
+// once, then only the outputs do. A harvester that dresses each new prompt as an agent step
+// (a tool output after it) still has every prompt counted.
+TEST(DetectionEngineTest, AnAgentsResentTaskCountsOnceEachNewPromptCounts) {
+  DetectionEngine engine(Config());
+  const auto harvest = testing::SyntheticTexts(kHeadReasoning, 40, 4);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 40, 5);
+  auto with_tools = [](RequestEvent e, const std::string& task, const std::vector<std::string>& outputs) {
+    e.body_json = R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + Escaped(task) + "\"}";
+    for (const std::string& output : outputs) {
+      e.body_json += R"(,{"role":"assistant","content":"Let me run the tests."},{"role":"tool","content":")" +
+                     Escaped(output) + "\"}";
+    }
+    e.body_json += "]}";
+    return e;
+  };
+  std::vector<std::string> outputs;
+  for (int i = 0; i < 30; ++i) {
+    const int64_t t = kT0 + i * 600 * kSec;
+    outputs.push_back(organic[i]);
+    (void)engine.Observe(Event("plain", t, harvest[i]));
+    (void)engine.Observe(with_tools(Event("agent", t, ""), harvest[0], outputs));
+    (void)engine.Observe(with_tools(Event("dressed", t, ""), harvest[i], {organic[i]}));
+    (void)engine.Observe(Event("once", t, i == 0 ? harvest[0] : organic[i]));
+  }
+  const double plain = engine.Account("plain")->evidence;
+  const double agent = engine.Account("agent")->evidence;
+  const double dressed = engine.Account("dressed")->evidence;
+  const double once = engine.Account("once")->evidence;
+  EXPECT_GE(plain, 9.0);
+  EXPECT_GE(dressed, 0.9 * plain) << "plain " << plain;
+  // Near one harvest request among ordinary ones (above it by the discount: an ordinary tool
+  // output counts 0.8 of what the same text counts as a user message), far from the harvest's.
+  EXPECT_LE(agent, once + 4.0) << "plain " << plain;
+  EXPECT_LE(agent, plain - 10.0);
 }
 
 TEST(DetectionEngineTest, AVerificationEndsAHeldRestrictionUntilTheVerifiedBudgetIsSpent) {

@@ -260,6 +260,11 @@ void UseCarriedContent(const ContentScores& carried, RequestFeatures* f) {
   SetContentSignals(f);
 }
 
+void CountToolOutputOnly(RequestFeatures* f) {
+  UseCarriedContent(f->tool_content, f);
+  f->cohort_feature_count = 0;
+}
+
 uint8_t SystemTag(const RequestFeatures& f) {
   if (!f.has_system) return 0;
   const auto tag = static_cast<uint8_t>(f.system_hash >> 56);
@@ -305,6 +310,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
     f.messages = body.messages;
     f.assistant_turns = body.assistant_turns;
     f.has_system = body.has_system;
+    f.answers_tool = !body.tool_reply.empty();
     f.approx_tokens = static_cast<int>(body.content_chars / 4);
   }
   if (body.model) f.model_hash = Hash64(*body.model);
@@ -374,8 +380,8 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
     // (counted here when it scores higher), and the system message (kept aside: the engine
     // decides, by the account's last system message, whether it counts).
     if (!body.tool_reply.empty() && CountWords(body.tool_reply, kCarriedMinWords) >= kCarriedMinWords) {
-      const ContentScores tool = Discounted(model->content.Score(body.tool_reply), kCarriedDiscount);
-      if (tool.combined > f.content.combined) f.content = tool;
+      f.tool_content = Discounted(model->content.Score(body.tool_reply), kCarriedDiscount);
+      if (f.tool_content.combined > f.content.combined) f.content = f.tool_content;
     }
     if (!body.system.empty() && body.system != prompt &&
         CountWords(body.system, kCarriedMinWords) >= kCarriedMinWords) {

@@ -79,6 +79,13 @@ struct RequestFeatures {
   // last time it was (UseCarriedContent): a request hidden in the system message under a plain
   // user carrier is scored, an app's fixed system prompt never.
   ContentScores system_content;
+  // A tool's output follows the last user message (ChatBody::tool_reply): the model answers the
+  // output, in the context of the prompt. tool_content is the output's scores, discounted by
+  // kCarriedDiscount, when it holds kCarriedMinWords words or more (zero otherwise); `content`
+  // is the larger of the prompt's and the output's. The engine counts only the output when the
+  // subject sent the same prompt before (an agent's next step: RecentPrompts).
+  bool answers_tool = false;
+  ContentScores tool_content;
   ItemSketch item;             // content-word sketch of the prompt, for repeated-item linkage
   CorpusMatch corpus;          // the known public item the prompt is, if any
   int expected_answer_tokens = 0;  // answer tokens the request may take (see Extract)
@@ -121,6 +128,10 @@ inline constexpr float kCarriedDiscount = 0.8f;
 
 // Makes `carried` (already discounted) the request's content scores, and its content signals.
 void UseCarriedContent(const ContentScores& carried, RequestFeatures* f);
+// An agent's next step: the prompt was counted when the subject first sent it, so the request
+// is only what is new in it, the tool's output (f->tool_content, zero when too short to carry a
+// request); its prompt's features no longer count in cohort statistics.
+void CountToolOutputOnly(RequestFeatures* f);
 // The 8-bit tag of a system message by which an account's state remembers its last one (never 0
 // for a request with a system message; 0 without one).
 uint8_t SystemTag(const RequestFeatures& f);
