@@ -385,7 +385,8 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
     r.end_user_hash = Hash64(end_user_id);
   }
   // An agent's next step resends the user's task with one more tool output: the task counted
-  // when the subject first sent it; from then on only the output is new (RecentPrompts).
+  // when the subject first sent it; from then on only the output is new (RecentPrompts). Every
+  // request with a prompt is remembered, with a tool output or not, so SeenBefore comes first.
   if (f.prompt_chars > 0 &&
       recent_prompts_.SeenBefore(r.end_user_hash != 0 ? r.end_user_hash : r.account_hash, f.text_hash) &&
       f.answers_tool) {

@@ -466,9 +466,9 @@ class OrganicUser final : public Actor {
     const std::string& ip = id_.ips.size() > 1 && rng_.Bernoulli(0.3) ? id_.ips[1] : id_.ips[0];
     std::vector<Message> msgs;  // views: what they point at lives until the body is built
     const std::string retrieved = retrieval_ ? RetrievalSystem(p) : std::string();
+    const std::string_view system = retrieval_ ? std::string_view(retrieved) : std::string_view(id_.system_prompt);
+    if (!system.empty()) msgs.push_back({"system", system});
     if (conv_ != nullptr) {
-      if (retrieval_) msgs.push_back({"system", retrieved});
-      else if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
       for (size_t i = 0; i <= turn_; ++i) {
         msgs.push_back({(*conv_)[i].from_user ? "user" : "assistant", (*conv_)[i].text});
       }
@@ -482,8 +482,6 @@ class OrganicUser final : public Actor {
         return true;
       }
     } else {
-      if (retrieval_) msgs.push_back({"system", retrieved});
-      else if (!id_.system_prompt.empty()) msgs.push_back({"system", id_.system_prompt});
       msgs.push_back({"user", NextPrompt(p)});
       ctx.EmitAs(next_ns, id_, id_.end_user, ip,
                ChatBody(msgs, sampling_, id_.end_user));

@@ -77,10 +77,12 @@ Status ReadOrganic(const toml::table& t, OrganicParams& o) {
     return InvalidArgumentError("organic: tier shares must be in [0, 1] and trap sizes >= 0");
   }
   if (o.accounts < 0 || o.median_sessions_per_day <= 0 || o.batch_jobs < 0 ||
-      o.coding_tools < 0 || o.coding_end_users < 1 || o.coding_agent_share < 0 ||
-      o.coding_agent_share > 1 || o.retrieval_app_share < 0 || o.retrieval_app_share > 1 ||
-      o.agent_user_share < 0 || o.agent_user_share > 1) {
-    return InvalidArgumentError("organic: counts must be >= 0, rates > 0 and shares in [0, 1]");
+      o.coding_tools < 0 || o.coding_end_users < 1) {
+    return InvalidArgumentError("organic: counts must be >= 0 and rates > 0");
+  }
+  auto is_share = [](double v) { return v >= 0 && v <= 1; };
+  if (!is_share(o.coding_agent_share) || !is_share(o.retrieval_app_share) || !is_share(o.agent_user_share)) {
+    return InvalidArgumentError("organic: coding_agent_share, retrieval_app_share and agent_user_share must be in [0, 1]");
   }
   return Status::Ok();
 }
