@@ -265,12 +265,16 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     std::array<StageEvidence, kMaxStages> sub{};
     double content_llr = 0, other_llr = 0, prior = 0, pool = 0;
+    double pool_min_evidence = config_.policy.pool_min_evidence;
     for (size_t i = 0; i < stages_.size(); ++i) {
       stages_[i]->OnSubject(r, role, s, account, &sub[i]);
       (stages_[i]->reads_content() ? content_llr : other_llr) += request_evidence[i].request_llr + sub[i].request_llr;
       prior += sub[i].prior;
       // A pool counts when the stage that names it moved the subject's prior.
-      if (sub[i].prior >= config_.pool_min_prior) pool = std::max<double>(pool, sub[i].pool_value);
+      if (sub[i].prior >= config_.pool_min_prior) {
+        pool = std::max<double>(pool, sub[i].pool_value);
+        if (sub[i].pool_min_evidence > 0) pool_min_evidence = std::min<double>(pool_min_evidence, sub[i].pool_min_evidence);
+      }
       j.contribution[i] = request_evidence[i].request_llr + sub[i].request_llr + sub[i].prior;
       j.prior_part[i] = sub[i].prior;
       j.reason[i] = sub[i].reason >= 0 ? sub[i].reason : request_evidence[i].reason;
@@ -319,10 +323,10 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
                j.evidence >= p.strong_evidence && s.value >= p.churn_budget) {
       rule = RestrictionRule::kChurnBudget;
     } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
-               s.requests >= p.min_requests_for_pool && j.evidence >= p.pool_min_evidence) {
+               s.requests >= p.min_requests_for_pool && j.evidence >= pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;
     } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget &&
-               j.evidence >= p.pool_min_evidence) {
+               j.evidence >= pool_min_evidence) {
       rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
     } else if (s.restricted && same_tier && j.posterior >= p.release_posterior) {
       rule = RestrictionRule::kHeld;

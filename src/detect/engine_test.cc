@@ -351,6 +351,49 @@ TEST(DetectionEngineTest, AResellerIsJudgedPerEndUserAndAChurningClientAsAWhole)
   EXPECT_GT(r->distinct_end_users, 40);
 }
 
+// A campaign that starts sending its end users through a reseller fills the window it starts in:
+// those end users are a cohort of the account that asks far more like a campaign than the
+// account as a whole, and they are restricted sooner than on the account's share alone; the
+// customers who came before are not touched.
+TEST(DetectionEngineTest, AResellersEndUsersFirstSeenWithACampaignAreJudgedAsItsCohort) {
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 18);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 19);
+  const auto run = [&](double window_hours, int* customers_flagged) {
+    DetectionConfig c = Config();
+    EXPECT_TRUE(ApplySetting(c, "tier.verified.pool_budget", 5000).ok());
+    EXPECT_TRUE(ApplySetting(c, "end_users.window_hours", window_hours).ok());
+    DetectionEngine engine(c);
+    std::map<std::string, bool> flagged;
+    int answered = 0;
+    // Forty customers from the start, a request each every 20 minutes between them.
+    for (int i = 0; i < 480; ++i) {
+      const std::string user = "good" + std::to_string(i % 40);
+      const Verdict v = engine.Observe(Event("reseller", kT0 + i * 30 * kSec, organic[i % 400], "verified", user));
+      if (v.action != Action::kAllow) flagged[user] = true;
+    }
+    // Eight hours in, ten new end users start asking reasoning items, between the customers.
+    const int64_t start = kT0 + 8 * 3600 * kSec;
+    for (int i = 0; i < 400; ++i) {
+      const bool bad = i % 2 == 0;
+      const std::string user = (bad ? "bad" : "good") + std::to_string((i / 2) % (bad ? 10 : 40));
+      const Verdict v = engine.Observe(
+          Event("reseller", start + i * 30 * kSec, bad ? campaign[i / 2] : organic[(i / 2 + 7) % 400], "verified", user));
+      if (v.action != Action::kAllow) flagged[user] = true;
+      if (bad && v.action == Action::kAllow) ++answered;
+    }
+    *customers_flagged = 0;
+    for (const auto& [user, f] : flagged) *customers_flagged += user.rfind("good", 0) == 0 && f;
+    return answered;
+  };
+  int customers_with = 0, customers_without = 0;
+  const int with_cohorts = run(6, &customers_with);
+  const int without = run(0, &customers_without);
+  EXPECT_EQ(customers_with, 0);
+  EXPECT_EQ(customers_without, 0);
+  EXPECT_LT(with_cohorts, without);
+  EXPECT_LE(with_cohorts, 12);  // about one answer per campaign end user (20 without: two)
+}
+
 TEST(DetectionEngineTest, AnEnterpriseAccountRotatingItsEndUsersIsHeldToTheChurnBudget) {
   // An enterprise account (budgets of millions of tokens) asks one reasoning-harvest item after
   // another, each under a fresh `user`, every 5 minutes. Its end users mean nothing, its own

@@ -787,6 +787,68 @@ TEST(EndUserStageTest, ChurningEndUsersAreEvidenceAgainstTheAccount) {
   EXPECT_EQ(none.prior, 0.0f);
 }
 
+// A reseller's end users first seen in one window are a cohort of the account: when a
+// campaign starts sending its end users through the account, the window it starts in asks more
+// like a campaign than the account as a whole, and its end users get that cohort's share.
+TEST(EndUserStageTest, EndUsersFirstSeenTogetherAreACohortOfTheirAccount) {
+  auto model = testing::SyntheticModel();
+  auto baseline = std::make_shared<OrganicBaseline>(OrganicBaseline::Config{}, model->content.organic_distribution(), 0.9);
+  const auto campaign = testing::SyntheticTexts(kHeadReasoning, 12, 81);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 12, 82);
+  // The account as a whole: one request in ten campaign-like (a share under the cap).
+  const AccountSummary account{false, 100, 10, 0, 400};
+  const auto judge = [&](EndUserStage& stage, SubjectState& end_user, const std::string& user, const std::string& text,
+                         int64_t t) {
+    Req r("reseller", text, t, user);
+    ObserveRequest(end_user, r.features, "70.1.2.3", t, DecayConfig{});
+    RequestView view = r.View();
+    view.tier = Tier::kVerified;
+    view.tier_prior_log_odds = -6;
+    StageEvidence e;
+    stage.OnSubject(view, SubjectRole::kEndUser, end_user, &account, &e);
+    return e;
+  };
+  const auto run = [&](EndUserStageConfig config) {
+    EndUserStage stage(config, baseline);
+    // Customers first seen in the first window, asking like people.
+    std::vector<SubjectState> customers(6);
+    StageEvidence customer;
+    for (int i = 0; i < 12; ++i) {
+      customer = judge(stage, customers[i % 6], "c" + std::to_string(i % 6), organic[i], kT0 + i * 60 * kSec);
+    }
+    // Eight hours later a campaign's end users start: twelve requests of four new end users.
+    std::vector<SubjectState> harvesters(4);
+    StageEvidence harvester;
+    for (int i = 0; i < 12; ++i) {
+      harvester = judge(stage, harvesters[i % 4], "h" + std::to_string(i % 4), campaign[i],
+                        kT0 + 8 * 3600 * kSec + i * 60 * kSec);
+    }
+    // A customer of the first window asks again: its cohort is its own, not the campaign's.
+    customer = judge(stage, customers[0], "c0", organic[0], kT0 + 8 * 3600 * kSec + 13 * 60 * kSec);
+    return std::pair{customer, harvester};
+  };
+  const double account_share = std::min(0.5, EndUserStage({}, baseline).AccountShare(100, 10));
+  ASSERT_GT(account_share, 0.005);
+  ASSERT_LT(account_share, 0.5);
+  const double account_prior = std::log(account_share / (1 - account_share)) + 6;
+  const auto [customer, harvester] = run({});
+  EXPECT_EQ(customer.reason, 1);
+  EXPECT_EQ(customer.pool_min_evidence, 0.0f);
+  EXPECT_NEAR(customer.prior, account_prior, 1e-4);
+  EXPECT_EQ(harvester.reason, 2);  // end_user_cohort_share
+  EXPECT_FLOAT_EQ(harvester.pool_min_evidence, 1.5f);
+  EXPECT_NEAR(harvester.prior, 6.0, 1e-4);  // the cohort share, at share_cap: logit(0.5) = 0
+  EXPECT_GT(harvester.pool_value, customer.pool_value);
+  // Without cohorts (window_hours 0) both get the account's share.
+  EndUserStageConfig off;
+  off.window_hours = 0;
+  const auto [customer_off, harvester_off] = run(off);
+  EXPECT_EQ(harvester_off.reason, 1);
+  EXPECT_EQ(harvester_off.pool_min_evidence, 0.0f);
+  EXPECT_NEAR(harvester_off.prior, account_prior, 1e-4);
+  EXPECT_NEAR(customer_off.prior, account_prior, 1e-4);
+}
+
 TEST(BehaviourStageTest, RotatingAddressesAndLogprobs) {
   BehaviourStage stage({});
   SubjectState s;

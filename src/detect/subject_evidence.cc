@@ -3,10 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detect/sketches.h"
+
 namespace moat::detect {
 namespace {
 
 double Logit(double p) { return std::log(p / (1 - p)); }
+
+constexpr int kCohortShards = 16;
+constexpr size_t kMaxEndUserCohorts = 1 << 16;  // all shards together: about 2 MiB at most
 
 }  // namespace
 
@@ -18,10 +23,47 @@ double CampaignShare(double high_share, double baseline_share, double campaign_s
 // ---- EndUserStage ---------------------------------------------------------------------------
 
 EndUserStage::EndUserStage(EndUserStageConfig config, std::shared_ptr<const OrganicBaseline> baseline)
-    : config_(config), baseline_(std::move(baseline)) {}
+    : config_(config),
+      baseline_(std::move(baseline)),
+      window_ns_(static_cast<int64_t>(config.window_hours * 3.6e12)),
+      memory_ns_(static_cast<int64_t>(config.window_memory_hours * 3.6e12)),
+      per_shard_(kMaxEndUserCohorts / kCohortShards) {
+  for (int i = 0; i < kCohortShards; ++i) shards_.push_back(std::make_unique<Shard>());
+}
+
+double EndUserStage::CountInCohort(const RequestView& r, const SubjectState& end_user) {
+  if (window_ns_ <= 0) return -1;
+  const int64_t window = end_user.first_seen_ns / window_ns_;
+  const uint64_t key = HashCombine(r.account_hash, static_cast<uint64_t>(window));
+  Shard& shard = *shards_[Mix64(key) % kCohortShards];
+  CohortCounts c;
+  {
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.map.find(key);
+    if (it == shard.map.end()) {
+      if (shard.map.size() >= per_shard_) {
+        // Full: forget the cohorts past their memory, else an arbitrary one.
+        boost::unordered::erase_if(shard.map, [&](const auto& e) {
+          return r.now_ns - e.second.window_start_ns > memory_ns_;
+        });
+        if (shard.map.size() >= per_shard_) shard.map.erase(shard.map.begin());
+      }
+      it = shard.map.emplace(key, CohortCounts{0, 0, window * window_ns_}).first;
+    }
+    CohortCounts& counts = it->second;
+    if (r.now_ns - counts.window_start_ns > memory_ns_) return -1;  // an old cohort: its account's share
+    counts.requests += 1;
+    if (r.features.content.combined >= baseline_->high_llr()) counts.campaign_like += 1;
+    c = counts;
+  }
+  if (c.requests < config_.share_min_requests) return -1;
+  return CampaignShare(c.campaign_like / c.requests, std::clamp<double>(baseline_->HighShare(), 0.005, 0.9),
+                       baseline_->CampaignHighShare(), 0.99);
+}
 
 const std::vector<std::string_view>& EndUserStage::reason_names() const {
-  static const std::vector<std::string_view> kNames = {"end_user_churn", "account_campaign_share"};
+  static const std::vector<std::string_view> kNames = {"end_user_churn", "account_campaign_share",
+                                                       "end_user_cohort_share"};
   return kNames;
 }
 
@@ -51,8 +93,12 @@ void EndUserStage::OnSubject(const RequestView& r, SubjectRole role, SubjectStat
     }
     return;
   }
-  if (account == nullptr || account->llr_n < config_.share_min_requests) return;
-  const double share = std::min(config_.share_cap, AccountShare(account->llr_n, account->llr_hi));
+  if (account == nullptr) return;
+  // Counted from the cohort's first request, whether or not the account's share is known yet.
+  const double cohort_share = CountInCohort(r, s);
+  if (account->llr_n < config_.share_min_requests) return;
+  const double account_share = std::min(config_.share_cap, AccountShare(account->llr_n, account->llr_hi));
+  const double share = std::max(account_share, std::min(config_.share_cap, cohort_share));
   if (share <= config_.base_share) return;
   // The account's verification does not vet its end users: an end user's prior is its account's
   // campaign share itself, not the share on top of the account's tier prior. A tier whose
@@ -61,7 +107,15 @@ void EndUserStage::OnSubject(const RequestView& r, SubjectRole role, SubjectStat
   out->prior = static_cast<float>(config_.share_weight * std::max(0.0, Logit(share) - from));
   // The account's end users as a pool: its traffic times the share estimated to be a campaign's.
   out->pool_value = static_cast<float>(account->requests * r.features.expected_answer_tokens * share);
-  out->reason = 1;
+  // The end user's cohort asks more like a campaign than the account as a whole: a campaign
+  // started sending its end users through the account then. Its members need less evidence of
+  // their own.
+  if (Logit(share) - Logit(std::max(account_share, config_.base_share)) >= config_.window_shift) {
+    out->pool_min_evidence = static_cast<float>(config_.window_min_evidence);
+    out->reason = 2;
+  } else {
+    out->reason = 1;
+  }
 }
 
 // ---- BehaviourStage -------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 //   EndUserStage    the account is always a subject; its end users are subjects in addition.
 //                   An account whose end-user set churns (a fresh `user` on every request) is
 //                   evidence against the account; an account's estimated campaign share is the
-//                   prior of each of its end users (a reseller is the cohort of its users).
+//                   prior of each of its end users (a reseller is the cohort of its users),
+//                   or the share of the end users it first saw in the same window, when that
+//                   is higher (a campaign that starts sending its end users through a reseller
+//                   fills the windows it starts in).
 //   BehaviourStage  how the subject uses the API, as decayed rates: logprobs, n > 1, very
 //                   long outputs, reasoning parameters, greedy decoding, single-turn novelty,
 //                   client addresses rotating, sustained volume.
@@ -12,6 +15,10 @@
 
 #include <array>
 #include <memory>
+#include <mutex>
+#include <vector>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "detect/campaign_linker.h"
 #include "detect/content_evidence.h"
@@ -36,6 +43,18 @@ struct EndUserStageConfig {
   double base_share = 0.005;       // shares up to this pass no prior; the end users of a tier
                                    // that vouches for them get the share's excess over it
                                    // (TierPolicy::vouches_for_end_users, OnSubject)
+  // End-user cohorts: the end users an account first saw within one window of window_hours,
+  // whose requests are counted for window_memory_hours from the window's start. Such a cohort
+  // with at least share_min_requests requests has a campaign share of its own; an end user's
+  // share is the higher of its account's and its cohort's, at most share_cap (0 window_hours:
+  // the account's only).
+  double window_hours = 6;
+  double window_memory_hours = 72;
+  // When the cohort's share raises an end user's prior by at least window_shift (log-odds)
+  // over its account's share, the cohort is shifted: its pool restricts the end user once the
+  // end user's own evidence reaches window_min_evidence (policy.pool_min_evidence otherwise).
+  double window_shift = 0.5;
+  double window_min_evidence = 1.5;
 };
 
 class EndUserStage final : public EvidenceStage {
@@ -51,8 +70,25 @@ class EndUserStage final : public EvidenceStage {
   bool Churns(const SubjectState& account) const;
 
  private:
+  // Requests of one end-user cohort (an account's end users first seen in one window).
+  struct CohortCounts {
+    float requests = 0;
+    float campaign_like = 0;  // at or above the baseline's high_llr
+    int64_t window_start_ns = 0;
+  };
+  struct Shard {
+    std::mutex mu;
+    boost::unordered_flat_map<uint64_t, CohortCounts> map;  // GUARDED_BY(mu)
+  };
+  // Counts this request into its end user's cohort and returns the cohort's campaign share,
+  // or -1 while the cohort has too few requests (or cohorts are off).
+  double CountInCohort(const RequestView& r, const SubjectState& end_user);
+
   EndUserStageConfig config_;
   std::shared_ptr<const OrganicBaseline> baseline_;
+  int64_t window_ns_ = 0, memory_ns_ = 0;
+  size_t per_shard_ = 0;
+  std::vector<std::unique_ptr<Shard>> shards_;
 };
 
 // How one per-subject rate turns into evidence: weight * Ramp(rate, rate_lo, rate_hi) *
