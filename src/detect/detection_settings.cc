@@ -97,10 +97,11 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"end_users.churn_min_hours", &c.end_users.churn_min_hours, "an account is seen this long before churn is judged"},
       {"end_users.churn_return_share", &c.end_users.churn_return_share, "an account churns when fewer of its end users came back"},
       {"end_users.share_weight", &c.end_users.share_weight, "multiplies an end user's prior from its account's campaign share"},
-      {"end_users.share_cap", &c.end_users.share_cap, "the account share used for that prior, at most"},
-      {"end_users.share_min_requests", &c.end_users.share_min_requests, "account requests before its share is used"},
+      {"end_users.share_cap", &c.end_users.share_cap, "the account's (or end-user cohort's) share used for that prior, at most"},
+      {"end_users.share_min_requests", &c.end_users.share_min_requests, "account (or end-user cohort) requests before its share is used"},
       {"end_users.window_hours", &c.end_users.window_hours, "end users an account first saw within this many hours form a cohort (0: none)"},
       {"end_users.window_memory_hours", &c.end_users.window_memory_hours, "an end-user cohort's requests are counted this long from its window's start"},
+      {"end_users.window_min_members", &c.end_users.window_min_members, "end users an end-user cohort needs before its share is used"},
       {"end_users.window_shift", &c.end_users.window_shift, "log-odds a cohort's share adds over its account's to count as shifted"},
       {"end_users.window_min_evidence", &c.end_users.window_min_evidence, "own evidence at which a shifted end-user cohort's pool restricts a member"},
       // Behaviour and linkage.

@@ -265,7 +265,9 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     std::array<StageEvidence, kMaxStages> sub{};
     double content_llr = 0, other_llr = 0, prior = 0, pool = 0;
-    double pool_min_evidence = config_.policy.pool_min_evidence;
+    // A pool whose stage asks less own evidence than policy.pool_min_evidence (a shifted cohort of
+    // end users) restricts at that evidence, but only through its own value.
+    double low_floor_pool = 0, low_floor = config_.policy.pool_min_evidence;
     for (size_t i = 0; i < stages_.size(); ++i) {
       stages_[i]->OnSubject(r, role, s, account, &sub[i]);
       (stages_[i]->reads_content() ? content_llr : other_llr) += request_evidence[i].request_llr + sub[i].request_llr;
@@ -273,7 +275,10 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
       // A pool counts when the stage that names it moved the subject's prior.
       if (sub[i].prior >= config_.pool_min_prior) {
         pool = std::max<double>(pool, sub[i].pool_value);
-        if (sub[i].pool_min_evidence > 0) pool_min_evidence = std::min<double>(pool_min_evidence, sub[i].pool_min_evidence);
+        if (sub[i].pool_min_evidence > 0 && sub[i].pool_min_evidence < low_floor) {
+          low_floor = sub[i].pool_min_evidence;
+          low_floor_pool = sub[i].pool_value;
+        }
       }
       j.contribution[i] = request_evidence[i].request_llr + sub[i].request_llr + sub[i].prior;
       j.prior_part[i] = sub[i].prior;
@@ -304,6 +309,8 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     // The policy.
     const PolicyConfig& p = config_.policy;
+    const bool pool_spent = (pool >= tier.pool_budget && j.evidence >= p.pool_min_evidence) ||
+                            (low_floor_pool >= tier.pool_budget && j.evidence >= low_floor);
     const bool churns = role == SubjectRole::kAccount && end_users_ != nullptr && end_users_->Churns(s);
     RestrictionRule rule = RestrictionRule::kNone;
     if (list == ListEntry::kDeny) {
@@ -322,11 +329,9 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
                s.returning_end_users <= p.churn_budget_return_share * s.requests &&
                j.evidence >= p.strong_evidence && s.value >= p.churn_budget) {
       rule = RestrictionRule::kChurnBudget;
-    } else if (j.posterior >= p.restrict_posterior && pool >= tier.pool_budget &&
-               s.requests >= p.min_requests_for_pool && j.evidence >= pool_min_evidence) {
+    } else if (j.posterior >= p.restrict_posterior && pool_spent && s.requests >= p.min_requests_for_pool) {
       rule = RestrictionRule::kPoolBudget;
-    } else if (s.pool_pending && j.posterior >= p.release_posterior && pool >= tier.pool_budget &&
-               j.evidence >= pool_min_evidence) {
+    } else if (s.pool_pending && j.posterior >= p.release_posterior && pool_spent) {
       rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
     } else if (s.restricted && same_tier && j.posterior >= p.release_posterior) {
       rule = RestrictionRule::kHeld;

@@ -358,10 +358,11 @@ TEST(DetectionEngineTest, AResellerIsJudgedPerEndUserAndAChurningClientAsAWhole)
 TEST(DetectionEngineTest, AResellersEndUsersFirstSeenWithACampaignAreJudgedAsItsCohort) {
   const auto campaign = testing::SyntheticTexts(kHeadReasoning, 400, 18);
   const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 400, 19);
-  const auto run = [&](double window_hours, int* customers_flagged) {
+  const auto run = [&](double window_hours, int* customers_flagged, double min_evidence = 1.5) {
     DetectionConfig c = Config();
     EXPECT_TRUE(ApplySetting(c, "tier.verified.pool_budget", 5000).ok());
     EXPECT_TRUE(ApplySetting(c, "end_users.window_hours", window_hours).ok());
+    EXPECT_TRUE(ApplySetting(c, "end_users.window_min_evidence", min_evidence).ok());
     DetectionEngine engine(c);
     std::map<std::string, bool> flagged;
     int answered = 0;
@@ -385,11 +386,16 @@ TEST(DetectionEngineTest, AResellersEndUsersFirstSeenWithACampaignAreJudgedAsIts
     for (const auto& [user, f] : flagged) *customers_flagged += user.rfind("good", 0) == 0 && f;
     return answered;
   };
-  int customers_with = 0, customers_without = 0;
+  int customers_with = 0, customers_prior_only = 0, customers_without = 0;
   const int with_cohorts = run(6, &customers_with);
+  // The cohort's share alone, its members held to policy.pool_min_evidence (3) like others.
+  const int prior_only = run(6, &customers_prior_only, 3);
   const int without = run(0, &customers_without);
   EXPECT_EQ(customers_with, 0);
+  EXPECT_EQ(customers_prior_only, 0);
   EXPECT_EQ(customers_without, 0);
+  EXPECT_LE(with_cohorts, prior_only);
+  EXPECT_LE(prior_only, without);
   EXPECT_LT(with_cohorts, without);
   EXPECT_LE(with_cohorts, 12);  // about one answer per campaign end user (20 without: two)
 }

@@ -84,9 +84,9 @@ struct StageEvidence {
   // the suspected distillation value the pool has taken: the policy restricts a suspicious
   // member once its pool has exceeded the pool budget. 0: none.
   float pool_value = 0;
-  // When above 0: the own evidence at which that pool restricts the subject, in place of
-  // policy.pool_min_evidence when lower (a stage that knows the pool is a specific one: an end
-  // user's shifted cohort within its account). 0: the policy's.
+  // When above 0 and below policy.pool_min_evidence: the own evidence at which this stage's
+  // pool (pool_value, not another stage's) restricts the subject (a stage that knows the pool
+  // is a specific one: an end user's shifted cohort within its account). 0: the policy's.
   float pool_min_evidence = 0;
   int reason = -1;        // index into the stage's ReasonNames(); -1 none
 };

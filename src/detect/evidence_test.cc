@@ -808,7 +808,7 @@ TEST(EndUserStageTest, EndUsersFirstSeenTogetherAreACohortOfTheirAccount) {
     stage.OnSubject(view, SubjectRole::kEndUser, end_user, &account, &e);
     return e;
   };
-  const auto run = [&](EndUserStageConfig config) {
+  const auto run = [&](EndUserStageConfig config, int newcomers = 4) {
     EndUserStage stage(config, baseline);
     // Customers first seen in the first window, asking like people.
     std::vector<SubjectState> customers(6);
@@ -817,10 +817,10 @@ TEST(EndUserStageTest, EndUsersFirstSeenTogetherAreACohortOfTheirAccount) {
       customer = judge(stage, customers[i % 6], "c" + std::to_string(i % 6), organic[i], kT0 + i * 60 * kSec);
     }
     // Eight hours later a campaign's end users start: twelve requests of four new end users.
-    std::vector<SubjectState> harvesters(4);
+    std::vector<SubjectState> harvesters(newcomers);
     StageEvidence harvester;
     for (int i = 0; i < 12; ++i) {
-      harvester = judge(stage, harvesters[i % 4], "h" + std::to_string(i % 4), campaign[i],
+      harvester = judge(stage, harvesters[i % newcomers], "h" + std::to_string(i % newcomers), campaign[i],
                         kT0 + 8 * 3600 * kSec + i * 60 * kSec);
     }
     // A customer of the first window asks again: its cohort is its own, not the campaign's.
@@ -839,6 +839,11 @@ TEST(EndUserStageTest, EndUsersFirstSeenTogetherAreACohortOfTheirAccount) {
   EXPECT_FLOAT_EQ(harvester.pool_min_evidence, 1.5f);
   EXPECT_NEAR(harvester.prior, 6.0, 1e-4);  // the cohort share, at share_cap: logit(0.5) = 0
   EXPECT_GT(harvester.pool_value, customer.pool_value);
+  // One newcomer alone is not a cohort (window_min_members 3): its own requests are not its prior.
+  const auto [customer_alone, newcomer_alone] = run({}, 1);
+  EXPECT_EQ(newcomer_alone.reason, 1);
+  EXPECT_EQ(newcomer_alone.pool_min_evidence, 0.0f);
+  EXPECT_NEAR(newcomer_alone.prior, account_prior, 1e-4);
   // Without cohorts (window_hours 0) both get the account's share.
   EndUserStageConfig off;
   off.window_hours = 0;

@@ -11,7 +11,7 @@ namespace {
 double Logit(double p) { return std::log(p / (1 - p)); }
 
 constexpr int kCohortShards = 16;
-constexpr size_t kMaxEndUserCohorts = 1 << 16;  // all shards together: about 2 MiB at most
+constexpr size_t kMaxEndUserCohorts = 1 << 16;  // all shards together: about 3 MiB at most
 
 }  // namespace
 
@@ -25,8 +25,9 @@ double CampaignShare(double high_share, double baseline_share, double campaign_s
 EndUserStage::EndUserStage(EndUserStageConfig config, std::shared_ptr<const OrganicBaseline> baseline)
     : config_(config),
       baseline_(std::move(baseline)),
-      window_ns_(static_cast<int64_t>(config.window_hours * 3.6e12)),
-      memory_ns_(static_cast<int64_t>(config.window_memory_hours * 3.6e12)),
+      // Hours beyond a few years are as good as forever (and would overflow nanoseconds).
+      window_ns_(static_cast<int64_t>(std::clamp(config.window_hours, 0.0, 1e5) * 3.6e12)),
+      memory_ns_(static_cast<int64_t>(std::clamp(config.window_memory_hours, 0.0, 1e5) * 3.6e12)),
       per_shard_(kMaxEndUserCohorts / kCohortShards) {
   for (int i = 0; i < kCohortShards; ++i) shards_.push_back(std::make_unique<Shard>());
 }
@@ -34,6 +35,8 @@ EndUserStage::EndUserStage(EndUserStageConfig config, std::shared_ptr<const Orga
 double EndUserStage::CountInCohort(const RequestView& r, const SubjectState& end_user) {
   if (window_ns_ <= 0) return -1;
   const int64_t window = end_user.first_seen_ns / window_ns_;
+  const int64_t window_start = window * window_ns_;
+  if (r.now_ns - window_start > memory_ns_) return -1;  // an old cohort: its account's share
   const uint64_t key = HashCombine(r.account_hash, static_cast<uint64_t>(window));
   Shard& shard = *shards_[Mix64(key) % kCohortShards];
   CohortCounts c;
@@ -42,23 +45,28 @@ double EndUserStage::CountInCohort(const RequestView& r, const SubjectState& end
     auto it = shard.map.find(key);
     if (it == shard.map.end()) {
       if (shard.map.size() >= per_shard_) {
-        // Full: forget the cohorts past their memory, else an arbitrary one.
-        boost::unordered::erase_if(shard.map, [&](const auto& e) {
-          return r.now_ns - e.second.window_start_ns > memory_ns_;
-        });
-        if (shard.map.size() >= per_shard_) shard.map.erase(shard.map.begin());
+        // Full: forget the cohorts past their memory, at most once a minute (a sweep reads the
+        // whole shard). Live cohorts are never evicted for new ones: while the shard is full of
+        // them, a new cohort is not tracked and its end users keep their account's share.
+        if (r.now_ns >= shard.next_sweep_ns) {
+          boost::unordered::erase_if(shard.map, [&](const auto& e) {
+            return r.now_ns - e.second.window_start_ns > memory_ns_;
+          });
+          shard.next_sweep_ns = r.now_ns + 60'000'000'000LL;
+        }
+        if (shard.map.size() >= per_shard_) return -1;
       }
-      it = shard.map.emplace(key, CohortCounts{0, 0, window * window_ns_}).first;
+      it = shard.map.emplace(key, CohortCounts{0, 0, 0, window_start}).first;
     }
     CohortCounts& counts = it->second;
-    if (r.now_ns - counts.window_start_ns > memory_ns_) return -1;  // an old cohort: its account's share
     counts.requests += 1;
     if (r.features.content.combined >= baseline_->high_llr()) counts.campaign_like += 1;
+    if (end_user.requests == 1) counts.members += 1;
     c = counts;
   }
-  if (c.requests < config_.share_min_requests) return -1;
-  return CampaignShare(c.campaign_like / c.requests, std::clamp<double>(baseline_->HighShare(), 0.005, 0.9),
-                       baseline_->CampaignHighShare(), 0.99);
+  if (c.requests < config_.share_min_requests || c.members < config_.window_min_members) return -1;
+  return CampaignShare(static_cast<double>(c.campaign_like) / c.requests,
+                       std::clamp<double>(baseline_->HighShare(), 0.005, 0.9), baseline_->CampaignHighShare(), 0.99);
 }
 
 const std::vector<std::string_view>& EndUserStage::reason_names() const {
@@ -110,7 +118,8 @@ void EndUserStage::OnSubject(const RequestView& r, SubjectRole role, SubjectStat
   // The end user's cohort asks more like a campaign than the account as a whole: a campaign
   // started sending its end users through the account then. Its members need less evidence of
   // their own.
-  if (Logit(share) - Logit(std::max(account_share, config_.base_share)) >= config_.window_shift) {
+  if (cohort_share > account_share &&
+      Logit(share) - Logit(std::max(account_share, config_.base_share)) >= config_.window_shift) {
     out->pool_min_evidence = static_cast<float>(config_.window_min_evidence);
     out->reason = 2;
   } else {

@@ -45,14 +45,17 @@ struct EndUserStageConfig {
                                    // (TierPolicy::vouches_for_end_users, OnSubject)
   // End-user cohorts: the end users an account first saw within one window of window_hours,
   // whose requests are counted for window_memory_hours from the window's start. Such a cohort
-  // with at least share_min_requests requests has a campaign share of its own; an end user's
-  // share is the higher of its account's and its cohort's, at most share_cap (0 window_hours:
-  // the account's only).
+  // with at least share_min_requests requests from at least window_min_members end users has a
+  // campaign share of its own (one newcomer alone is not a cohort: its own requests would be
+  // its prior); an end user's share is the higher of its account's and its cohort's, at most
+  // share_cap (0 window_hours: the account's only).
   double window_hours = 6;
   double window_memory_hours = 72;
-  // When the cohort's share raises an end user's prior by at least window_shift (log-odds)
-  // over its account's share, the cohort is shifted: its pool restricts the end user once the
-  // end user's own evidence reaches window_min_evidence (policy.pool_min_evidence otherwise).
+  double window_min_members = 3;
+  // When the cohort's share is above its account's and raises an end user's prior by at least
+  // window_shift (log-odds), the cohort is shifted: once its pool (the account's traffic times
+  // the cohort's share) is over the pool budget, it restricts the end user at own evidence
+  // window_min_evidence (policy.pool_min_evidence otherwise).
   double window_shift = 0.5;
   double window_min_evidence = 1.5;
 };
@@ -72,16 +75,19 @@ class EndUserStage final : public EvidenceStage {
  private:
   // Requests of one end-user cohort (an account's end users first seen in one window).
   struct CohortCounts {
-    float requests = 0;
-    float campaign_like = 0;  // at or above the baseline's high_llr
+    uint32_t requests = 0;
+    uint32_t campaign_like = 0;  // at or above the baseline's high_llr
+    uint32_t members = 0;        // end users counted at their first request
     int64_t window_start_ns = 0;
   };
   struct Shard {
     std::mutex mu;
     boost::unordered_flat_map<uint64_t, CohortCounts> map;  // GUARDED_BY(mu)
+    int64_t next_sweep_ns = 0;                              // GUARDED_BY(mu)
   };
   // Counts this request into its end user's cohort and returns the cohort's campaign share,
-  // or -1 while the cohort has too few requests (or cohorts are off).
+  // or -1 while the cohort has too few requests or members, once its memory is over, when the
+  // table is full of live cohorts (a new cohort is then not tracked), or when cohorts are off.
   double CountInCohort(const RequestView& r, const SubjectState& end_user);
 
   EndUserStageConfig config_;
