@@ -265,21 +265,12 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     std::array<StageEvidence, kMaxStages> sub{};
     double content_llr = 0, other_llr = 0, prior = 0, pool = 0;
-    // A pool whose stage asks less own evidence than policy.pool_min_evidence (a shifted cohort of
-    // end users) restricts at that evidence, but only through its own value.
-    double low_floor_pool = 0, low_floor = config_.policy.pool_min_evidence;
     for (size_t i = 0; i < stages_.size(); ++i) {
       stages_[i]->OnSubject(r, role, s, account, &sub[i]);
       (stages_[i]->reads_content() ? content_llr : other_llr) += request_evidence[i].request_llr + sub[i].request_llr;
       prior += sub[i].prior;
       // A pool counts when the stage that names it moved the subject's prior.
-      if (sub[i].prior >= config_.pool_min_prior) {
-        pool = std::max<double>(pool, sub[i].pool_value);
-        if (sub[i].pool_min_evidence > 0 && sub[i].pool_min_evidence < low_floor) {
-          low_floor = sub[i].pool_min_evidence;
-          low_floor_pool = sub[i].pool_value;
-        }
-      }
+      if (sub[i].prior >= config_.pool_min_prior) pool = std::max<double>(pool, sub[i].pool_value);
       j.contribution[i] = request_evidence[i].request_llr + sub[i].request_llr + sub[i].prior;
       j.prior_part[i] = sub[i].prior;
       j.reason[i] = sub[i].reason >= 0 ? sub[i].reason : request_evidence[i].reason;
@@ -309,8 +300,15 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
 
     // The policy.
     const PolicyConfig& p = config_.policy;
-    const bool pool_spent = (pool >= tier.pool_budget && j.evidence >= p.pool_min_evidence) ||
-                            (low_floor_pool >= tier.pool_budget && j.evidence >= low_floor);
+    // Each pool over the budget restricts at the own evidence its stage asks: policy.pool_min_evidence,
+    // or less for a pool that knows it is specific (a shifted cohort of end users).
+    bool pool_spent = false;
+    for (size_t i = 0; i < stages_.size(); ++i) {
+      if (sub[i].prior < config_.pool_min_prior || sub[i].pool_value < tier.pool_budget) continue;
+      const double floor = sub[i].pool_min_evidence > 0 ? std::min<double>(p.pool_min_evidence, sub[i].pool_min_evidence)
+                                                        : p.pool_min_evidence;
+      pool_spent = pool_spent || j.evidence >= floor;
+    }
     const bool churns = role == SubjectRole::kAccount && end_users_ != nullptr && end_users_->Churns(s);
     RestrictionRule rule = RestrictionRule::kNone;
     if (list == ListEntry::kDeny) {

@@ -65,8 +65,7 @@ double EndUserStage::CountInCohort(const RequestView& r, const SubjectState& end
     c = counts;
   }
   if (c.requests < config_.share_min_requests || c.members < config_.window_min_members) return -1;
-  return CampaignShare(static_cast<double>(c.campaign_like) / c.requests,
-                       std::clamp<double>(baseline_->HighShare(), 0.005, 0.9), baseline_->CampaignHighShare(), 0.99);
+  return ShareOf(static_cast<double>(c.campaign_like) / c.requests);
 }
 
 const std::vector<std::string_view>& EndUserStage::reason_names() const {
@@ -75,10 +74,14 @@ const std::vector<std::string_view>& EndUserStage::reason_names() const {
   return kNames;
 }
 
+double EndUserStage::ShareOf(double high_share) const {
+  return CampaignShare(high_share, std::clamp<double>(baseline_->HighShare(), 0.005, 0.9),
+                       baseline_->CampaignHighShare(), 0.99);
+}
+
 double EndUserStage::AccountShare(float llr_n, float llr_hi) const {
   if (llr_n < config_.share_min_requests) return 0;
-  return CampaignShare(llr_hi / llr_n, std::clamp<double>(baseline_->HighShare(), 0.005, 0.9),
-                       baseline_->CampaignHighShare(), 0.99);
+  return ShareOf(llr_hi / llr_n);
 }
 
 bool EndUserStage::Churns(const SubjectState& s) const {

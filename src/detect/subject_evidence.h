@@ -85,6 +85,9 @@ class EndUserStage final : public EvidenceStage {
     boost::unordered_flat_map<uint64_t, CohortCounts> map;  // GUARDED_BY(mu)
     int64_t next_sweep_ns = 0;                              // GUARDED_BY(mu)
   };
+  // The campaign share of traffic with `high_share` campaign-like requests, against this
+  // deployment's baseline (CampaignShare).
+  double ShareOf(double high_share) const;
   // Counts this request into its end user's cohort and returns the cohort's campaign share,
   // or -1 while the cohort has too few requests or members, once its memory is over, when the
   // table is full of live cohorts (a new cohort is then not tracked), or when cohorts are off.
