@@ -277,7 +277,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     }
     double llr = (config_.content_llr_clip > 0 ? std::min(content_llr, config_.content_llr_clip) : content_llr) +
                  other_llr;
-    if (f.assistant_turns > 0) llr *= config_.continuation_weight;
+    if (f.continues_conversation) llr *= config_.continuation_weight;
     llr = std::clamp(llr, -config_.request_llr_clip, config_.request_llr_clip);
     prior = std::clamp(prior, -config_.prior_cap, config_.prior_cap);
 
@@ -391,14 +391,23 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
     end_user_id.append(event.account_id).append("/").append(event.end_user);
     r.end_user_hash = Hash64(end_user_id);
   }
+  // Whose conversation a history is. Its turns are not independent evidence when the subject
+  // sent them (engine.continuation_weight), so a request with assistant turns counts as going on
+  // with the subject's own conversation only when the user turn before its prompt is one the
+  // subject sent before (a chat's next turn; each sent prompt vouches for one such request), or
+  // it answers a tool after a prompt the subject sent before (an agent's next step). A history
+  // made up around a request (a dataset's opener and its answer) was never counted: the request
+  // counts in full. Take comes before SeenBefore, so that a prompt repeated as its own earlier
+  // turn does not vouch for itself.
+  const uint64_t sender = r.end_user_hash != 0 ? r.end_user_hash : r.account_hash;
+  const bool earlier_turn_sent = f.assistant_turns > 0 && f.previous_text_hash != f.text_hash &&
+                                 recent_prompts_.Take(sender, f.previous_text_hash);
   // An agent's next step resends the user's task with one more tool output: the task counted
   // when the subject first sent it; from then on only the output is new (RecentPrompts). Every
-  // request with a prompt is remembered, with a tool output or not, so SeenBefore comes first.
-  if (f.prompt_chars > 0 &&
-      recent_prompts_.SeenBefore(r.end_user_hash != 0 ? r.end_user_hash : r.account_hash, f.text_hash) &&
-      f.answers_tool) {
-    CountToolOutputOnly(&f);
-  }
+  // request with a prompt is remembered, with a tool output or not.
+  const bool prompt_sent = f.prompt_chars > 0 && recent_prompts_.SeenBefore(sender, f.text_hash);
+  if (prompt_sent && f.answers_tool) CountToolOutputOnly(&f);
+  f.continues_conversation = f.assistant_turns > 0 && (earlier_turn_sent || (prompt_sent && f.answers_tool));
   // A system message that scores higher than the prompt counts when it differs from the one of
   // the account's last such request: a request hidden there under a plain user carrier is scored
   // from the account's second one on; an app's fixed system prompt (a persona, a tutor's

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <thread>
@@ -180,6 +181,51 @@ TEST(DetectionEngineTest, AnAgentsResentTaskCountsOnceEachNewPromptCounts) {
   // output counts 0.8 of what the same text counts as a user message), far from the harvest's.
   EXPECT_LE(agent, once + 4.0) << "plain " << plain;
   EXPECT_LE(agent, plain - 10.0);
+}
+
+TEST(DetectionEngineTest, AMadeUpConversationCountsInFullTheSubjectsOwnCountsHalf) {
+  const auto harvest = testing::SyntheticTexts(kHeadReasoning, 4, 6);
+  const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 4, 7);
+  // A chat request: an opener, an answer, then the item.
+  auto chat = [](int64_t t, const std::string& opener, const std::string& item) {
+    RequestEvent e = Event("subject", t, "");
+    e.body_json = R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + Escaped(opener) +
+                  R"("},{"role":"assistant","content":"Sure, here it is."},{"role":"user","content":")" +
+                  Escaped(item) + "\"}]}";
+    return e;
+  };
+  // The evidence the same four chat requests add to a subject that sent the given openers
+  // before (each in an engine of its own: the same items asked by several subjects would be
+  // shared items, not one subject's).
+  auto chats_evidence = [&](const std::vector<int>& openers_sent_before) {
+    DetectionEngine engine(Config());
+    double added = 0;
+    for (int i = 0; i < 4; ++i) {
+      const int64_t t = kT0 + i * 600 * kSec;
+      const std::string& opener = openers_sent_before.size() == 1 ? organic[0] : organic[i];
+      if (std::find(openers_sent_before.begin(), openers_sent_before.end(), i) != openers_sent_before.end()) {
+        (void)engine.Observe(Event("subject", t - 60 * kSec, opener));
+      }
+      const auto before = engine.Account("subject");
+      (void)engine.Observe(chat(t, opener, harvest[i]));
+      added += engine.Account("subject")->evidence - (before ? before->evidence : 0.0);
+    }
+    return added;
+  };
+  // Each item inside an opener and answer the subject never sent (a data set's conversation).
+  const double made_up = chats_evidence({});
+  // The subject's own conversation: it sent each opener, then goes on with the item.
+  const double own = chats_evidence({0, 1, 2, 3});
+  // One opener sent once, then reused around every item: it vouches for one request only.
+  const double reused = chats_evidence({0});
+  ASSERT_GE(made_up, 3.0) << "own " << own << " reused " << reused;
+  // Going on with its own conversation counts engine.continuation_weight (0.5; less here, as the
+  // sequential test starts lower after the subject's organic openers) ...
+  EXPECT_LE(own, 0.6 * made_up) << "made_up " << made_up;
+  EXPECT_GE(own, 0.25 * made_up) << "made_up " << made_up;
+  // ... but a reused opener goes on with it once: the other three requests count in full.
+  EXPECT_GE(reused, own + 0.2 * made_up) << "made_up " << made_up << " own " << own;
+  EXPECT_LE(reused, made_up) << "own " << own;
 }
 
 TEST(DetectionEngineTest, AVerificationEndsAHeldRestrictionUntilTheVerifiedBudgetIsSpent) {

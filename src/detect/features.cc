@@ -327,6 +327,7 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   if (f.has_system) f.system_hash = Hash64(body.system);
   f.prompt_chars = prompt.size();
   f.text_hash = Hash64(prompt, 0x74657874);
+  if (!previous_prompt.empty()) f.previous_text_hash = Hash64(previous_prompt, 0x74657874);
 
   // One pass over the lower-cased prompt's tokens: the skeleton (its MinHash over 3-shingles)
   // and the normalised words (lower case, numbers masked) of the template prefix and suffix,

@@ -66,6 +66,11 @@ struct RequestFeatures {
   bool reasoning = false;      // reasoning_effort or a reasoning object present
   // Prompt shape.
   uint64_t text_hash = 0;      // hash of the exact prompt text
+  uint64_t previous_text_hash = 0;  // ... of the user message before it (0 if none), hashed alike
+  // Set by the engine, not by Extract: the history is the subject's own conversation (the user
+  // turn before the last one, or the prompt itself, is one it sent before). See
+  // DetectionEngine::Observe.
+  bool continues_conversation = false;
   uint64_t skeleton_hash = 0;  // hash of the whole skeleton
   uint64_t prefix_hash = 0;    // first kTemplateWords normalised words (0 if too short)
   uint64_t suffix_hash = 0;    // last kTemplateWords normalised words (0 if too short)

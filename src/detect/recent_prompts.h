@@ -30,6 +30,10 @@ class RecentPrompts {
   // Thread-safe. A zero text_hash (no prompt) is never remembered.
   bool SeenBefore(uint64_t subject, uint64_t text_hash);
 
+  // Returns true when `subject` sent the prompt `text_hash` and it is still remembered, and
+  // forgets it: each remembered prompt vouches for one later request only. Thread-safe.
+  bool Take(uint64_t subject, uint64_t text_hash);
+
  private:
   size_t mask_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> slots_;

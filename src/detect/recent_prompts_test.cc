@@ -26,5 +26,16 @@ TEST(RecentPromptsTest, AnOverwrittenPromptCountsAsNewAgain) {
   EXPECT_TRUE(recent.SeenBefore(7, 42));
 }
 
+TEST(RecentPromptsTest, ARememberedPromptIsTakenOnce) {
+  RecentPrompts recent;
+  EXPECT_FALSE(recent.Take(1, 100));  // never sent
+  EXPECT_FALSE(recent.SeenBefore(1, 100));
+  EXPECT_FALSE(recent.Take(2, 100));  // another subject's
+  EXPECT_TRUE(recent.Take(1, 100));
+  EXPECT_FALSE(recent.Take(1, 100));        // taken: forgotten
+  EXPECT_FALSE(recent.SeenBefore(1, 100));  // ... so new again when sent again
+  EXPECT_FALSE(recent.Take(1, 0));
+}
+
 }  // namespace
 }  // namespace moat::detect
