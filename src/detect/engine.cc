@@ -405,9 +405,9 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   // An agent's next step resends the user's task with one more tool output: the task counted
   // when the subject first sent it; from then on only the output is new (RecentPrompts). Every
   // request with a prompt is remembered, with a tool output or not.
-  const bool prompt_sent = f.prompt_chars > 0 && recent_prompts_.SeenBefore(sender, f.text_hash);
-  if (prompt_sent && f.answers_tool) CountToolOutputOnly(&f);
-  f.continues_conversation = f.assistant_turns > 0 && (earlier_turn_sent || (prompt_sent && f.answers_tool));
+  const bool agent_step = f.prompt_chars > 0 && recent_prompts_.SeenBefore(sender, f.text_hash) && f.answers_tool;
+  if (agent_step) CountToolOutputOnly(&f);
+  f.continues_conversation = f.assistant_turns > 0 && (earlier_turn_sent || agent_step);
   // A system message that scores higher than the prompt counts when it differs from the one of
   // the account's last such request: a request hidden there under a plain user carrier is scored
   // from the account's second one on; an app's fixed system prompt (a persona, a tutor's

@@ -194,16 +194,16 @@ TEST(DetectionEngineTest, AMadeUpConversationCountsInFullTheSubjectsOwnCountsHal
                   Escaped(item) + "\"}]}";
     return e;
   };
-  // The evidence the same four chat requests add to a subject that sent the given openers
-  // before (each in an engine of its own: the same items asked by several subjects would be
-  // shared items, not one subject's).
-  auto chats_evidence = [&](const std::vector<int>& openers_sent_before) {
+  // The evidence four chat requests (item i behind opener openers[i]) add to a subject that sent
+  // the openers of the requests in sent_before on their own first (each in an engine of its own:
+  // the same items asked by several subjects would be shared items, not one subject's).
+  auto chats_evidence = [&](const std::vector<std::string>& openers, const std::vector<int>& sent_before) {
     DetectionEngine engine(Config());
     double added = 0;
     for (int i = 0; i < 4; ++i) {
       const int64_t t = kT0 + i * 600 * kSec;
-      const std::string& opener = openers_sent_before.size() == 1 ? organic[0] : organic[i];
-      if (std::find(openers_sent_before.begin(), openers_sent_before.end(), i) != openers_sent_before.end()) {
+      const std::string& opener = openers[i];
+      if (std::find(sent_before.begin(), sent_before.end(), i) != sent_before.end()) {
         (void)engine.Observe(Event("subject", t - 60 * kSec, opener));
       }
       const auto before = engine.Account("subject");
@@ -213,11 +213,11 @@ TEST(DetectionEngineTest, AMadeUpConversationCountsInFullTheSubjectsOwnCountsHal
     return added;
   };
   // Each item inside an opener and answer the subject never sent (a data set's conversation).
-  const double made_up = chats_evidence({});
+  const double made_up = chats_evidence(organic, {});
   // The subject's own conversation: it sent each opener, then goes on with the item.
-  const double own = chats_evidence({0, 1, 2, 3});
+  const double own = chats_evidence(organic, {0, 1, 2, 3});
   // One opener sent once, then reused around every item: it vouches for one request only.
-  const double reused = chats_evidence({0});
+  const double reused = chats_evidence(std::vector<std::string>(4, organic[0]), {0});
   ASSERT_GE(made_up, 3.0) << "own " << own << " reused " << reused;
   // Going on with its own conversation counts engine.continuation_weight (0.5; less here, as the
   // sequential test starts lower after the subject's organic openers) ...

@@ -162,6 +162,9 @@ void ForEachToken(std::string_view lower, Fn&& fn) {
 
 bool IsNumber(std::string_view w) { return !w.empty() && IsDigit(w.front()); }
 
+// Seed of a prompt's exact-text hash: text_hash and previous_text_hash must hash alike, so that a
+// turn sent before is recognised when it comes back as the history's last user turn.
+constexpr uint64_t kTextHashSeed = 0x74657874;
 constexpr size_t kMaxSkeletonChars = 4096;  // the skeleton looks at the first 4 KB
 // Per-thread body buffers grown past this are freed after the request.
 constexpr size_t kKeptBufferBytes = 256 * 1024;
@@ -326,8 +329,8 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   const std::string_view previous_prompt = read_prompt ? std::string_view() : body.previous_prompt;  // the user message before
   if (f.has_system) f.system_hash = Hash64(body.system);
   f.prompt_chars = prompt.size();
-  f.text_hash = Hash64(prompt, 0x74657874);
-  if (!previous_prompt.empty()) f.previous_text_hash = Hash64(previous_prompt, 0x74657874);
+  f.text_hash = Hash64(prompt, kTextHashSeed);
+  if (!previous_prompt.empty()) f.previous_text_hash = Hash64(previous_prompt, kTextHashSeed);
 
   // One pass over the lower-cased prompt's tokens: the skeleton (its MinHash over 3-shingles)
   // and the normalised words (lower case, numbers masked) of the template prefix and suffix,

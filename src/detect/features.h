@@ -68,8 +68,8 @@ struct RequestFeatures {
   uint64_t text_hash = 0;      // hash of the exact prompt text
   uint64_t previous_text_hash = 0;  // ... of the user message before it (0 if none), hashed alike
   // Set by the engine, not by Extract: the history is the subject's own conversation (the user
-  // turn before the last one, or the prompt itself, is one it sent before). See
-  // DetectionEngine::Observe.
+  // turn before the prompt is one it sent before, or, for an agent's step answering a tool, the
+  // prompt itself is). See DetectionEngine::Observe.
   bool continues_conversation = false;
   uint64_t skeleton_hash = 0;  // hash of the whole skeleton
   uint64_t prefix_hash = 0;    // first kTemplateWords normalised words (0 if too short)
