@@ -4,6 +4,7 @@
 #include <boost/json/object.hpp>
 #include <boost/json/array.hpp>
 #include <boost/json/string.hpp>
+#include <type_traits>
 
 namespace moat::detect {
 namespace {
@@ -58,6 +59,7 @@ class ChatBodyHandler {
     out_.prompt = Text(prompt_ >= 0 ? prompt_ : tool_);
     out_.previous_prompt = Text(previous_);
     out_.system = Text(system_);
+    out_.previous_answer = Text(previous_answer_);
     if (prompt_ >= 0 && tool_after_prompt_) out_.tool_reply = Text(tool_);
     if (prompt_kind_ == PromptKind::kString || prompt_kind_ == PromptKind::kArray) {
       out_.has_completion_prompt = true;
@@ -212,10 +214,12 @@ class ChatBodyHandler {
 
   // A buffer that holds none of the kept texts.
   int FreeText() const {
-    for (int i = 0; i < 5; ++i) {
-      if (i != prompt_ && i != previous_ && i != system_ && i != tool_) return i;
+    for (int i = 0; i < kTexts; ++i) {
+      if (i != prompt_ && i != previous_ && i != system_ && i != tool_ && i != answer_ && i != previous_answer_) {
+        return i;
+      }
     }
-    return 4;  // unreachable: five buffers, at most four kept
+    return kTexts - 1;  // unreachable: seven buffers, at most six kept
   }
 
   void OnTopKey(std::string_view key) {
@@ -227,7 +231,7 @@ class ChatBodyHandler {
         out_.assistant_turns = 0;
         out_.has_system = false;
         out_.content_chars = 0;
-        prompt_ = previous_ = system_ = tool_ = -1;
+        prompt_ = previous_ = system_ = tool_ = answer_ = previous_answer_ = -1;
         tool_after_prompt_ = false;
         break;
       case TopKey::kModel:
@@ -337,9 +341,11 @@ class ChatBodyHandler {
     if (role == "user") {
       previous_ = prompt_;
       prompt_ = current_;
+      previous_answer_ = answer_;
       tool_after_prompt_ = false;
     } else if (role == "assistant") {
       ++out_.assistant_turns;
+      answer_ = current_;
     } else if (role == "system" || role == "developer") {
       out_.has_system = true;
       system_ = current_;
@@ -370,14 +376,16 @@ class ChatBodyHandler {
   int prompt_strings_ = 0;
   bool prompt_open_ = false;
   int current_ = 0;  // the buffer of the message being read
-  int prompt_ = -1, previous_ = -1, system_ = -1, tool_ = -1;
+  static constexpr int kTexts = static_cast<int>(std::extent_v<decltype(ChatBodyBuffers::text)>);
+  int prompt_ = -1, previous_ = -1, system_ = -1, tool_ = -1, answer_ = -1, previous_answer_ = -1;
   bool tool_after_prompt_ = false;  // the last "tool" / "function" element follows the last "user" one
 };
 
 }  // namespace
 
 void ChatBodyBuffers::Trim(size_t max_bytes) {
-  for (std::string* s : {&text[0], &text[1], &text[2], &text[3], &text[4], &completion_prompt, &model, &role, &key}) {
+  for (std::string* s : {&text[0], &text[1], &text[2], &text[3], &text[4], &text[5], &text[6], &completion_prompt,
+                         &model, &role, &key}) {
     if (s->capacity() > max_bytes) std::string().swap(*s);
   }
 }

@@ -25,7 +25,9 @@ namespace moat::detect {
 // Reusable text buffers for ParseChatBody. The views of a ChatBody point into them: they stay
 // valid until the buffers are used for the next parse or destroyed.
 struct ChatBodyBuffers {
-  std::string text[5];  // message contents: last user, previous user, last system, last tool, current
+  // Message contents: last user, previous user, last system, last tool, last assistant, the
+  // assistant before the last user, and the message being read.
+  std::string text[7];
   std::string completion_prompt;  // the "prompt" of a completions body
   std::string model;
   std::string role;
@@ -48,6 +50,9 @@ struct ChatBody {
   // element. A conversation without a "user" element has the text of its last "tool" /
   // "function" element as its prompt (what the model is then answering).
   std::string_view prompt, previous_prompt, system;
+  // The text of the last "assistant" element before the last "user" element: the answer the
+  // prompt goes on from ("" when there is none).
+  std::string_view previous_answer;
   // The text of the last "tool" / "function" element when it comes after the last "user"
   // element (a tool's output that the model is answering now); "" otherwise, and "" in a
   // conversation without a "user" element (whose prompt is that text already).

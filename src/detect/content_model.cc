@@ -226,6 +226,30 @@ void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHas
   if (words_out != nullptr) words_out->count = nwords;
 }
 
+void ExtractWordHashes(std::string_view text, WordHashes* out) {
+  char buf[kContentScanChars];
+  int upper = 0;
+  const std::string_view s = Window(text, buf, &upper);
+  int n = 0;
+  size_t i = 0;
+  while (i < s.size() && n < WordHashes::kMax) {
+    const uint8_t cls = kTable.cls[static_cast<unsigned char>(s[i])];
+    if (cls != kWord && cls != kDigit) {
+      ++i;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < s.size()) {
+      const uint8_t k = kTable.cls[static_cast<unsigned char>(s[j])];
+      if (k != kWord && k != kDigit) break;
+      ++j;
+    }
+    out->hash[n++] = TokenHash(s.substr(i, j - i));
+    i = j;
+  }
+  out->count = n;
+}
+
 ContentModel ContentModel::FromWeights(uint32_t buckets_log2, const std::vector<float>& weights,
                                        const std::array<HeadInfo, kNumHeads>& heads) {
   ContentModel m;

@@ -57,6 +57,8 @@ struct WordHashes {
 // Deterministic and identical in training and scoring: the feature set is part of the model
 // file's version (kContentFeatureVersion).
 void ExtractContentFeatures(std::string_view text, ContentFeatures* out, WordHashes* words = nullptr);
+// The word hashes alone, as ExtractContentFeatures gives them, without the cost of the features.
+void ExtractWordHashes(std::string_view text, WordHashes* out);
 inline constexpr uint32_t kContentFeatureVersion = 1;
 
 // Bins of the combined log-likelihood ratio over [-kLlrRange, kLlrRange] (the ends catch the

@@ -42,6 +42,31 @@ TEST(ContentFeaturesTest, DeterministicBoundedAndCaseInsensitiveWords) {
   EXPECT_LE(empty.count, 8);  // only shape features
 }
 
+// ExtractWordHashes gives the word hashes ExtractContentFeatures gives, on texts of every kind
+// (numbers, punctuation, non-ASCII bytes, the windows of a long text, more words than kept).
+TEST(ContentFeaturesTest, WordHashesAloneAreTheFeaturePassWords) {
+  std::vector<std::string> texts = {"", "  ", "Solve this step by step: Tom has 3 apples, 12.5 pears?",
+                                    "naïve café — don't stop_me now\n(a) 1\n(b) 22"};
+  for (int head = LabeledText::kOrganic; head < kNumHeads; ++head) {
+    for (std::string& t : SyntheticTexts(head, 20, 9)) texts.push_back(std::move(t));
+  }
+  std::string long_text;
+  for (int i = 0; long_text.size() < 20000; ++i) long_text += "word" + std::to_string(i) + (i % 9 == 0 ? ". " : " ");
+  texts.push_back(long_text);
+  std::string short_words;  // more words in the window than WordHashes keeps
+  while (short_words.size() < 4000) short_words += "x ";
+  texts.push_back(short_words);
+  for (const std::string& t : texts) {
+    ContentFeatures features;
+    WordHashes want, got;
+    ExtractContentFeatures(t, &features, &want);
+    ExtractWordHashes(t, &got);
+    ASSERT_EQ(got.count, want.count) << t.substr(0, 80);
+    if (t == short_words) EXPECT_EQ(got.count, WordHashes::kMax);
+    for (int i = 0; i < got.count; ++i) EXPECT_EQ(got.hash[i], want.hash[i]) << t.substr(0, 80) << " word " << i;
+  }
+}
+
 TEST(ContentModelTest, LearnsEachHeadAgainstOrganicOnHeldOutTexts) {
   auto model = SyntheticModel();
   ASSERT_FALSE(model->content.empty());

@@ -89,6 +89,8 @@ ItemSketch SketchItem(std::string_view text) {
   return SketchWords(words);
 }
 
+bool IsFunctionWord(uint64_t word_hash) { return FunctionWords().Contains(word_hash); }
+
 ItemSketch SketchWords(const WordHashes& words) {
   ItemSketch s;
   std::array<uint32_t, kPerms> mins;

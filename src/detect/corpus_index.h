@@ -40,6 +40,8 @@ ItemSketch SketchItem(std::string_view text);
 // The same from a text's word hashes (content_model.h), when they are already at hand.
 struct WordHashes;
 ItemSketch SketchWords(const WordHashes& words);
+// Whether a word hash (WordHashes) is one of the function words that sketches leave out.
+bool IsFunctionWord(uint64_t word_hash);
 
 struct CorpusMatch {
   bool found = false;

@@ -23,6 +23,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"engine.content_half_life_requests", &c.content_half_life_requests, "a subject's campaign-like share forgets at this pace"},
       {"engine.established_hourly_requests", &c.established_hourly_requests, "... each subject speaking for about this many requests an hour"},
       {"engine.continuation_weight", &c.continuation_weight, "weight of the evidence of a request that goes on with the subject's own conversation"},
+      {"engine.continuation_min_shared_words", &c.continuation_min_shared_words, "... when it is a short follow-up or shares at least this many content words with the turn before"},
       {"engine.explain_posterior", &c.explain_posterior, "allowed verdicts carry their evidence from this posterior on"},
       {"policy.restrict_posterior", &c.policy.restrict_posterior, "posterior at which a subject over a budget is restricted"},
       {"policy.release_posterior", &c.policy.release_posterior, "a restricted subject stays restricted above this posterior"},

@@ -399,8 +399,13 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
   // made up around a request (a dataset's opener and its answer) was never counted: the request
   // counts in full. Take comes before SeenBefore, so that a prompt repeated as its own earlier
   // turn does not vouch for itself.
+  // A next turn must also be about what was said: a short follow-up, or a prompt that shares
+  // content words with the turn before (engine.continuation_min_shared_words). A long prompt on
+  // another topic is a new question, even in the subject's own conversation: it counts in full,
+  // and leaves the earlier prompt's vouching unspent.
   const uint64_t sender = r.end_user_hash != 0 ? r.end_user_hash : r.account_hash;
-  const bool earlier_turn_sent = f.assistant_turns > 0 && f.previous_text_hash != f.text_hash &&
+  const bool next_turn = f.short_follow_up || f.words_shared_with_previous >= config_.continuation_min_shared_words;
+  const bool earlier_turn_sent = f.assistant_turns > 0 && next_turn && f.previous_text_hash != f.text_hash &&
                                  recent_prompts_.Take(sender, f.previous_text_hash);
   // An agent's next step resends the user's task with one more tool output: the task counted
   // when the subject first sent it; from then on only the output is new (RecentPrompts). Every

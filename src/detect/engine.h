@@ -172,6 +172,9 @@ struct DetectionConfig {
   // Evidence of a request that continues a conversation (it has assistant turns) is weighed by
   // this: the turns of one conversation are not independent evidence.
   double continuation_weight = 0.5;
+  // ... when it is a short follow-up (features.h, kFollowUpWords) or shares at least this many
+  // content words with the user turn before it: a long prompt on another topic is asked anew.
+  double continuation_min_shared_words = 1;
   PolicyConfig policy;
   double explain_posterior = 0.5;  // allowed verdicts carry reasons from this posterior on
 };

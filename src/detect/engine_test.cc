@@ -183,9 +183,16 @@ TEST(DetectionEngineTest, AnAgentsResentTaskCountsOnceEachNewPromptCounts) {
   EXPECT_LE(agent, plain - 10.0);
 }
 
-TEST(DetectionEngineTest, AMadeUpConversationCountsInFullTheSubjectsOwnCountsHalf) {
+TEST(DetectionEngineTest, OnlyTheNextTurnOfTheSubjectsOwnConversationCountsHalf) {
   const auto harvest = testing::SyntheticTexts(kHeadReasoning, 4, 6);
   const auto organic = testing::SyntheticTexts(LabeledText::kOrganic, 4, 7);
+  // Openers on the items' topic (they share content words with every item: "buys", "gives",
+  // "away"), where the organic ones share none.
+  const std::vector<std::string> on_topic = {
+      "I'm stuck on a word problem where somebody buys things and gives some away",
+      "my daughter has homework where a kid buys stuff then gives away part of it, ugh",
+      "quick one: a puzzle about a person who buys items and gives away a few",
+      "help me understand problems where someone buys a bunch and gives away some"};
   // A chat request: an opener, an answer, then the item.
   auto chat = [](int64_t t, const std::string& opener, const std::string& item) {
     RequestEvent e = Event("subject", t, "");
@@ -213,17 +220,20 @@ TEST(DetectionEngineTest, AMadeUpConversationCountsInFullTheSubjectsOwnCountsHal
     return added;
   };
   // Each item inside an opener and answer the subject never sent (a data set's conversation).
-  const double made_up = chats_evidence(organic, {});
+  const double made_up = chats_evidence(on_topic, {});
   // The subject's own conversation: it sent each opener, then goes on with the item.
-  const double own = chats_evidence(organic, {0, 1, 2, 3});
+  const double own = chats_evidence(on_topic, {0, 1, 2, 3});
+  // Its own conversation, but each item on another topic than the opener: asked anew.
+  const double other_topic = chats_evidence(organic, {0, 1, 2, 3});
   // One opener sent once, then reused around every item: it vouches for one request only.
-  const double reused = chats_evidence(std::vector<std::string>(4, organic[0]), {0});
-  ASSERT_GE(made_up, 3.0) << "own " << own << " reused " << reused;
-  // Going on with its own conversation counts engine.continuation_weight (0.5; less here, as the
-  // sequential test starts lower after the subject's organic openers) ...
+  const double reused = chats_evidence(std::vector<std::string>(4, on_topic[0]), {0});
+  ASSERT_GE(made_up, 3.0) << "own " << own << " other topic " << other_topic << " reused " << reused;
+  // Going on with its own conversation counts engine.continuation_weight (0.5) ...
   EXPECT_LE(own, 0.6 * made_up) << "made_up " << made_up;
   EXPECT_GE(own, 0.25 * made_up) << "made_up " << made_up;
-  // ... but a reused opener goes on with it once: the other three requests count in full.
+  // ... where the next turn is about what was said; a new topic counts in full ...
+  EXPECT_GE(other_topic, 0.8 * made_up) << "made_up " << made_up;
+  // ... and a reused opener goes on with it once: the other three requests count in full.
   EXPECT_GE(reused, own + 0.2 * made_up) << "made_up " << made_up << " own " << own;
   EXPECT_LE(reused, made_up) << "own " << own;
 }

@@ -256,6 +256,37 @@ void SetContentSignals(RequestFeatures* f) {
   }
 }
 
+// The distinct content words (not function words) of a text's word hashes, sorted.
+int SortedContentWords(const WordHashes& words, std::array<uint64_t, WordHashes::kMax>* out) {
+  int n = 0;
+  for (int i = 0; i < words.count; ++i) {
+    if (!IsFunctionWord(words.hash[i])) (*out)[n++] = words.hash[i];
+  }
+  std::sort(out->begin(), out->begin() + n);
+  return static_cast<int>(std::unique(out->begin(), out->begin() + n) - out->begin());
+}
+
+// How many of the distinct content words `words` (sorted, SortedContentWords) an earlier text
+// holds too.
+int SharedContentWords(std::span<const uint64_t> words, std::string_view earlier) {
+  if (earlier.empty() || words.empty()) return 0;
+  WordHashes earlier_words;
+  ExtractWordHashes(earlier, &earlier_words);
+  std::array<uint64_t, WordHashes::kMax> b;
+  const int nb = SortedContentWords(earlier_words, &b);
+  int shared = 0;
+  for (size_t i = 0, j = 0; i < words.size() && j < static_cast<size_t>(nb);) {
+    if (words[i] < b[j]) {
+      ++i;
+    } else if (b[j] < words[i]) {
+      ++j;
+    } else {
+      ++shared, ++i, ++j;
+    }
+  }
+  return shared;
+}
+
 }  // namespace
 
 void UseCarriedContent(const ContentScores& carried, RequestFeatures* f) {
@@ -366,6 +397,15 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   ContentFeatures cf;
   WordHashes word_hashes;
   ExtractContentFeatures(prompt, &cf, &word_hashes);
+  if (!previous_prompt.empty()) {
+    f.short_follow_up = f.prompt_words <= kFollowUpWords;
+    if (!f.short_follow_up) {
+      std::array<uint64_t, WordHashes::kMax> words;
+      const std::span<const uint64_t> content_words(words.data(), SortedContentWords(word_hashes, &words));
+      f.words_shared_with_previous = std::max(SharedContentWords(content_words, previous_prompt),
+                                              SharedContentWords(content_words, body.previous_answer));
+    }
+  }
   f.cohort_feature_count = std::min(cf.count, kCohortFeatures);
   {
     std::array<uint64_t, kCohortFeatures> mixed;

@@ -67,6 +67,12 @@ struct RequestFeatures {
   // Prompt shape.
   uint64_t text_hash = 0;      // hash of the exact prompt text
   uint64_t previous_text_hash = 0;  // ... of the user message before it (0 if none), hashed alike
+  // Distinct content words (corpus_index.h: not function words) of the prompt that the user
+  // message before it, or the assistant's answer before it, holds too (the larger of the two);
+  // 0 without a user message before it. Counted only for a prompt of more than kFollowUpWords
+  // words: a shorter one is a follow-up (`short_follow_up`).
+  int words_shared_with_previous = 0;
+  bool short_follow_up = false;  // a user message before it, and a prompt of <= kFollowUpWords words
   // Set by the engine, not by Extract: the history is the subject's own conversation (the user
   // turn before the prompt is one it sent before, or, for an agent's step answering a tool, the
   // prompt itself is). See DetectionEngine::Observe.

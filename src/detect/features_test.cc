@@ -88,6 +88,36 @@ TEST(ExtractTest, AShortFollowUpIsJudgedByTheQuestionBeforeIt) {
   EXPECT_NEAR(f.content.combined, q.combined * kFollowUpDiscount, 1e-4);
 }
 
+// What a next turn shares with the user turn or the answer before it: distinct content words
+// (function words and repeats do not count), for prompts longer than a short follow-up.
+TEST(ExtractTest, ANextTurnCountsTheContentWordsItSharesWithTheTurnsBefore) {
+  auto turns = [](const std::string& first, const std::string& answer, const std::string& next) {
+    return Extract(Chat(R"({"messages":[{"role":"user","content":")" + first +
+                        R"("},{"role":"assistant","content":")" + answer + R"("},{"role":"user","content":")" +
+                        next + R"("}]})"));
+  };
+  const std::string garden = "My tomato plants in the garden have yellow leaves after the rain";
+  // "tomato", "plants", "yellow", "leaves" ("leaves" twice in the prompt, counted once; "leave"
+  // is another word); "the", "my", "or" are function words.
+  RequestFeatures f = turns(garden, "Sure.", "Should I cut the yellow leaves off the tomato plants or leave the leaves on them for now");
+  EXPECT_FALSE(f.short_follow_up);
+  EXPECT_EQ(f.words_shared_with_previous, 4);
+  f = turns(garden, "Sure.", "Write a formal letter to my landlord about the broken heating in the flat this winter");
+  EXPECT_FALSE(f.short_follow_up);
+  EXPECT_EQ(f.words_shared_with_previous, 0);
+  // The answer counts too: "nitrogen", "fertiliser" are in the answer, not in the question.
+  f = turns(garden, "It may lack nitrogen: try a balanced fertiliser.",
+            "Which nitrogen fertiliser is safe for vegetables that we are going to eat this summer");
+  EXPECT_EQ(f.words_shared_with_previous, 2);
+  f = turns(garden, "Sure.", "why is that?");
+  EXPECT_TRUE(f.short_follow_up);
+  EXPECT_EQ(f.words_shared_with_previous, 0);
+  // Without a user turn before it, neither.
+  f = Extract(Chat(R"({"messages":[{"role":"user","content":"Should I cut the yellow leaves off the tomato plants"}]})"));
+  EXPECT_FALSE(f.short_follow_up);
+  EXPECT_EQ(f.words_shared_with_previous, 0);
+}
+
 // A request hidden in a tool's output, or in the system message, under a plain user carrier: the
 // tool output counts when it scores higher (discounted); the system message's scores are kept
 // aside for the engine (which counts them when the account's system message changed).
@@ -190,7 +220,7 @@ TEST(NetworkPrefixTest, V4AndV6) {
 // boost::json::parse, then the fields read from it (as Extract did before the SAX parser).
 struct ReferenceBody {
   ChatBody body;
-  std::string prompt, previous_prompt, system, tool_reply, model, completion_prompt;  // what body's views point at
+  std::string prompt, previous_prompt, previous_answer, system, tool_reply, model, completion_prompt;  // what body's views point at
 };
 
 // A message's text as the gateway serves it (server/openai.cc): a string, or the "text" strings
@@ -222,6 +252,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   b.object = true;
   const json::object& o = doc.get_object();
   std::string tool;
+  std::string answer;
   bool has_tool = false, has_user = false, tool_after_user = false;
   if (const json::value* m = o.if_contains("messages"); m != nullptr && m->is_array()) {
     b.has_messages = true;
@@ -240,8 +271,10 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
         tool_after_user = false;
         r.previous_prompt = r.prompt;
         r.prompt = content_text;
+        r.previous_answer = answer;
       } else if (role_name == "assistant") {
         ++b.assistant_turns;
+        answer = content_text;
       } else if (role_name == "system" || role_name == "developer") {
         b.has_system = true;
         r.system = content_text;
@@ -288,6 +321,7 @@ ReferenceBody ReadWithDocumentParser(std::string_view text) {
   b.prompt = r.prompt;
   b.tool_reply = r.tool_reply;
   b.previous_prompt = r.previous_prompt;
+  b.previous_answer = r.previous_answer;
   b.system = r.system;
   return r;
 }
@@ -302,6 +336,7 @@ void ExpectSameBody(const ChatBody& got, const ChatBody& want, std::string_view 
   EXPECT_EQ(got.content_chars, want.content_chars);
   EXPECT_EQ(got.prompt, want.prompt);
   EXPECT_EQ(got.previous_prompt, want.previous_prompt);
+  EXPECT_EQ(got.previous_answer, want.previous_answer);
   EXPECT_EQ(got.system, want.system);
   EXPECT_EQ(got.tool_reply, want.tool_reply);
   EXPECT_EQ(got.model, want.model);
@@ -463,6 +498,7 @@ TEST(ChatBodyTest, ReadsTheFieldsDetectionUses) {
   EXPECT_TRUE(b.has_system);
   EXPECT_EQ(b.prompt, "Solve: 2+2");
   EXPECT_EQ(b.previous_prompt, "hi");
+  EXPECT_EQ(b.previous_answer, "hello");
   EXPECT_EQ(b.system, "Be brief.");
   EXPECT_EQ(b.model, "gpt-4o");
   EXPECT_EQ(b.temperature, 0.0);
@@ -488,7 +524,7 @@ TEST(ChatBodyTest, RepeatedKeysCountWithTheirLastValue) {
 TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   RandomBody gen(21);
   ChatBodyBuffers buffers;  // reused, as Extract does
-  int objects = 0, with_prompt = 0, with_previous = 0, with_tool_reply = 0, with_completion_prompt = 0, with_prompts = 0;
+  int objects = 0, with_prompt = 0, with_previous = 0, with_answer = 0, with_tool_reply = 0, with_completion_prompt = 0, with_prompts = 0;
   for (int trial = 0; trial < 8000; ++trial) {
     const std::string text = gen.Next();
     ChatBody b;
@@ -498,6 +534,7 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
     objects += want.body.object;
     with_prompt += !want.body.prompt.empty();
     with_previous += !want.body.previous_prompt.empty();
+    with_answer += !want.body.previous_answer.empty();
     with_tool_reply += !want.body.tool_reply.empty();
     with_completion_prompt += want.body.has_completion_prompt;
     with_prompts += want.body.completion_prompts > 1;
@@ -508,6 +545,7 @@ TEST(ChatBodyTest, SameAsTheDocumentParserOnRandomBodies) {
   EXPECT_GT(objects, 4000);
   EXPECT_GT(with_prompt, 400);
   EXPECT_GT(with_previous, 80);
+  EXPECT_GT(with_answer, 20);
   EXPECT_GT(with_tool_reply, 40);
   EXPECT_GT(with_completion_prompt, 400);
   EXPECT_GT(with_prompts, 100);

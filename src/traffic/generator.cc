@@ -163,8 +163,9 @@ struct Campaign {
     return *v[(cursor++) % v.size()];
   }
 
-  // The next request body of this campaign; `arng` is the sending account's own stream.
-  std::string NextBody(Rng& arng, const Pools& p, std::string_view user) {
+  // The next request body of this campaign; `arng` is the sending account's own stream, and
+  // `last_cover` its last cover prompt not yet continued (mimic's own conversations).
+  std::string NextBody(Rng& arng, const Pools& p, std::string_view user, std::string* last_cover) {
     const std::string& v = params.variant;
     SamplingParams sp;
     sp.model = "gpt-4o";
@@ -210,7 +211,9 @@ struct Campaign {
     // mimic: paraphrased campaign prompts, organic cover traffic, multi-turn wrappers.
     sp = OrganicSampling(arng);
     if (arng.Bernoulli(params.cover_fraction)) {
-      return ChatBody({{"user", Pick(arng, p.organic)}}, sp, user);
+      const std::string& cover = Pick(arng, p.organic);
+      *last_cover = cover;
+      return ChatBody({{"user", cover}}, sp, user);
     }
     const std::string& core = arng.Bernoulli(0.5) || p.cot.empty() ? Sequential(p.distill)
                                                                     : Sequential(p.cot);
@@ -220,6 +223,14 @@ struct Campaign {
     q += kMimicSuffixes[arng.Below(kMimicSuffixes.size())];
     if (prefix_len > 0 && q.size() > prefix_len && arng.Bernoulli(0.5)) {
       q[prefix_len] = static_cast<char>(std::tolower(static_cast<unsigned char>(q[prefix_len])));
+    }
+    // (No draw when the share is 0, so that scenarios without it keep their streams.)
+    if (params.own_conversation_prob > 0 && !last_cover->empty() && arng.Bernoulli(params.own_conversation_prob)) {
+      // The next turn of the account's own conversation: its last cover prompt, answered.
+      std::string opener = std::move(*last_cover);
+      last_cover->clear();
+      std::string answer = ShortAnswerTo(opener, arng);
+      return ChatBody({{"user", opener}, {"assistant", answer}, {"user", q}}, sp, user);
     }
     if (!p.conversations.empty() && arng.Bernoulli(0.3)) {
       const Conversation& c = *p.conversations[arng.Below(p.conversations.size())];
@@ -252,7 +263,7 @@ class CampaignAccount final : public Actor {
       ip = id_.ips[rng_.Below(id_.ips.size())];
     }
     ctx.EmitAs(next_ns, id_, id_.end_user, ip,
-             campaign_.NextBody(rng_, ctx.pools, id_.end_user));
+             campaign_.NextBody(rng_, ctx.pools, id_.end_user, &last_cover_));
     ++sent_;
     if (p.max_requests_per_account > 0 && sent_ >= p.max_requests_per_account) return false;
     if (mimic_) {
@@ -279,6 +290,7 @@ class CampaignAccount final : public Actor {
   int tz_ = 0;
   double mean_gap_s_ = 60;
   int sent_ = 0;
+  std::string last_cover_;  // mimic: its last cover prompt not yet continued
 };
 
 // Creates a campaign's accounts at their creation times, so a flood of fresh accounts is only

@@ -586,6 +586,60 @@ TEST_F(FakeDataset, AStudyGroupAsksEachItemTogetherWithinMinutes) {
   }
 }
 
+constexpr const char* kOwnConversationScenario = R"(
+name = "tiny-own-conversation"
+duration_hours = 24.0
+[organic]
+accounts = 5
+batch_jobs = 0
+coding_tools = 0
+[[campaign]]
+variant = "mimic"
+accounts = 4
+start_hour = 0.0
+duration_hours = 24.0
+requests_per_account_hour = 10.0
+cover_fraction = 0.5
+own_conversation_prob = 1.0
+)";
+
+// With own_conversation_prob 1, mimic asks its items as the next turn of its own conversation:
+// the history's user turn is the last cover prompt the account sent on its own, and each opens
+// one such turn at most. Only when none is open does it make a conversation up.
+TEST_F(FakeDataset, MimicGoesOnWithItsOwnConversation) {
+  CheckingSink sink;
+  ASSERT_NO_FATAL_FAILURE(GenerateInto(*dir_, kOwnConversationScenario, 3, sink));
+  std::set<std::string> campaign;
+  for (const auto& l : sink.labels) {
+    if (l.campaign) campaign.insert(l.account);
+  }
+  ASSERT_EQ(campaign.size(), 4u);
+  auto content = [](const json::value& message) { return std::string(message.as_object().at("content").as_string()); };
+  std::map<std::string, std::string> open;  // account -> its last cover prompt, not yet continued
+  int own = 0, made_up = 0;
+  for (const auto& e : sink.events) {
+    if (!campaign.count(e.account_id)) continue;
+    const json::value body = json::parse(e.body_json);
+    const json::array& messages = body.as_object().at("messages").as_array();
+    if (messages.size() == 1) {
+      if (FakeItemOf(e.body_json).empty()) open[e.account_id] = content(messages[0]);  // a cover prompt
+      continue;
+    }
+    ASSERT_EQ(messages.size(), 3u) << e.body_json;
+    EXPECT_EQ(messages[1].as_object().at("role").as_string(), "assistant");
+    if (content(messages[2]).starts_with("Thanks, that helps. Different question: ")) {
+      ++made_up;
+      EXPECT_EQ(open[e.account_id], "") << e.body_json;  // no prompt of its own was open
+      continue;
+    }
+    EXPECT_EQ(content(messages[0]), open[e.account_id]) << e.body_json;
+    open[e.account_id].clear();
+    ++own;
+  }
+  EXPECT_GT(own, 50);
+  EXPECT_LT(made_up, own);
+}
+
 constexpr const char* kAdaptiveScenario = R"(
 name = "tiny-adaptive"
 duration_hours = 48.0

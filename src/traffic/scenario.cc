@@ -106,6 +106,7 @@ Status ReadCampaign(const toml::table& t, size_t index, CampaignParams& c) {
   Read(t, "organic_end_users", c.organic_end_users);
   Read(t, "campaign_end_users", c.campaign_end_users);
   ReadDouble(t, "cover_fraction", c.cover_fraction);
+  ReadDouble(t, "own_conversation_prob", c.own_conversation_prob);
   Read(t, "min_requests_per_account", c.min_requests_per_account);
   Read(t, "content", c.content);
   ReadDouble(t, "followup_prob", c.followup_prob);
@@ -123,7 +124,8 @@ Status ReadCampaign(const toml::table& t, size_t index, CampaignParams& c) {
     return InvalidArgumentError("campaign " + c.id + ": requests per account or followup_prob out of range");
   }
   if (c.accounts < 1 || c.duration_hours <= 0 || c.requests_per_account_hour <= 0 ||
-      c.start_hour < 0 || c.proxy_pool < 0 || c.cover_fraction < 0 || c.cover_fraction >= 1) {
+      c.start_hour < 0 || c.proxy_pool < 0 || c.cover_fraction < 0 || c.cover_fraction >= 1 ||
+      c.own_conversation_prob < 0 || c.own_conversation_prob > 1) {
     return InvalidArgumentError("campaign " + c.id + ": out-of-range parameter");
   }
   if (c.ip_kind != "datacenter" && c.ip_kind != "residential" && c.ip_kind != "mixed") {

@@ -76,6 +76,10 @@ struct CampaignParams {
   int campaign_end_users = 20;
   // mimic: fraction of cover (organic-looking) prompts interleaved with the campaign's own.
   double cover_fraction = 0.4;
+  // mimic: share of its own prompts sent as the next turn of the account's own conversation:
+  // the last cover prompt it sent alone, a short answer to it, then the prompt (each cover
+  // prompt opens at most one such turn). The rest of the multi-turn wrappers stay made up.
+  double own_conversation_prob = 0;
   // Stealth variants: requests per account, uniform in [min, max] (0: by rate and lifetime).
   int min_requests_per_account = 0;
   // What a stealth campaign's work queue holds: mixed | distill | cot | benchmark.
