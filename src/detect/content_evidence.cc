@@ -214,7 +214,7 @@ void OrganicBaseline::RecordRestricted(const RequestFeatures& f) {
   const double a = config_.prior_requests;
   campaign_high_share_.store(static_cast<float>((campaign_hi_ + a * model_campaign_high_) / (campaign_n_ + a)),
                              std::memory_order_relaxed);
-  if (f.cohort_feature_count == 0) return;
+  if (f.cohort_feature_count == 0 || f.content.combined <= config_.restricted_min_llr) return;
   restricted_features_.Add(f, config_.feature_max_total);
   restricted_feature_requests_ = std::min(restricted_feature_requests_ + 1, 1e12);
 }

@@ -99,6 +99,10 @@ class OrganicBaseline {
     double min_feature_requests = 2000; // requests before the feature counts are used (measured:
                                         // docs/detection.md, "The deployment's own baseline")
     double feature_alpha = 0.5;      // add-alpha smoothing of the feature counts
+    // A restricted subject's request feeds the restricted-traffic feature counts only when its
+    // content ratio is above this: the organic cover prompts a campaign sends between its own
+    // are not what it is restricted for (docs/detection.md, "Cohorts").
+    double restricted_min_llr = -2.0;
   };
   OrganicBaseline(Config config, const std::array<float, kLlrBins>& model_organic,
                   double model_campaign_high_share);
@@ -116,8 +120,9 @@ class OrganicBaseline {
   // Share of established requests at or above high_llr (with the model as prior).
   float HighShare() const;
   // Records one request of a restricted subject, under one lock: its content score (the
-  // campaign side of the mixture estimates) and its features (what this deployment has
-  // restricted, as a feature model beside the established traffic's).
+  // campaign side of the mixture estimates) and, when that is above restricted_min_llr, its
+  // features (what this deployment has restricted, as a feature model beside the established
+  // traffic's).
   void RecordRestricted(const RequestFeatures& f);
   // log P(f | restricted traffic) under those counts; nullopt before min_feature_requests
   // restricted requests.

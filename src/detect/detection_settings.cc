@@ -51,6 +51,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"baseline.half_life_requests", &c.baseline_data.half_life_requests, "the baseline forgets at this pace"},
       {"baseline.high_llr", &c.baseline_data.high_llr, "a request is campaign-like at this content ratio (cohort and account shares)"},
       {"baseline.min_feature_requests", &c.baseline_data.min_feature_requests, "requests before the baseline's feature counts are used"},
+      {"baseline.restricted_min_llr", &c.baseline_data.restricted_min_llr, "a restricted subject's request feeds the restricted-traffic model only above this content ratio"},
       {"baseline.feature_alpha", &c.baseline_data.feature_alpha, "smoothing of the baseline's feature counts"},
       // Cohorts (family 5).
       {"cohort.window_hours", &c.cohort.window_hours, "first-seen window of a cohort"},

@@ -141,6 +141,9 @@ struct CohortFixture {
                          double feature_requests_per_member = CohortStageConfig{}.feature_requests_per_member) {
     OrganicBaseline::Config bc;
     bc.min_feature_requests = 100;
+    // These tests feed the restricted-traffic model whatever the content model says of the
+    // requests; what it leaves out by default has a test of its own.
+    bc.restricted_min_llr = -1e9;
     auto model = testing::SyntheticModel();
     baseline = std::make_shared<OrganicBaseline>(bc, model->content.organic_distribution(), 0.9);
     CohortStageConfig cc;
@@ -478,11 +481,41 @@ TEST(CohortStageTest, AMemberAskingLikeRestrictedTrafficGainsEvidenceWithoutAShi
   EXPECT_EQ(fx.Send("n3", unseen[2], t + 120 * kSec).request_llr, 0.0f);
 }
 
+// A restricted subject's requests that the content model calls organic (ratio at or below
+// baseline.restricted_min_llr: the cover prompts a campaign sends between its own) do not teach
+// the restricted-traffic model what this deployment restricts; its other requests do.
+TEST(BaselineStageTest, ARestrictedSubjectsOrganicLookingRequestsDoNotTeachTheRestrictedModel) {
+  OrganicBaseline::Config bc;
+  bc.min_feature_requests = 10;
+  auto model = testing::SyntheticModel();
+  OrganicBaseline baseline(bc, model->content.organic_distribution(), 0.9);
+  int cover = 0;
+  for (const auto& text : testing::SyntheticTexts(LabeledText::kOrganic, 60, 93)) {
+    const Req r("restricted", text, kT0);
+    if (r.features.content.combined > bc.restricted_min_llr) continue;
+    baseline.RecordRestricted(r.features);
+    ++cover;
+  }
+  ASSERT_GE(cover, 20);
+  const Req probe("p", testing::SyntheticTexts(kHeadReasoning, 1, 95)[0], kT0);
+  EXPECT_FALSE(baseline.RestrictedFeatureLogLikelihood(probe.features).has_value());
+  int own = 0;
+  for (const auto& text : testing::SyntheticTexts(kHeadReasoning, 20, 94)) {
+    const Req r("restricted", text, kT0);
+    ASSERT_GT(r.features.content.combined, bc.restricted_min_llr);
+    baseline.RecordRestricted(r.features);
+    ++own;
+  }
+  ASSERT_GE(own, static_cast<int>(bc.min_feature_requests));
+  EXPECT_TRUE(baseline.RestrictedFeatureLogLikelihood(probe.features).has_value());
+}
+
 // The baseline's bytes carry the restricted traffic's features after the rest; bytes written
 // before them still load, the model starting empty.
 TEST(BaselineStageTest, RestrictedFeaturesSurviveSavingAndOlderBytesStillLoad) {
   OrganicBaseline::Config bc;
   bc.min_feature_requests = 10;
+  bc.restricted_min_llr = -1e9;  // the texts are of a style the model calls organic
   auto model = testing::SyntheticModel();
   OrganicBaseline baseline(bc, model->content.organic_distribution(), 0.9);
   const auto texts = UnseenStyleTexts(40, 92);
