@@ -173,7 +173,8 @@ struct DetectionConfig {
   // this: the turns of one conversation are not independent evidence.
   double continuation_weight = 0.5;
   // ... when it is a short follow-up (features.h, kFollowUpWords) or shares at least this many
-  // content words with the user turn before it: a long prompt on another topic is asked anew.
+  // content words with the user turn or the answer before it: a long prompt on another topic
+  // is asked anew.
   double continuation_min_shared_words = 1;
   PolicyConfig policy;
   double explain_posterior = 0.5;  // allowed verdicts carry reasons from this posterior on
