@@ -105,6 +105,7 @@ moat::StatusOr<detect::DetectionConfig> DetectionConfigFrom(const server::Detect
     if (ts.subject_budget) tp.subject_budget = *ts.subject_budget;
     if (ts.pool_budget) tp.pool_budget = *ts.pool_budget;
     if (ts.evidence_budget) tp.evidence_budget = *ts.evidence_budget;
+    if (ts.harness_evidence_budget) tp.harness_evidence_budget = *ts.harness_evidence_budget;
     if (ts.show_evidence) tp.show_evidence = *ts.show_evidence;
     if (ts.vouches_for_end_users) tp.vouches_for_end_users = *ts.vouches_for_end_users;
     if (ts.machines_judged_alone) tp.machines_judged_alone = *ts.machines_judged_alone;

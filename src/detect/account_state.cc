@@ -22,6 +22,50 @@ double SubjectState::RatePerHour() const {
   return n_hour * std::log(2.0);
 }
 
+double SubjectState::TemplateShare() const {
+  if (harness_requests == 0) return 0;
+  const double votes = *std::max_element(template_votes.begin(), template_votes.end());
+  return (harness_requests + votes) / (2.0 * harness_requests);
+}
+
+double SubjectState::KnownSetShare() const {
+  return harness_requests == 0 ? 0 : static_cast<double>(known_set_votes) / harness_requests;
+}
+
+namespace {
+
+// A 16-bit digest of a hash; 0 stays 0 (nothing to vote for).
+uint16_t Digest16(uint64_t hash) { return hash == 0 ? 0 : static_cast<uint16_t>(hash % 65535 + 1); }
+
+// One Boyer-Moore majority vote; `digest` 0 votes against the candidate.
+void Vote(uint16_t digest, uint16_t& candidate, uint8_t& votes) {
+  if (digest != 0 && digest == candidate) {
+    ++votes;
+  } else if (votes == 0) {
+    candidate = digest;
+    votes = digest != 0 ? 1 : 0;
+  } else {
+    --votes;
+  }
+}
+
+// What a request says about whether its subject is a harness (SubjectState::harness_requests).
+void VoteHarness(SubjectState& s, const RequestFeatures& f) {
+  if (s.harness_requests == 255) {
+    s.harness_requests /= 2;
+    for (uint8_t& v : s.template_votes) v /= 2;
+    s.known_set_votes /= 2;
+  }
+  ++s.harness_requests;
+  const std::array<uint64_t, 3> hashes = {f.prefix_hash, f.suffix_hash, f.ends_hash};
+  for (size_t k = 0; k < hashes.size(); ++k)
+    Vote(Digest16(hashes[k]), s.template_candidate[k], s.template_votes[k]);
+  if (f.corpus.found)
+    Vote(static_cast<uint16_t>(f.corpus.corpus + 1), s.known_set_candidate, s.known_set_votes);
+}
+
+}  // namespace
+
 void SubjectState::PushHistory(int64_t now_ns, float s, uint8_t action) {
   ScorePoint& p = history[history_pos % kScoreHistory];
   p.minute = static_cast<uint32_t>(now_ns / 60'000'000'000LL);
@@ -47,6 +91,7 @@ void ObserveRequest(SubjectState& s, const RequestFeatures& f, std::string_view 
   s.ips.Add(Hash64(ip));
   s.prefixes.Add(Hash64(NetworkPrefix(ip)));
   s.skeletons.Add(f.skeleton_hash);
+  VoteHarness(s, f);
   const int hour = static_cast<int>((now_ns / 3'600'000'000'000LL) % 24);
   if (s.hours[hour] == 255) {
     for (auto& h : s.hours) h /= 2;

@@ -89,6 +89,22 @@ struct SubjectState {
   std::array<ScorePoint, kScoreHistory> history{};
   // Intrusive LRU links inside a table shard (slot indices).
   uint32_t lru_prev = 0, lru_next = 0;
+  // Whether the subject looks like an evaluation harness running one benchmark, over its last
+  // 255 requests or so (the counts halve together); each a Boyer-Moore majority vote:
+  //   - its prompts follow one template: 16-bit digests of their first five words, of their
+  //     last five, and of their first and last word (RequestFeatures::prefix_hash, suffix_hash,
+  //     ends_hash); a prompt without one votes against;
+  //   - they are items of one known public set (RequestFeatures::corpus): a request matching
+  //     another set votes against, one matching none abstains.
+  // A harness renders every item of one benchmark through one template, or sends the items as
+  // they are; people, and work queues spoken in a voice across many sets, do neither. (Last in
+  // the struct: a state file written before these fields existed loads with them zero,
+  // engine_state.cc.)
+  std::array<uint16_t, 3> template_candidate{};  // prefix, suffix, ends
+  std::array<uint8_t, 3> template_votes{};
+  uint16_t known_set_candidate = 0;  // CorpusMatch::corpus + 1, 0 none
+  uint8_t known_set_votes = 0;
+  uint8_t harness_requests = 0;  // requests the votes are over
 
   std::string_view IdView() const;
   void SetId(std::string_view subject_id);
@@ -100,6 +116,15 @@ struct SubjectState {
   // Paced like a machine: from its second request on, the mean gap between its requests
   // (geometric, decayed) is under `gap_s` seconds.
   bool MachinePaced(double gap_s) const { return requests >= 2 && log_gap.mean() < std::log10(gap_s); }
+  // The share of its recent requests in its most common template, as far as the majority votes
+  // tell: exact when every request has it, about p for a template in a share p > 1/2 of them
+  // in a steady mix, about 1/2 or less when no template holds a majority. 0 before its first
+  // request.
+  double TemplateShare() const;
+  // The share of its recent requests that are items of its most common known set, net of the
+  // requests that are items of other sets (a lower bound of that set's share). 0 before its
+  // first request.
+  double KnownSetShare() const;
   void PushHistory(int64_t now_ns, float score, uint8_t action);
 };
 

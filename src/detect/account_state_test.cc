@@ -46,6 +46,62 @@ TEST(SubjectStateTest, DecaysAndCounts) {
   EXPECT_NEAR(r.RatePerHour(), 120, 15);
 }
 
+// One request's template and known-set features.
+RequestFeatures Shaped(uint64_t prefix, uint64_t suffix, uint64_t ends, int corpus = -1) {
+  RequestFeatures f;
+  f.prefix_hash = prefix;
+  f.suffix_hash = suffix;
+  f.ends_hash = ends;
+  if (corpus >= 0) {
+    f.corpus.found = true;
+    f.corpus.corpus = static_cast<uint16_t>(corpus);
+  }
+  return f;
+}
+
+TEST(SubjectStateTest, TemplateShareTellsAHarnessFromFreeText) {
+  auto share_after = [](auto make, int n) {
+    SubjectState s;
+    for (int i = 0; i < n; ++i) ObserveRequest(s, make(i), "1.2.3.4", i * kSec, DecayConfig{});
+    return s.TemplateShare();
+  };
+  // Every prompt in one frame (a fixed instruction before the item): 1, whichever part holds.
+  EXPECT_DOUBLE_EQ(share_after([](int i) { return Shaped(7, 100 + i, 200 + i); }, 300), 1.0);
+  EXPECT_DOUBLE_EQ(share_after([](int i) { return Shaped(100 + i, 7, 200 + i); }, 300), 1.0);
+  EXPECT_DOUBLE_EQ(share_after([](int i) { return Shaped(100 + i, 200 + i, 7); }, 300), 1.0);
+  // Free text: every prompt its own beginning and end: about a half at most, never 0.8.
+  EXPECT_LT(share_after([](int i) { return Shaped(100 + i, 200 + i, 300 + i); }, 300), 0.55);
+  // A voice that opens two prompts in three the same way: about two thirds.
+  EXPECT_NEAR(
+      share_after([](int i) { return Shaped(i % 3 != 2 ? 7 : 100 + i, 200 + i, 300 + i); }, 300),
+      0.67, 0.05);
+  // Prompts too short to have a template count against it.
+  EXPECT_LT(share_after([](int) { return Shaped(0, 0, 0); }, 50), 0.55);
+  // The counts halve together past 255 requests: a subject that turns into a harness is one
+  // within a few hundred requests.
+  EXPECT_GT(
+      share_after(
+          [](int i) { return i < 1000 ? Shaped(100 + i, 200 + i, 300 + i) : Shaped(7, 8, 9); },
+          1400),
+      0.8);
+  EXPECT_EQ(SubjectState{}.TemplateShare(), 0.0);
+}
+
+TEST(SubjectStateTest, KnownSetShareCountsItemsOfOneSetNetOfOtherSets) {
+  auto share_after = [](auto make, int n) {
+    SubjectState s;
+    for (int i = 0; i < n; ++i) ObserveRequest(s, make(i), "1.2.3.4", i * kSec, DecayConfig{});
+    return s.KnownSetShare();
+  };
+  // A run of one public benchmark, 80 % of whose items the index holds.
+  EXPECT_NEAR(share_after([](int i) { return Shaped(i, i, i, i % 5 == 0 ? -1 : 3); }, 200), 0.8,
+              0.01);
+  // A slice of four sets: each request a known item of one of them, in turn.
+  EXPECT_LT(share_after([](int i) { return Shaped(i, i, i, i % 4); }, 200), 0.05);
+  // Nothing known.
+  EXPECT_EQ(share_after([](int i) { return Shaped(i, i, i); }, 200), 0.0);
+}
+
 TEST(SubjectStateTest, HistoryRing) {
   SubjectState s;
   for (int i = 0; i < kScoreHistory + 3; ++i) s.PushHistory((i + 1) * 60 * kSec, 0.5f, 0);

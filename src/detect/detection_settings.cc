@@ -35,6 +35,9 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
       {"policy.churn_budget_return_share", &c.policy.churn_budget_return_share, "share of its requests that may bring an end user back for the churn budget to apply"},
       {"policy.human_gap_s", &c.policy.human_gap_s, "when above 0, only subjects whose mean gap between requests is at least this are held to the evidence budget"},
       {"policy.human_gap_spread", &c.policy.human_gap_spread, "... and whose gaps spread at least this (std of log10 gap)"},
+      {"policy.harness_template_share", &c.policy.harness_template_share, "share of a subject's recent requests in one template that makes it a harness"},
+      {"policy.harness_known_set_share", &c.policy.harness_known_set_share, "share of a subject's recent requests that are items of one known set that makes it a harness"},
+      {"policy.harness_min_requests", &c.policy.harness_min_requests, "requests before the harness test judges a subject (until then every subject gets its harness evidence budget)"},
       {"policy.shared_items_exempt", &c.policy.shared_items_exempt, "items shared with others within the hour that exempt a subject from its evidence budget"},
       {"policy.multi_user_accounts", &c.policy.multi_user_accounts, "end users from which an account is judged per end user (unless they churn)"},
       // Content (families 1-3).
@@ -133,6 +136,7 @@ std::vector<SettingInfo> ListSettings(DetectionConfig& c) {
     s.push_back({"tier." + tier + ".subject_budget", &c.policy.tiers[t].subject_budget, "suspected value a subject may take"});
     s.push_back({"tier." + tier + ".pool_budget", &c.policy.tiers[t].pool_budget, "suspected value a pool may take"});
     s.push_back({"tier." + tier + ".evidence_budget", &c.policy.tiers[t].evidence_budget, "suspected value a subject with strong own evidence may take"});
+    s.push_back({"tier." + tier + ".harness_evidence_budget", &c.policy.tiers[t].harness_evidence_budget, "... while it looks like an evaluation harness (policy.harness_*)"});
   }
   return s;
 }

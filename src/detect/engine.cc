@@ -50,11 +50,22 @@ const char* CategoryOf(RestrictionRule rule) {
   }
 }
 
+// The evidence budget of a subject: its tier's, or its tier's harness budget (if larger) while it
+// looks like an evaluation harness running one benchmark (its prompts in one template, or items
+// of one known set), or has not yet sent enough requests to tell.
+double EvidenceBudgetOf(const PolicyConfig& policy, const TierPolicy& tier, const SubjectState& s) {
+  const bool harness = s.requests < policy.harness_min_requests ||
+                       s.TemplateShare() >= policy.harness_template_share ||
+                       s.KnownSetShare() >= policy.harness_known_set_share;
+  return harness ? std::max(tier.evidence_budget, tier.harness_evidence_budget) : tier.evidence_budget;
+}
+
 // The budget a subject restricted by `rule` spent (its subject budget unless the evidence or
 // the churn budget restricted it).
-double SpentBudget(const PolicyConfig& policy, const TierPolicy& tier, RestrictionRule rule) {
+double SpentBudget(const PolicyConfig& policy, const TierPolicy& tier, RestrictionRule rule,
+                   double evidence_budget) {
   switch (rule) {
-    case RestrictionRule::kEvidenceBudget: return tier.evidence_budget;
+    case RestrictionRule::kEvidenceBudget: return evidence_budget;
     case RestrictionRule::kChurnBudget: return policy.churn_budget;
     default: return tier.subject_budget;
   }
@@ -110,6 +121,11 @@ std::array<TierPolicy, static_cast<size_t>(Tier::kCount)> PolicyConfig::DefaultT
   t[static_cast<size_t>(Tier::kUnverified)].machines_judged_alone = false;
   t[static_cast<size_t>(Tier::kVerified)] = {-6.0, 2000000, 20000, 2000000, Action::kDegrade, false};
   t[static_cast<size_t>(Tier::kEnterprise)] = {-7.0, 20000000, 100000, 20000000, Action::kDegrade, true, true};
+  // A subject that looks like an evaluation harness keeps the budget above; the verified tier
+  // holds one that does not, once its own evidence is strong, to about ten suspicious answers
+  // (docs/detection.md, "The evidence budget").
+  for (TierPolicy& tier : t) tier.harness_evidence_budget = tier.evidence_budget;
+  t[static_cast<size_t>(Tier::kVerified)].evidence_budget = 3000;
   return t;
 }
 
@@ -157,6 +173,7 @@ struct DetectionEngine::Judgement {
   double evidence = 0;       // own sequential evidence
   double value = 0;
   double pool_value = 0;
+  double evidence_budget = 0;  // the subject's (EvidenceBudgetOf)
   bool restricted = false;
   RestrictionRule rule = RestrictionRule::kNone;
   int64_t first_seen_ns = 0;
@@ -309,6 +326,7 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
                                                         : p.pool_min_evidence;
       pool_spent = pool_spent || j.evidence >= floor;
     }
+    j.evidence_budget = EvidenceBudgetOf(p, tier, s);
     const bool churns = role == SubjectRole::kAccount && end_users_ != nullptr && end_users_->Churns(s);
     RestrictionRule rule = RestrictionRule::kNone;
     if (list == ListEntry::kDeny) {
@@ -318,16 +336,18 @@ DetectionEngine::Judgement DetectionEngine::Judge(RequestView& r, SubjectRole ro
     } else if (j.posterior >= p.restrict_posterior && s.value >= tier.subject_budget) {
       rule = RestrictionRule::kSubjectBudget;
     } else if (j.posterior >= p.restrict_posterior && j.evidence >= p.strong_evidence &&
-               s.value >= tier.evidence_budget && s.requests >= 3 &&
-               (p.human_gap_s <= 0 || (s.log_gap.mean() >= std::log10(p.human_gap_s) &&
-                                       s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread)) &&
+               s.value >= j.evidence_budget && s.requests >= 3 &&
+               (p.human_gap_s <= 0 ||
+                (s.log_gap.mean() >= std::log10(p.human_gap_s) &&
+                 s.log_gap.variance() >= p.human_gap_spread * p.human_gap_spread)) &&
                s.items_shared_fresh < p.shared_items_exempt) {
       rule = RestrictionRule::kEvidenceBudget;
     } else if (j.posterior >= p.restrict_posterior && p.churn_budget > 0 && churns &&
                s.returning_end_users <= p.churn_budget_return_share * s.requests &&
                j.evidence >= p.strong_evidence && s.value >= p.churn_budget) {
       rule = RestrictionRule::kChurnBudget;
-    } else if (j.posterior >= p.restrict_posterior && pool_spent && s.requests >= p.min_requests_for_pool) {
+    } else if (j.posterior >= p.restrict_posterior && pool_spent &&
+               s.requests >= p.min_requests_for_pool) {
       rule = RestrictionRule::kPoolBudget;
     } else if (s.pool_pending && j.posterior >= p.release_posterior && pool_spent) {
       rule = RestrictionRule::kPoolBudget;  // was held back only by min_requests_for_pool
@@ -495,7 +515,8 @@ Verdict DetectionEngine::Observe(const RequestEvent& event) {
       v.reference = Reference(event, eu ? r.end_user_hash : r.account_hash);
       v.reasons.push_back("rule:" + std::string(RestrictionRuleName(decider.rule)));
       v.reasons.push_back("value:" + std::to_string(static_cast<int64_t>(decider.value)) + "/" +
-                          std::to_string(static_cast<int64_t>(SpentBudget(config_.policy, tier, decider.rule))));
+                          std::to_string(static_cast<int64_t>(SpentBudget(
+                              config_.policy, tier, decider.rule, decider.evidence_budget))));
       if (decider.rule == RestrictionRule::kPoolBudget) {
         v.reasons.push_back("pool_value:" + std::to_string(static_cast<int64_t>(decider.pool_value)) + "/" +
                             std::to_string(static_cast<int64_t>(tier.pool_budget)));
@@ -556,7 +577,10 @@ std::optional<AccountReport> DetectionEngine::Account(const std::string& id) con
   r.evidence = LogMeanExp(s.seq_full, s.seq_mixed);
   r.value = s.value;
   const TierPolicy& tier = config_.policy.tiers[std::min<size_t>(s.tier, config_.policy.tiers.size() - 1)];
-  r.budget = r.restricted ? SpentBudget(config_.policy, tier, static_cast<RestrictionRule>(s.restricted_by)) : tier.subject_budget;
+  r.budget = r.restricted
+                 ? SpentBudget(config_.policy, tier, static_cast<RestrictionRule>(s.restricted_by),
+                               EvidenceBudgetOf(config_.policy, tier, s))
+                 : tier.subject_budget;
   r.items_spread = s.items_diffuse;
   r.items_shared = s.items_dense;
   r.cohort_graduated = s.graduated != 0;

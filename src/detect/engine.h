@@ -68,6 +68,13 @@ struct TierPolicy {
   // for the unverified tier: an unverified account that asks at a script's pace what a shifted
   // cohort asks is a campaign's queue worker as likely as anyone's.
   bool machines_judged_alone = true;
+  // The evidence budget of a subject that looks like an evaluation harness running one benchmark
+  // (policy.harness_template_share, harness_known_set_share), or the evidence budget if that is
+  // larger: a harness is never held tighter than anyone else. A verified researcher renders every
+  // item through its harness's template, or sends the items of one public set as they are; a
+  // verified account working a queue at a script's pace, in a voice of its own, does neither, and
+  // is held to evidence_budget (docs/detection.md, "The evidence budget").
+  double harness_evidence_budget = 1500;
 };
 
 struct PolicyConfig {
@@ -98,6 +105,14 @@ struct PolicyConfig {
   // the work-queue stage): this many times marks a class or a team, judged by the pools as
   // before. (A work queue re-issuing one lost item to a fresh account makes one.)
   double shared_items_exempt = 3;
+  // A subject is an evaluation harness (its tier's harness_evidence_budget applies) when at
+  // least harness_template_share of its recent requests follow one template
+  // (SubjectState::TemplateShare), or at least harness_known_set_share are items of one known
+  // public set (SubjectState::KnownSetShare); judged from its harness_min_requests-th request,
+  // before which every subject is given the harness budget.
+  double harness_template_share = 0.8;
+  double harness_known_set_share = 0.3;
+  double harness_min_requests = 8;
   // Accounts naming at least this many end users are restricted as a whole only when their end
   // users churn (a fresh `user` on most requests: EndUserStageConfig); otherwise per end
   // user, so that a reseller's real customers are not cut off for its campaign end users.
@@ -257,11 +272,15 @@ class DetectionEngine final : public Engine {
   // there is none; DataLoss when it is damaged (checksum) and FailedPrecondition when another
   // build of SubjectState wrote it: nothing is loaded then, and the engine starts afresh.
   StatusOr<StateCounts> LoadState(const std::string& path);
-  // The fingerprint of SubjectState's layout that a state file carries. with_system_tag false:
-  // the layout before SubjectState::system_tag; with_graduated false too: before
-  // SubjectState::graduated. Both took bytes that were padding, so such files still load, the
-  // later fields cleared (no subject graduated, no system message remembered).
-  static uint64_t StateSubjectLayout(bool with_graduated = true, bool with_system_tag = true);
+  // The fingerprint of SubjectState's layout that a state file carries. with_harness false: the
+  // layout before the harness votes at the end of SubjectState (SubjectState::harness_requests),
+  // whose subjects are kSubjectBytesBeforeHarness long; with_system_tag false too: before
+  // SubjectState::system_tag; with_graduated false too: before SubjectState::graduated. Such
+  // files still load, the later fields cleared (no harness votes yet, no subject graduated, no
+  // system message remembered).
+  static uint64_t StateSubjectLayout(bool with_graduated = true, bool with_system_tag = true,
+                                     bool with_harness = true);
+  static constexpr size_t kSubjectBytesBeforeHarness = 616;
   size_t live_subjects() const { return subjects_.size(); }
   const DetectionConfig& config() const { return config_; }
   const DetectionModel* model() const { return model_.get(); }

@@ -14,7 +14,9 @@
 // Subjects are stored as their bytes: SubjectState is fixed-size and trivially copyable, and a
 // build whose layout differs refuses the file rather than misreading it.
 
+#include <cstddef>
 #include <cstring>
+#include <optional>
 #include <type_traits>
 
 #include "common/file_contents.h"
@@ -32,19 +34,30 @@ static_assert(std::is_trivially_copyable_v<SubjectState>, "the state file stores
 
 }  // namespace
 
-uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated, bool with_system_tag) {
+static_assert(offsetof(SubjectState, template_candidate) ==
+                  DetectionEngine::kSubjectBytesBeforeHarness,
+              "the harness votes are appended to the layout older state files have");
+
+uint64_t DetectionEngine::StateSubjectLayout(bool with_graduated, bool with_system_tag,
+                                             bool with_harness) {
   const SubjectState s;
   const char* base = reinterpret_cast<const char*>(&s);
   auto at = [&](const void* field) { return static_cast<uint64_t>(static_cast<const char*>(field) - base); };
   std::string bytes;
-  for (uint64_t v : {static_cast<uint64_t>(sizeof(SubjectState)), at(&s.first_seen_ns), at(&s.requests),
-                     at(&s.log_gap), at(&s.ips), at(&s.skeletons), at(&s.hours), at(&s.campaign_root),
-                     at(&s.seq_full), at(&s.value), at(&s.llr_hi), at(&s.co_askers), at(&s.co_asker_sketch), at(&s.tier),
-                     at(&s.indicator), at(&s.end_users), at(&s.history), at(&s.lru_next)}) {
+  const uint64_t size = with_harness ? sizeof(SubjectState) : kSubjectBytesBeforeHarness;
+  for (uint64_t v :
+       {size, at(&s.first_seen_ns), at(&s.requests), at(&s.log_gap), at(&s.ips), at(&s.skeletons),
+        at(&s.hours), at(&s.campaign_root), at(&s.seq_full), at(&s.value), at(&s.llr_hi),
+        at(&s.co_askers), at(&s.co_asker_sketch), at(&s.tier), at(&s.indicator), at(&s.end_users),
+        at(&s.history), at(&s.lru_next)}) {
     PutU64(&bytes, v);
   }
   if (with_graduated) PutU64(&bytes, at(&s.graduated));
   if (with_system_tag) PutU64(&bytes, at(&s.system_tag));
+  if (with_harness) {
+    PutU64(&bytes, at(&s.template_candidate));
+    PutU64(&bytes, at(&s.harness_requests));
+  }
   return Hash64(bytes);
 }
 
@@ -63,29 +76,31 @@ bool GetSection(std::string_view* in, std::string_view* section) {
   return true;
 }
 
+// Which fields a state file's subjects have (those added since took padding bytes, or were
+// appended), and how long each subject is.
+struct SubjectLayoutFields {
+  bool graduated = true;
+  bool system_tag = true;
+  size_t subject_bytes = sizeof(SubjectState);
+};
+
 // Slices off a list of subjects (its count, then the subjects' bytes); false when the bytes are
 // short.
-bool GetSubjectList(std::string_view* in, std::string_view* list) {
+bool GetSubjectList(std::string_view* in, size_t subject_bytes, std::string_view* list) {
   uint64_t n = 0;
-  if (!GetU64(in, &n) || n > in->size() / sizeof(SubjectState)) return false;
-  *list = in->substr(0, n * sizeof(SubjectState));
+  if (!GetU64(in, &n) || n > in->size() / subject_bytes) return false;
+  *list = in->substr(0, n * subject_bytes);
   in->remove_prefix(list->size());
   return true;
 }
 
-// Which of the fields that took padding bytes a state file's subjects have.
-struct SubjectLayoutFields {
-  bool graduated = true;
-  bool system_tag = true;
-};
-
 // Calls fn on each subject of a list GetSubjectList sliced; a field the file's layout did not
-// have held padding there, and is cleared.
+// have (padding there, or past its end) is cleared.
 template <typename Fn>
 void ForEachSubjectIn(std::string_view list, SubjectLayoutFields fields, Fn fn) {
-  SubjectState s;
-  for (size_t at = 0; at + sizeof(SubjectState) <= list.size(); at += sizeof(SubjectState)) {
-    std::memcpy(&s, list.data() + at, sizeof(SubjectState));
+  for (size_t at = 0; at + fields.subject_bytes <= list.size(); at += fields.subject_bytes) {
+    SubjectState s;
+    std::memcpy(&s, list.data() + at, fields.subject_bytes);
     s.id.back() = '\0';  // IdView stops inside the array
     if (!fields.graduated) s.graduated = 0;
     if (!fields.system_tag) s.system_tag = 0;
@@ -152,19 +167,25 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
   uint32_t version = 0;
   uint64_t layout = 0, saved_at = 0;
   if (!GetU32(&in, &version) || !GetU64(&in, &layout) || !GetU64(&in, &saved_at)) return DataLossError(damaged);
-  SubjectLayoutFields fields;
-  if (layout == StateSubjectLayout(/*with_graduated=*/true, /*with_system_tag=*/false)) {
-    fields.system_tag = false;
-  } else if (layout == StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false)) {
-    fields = {false, false};
+  // The layouts this build reads: its own, and those of earlier builds.
+  std::optional<SubjectLayoutFields> fields;
+  if (layout == StateSubjectLayout()) {
+    fields = SubjectLayoutFields{};
+  } else if (layout == StateSubjectLayout(true, true, /*with_harness=*/false)) {
+    fields = SubjectLayoutFields{true, true, kSubjectBytesBeforeHarness};
+  } else if (layout == StateSubjectLayout(true, /*with_system_tag=*/false, false)) {
+    fields = SubjectLayoutFields{true, false, kSubjectBytesBeforeHarness};
+  } else if (layout == StateSubjectLayout(/*with_graduated=*/false, false, false)) {
+    fields = SubjectLayoutFields{false, false, kSubjectBytesBeforeHarness};
   }
-  if (version != kStateVersion || (layout != StateSubjectLayout() && fields.system_tag)) {
+  if (version != kStateVersion || !fields) {
     return FailedPreconditionError("the detection state file " + path +
                                    " was written by another build of moat (format or subject layout differs)");
   }
   std::string_view baseline, cohorts, items, live, evicted;
   if (!GetSection(&in, &baseline) || !GetSection(&in, &cohorts) || !GetSection(&in, &items) ||
-      !GetSubjectList(&in, &live) || !GetSubjectList(&in, &evicted) || !in.empty()) {
+      !GetSubjectList(&in, fields->subject_bytes, &live) ||
+      !GetSubjectList(&in, fields->subject_bytes, &evicted) || !in.empty()) {
     return DataLossError(damaged);
   }
   // Sections are checked before anything is replaced: a bad one loads nothing.
@@ -189,10 +210,10 @@ StatusOr<DetectionEngine::StateCounts> DetectionEngine::LoadState(const std::str
     counts.cohorts = cohort_->Cohorts().size();
   }
   if (workqueue_ != nullptr && !items.empty()) (void)workqueue_->LoadFrom(&w);  // the bytes checked above
-  ForEachSubjectIn(evicted, fields, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
-  ForEachSubjectIn(live, fields, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
-  counts.live_subjects = live.size() / sizeof(SubjectState);
-  counts.evicted_subjects = evicted.size() / sizeof(SubjectState);
+  ForEachSubjectIn(evicted, *fields, [&](const SubjectState& s) { subjects_.RestoreEvicted(s); });
+  ForEachSubjectIn(live, *fields, [&](const SubjectState& s) { subjects_.RestoreLive(s); });
+  counts.live_subjects = live.size() / fields->subject_bytes;
+  counts.evicted_subjects = evicted.size() / fields->subject_bytes;
   counts.saved_at_ns = static_cast<int64_t>(saved_at);
   return counts;
 }

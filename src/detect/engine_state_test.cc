@@ -48,6 +48,38 @@ DetectionConfig Config() {
   return c;
 }
 
+// `file` (a state file this build wrote) as a build before the harness votes of SubjectState
+// wrote it: every subject cut to its first kSubjectBytesBeforeHarness bytes, the layout
+// fingerprint `layout`, the checksum recomputed.
+std::string AsOlderBuildWroteIt(const std::string& file, uint64_t layout) {
+  std::string_view in(file);
+  in.remove_suffix(8);                   // the checksum
+  std::string out(in.substr(0, 8 + 4));  // magic, version
+  in.remove_prefix(8 + 4 + 8);
+  PutU64(&out, layout);
+  out.append(in.substr(0, 8));  // saved_at
+  in.remove_prefix(8);
+  for (int section = 0; section < 3; ++section) {
+    std::string_view peek = in;
+    uint32_t n = 0;
+    EXPECT_TRUE(GetU32(&peek, &n));
+    out.append(in.substr(0, 4 + n));
+    in.remove_prefix(4 + n);
+  }
+  for (int list = 0; list < 2; ++list) {
+    uint64_t n = 0;
+    EXPECT_TRUE(GetU64(&in, &n));
+    PutU64(&out, n);
+    for (uint64_t k = 0; k < n; ++k) {
+      out.append(in.substr(0, DetectionEngine::kSubjectBytesBeforeHarness));
+      in.remove_prefix(sizeof(SubjectState));
+    }
+  }
+  EXPECT_TRUE(in.empty());
+  PutU64(&out, Hash64(out));
+  return out;
+}
+
 // 14 hours of 60 organic accounts (the baseline), then from hour 14 150 newcomers, 120 of them a
 // campaign, sending `rounds` requests each starting with round `first_round`. Returns the ids
 // restricted in those rounds.
@@ -188,27 +220,58 @@ TEST(EngineStateTest, AFileFromBeforeGraduationLoadsWithNobodyGraduated) {
     return e;
   };
   EXPECT_TRUE(load(*bytes)->Account("org3")->cohort_graduated);
-  // The same file, fingerprinted with an older layout (after the magic and the u32 version),
-  // its checksum recomputed.
-  auto with_layout = [&](uint64_t layout) {
-    const size_t layout_at = 8 + 4;
-    std::string fingerprint;
-    PutU64(&fingerprint, layout);
-    std::string file = bytes->substr(0, bytes->size() - 8);
-    file.replace(layout_at, fingerprint.size(), fingerprint);
-    PutU64(&file, Hash64(file));
-    return file;
-  };
+  // The same file as older builds wrote it (their subjects shorter: AsOlderBuildWroteIt).
+  auto with_layout = [&](uint64_t layout) { return AsOlderBuildWroteIt(*bytes, layout); };
   // Before `graduated`.
-  ASSERT_NE(DetectionEngine::StateSubjectLayout(false, false), DetectionEngine::StateSubjectLayout(true, false));
-  auto loaded = load(with_layout(DetectionEngine::StateSubjectLayout(/*with_graduated=*/false, /*with_system_tag=*/false)));
+  ASSERT_NE(DetectionEngine::StateSubjectLayout(false, false, false),
+            DetectionEngine::StateSubjectLayout(true, false, false));
+  auto loaded = load(with_layout(DetectionEngine::StateSubjectLayout(/*with_graduated=*/false,
+                                                                     /*with_system_tag=*/false,
+                                                                     /*with_harness=*/false)));
   ASSERT_TRUE(loaded->Account("org3").has_value());
   EXPECT_FALSE(loaded->Account("org3")->cohort_graduated);
   EXPECT_EQ(loaded->Account("org3")->requests, source.Account("org3")->requests);
   // After `graduated` but before SubjectState::system_tag (which took another padding byte):
   // loads with its graduations.
-  ASSERT_NE(DetectionEngine::StateSubjectLayout(true, false), DetectionEngine::StateSubjectLayout(true, true));
-  EXPECT_TRUE(load(with_layout(DetectionEngine::StateSubjectLayout(true, false)))->Account("org3")->cohort_graduated);
+  ASSERT_NE(DetectionEngine::StateSubjectLayout(true, false, false),
+            DetectionEngine::StateSubjectLayout(true, true, false));
+  EXPECT_TRUE(load(with_layout(DetectionEngine::StateSubjectLayout(true, false, false)))
+                  ->Account("org3")
+                  ->cohort_graduated);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
+// The harness votes were appended to SubjectState, so a file whose subjects end before them
+// loads, every field it has intact and the votes starting from nothing; a file that claims the
+// new layout with the old subjects' length is damaged.
+TEST(EngineStateTest, AFileFromBeforeTheHarnessVotesLoads) {
+  const std::string path = StatePath("harness.bin");
+  DetectionEngine source(Config());
+  (void)Traffic(source, true, 0, 2);
+  ASSERT_TRUE(source.SaveState(path, kT0 + 15 * kHour).ok());
+  auto bytes = ReadFileContents(path);
+  ASSERT_TRUE(bytes.ok());
+  const uint64_t before = DetectionEngine::StateSubjectLayout(true, true, /*with_harness=*/false);
+  ASSERT_NE(before, DetectionEngine::StateSubjectLayout());
+
+  ASSERT_TRUE(ReplaceFileContents(path, AsOlderBuildWroteIt(*bytes, before)).ok());
+  DetectionEngine after(Config());
+  auto loaded = after.LoadState(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().message();
+  EXPECT_EQ(loaded->live_subjects, source.live_subjects());
+  for (const char* id : {"org3", "org59"}) {
+    ASSERT_TRUE(after.Account(id).has_value()) << id;
+    EXPECT_EQ(after.Account(id)->requests, source.Account(id)->requests) << id;
+    EXPECT_EQ(after.Account(id)->value, source.Account(id)->value) << id;
+    EXPECT_EQ(after.Account(id)->first_seen_ns, source.Account(id)->first_seen_ns) << id;
+  }
+
+  ASSERT_TRUE(
+      ReplaceFileContents(path, AsOlderBuildWroteIt(*bytes, DetectionEngine::StateSubjectLayout()))
+          .ok());
+  DetectionEngine confused(Config());
+  EXPECT_FALSE(confused.LoadState(path).ok());
+  EXPECT_EQ(confused.live_subjects(), 0u);
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 

@@ -242,6 +242,9 @@ TEST(DetectionEngineTest, AVerificationEndsAHeldRestrictionUntilTheVerifiedBudge
   DetectionConfig c = Config();
   ASSERT_TRUE(ApplySetting(c, "tier.unverified.subject_budget", 3000).ok());
   ASSERT_TRUE(ApplySetting(c, "tier.verified.subject_budget", 9000).ok());
+  // The subject budget alone: these synthetic items are no harness's (see
+  // AVerifiedHarvesterIsHeldToItsEvidenceBudgetAHarnessIsNot).
+  ASSERT_TRUE(ApplySetting(c, "tier.verified.evidence_budget", 9000).ok());
   DetectionEngine engine(c);
   const auto texts = testing::SyntheticTexts(kHeadReasoning, 100, 4);
   int i = 0;
@@ -597,8 +600,90 @@ TEST(DetectionEngineTest, AnUnverifiedHarvesterIsHeldToItsEvidenceBudgetAtAnyPac
   // then its subject budget (30,000 tokens) holds for these 30 requests.
   EXPECT_EQ(first_restriction("unverified", false, &v, 30), -1);
   EXPECT_EQ(first_restriction("unverified", true, &v, 30), human);
-  // A verified person: its subject budget (2,000,000 tokens) holds.
-  EXPECT_EQ(first_restriction("verified", true, &v), -1);
+  // A verified account is held to its own evidence budget (next test).
+}
+
+// The verified tier's evidence budget (3,000 tokens) holds a verified account that harvests at
+// a script's pace, unless it looks like an evaluation harness running one benchmark: every
+// prompt in one frame, or items of one known public set. Then its harness budget (2,000,000)
+// holds, as the verified subject budget did for everyone before.
+TEST(DetectionEngineTest, AVerifiedHarvesterIsHeldToItsEvidenceBudgetAHarnessIsNot) {
+  // The synthetic model without its corpus index: the harvested items are no known set's.
+  auto copy = DetectionModel::Parse(testing::SyntheticModel()->Serialize());
+  ASSERT_TRUE(copy.ok());
+  auto unindexed = std::make_shared<DetectionModel>(std::move(*copy));
+  unindexed->corpus = CorpusIndex();
+  auto first_restriction = [&](const std::vector<std::string>& prompts, Verdict* out,
+                               std::optional<AccountReport>* report, bool indexed = false) {
+    DetectionConfig c = Config();
+    if (!indexed) c.model = unindexed;
+    DetectionEngine engine(c);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      Verdict v = engine.Observe(Event("verified-client", kT0 + static_cast<int64_t>(i) * 3 * kSec,
+                                       prompts[i], "verified"));
+      if (v.action != Action::kAllow) {
+        *out = v;
+        *report = engine.Account("verified-client");
+        return static_cast<int>(i);
+      }
+    }
+    *report = engine.Account("verified-client");
+    return -1;
+  };
+  const std::vector<std::string> raw = testing::SyntheticTexts(kHeadReasoning, 40, 6);
+  Verdict v;
+  std::optional<AccountReport> report;
+  const int harvester = first_restriction(raw, &v, &report);
+  // About ten answers of 300 tokens: past the harness test's first 8 requests.
+  EXPECT_GE(harvester, 8);
+  EXPECT_LE(harvester, 16);
+  EXPECT_EQ(v.action, Action::kDegrade);
+  std::string all;
+  for (const auto& r : v.reasons) all += r + " ";
+  EXPECT_NE(all.find("rule:evidence_budget"), std::string::npos) << all;
+  EXPECT_NE(all.find("/3000"), std::string::npos) << all;
+  ASSERT_TRUE(report.has_value());
+  EXPECT_EQ(report->restricted_by, "evidence_budget");
+  EXPECT_EQ(report->budget, 3000);
+
+  // The same items through a harness's template: a fixed instruction before, a fixed answer
+  // format after.
+  std::vector<std::string> framed;
+  for (const auto& item : raw) {
+    framed.push_back("Solve the following problem carefully and show your work.\n\n" + item +
+                     "\n\nGive the final answer on the last line as Answer: X");
+  }
+  EXPECT_EQ(first_restriction(framed, &v, &report), -1);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_GT(report->score, 0.95);  // as suspicious as the raw items ...
+  EXPECT_GT(report->value, 3000);  // ... and past the evidence budget, but a harness
+  // "Question: ... Answer:" frames items of any length.
+  std::vector<std::string> qa;
+  for (const auto& item : raw) qa.push_back("Question: " + item + "\nAnswer:");
+  EXPECT_EQ(first_restriction(qa, &v, &report), -1);
+  // Items of one known public set (the synthetic model indexes these), sent as they are.
+  const std::vector<std::string> known = testing::SyntheticTexts(kHeadBenchmark, 40, 1);
+  EXPECT_EQ(first_restriction(known, &v, &report, /*indexed=*/true), -1);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_GT(report->value, 3000);
+  // With the harness test off, the framed items are held like the raw ones.
+  // (policy.harness_template_share above 1: no subject follows a template that often.)
+  DetectionConfig strict = Config();
+  strict.model = unindexed;
+  ASSERT_TRUE(ApplySetting(strict, "policy.harness_template_share", 1.1).ok());
+  ASSERT_TRUE(ApplySetting(strict, "policy.harness_known_set_share", 1.1).ok());
+  DetectionEngine engine(strict);
+  int restricted_at = -1;
+  for (size_t i = 0; i < framed.size() && restricted_at < 0; ++i) {
+    if (engine
+            .Observe(
+                Event("framed", kT0 + static_cast<int64_t>(i) * 3 * kSec, framed[i], "verified"))
+            .action != Action::kAllow) {
+      restricted_at = static_cast<int>(i);
+    }
+  }
+  EXPECT_GE(restricted_at, 8);
+  EXPECT_LE(restricted_at, 16);
 }
 
 TEST(DetectionEngineTest, StagesCanBeSwitchedOff) {

@@ -383,6 +383,10 @@ RequestFeatures Extract(const RequestEvent& event, const DetectionModel* model,
   AddShingles(skeleton.hashes(), skeleton.count(), &f.minhash);
   if (skeleton.count() < 3 && skeleton.count() > 0) f.minhash.Add(f.skeleton_hash);
   f.prompt_words = static_cast<int>(words);
+  if (words >= 4) {
+    f.ends_hash = HashCombine(HashCombine(0x656e647300000000ULL, Hash64(first[0])),
+                              Hash64(last[(words - 1) % kTemplateWords]));
+  }
   if (words >= 2 * kTemplateWords) {
     uint64_t p = 0x7072656669780000ULL, s = 0x7375666669780000ULL;
     for (size_t k = 0; k < kTemplateWords; ++k) {

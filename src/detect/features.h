@@ -80,6 +80,8 @@ struct RequestFeatures {
   uint64_t skeleton_hash = 0;  // hash of the whole skeleton
   uint64_t prefix_hash = 0;    // first kTemplateWords normalised words (0 if too short)
   uint64_t suffix_hash = 0;    // last kTemplateWords normalised words (0 if too short)
+  uint64_t ends_hash = 0;      // the first and the last normalised word (0 under 4 words): the
+                               // frame of "Question: ... Answer:" around items of any length
   MinHash<kMinHashPerms> minhash;  // over 3-shingles of the skeleton
   std::array<float, kNumSignals> signal{};
   // Content (zero when no model is loaded).

@@ -283,9 +283,11 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
       }
       const toml::table* t = node.as_table();
       if (t == nullptr) return moat::InvalidArgumentError(where + " must be a table");
-      MOAT_RETURN_IF_ERROR(CheckKeys(*t, where, {"prior_log_odds", "subject_budget", "pool_budget", "evidence_budget",
-                                                 "action", "show_evidence", "vouches_for_end_users", "machines_judged_alone",
-                                                 "hardening"}));
+      MOAT_RETURN_IF_ERROR(
+          CheckKeys(*t, where,
+                    {"prior_log_odds", "subject_budget", "pool_budget", "evidence_budget",
+                     "harness_evidence_budget", "action", "show_evidence", "vouches_for_end_users",
+                     "machines_judged_alone", "hardening"}));
       DetectionTierSettings ts;
       double x = 0;
       bool b = false;
@@ -307,6 +309,12 @@ moat::Status ParseDetection(const toml::table& d, DetectionSettings* ds) {
         MOAT_RETURN_IF_ERROR(Get(*t, "evidence_budget", where, &x));
         if (x < 0) return moat::InvalidArgumentError(where + ".evidence_budget must be >= 0");
         ts.evidence_budget = x;
+      }
+      if (t->get("harness_evidence_budget")) {
+        MOAT_RETURN_IF_ERROR(Get(*t, "harness_evidence_budget", where, &x));
+        if (x < 0)
+          return moat::InvalidArgumentError(where + ".harness_evidence_budget must be >= 0");
+        ts.harness_evidence_budget = x;
       }
       MOAT_RETURN_IF_ERROR(Get(*t, "action", where, &ts.action));
       if (!ts.action.empty() && ts.action != "degrade" && ts.action != "step_up" && ts.action != "throttle" &&

@@ -139,7 +139,8 @@ struct DetectionTierSettings {
   std::optional<double> prior_log_odds;
   std::optional<double> subject_budget;  // suspected distillation value (answer tokens, rolling day)
   std::optional<double> pool_budget;
-  std::optional<double> evidence_budget;  // ... for a human-paced subject with strong own evidence
+  std::optional<double> evidence_budget;          // ... for a subject with strong own evidence
+  std::optional<double> harness_evidence_budget;  // ... while it looks like an evaluation harness
   std::string action;                    // degrade | step_up | throttle | block; "" default
   std::optional<bool> show_evidence;     // clients of the tier see the evidence of a restriction
   std::optional<bool> vouches_for_end_users;  // its accounts answer for their end users

@@ -188,6 +188,7 @@ TEST(ConfigTest, ParsesTierBudgets) {
 [detection.tiers.unverified]
 subject_budget = 40000
 evidence_budget = 2500
+harness_evidence_budget = 90000
 vouches_for_end_users = true
 machines_judged_alone = true
 )");
@@ -195,10 +196,12 @@ machines_judged_alone = true
   const auto& t = cfg->detection.tiers.at("unverified");
   EXPECT_EQ(t.subject_budget, 40000);
   EXPECT_EQ(t.evidence_budget, 2500);
+  EXPECT_EQ(t.harness_evidence_budget, 90000);
   EXPECT_EQ(t.vouches_for_end_users, true);
   EXPECT_EQ(t.machines_judged_alone, true);
   EXPECT_FALSE(t.pool_budget.has_value());
   for (const char* bad : {"[detection.tiers.unverified]\nevidence_budget = -1\n",
+                          "[detection.tiers.unverified]\nharness_evidence_budget = -1\n",
                           "[detection.tiers.unverified]\nevidence_budgets = 1\n"}) {
     auto r = ParseGatewayConfig(bad);
     ASSERT_FALSE(r.ok()) << bad;
