@@ -54,7 +54,9 @@ const char* CategoryOf(RestrictionRule rule) {
 // looks like an evaluation harness running one benchmark (its prompts in one template, or items
 // of one known set), or has not yet sent enough requests to tell.
 double EvidenceBudgetOf(const PolicyConfig& policy, const TierPolicy& tier, const SubjectState& s) {
-  const bool harness = s.requests < policy.harness_min_requests ||
+  // Counted over the requests that voted, so that a subject loaded from an older state file
+  // (requests, but no votes yet) is given the benefit of the doubt until it has voted enough.
+  const bool harness = s.harness_requests < policy.harness_min_requests ||
                        s.TemplateShare() >= policy.harness_template_share ||
                        s.KnownSetShare() >= policy.harness_known_set_share;
   return harness ? std::max(tier.evidence_budget, tier.harness_evidence_budget) : tier.evidence_budget;

@@ -108,8 +108,8 @@ struct PolicyConfig {
   // A subject is an evaluation harness (its tier's harness_evidence_budget applies) when at
   // least harness_template_share of its recent requests follow one template
   // (SubjectState::TemplateShare), or at least harness_known_set_share are items of one known
-  // public set (SubjectState::KnownSetShare); judged from its harness_min_requests-th request,
-  // before which every subject is given the harness budget.
+  // public set (SubjectState::KnownSetShare); judged once harness_min_requests of its requests
+  // have voted (SubjectState::harness_requests), before which it is given the harness budget.
   double harness_template_share = 0.8;
   double harness_known_set_share = 0.3;
   double harness_min_requests = 8;

@@ -275,6 +275,73 @@ TEST(EngineStateTest, AFileFromBeforeTheHarnessVotesLoads) {
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
+// Subjects in mid-run when the gateway is upgraded: the file holds no harness votes, so the
+// harness test does not judge them until policy.harness_min_requests of their requests have
+// voted again, as for a new subject. A verified evaluation harness is never degraded for the
+// upgrade; a verified client sending raw campaign-like items, past its evidence budget, is held
+// again once it has voted enough (not on the second request, when one vote against the first
+// would make a template share of one half).
+TEST(EngineStateTest, SubjectsLoadedWithoutHarnessVotesAreJudgedOnceTheyHaveVotedEnough) {
+  const std::string path = StatePath("harness-run.bin");
+  // The synthetic model without its corpus index: the items are no known set's, only the
+  // template says harness.
+  auto copy = DetectionModel::Parse(testing::SyntheticModel()->Serialize());
+  ASSERT_TRUE(copy.ok());
+  auto unindexed = std::make_shared<DetectionModel>(std::move(*copy));
+  unindexed->corpus = CorpusIndex();
+  DetectionConfig c = Config();
+  c.model = unindexed;
+  // An evidence budget the raw client passes within the harness test's first requests.
+  ASSERT_TRUE(ApplySetting(c, "tier.verified.evidence_budget", 1000).ok());
+  const auto items = testing::SyntheticTexts(kHeadReasoning, 60, 6);
+  auto request = [&](const std::string& account, int i) {
+    const bool framed = account == "harness";
+    RequestEvent e =
+        Event(account, kT0 + static_cast<int64_t>(i) * 3 * kSec,
+              framed ? "Solve the following problem carefully and show your work. " + items[i] +
+                           " Give the final answer on the last line as Answer: X"
+                     : items[i]);
+    e.tier = "verified";
+    return e;
+  };
+  DetectionEngine source(c);
+  int i = 0;
+  for (; i < 30; ++i) ASSERT_EQ(source.Observe(request("harness", i)).action, Action::kAllow) << i;
+  const auto before = source.Account("harness");
+  ASSERT_TRUE(before.has_value());
+  ASSERT_GT(before->score, c.policy.restrict_posterior);  // clearly campaign-like content ...
+  ASSERT_GT(before->value,
+            c.policy.tiers[static_cast<size_t>(Tier::kVerified)].evidence_budget);  // ... past it
+  // The raw client's first requests: past its evidence budget, but too few for the harness test.
+  const int raw_before = static_cast<int>(c.policy.harness_min_requests) - 1;
+  for (int k = 0; k < raw_before; ++k)
+    ASSERT_EQ(source.Observe(request("raw", k)).action, Action::kAllow) << k;
+  ASSERT_GT(source.Account("raw")->value, 1000);
+  ASSERT_TRUE(source.SaveState(path, kT0 + 30 * 3 * kSec).ok());
+  auto bytes = ReadFileContents(path);
+  ASSERT_TRUE(bytes.ok());
+  ASSERT_TRUE(
+      ReplaceFileContents(
+          path, AsOlderBuildWroteIt(*bytes, DetectionEngine::StateSubjectLayout(true, true, false)))
+          .ok());
+
+  DetectionEngine upgraded(c);
+  ASSERT_TRUE(upgraded.LoadState(path).ok());
+  for (; i < 60; ++i)
+    EXPECT_EQ(upgraded.Observe(request("harness", i)).action, Action::kAllow) << i;
+  EXPECT_FALSE(upgraded.Account("harness")->restricted);
+  int raw_restricted_at = -1;
+  for (int k = raw_before; k < 40 && raw_restricted_at < 0; ++k) {
+    if (upgraded.Observe(request("raw", k)).action != Action::kAllow)
+      raw_restricted_at = k - raw_before;
+  }
+  // Counted from the load: the first request after it is the first to vote.
+  EXPECT_GE(raw_restricted_at, c.policy.harness_min_requests - 1);
+  EXPECT_LE(raw_restricted_at, c.policy.harness_min_requests + 8);
+  EXPECT_EQ(upgraded.Account("raw")->restricted_by, "evidence_budget");
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
 TEST(EngineStateTest, ADamagedOrForeignFileLoadsNothing) {
   const std::string path = StatePath("damaged.bin");
   DetectionEngine source(Config());
