@@ -315,7 +315,12 @@ uint64_t CampaignLinker::Record(const LinkKeys& keys, uint64_t subject_hash,
     std::lock_guard<std::mutex> lock(uf_mu_);
     auto node = parent_.find(subject_hash);
     if (node == parent_.end()) {
-      if (parent_.size() >= config_.max_nodes) PruneCampaigns(now_ns);
+      if (parent_.size() >= config_.max_nodes && now_ns >= next_prune_ns_) {
+        PruneCampaigns(now_ns);
+        next_prune_ns_ = now_ns + 60'000'000'000LL;
+      }
+      // Still full of live campaigns: this subject is restricted all the same, only not linked.
+      if (parent_.size() >= config_.max_nodes) return 0;
       parent_[subject_hash] = subject_hash;
       CampaignStats& c = campaigns_[subject_hash];
       c.members = 1;

@@ -176,6 +176,9 @@ class CampaignLinker {
   mutable std::mutex uf_mu_;
   mutable boost::unordered_flat_map<uint64_t, uint64_t> parent_;  // GUARDED_BY(uf_mu_)
   std::unordered_map<uint64_t, CampaignStats> campaigns_;    // GUARDED_BY(uf_mu_)
+  // When the union-find is full of live campaigns, the next prune waits until this time (a
+  // prune reads every node), and new subjects stay unlinked meanwhile.
+  int64_t next_prune_ns_ = 0;  // GUARDED_BY(uf_mu_)
   // Feature histogram of unrestricted traffic: the organic baseline of the shift test.
   std::array<std::atomic<uint64_t>, kFeatureBins> baseline_{};
 };

@@ -136,6 +136,23 @@ TEST(CampaignLinkerTest, KeysAreBounded) {
   EXPECT_LE(linker.key_count(), c.max_keys);
 }
 
+// A flood of restricted subjects that all act as one live campaign: the union-find stops at
+// max_nodes (it cannot prune a live campaign), the newcomers stay unlinked, and the campaign
+// it holds is still there.
+TEST(CampaignLinkerTest, NodesAreBoundedWhenEveryCampaignIsLive) {
+  LinkerConfig c;
+  c.max_nodes = 256;
+  CampaignLinker linker(c);
+  const LinkKeys keys = Keys("5.6.7.8", "bot/1");
+  for (int i = 0; i < 5000; ++i) {
+    const std::string id = "sybil" + std::to_string(i);
+    linker.Record(keys, Hash64(id), id, true, 0.9f, 300.0f, 3, kT0 + i * kSec);
+  }
+  EXPECT_LE(linker.node_count(), c.max_nodes);
+  EXPECT_NE(linker.CampaignOf(Hash64("sybil3")), 0u);
+  EXPECT_EQ(linker.CampaignOf(Hash64("sybil4999")), 0u);
+}
+
 TEST(ShiftScoreTest, DetectsShiftedHistogram) {
   std::array<double, kFeatureBins> base{};
   base[0] = 9000;

@@ -1,9 +1,11 @@
 // detect_bench: the analysis filter's cost. Measures requests/s per core through
 // DetectionEngine::Observe on generated chat traffic, and the memory per subject with one
 // million live accounts (RSS delta / accounts, next to sizeof(SubjectState)), and with
-// `state_file` what saving those accounts' state file and loading it into a new engine take.
+// `state_file` what saving those accounts' state file and loading it into a new engine take;
+// then the cost of a flood of distinct prompts (every one a new item, as a campaign that never
+// repeats itself sends), before and after the item tables fill.
 //
-//   detect_bench [requests=200000] [accounts=1000000] [threads=1] [state_file]
+//   detect_bench [requests=200000] [accounts=1000000] [threads=1] [state_file or ""] [flood=800000]
 
 #include <chrono>
 #include <cstdio>
@@ -132,7 +134,7 @@ int main(int argc, char** argv) {
                 accounts, engine.live_subjects(), after - before,
                 (after - before) * (1 << 20) / static_cast<double>(accounts),
                 sizeof(moat::detect::SubjectState), static_cast<double>(accounts) / s);
-    if (argc > 4) {
+    if (argc > 4 && argv[4][0] != '\0') {  // "" for none
       const std::string path = argv[4];
       auto seconds_since = [](std::chrono::steady_clock::time_point t) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -158,6 +160,45 @@ int main(int argc, char** argv) {
                   saved->live_subjects + saved->evicted_subjects, mb, save_s, load_s);
       std::remove(path.c_str());
     }
+  }
+  // 3. A flood of distinct prompts: 2,000 accounts, every prompt a new item. The work queue's
+  // item table holds 2^21 band entries (8 per item), so it is full after about 260,000 of them;
+  // the cost per request is printed per 100,000 requests.
+  {
+    const long flood = argc > 5 ? std::atol(argv[5]) : 800000;
+    DetectionEngine engine;
+    RequestEvent e;
+    e.endpoint = "/v1/chat/completions";
+    e.user_agent = "OpenAI/Python 1.30.1";
+    std::vector<std::string> words;
+    for (int w = 0; w < 5000; ++w) words.push_back("w" + std::to_string(w * 7919 % 100003));
+    uint64_t x = 88172645463325252ULL;
+    auto next = [&x] {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return x;
+    };
+    double chunk_cpu = CpuSeconds();
+    std::printf("flood of distinct prompts: us CPU/request per 100,000 requests:");
+    for (long i = 0; i < flood; ++i) {
+      std::string prompt = "Explain step by step:";
+      for (int k = 0; k < 24; ++k) prompt += " " + words[next() % words.size()];
+      e.time_ns = t0 + i * 20'000'000LL;
+      const long a = i % 2000;
+      e.account_id = "flood_" + std::to_string(a);
+      e.client_ip = "81." + std::to_string(a % 250) + ".3." + std::to_string(a / 250 + 1);
+      e.body_json =
+          R"({"model":"gpt-4o","messages":[{"role":"user","content":")" + prompt + R"("}]})";
+      engine.Observe(e);
+      if ((i + 1) % 100000 == 0) {
+        const double now = CpuSeconds();
+        std::printf(" %.1f", (now - chunk_cpu) / 100000 * 1e6);
+        std::fflush(stdout);
+        chunk_cpu = now;
+      }
+    }
+    std::printf("\n");
   }
   return 0;
 }

@@ -577,6 +577,37 @@ TEST(WorkQueueStageTest, DiffuseDenseAndPopularRepeats) {
   EXPECT_LE(popular.request_llr, -3.0f);
 }
 
+// A table full of items makes room by forgetting the least recently asked first, an eighth of a
+// shard at a time (a flood of new items must not cost a sweep of the shard each), and never
+// grows past its bound.
+TEST(WorkQueueStageTest, AFullTableForgetsTheLeastRecentlyAskedItemsFirst) {
+  WorkQueueStageConfig config;
+  config.max_entries = 64 * 64;  // 64 band entries a shard: about 500 items of 8 bands
+  WorkQueueStage stage(config);
+  std::unordered_map<std::string, SubjectState> s;
+  auto ask = Asker(stage, s);
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  auto distinct = [&x] {
+    std::string text = "Explain step by step:";
+    for (int k = 0; k < 24; ++k) {
+      x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+      text += " w" + std::to_string(x >> 52);
+    }
+    return text;
+  };
+  // An hour of old items fills the table; then "q" asks the item to keep; then 400 new items,
+  // more than the room the old ones leave unless they go first.
+  for (int i = 0; i < 1000; ++i) ask("old", distinct(), kT0 + i * 3 * kSec);
+  EXPECT_GE(stage.entries(), config.max_entries * 3 / 4);
+  EXPECT_LE(stage.entries(), config.max_entries);
+  const std::string kept = testing::SyntheticTexts(kHeadReasoning, 1, 71)[0];  // campaign-like
+  ask("q", kept, kT0 + 2 * kHour);
+  for (int i = 0; i < 400; ++i) ask("new", distinct(), kT0 + 3 * kHour + i * kSec);
+  EXPECT_LE(stage.entries(), config.max_entries);
+  // Hours later another account asks the kept item: a queue's repeat, so still remembered.
+  EXPECT_GT(ask("r", kept, kT0 + 8 * kHour).request_llr, 0.0f);
+}
+
 TEST(WorkQueueStageTest, AnItemAnEstablishedSubjectAskedIsNoQueueEvidence) {
   const auto items = testing::SyntheticTexts(kHeadReasoning, 10, 73);
   std::unordered_map<std::string, SubjectState> s;

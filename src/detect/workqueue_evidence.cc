@@ -96,6 +96,19 @@ size_t WorkQueueStage::entries() const {
   return SumOverShards(shards_, [](const auto& shard) { return shard.map.size(); });
 }
 
+void WorkQueueStage::MakeRoom(Shard& shard, int64_t now_ns) {
+  const size_t target = per_shard_ - std::max<size_t>(1, per_shard_ / 8);
+  // Idle longer than the memory, then than half of it, a quarter, ... down to a second; past
+  // that (a flood within the last second) whichever entries come first.
+  for (int64_t idle = memory_ns_; shard.map.size() > target && idle >= 1'000'000'000LL; idle /= 2) {
+    boost::unordered::erase_if(shard.map,
+                               [&](const auto& e) { return now_ns - e.second.last_ns > idle; });
+  }
+  for (auto it = shard.map.begin(); it != shard.map.end() && shard.map.size() > target;) {
+    shard.map.erase(it++);  // erasing leaves the other iterators of a flat map valid
+  }
+}
+
 void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectState& s,
                                const AccountSummary*, StageEvidence* out) {
   // The asker is the finest subject: the end user when the request names one.
@@ -141,11 +154,7 @@ void WorkQueueStage::OnSubject(const RequestView& r, SubjectRole role, SubjectSt
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.map.find(key);
     if (it == shard.map.end()) {
-      if (shard.map.size() >= per_shard_) {
-        // Full: forget entries nobody asked within the memory, else an arbitrary one.
-        boost::unordered::erase_if(shard.map, [&](const auto& e) { return r.now_ns - e.second.last_ns > memory_ns_; });
-        if (shard.map.size() >= per_shard_) shard.map.erase(shard.map.begin());
-      }
+      if (shard.map.size() >= per_shard_) MakeRoom(shard, r.now_ns);
       it = shard.map.emplace(key, Entry{}).first;
     }
     Entry& e = it->second;

@@ -124,6 +124,10 @@ class WorkQueueStage final : public EvidenceStage {
     boost::unordered_flat_map<uint64_t, Entry> map;  // GUARDED_BY(mu)
   };
   Shard& ShardOf(uint64_t key) { return *shards_[key % shards_.size()]; }
+  // Frees an eighth of a full shard at once (entries nobody asked within the memory first,
+  // then the least recently asked), so that a flood of new items costs one sweep of the shard
+  // per per_shard_/8 new items, not one per item. Call with shard.mu held.
+  void MakeRoom(Shard& shard, int64_t now_ns);
 
   WorkQueueStageConfig config_;
   int64_t memory_ns_;
